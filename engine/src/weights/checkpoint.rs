@@ -1,0 +1,395 @@
+//! A checkpoint: one safetensors file or a sharded set, on disk, at a URL or
+//! in memory, with every header validated before any tensor data is read.
+
+use std::collections::BTreeMap;
+
+use half::f16;
+
+use super::convert::{self, Stats, StatsAccumulator};
+use super::dtype::Dtype;
+use super::header::{self, Header, HeaderError, TensorInfo};
+use super::index::{self, IndexError};
+use super::source::{HttpClient, HttpSource, Source};
+use crate::error::{Error, Result};
+
+/// The staging window through which tensor data is read and converted.
+pub const READ_WINDOW: usize = 8 << 20;
+
+/// Index files tried, in order, when a URL names a folder.
+const FOLDER_CANDIDATES: [&str; 4] = [
+    "diffusion_pytorch_model.safetensors.index.json",
+    "model.safetensors.index.json",
+    "diffusion_pytorch_model.safetensors",
+    "model.safetensors",
+];
+
+/// One safetensors file of a checkpoint.
+pub struct Shard {
+    /// The file's name relative to the checkpoint's folder (or its full name
+    /// for a single-file checkpoint).
+    pub file: String,
+    pub source: Box<dyn Source>,
+    pub header: Header,
+}
+
+impl Shard {
+    /// Reads and validates the header: the 8-byte length, then the JSON
+    /// (from the same request as the length when the source is HTTP).
+    pub async fn open(file: impl Into<String>, source: Box<dyn Source>) -> Result<Shard> {
+        let file = file.into();
+        let wrap = |source: HeaderError| Error::Header { file: file.clone(), source };
+        let len = source.len();
+        if len < header::LEN_PREFIX {
+            return Err(wrap(HeaderError::TooShort { len }));
+        }
+        let mut prefix = [0u8; 8];
+        source.read_at(0, &mut prefix).await?;
+        let json_len = header::json_len(&prefix, len).map_err(wrap)?;
+        // Bounded by the 100 MB limit and by the source's real length.
+        let mut json = vec![0u8; json_len as usize];
+        source.read_at(header::LEN_PREFIX, &mut json).await?;
+        let header = header::parse_json(&json, len - header::LEN_PREFIX - json_len).map_err(wrap)?;
+        Ok(Shard { file, source, header })
+    }
+
+    /// Total bytes of the file.
+    pub fn file_len(&self) -> u64 {
+        self.source.len()
+    }
+}
+
+/// A tensor of a checkpoint and the shard that holds it.
+#[derive(Clone, Copy)]
+pub struct TensorRef<'a> {
+    pub name: &'a str,
+    pub info: &'a TensorInfo,
+    pub shard: &'a Shard,
+}
+
+/// Where sibling files (shards) are found.
+enum Base {
+    #[cfg(not(target_arch = "wasm32"))]
+    Dir(std::path::PathBuf),
+    Url(String),
+}
+
+impl Base {
+    fn display(&self, rel: &str) -> String {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Base::Dir(d) => d.join(rel).display().to_string(),
+            Base::Url(u) => format!("{u}{rel}"),
+        }
+    }
+
+    async fn open(&self, rel: &str, client: &HttpClient) -> Result<Box<dyn Source>> {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Base::Dir(d) => Ok(Box::new(super::source::MmapSource::open(&d.join(rel))?)),
+            Base::Url(u) => Ok(Box::new(HttpSource::open(&format!("{u}{rel}"), client).await?)),
+        }
+    }
+}
+
+/// A validated checkpoint.
+pub struct Checkpoint {
+    name: String,
+    shards: Vec<Shard>,
+    /// Tensor name → (shard, position in that shard's header).
+    tensors: BTreeMap<String, (usize, usize)>,
+    /// The index's `metadata` (sharded checkpoints only).
+    index_metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// Splits a URL into its folder (ending in `/`) and file name, dropping any query.
+fn split_url(url: &str) -> (String, String) {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    match url.rfind('/') {
+        Some(i) => (url[..=i].to_string(), url[i + 1..].to_string()),
+        None => (String::new(), url.to_string()),
+    }
+}
+
+impl Checkpoint {
+    /// Opens a `.safetensors` file, a sharded folder, an index file, or an
+    /// `http(s)` URL of any of these.
+    pub async fn open(location: &str) -> Result<Checkpoint> {
+        Checkpoint::open_with(location, &HttpClient::default()).await
+    }
+
+    /// [`Checkpoint::open`] with a given HTTP client.
+    pub async fn open_with(location: &str, client: &HttpClient) -> Result<Checkpoint> {
+        if is_url(location) {
+            let (folder, file) = split_url(location);
+            let base = Base::Url(folder);
+            if file.ends_with(".json") {
+                return Checkpoint::open_index(location, base, &file, client).await;
+            }
+            if file.ends_with(".safetensors") {
+                let source = HttpSource::open(location, client).await?;
+                return Checkpoint::from_source(location, Box::new(source)).await;
+            }
+            // A folder: try the names diffusers and transformers use.
+            let base = Base::Url(format!("{}/", location.trim_end_matches('/')));
+            for candidate in FOLDER_CANDIDATES {
+                let url = base.display(candidate);
+                match HttpSource::open(&url, client).await {
+                    Ok(source) if candidate.ends_with(".json") => {
+                        return Checkpoint::open_index_source(&url, base, Box::new(source), client).await;
+                    }
+                    Ok(source) => return Checkpoint::from_source(&url, Box::new(source)).await,
+                    Err(Error::Http { message, .. }) if message.contains("404") => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            return Err(Error::http(
+                location,
+                format!("no checkpoint here (tried {})", FOLDER_CANDIDATES.join(", ")),
+            ));
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            Checkpoint::open_path(std::path::Path::new(location), client).await
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            Err(Error::Invalid(format!("{location}: in the browser a checkpoint must be an http(s) URL")))
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    async fn open_path(path: &std::path::Path, client: &HttpClient) -> Result<Checkpoint> {
+        let name = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(&name, e))?;
+        let (dir, file) = if meta.is_dir() {
+            (path.to_path_buf(), Checkpoint::find_in_dir(path)?)
+        } else {
+            let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+            let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            (dir, file)
+        };
+        let base = Base::Dir(dir);
+        if file.ends_with(".json") {
+            let shown = base.display(&file);
+            Checkpoint::open_index(&shown, base, &file, client).await
+        } else {
+            let shown = base.display(&file);
+            let source = base.open(&file, client).await?;
+            Checkpoint::from_source(&shown, source).await
+        }
+    }
+
+    /// Picks the checkpoint in a folder: its one index, else its one `.safetensors` file.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn find_in_dir(dir: &std::path::Path) -> Result<String> {
+        let name = dir.display().to_string();
+        let mut indexes = Vec::new();
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(&name, e))? {
+            let entry = entry.map_err(|e| Error::io(&name, e))?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.ends_with(".safetensors.index.json") {
+                indexes.push(file);
+            } else if file.ends_with(".safetensors") {
+                files.push(file);
+            }
+        }
+        indexes.sort();
+        files.sort();
+        match (indexes.as_slice(), files.as_slice()) {
+            ([one], _) | ([], [one]) => Ok(one.clone()),
+            ([], []) => Err(Error::io(name, "no .safetensors file or .safetensors.index.json in this folder")),
+            ([], many) => Err(Error::io(name, format!("several .safetensors files and no index: {}", many.join(", ")))),
+            (many, _) => Err(Error::io(name, format!("several index files: {}", many.join(", ")))),
+        }
+    }
+
+    /// A single-file checkpoint over any source (e.g. [`super::BytesSource`]).
+    pub async fn from_source(name: &str, source: Box<dyn Source>) -> Result<Checkpoint> {
+        let shard = Shard::open(name, source).await?;
+        let tensors = shard.header.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), (0, i))).collect();
+        Ok(Checkpoint { name: name.to_string(), shards: vec![shard], tensors, index_metadata: Default::default() })
+    }
+
+    async fn open_index(shown: &str, base: Base, file: &str, client: &HttpClient) -> Result<Checkpoint> {
+        let source = base.open(file, client).await?;
+        Checkpoint::open_index_source(shown, base, source, client).await
+    }
+
+    async fn open_index_source(
+        shown: &str,
+        base: Base,
+        source: Box<dyn Source>,
+        client: &HttpClient,
+    ) -> Result<Checkpoint> {
+        let index_err = |source: IndexError| Error::Index { file: shown.to_string(), source };
+        if source.len() > index::MAX_INDEX_LEN {
+            return Err(index_err(IndexError::TooLarge { len: source.len() }));
+        }
+        let mut bytes = vec![0u8; source.len() as usize];
+        source.read_at(0, &mut bytes).await?;
+        let index = index::parse_index(&bytes).map_err(index_err)?;
+
+        let mut shards = Vec::with_capacity(index.shards.len());
+        for file in &index.shards {
+            let src = base.open(file, client).await.map_err(|e| {
+                index_err(IndexError::MissingShard { shard: file.clone(), reason: short_reason(&e) })
+            })?;
+            shards.push(Shard::open(base.display(file), src).await?);
+        }
+        let mut tensors = BTreeMap::new();
+        for (tensor, file) in &index.weight_map {
+            let s = index.shards.iter().position(|f| f == file).expect("every mapped shard was collected");
+            let t = shards[s].header.tensors.iter().position(|t| &t.name == tensor).ok_or_else(|| {
+                index_err(IndexError::TensorNotInShard { tensor: tensor.clone(), shard: file.clone() })
+            })?;
+            tensors.insert(tensor.clone(), (s, t));
+        }
+        // Shards are named by their path relative to the index from here on.
+        for (shard, file) in shards.iter_mut().zip(&index.shards) {
+            shard.file = file.clone();
+        }
+        Ok(Checkpoint { name: shown.to_string(), shards, tensors, index_metadata: index.metadata })
+    }
+
+    /// What the user opened.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    /// True for a checkpoint opened through an index.
+    pub fn is_sharded(&self) -> bool {
+        !self.index_metadata.is_empty() || self.shards.len() > 1
+    }
+
+    /// The index's `metadata` (empty for a single file; see each shard's header otherwise).
+    pub fn index_metadata(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.index_metadata
+    }
+
+    /// Tensors, sorted by name.
+    pub fn tensors(&self) -> impl Iterator<Item = TensorRef<'_>> {
+        self.tensors.iter().map(|(name, &(s, t))| TensorRef {
+            name,
+            info: &self.shards[s].header.tensors[t],
+            shard: &self.shards[s],
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// Sum of all tensors' bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.tensors().map(|t| t.info.byte_len()).sum()
+    }
+
+    pub fn get(&self, name: &str) -> Result<TensorRef<'_>> {
+        let &(s, t) = self.tensors.get(name).ok_or_else(|| Error::UnknownTensor {
+            checkpoint: self.name.clone(),
+            name: name.to_string(),
+        })?;
+        Ok(TensorRef { name: &self.shards[s].header.tensors[t].name, info: &self.shards[s].header.tensors[t], shard: &self.shards[s] })
+    }
+
+    /// Streams a tensor's raw bytes through a window of at most `window`
+    /// bytes (rounded to whole elements), calling `f` with each piece in order.
+    pub async fn stream(&self, name: &str, window: usize, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let t = self.get(name)?;
+        let start = t.shard.header.data_start() + t.info.data_offsets.0;
+        let total = t.info.byte_len();
+        let elem = t.info.dtype.size();
+        let window = (window / elem).max(1) * elem;
+        let mut buf = vec![0u8; (window as u64).min(total) as usize];
+        let mut done = 0u64;
+        while done < total {
+            let n = (total - done).min(window as u64) as usize;
+            t.shard.source.read_at(start + done, &mut buf[..n]).await?;
+            f(&buf[..n])?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads a tensor's raw little-endian bytes into `out` (exactly its size).
+    pub async fn read_bytes(&self, name: &str, out: &mut [u8]) -> Result<()> {
+        let t = self.get(name)?;
+        if out.len() as u64 != t.info.byte_len() {
+            return Err(self.size_error(t, out.len(), "bytes"));
+        }
+        let start = t.shard.header.data_start() + t.info.data_offsets.0;
+        t.shard.source.read_at(start, out).await
+    }
+
+    /// Reads a floating-point tensor into `out` as f32 (exactly its element count).
+    pub async fn read_f32(&self, name: &str, out: &mut [f32]) -> Result<()> {
+        self.read_converted(name, out, convert::to_f32).await
+    }
+
+    /// Reads a floating-point tensor into `out` as f16 (exactly its element count).
+    pub async fn read_f16(&self, name: &str, out: &mut [f16]) -> Result<()> {
+        self.read_converted(name, out, convert::to_f16).await
+    }
+
+    async fn read_converted<T>(
+        &self,
+        name: &str,
+        out: &mut [T],
+        conv: fn(Dtype, &[u8], &mut [T]) -> Result<(), convert::ConvertError>,
+    ) -> Result<()> {
+        let t = self.get(name)?;
+        if out.len() as u64 != t.info.numel() {
+            return Err(self.size_error(t, out.len(), "elements"));
+        }
+        let dtype = t.info.dtype;
+        let mut at = 0;
+        self.stream(name, READ_WINDOW, |bytes| {
+            let n = bytes.len() / dtype.size();
+            conv(dtype, bytes, &mut out[at..at + n]).map_err(|e| Error::Invalid(format!("{}: tensor \"{name}\": {e}", self.name)))?;
+            at += n;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Statistics of a tensor's values, streamed through the read window.
+    pub async fn stats(&self, name: &str) -> Result<Stats> {
+        let dtype = self.get(name)?.info.dtype;
+        let mut acc = StatsAccumulator::default();
+        self.stream(name, READ_WINDOW, |bytes| {
+            acc.add(dtype, bytes);
+            Ok(())
+        })
+        .await?;
+        Ok(acc.finish())
+    }
+
+    fn size_error(&self, t: TensorRef<'_>, got: usize, unit: &str) -> Error {
+        let want = if unit == "bytes" { t.info.byte_len() } else { t.info.numel() };
+        Error::Invalid(format!(
+            "{}: tensor \"{}\" has {want} {unit} but the buffer holds {got}",
+            self.name, t.name
+        ))
+    }
+}
+
+/// An error's message without the file it names (the caller names the shard).
+fn short_reason(e: &Error) -> String {
+    match e {
+        Error::Io { message, .. } | Error::Http { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,26 @@
+//! Safetensors checkpoints, validated and streamed.
+//!
+//! [`Checkpoint::open`] takes a file, a sharded folder, an index file or a URL
+//! of any of these; it reads and validates every header (never data) up
+//! front, then reads tensors on request through a bounded window, converting
+//! to the caller's dtype on the way ([`Checkpoint::read_f32`], [`Checkpoint::read_f16`]).
+
+pub mod checkpoint;
+pub mod convert;
+pub mod dtype;
+pub mod header;
+pub mod index;
+pub mod integrity;
+mod json;
+pub mod source;
+pub mod writer;
+
+pub use checkpoint::{Checkpoint, Shard, TensorRef};
+pub use convert::Stats;
+pub use dtype::Dtype;
+pub use header::{Header, HeaderError, TensorInfo};
+pub use index::{Index, IndexError};
+pub use integrity::Manifest;
+pub use source::{BytesSource, HttpClient, HttpSource, Source};
+#[cfg(not(target_arch = "wasm32"))]
+pub use source::MmapSource;

@@ -1,0 +1,59 @@
+//! A source over a memory-mapped file: the operating system pages data in on
+//! demand, so opening a checkpoint costs nothing and reading a tensor touches
+//! only its pages.
+
+use std::fs::File;
+
+use memmap2::Mmap;
+
+use super::{ReadFuture, Source, check_range};
+use crate::error::{Error, Result};
+
+pub struct MmapSource {
+    name: String,
+    map: Option<Mmap>,
+}
+
+impl MmapSource {
+    pub fn open(path: &std::path::Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|e| Error::io(&name, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(&name, e))?;
+        if !meta.is_file() {
+            return Err(Error::io(&name, "not a regular file"));
+        }
+        // An empty file cannot be mapped; it is still a (too short) source.
+        let map = if meta.len() == 0 {
+            None
+        } else {
+            // SAFETY: the map is read-only. As with every mmap-based loader
+            // (safetensors, candle), a file truncated by another process while
+            // mapped can fault; checkpoints are not expected to change under us.
+            Some(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&name, e))?)
+        };
+        Ok(MmapSource { name, map })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+impl Source for MmapSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn len(&self) -> u64 {
+        self.bytes().len() as u64
+    }
+
+    fn read_at<'a>(&'a self, offset: u64, buf: &'a mut [u8]) -> ReadFuture<'a> {
+        Box::pin(async move {
+            check_range(&self.name, offset, buf.len(), self.len())?;
+            let start = offset as usize;
+            buf.copy_from_slice(&self.bytes()[start..start + buf.len()]);
+            Ok(())
+        })
+    }
+}

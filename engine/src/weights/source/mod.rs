@@ -1,0 +1,55 @@
+//! Where checkpoint bytes come from: one trait, three homes.
+//!
+//! - [`BytesSource`]: bytes already in memory;
+//! - [`MmapSource`]: a memory-mapped file (native);
+//! - [`HttpSource`]: HTTP range requests, by a blocking client natively and by
+//!   `fetch` in the browser.
+//!
+//! A source knows its length and answers reads of byte ranges. The trait is
+//! async because the browser's `fetch` is; native sources finish at once.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::Result;
+
+mod bytes;
+pub use bytes::BytesSource;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod mmap;
+#[cfg(not(target_arch = "wasm32"))]
+pub use mmap::MmapSource;
+
+mod http;
+pub use http::{HttpClient, HttpSource};
+
+/// A boxed future of a read, so that sources of different kinds share one
+/// `dyn Source` (not `Send`: browser futures are not).
+pub type ReadFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
+
+/// A random-access byte source.
+pub trait Source {
+    /// The path or URL, for messages.
+    fn name(&self) -> &str;
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+    /// True when the source holds no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Fills `buf` with bytes `offset .. offset + buf.len()`; a range past the
+    /// end is an error, never a short read.
+    fn read_at<'a>(&'a self, offset: u64, buf: &'a mut [u8]) -> ReadFuture<'a>;
+}
+
+/// Checks that `offset .. offset + len` lies inside a source of `total` bytes.
+pub(crate) fn check_range(name: &str, offset: u64, len: usize, total: u64) -> Result<()> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= total => Ok(()),
+        _ => Err(crate::Error::io(
+            name,
+            format!("read of {len} bytes at offset {offset} runs past the end ({total} bytes)"),
+        )),
+    }
+}

@@ -1,0 +1,165 @@
+//! `kinema inspect`: shards, tensors, totals and metadata of a checkpoint.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use kinema_engine::weights::{Checkpoint, Manifest, Stats};
+use kinema_engine::Result;
+use serde_json::{Value, json};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A .safetensors file, a sharded folder, a *.safetensors.index.json, or an http(s) URL of any of these.
+    location: String,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Add min, max, mean (over finite values), NaN and inf counts per tensor (reads all data).
+    #[arg(long)]
+    stats: bool,
+    /// Check shard SHA-256 digests against a manifest: `sha256sum` output, a Git LFS
+    /// pointer file, or a folder of LFS pointers named like the shards.
+    #[arg(long, value_name = "MANIFEST")]
+    verify: Option<PathBuf>,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let ckpt = Checkpoint::open(&args.location).await?;
+    let verified = match &args.verify {
+        Some(path) => Some(ckpt.verify(&Manifest::load(path, &ckpt)?).await?),
+        None => None,
+    };
+    let mut stats = Vec::new();
+    if args.stats {
+        for t in ckpt.tensors() {
+            stats.push(ckpt.stats(t.name).await?);
+        }
+    }
+    let out = if args.json { to_json(&ckpt, &stats, verified.as_deref()).to_string() } else { to_text(&ckpt, &stats, verified.as_deref()) };
+    println!("{out}");
+    Ok(())
+}
+
+fn stats_json(s: &Stats) -> Value {
+    json!({"min": s.min, "max": s.max, "mean": s.mean, "nan": s.nan, "inf": s.inf})
+}
+
+fn metadata_json(ckpt: &Checkpoint) -> Value {
+    if ckpt.is_sharded() {
+        Value::Object(ckpt.index_metadata().clone())
+    } else {
+        json!(ckpt.shards()[0].header.metadata)
+    }
+}
+
+fn to_json(ckpt: &Checkpoint, stats: &[Stats], verified: Option<&[(String, String)]>) -> Value {
+    let tensors: Vec<Value> = ckpt
+        .tensors()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut v = json!({
+                "name": t.name,
+                "dtype": t.info.dtype.name(),
+                "shape": t.info.shape,
+                "shard": t.shard.file,
+                "bytes": t.info.byte_len(),
+                "offset": t.shard.header.data_start() + t.info.data_offsets.0,
+            });
+            if let (Some(s), Value::Object(m)) = (stats.get(i), &mut v) {
+                if let Value::Object(sm) = stats_json(s) {
+                    m.extend(sm);
+                }
+            }
+            v
+        })
+        .collect();
+    let shards: Vec<Value> = ckpt
+        .shards()
+        .iter()
+        .map(|s| json!({"file": s.file, "bytes": s.file_len(), "tensors": s.header.tensors.len(), "metadata": s.header.metadata}))
+        .collect();
+    let mut out = json!({
+        "checkpoint": ckpt.name(),
+        "sharded": ckpt.is_sharded(),
+        "shards": shards,
+        "tensors": tensors,
+        "total_bytes": ckpt.total_bytes(),
+        "metadata": metadata_json(ckpt),
+    });
+    if let (Some(v), Value::Object(m)) = (verified, &mut out) {
+        let list: Vec<Value> = v.iter().map(|(f, d)| json!({"file": f, "sha256": d})).collect();
+        m.insert("verified".into(), Value::Array(list));
+    }
+    out
+}
+
+/// Bytes in the largest unit that keeps the number ≥ 1.
+fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", units[u]) }
+}
+
+fn num(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(x) if x != 0.0 && !(1e-4..1e6).contains(&x.abs()) => format!("{x:.6e}"),
+        Some(x) => format!("{x:.6}"),
+    }
+}
+
+fn to_text(ckpt: &Checkpoint, stats: &[Stats], verified: Option<&[(String, String)]>) -> String {
+    let mut o = String::new();
+    let kind = if ckpt.is_sharded() { format!("sharded, {} shards", ckpt.shards().len()) } else { "single file".into() };
+    let _ = writeln!(o, "checkpoint  {} ({kind})", ckpt.name());
+    let _ = writeln!(o, "\nshards");
+    for s in ckpt.shards() {
+        let _ = writeln!(o, "  {}  {}  {} tensors", s.file, human(s.file_len()), s.header.tensors.len());
+    }
+    let name_w = ckpt.tensors().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+    let shape_w = ckpt.tensors().map(|t| format!("{:?}", t.info.shape).len()).max().unwrap_or(5).max(5);
+    let _ = write!(o, "\ntensors\n  {:name_w$}  {:7}  {:shape_w$}  {:>12}", "name", "dtype", "shape", "bytes");
+    if ckpt.is_sharded() {
+        let _ = write!(o, "  shard");
+    }
+    if !stats.is_empty() {
+        let _ = write!(o, "  {:>14}  {:>14}  {:>14}  {:>5}  {:>5}", "min", "max", "mean", "nan", "inf");
+    }
+    o.push('\n');
+    for (i, t) in ckpt.tensors().enumerate() {
+        let shape = format!("{:?}", t.info.shape);
+        let _ = write!(o, "  {:name_w$}  {:7}  {shape:shape_w$}  {:>12}", t.name, t.info.dtype.name(), t.info.byte_len());
+        if ckpt.is_sharded() {
+            let _ = write!(o, "  {}", t.shard.file);
+        }
+        if let Some(s) = stats.get(i) {
+            let _ = write!(o, "  {:>14}  {:>14}  {:>14}  {:>5}  {:>5}", num(s.min), num(s.max), num(s.mean), s.nan, s.inf);
+        }
+        o.push('\n');
+    }
+    let _ = writeln!(o, "\ntotal  {} tensors, {} ({} bytes)", ckpt.len(), human(ckpt.total_bytes()), ckpt.total_bytes());
+    let meta = metadata_json(ckpt);
+    if let Value::Object(m) = &meta {
+        if !m.is_empty() {
+            let _ = writeln!(o, "\nmetadata");
+            for (k, v) in m {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                let _ = writeln!(o, "  {k}: {v}");
+            }
+        }
+    }
+    if let Some(v) = verified {
+        let _ = writeln!(o, "\nsha256 verified");
+        for (f, d) in v {
+            let _ = writeln!(o, "  {d}  {f}");
+        }
+    }
+    o.truncate(o.trim_end().len());
+    o
+}
+

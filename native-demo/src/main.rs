@@ -1,0 +1,36 @@
+//! `kinema`: Kinema's command line.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod inspect;
+
+#[derive(Parser)]
+#[command(name = "kinema", version, about = "Portable GPU compute for video diffusion, native and in the browser")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a safetensors checkpoint holds: a file, a sharded folder, an index, or an http(s) URL of any of these.
+    Inspect(inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => pollster::block_on(inspect::run(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whatever the message holds.
+            let msg = e.to_string().replace(['\n', '\r'], " ");
+            eprintln!("kinema: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

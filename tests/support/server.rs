@@ -1,0 +1,159 @@
+//! A small HTTP/1.1 file server on 127.0.0.1 for the range-request tests.
+//! It serves files from memory, honours single `Range: bytes=a-b` requests,
+//! keeps connections alive, logs every request, and can be told to misbehave.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+/// How the server answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// A correct server.
+    Honest,
+    /// Ignores `Range` and sends the whole file with 200.
+    IgnoreRange,
+    /// Answers 206 for a range starting one byte later than asked.
+    ShiftedRange,
+    /// Announces the right length, sends half the body, closes.
+    Truncate,
+    /// Reads the request and never answers.
+    Stall,
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub path: String,
+    /// The requested `(start, end)` inclusive, if the request had a Range.
+    pub range: Option<(u64, u64)>,
+    /// Body bytes the server sent.
+    pub sent: u64,
+}
+
+pub struct Server {
+    pub base: String,
+    log: Arc<Mutex<Vec<Logged>>>,
+}
+
+impl Server {
+    /// Serves `files` (URL path without the leading `/` → bytes).
+    pub fn start(files: BTreeMap<String, Vec<u8>>, behaviour: Behaviour) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let base = format!("http://{}/", listener.local_addr().expect("addr"));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let files = Arc::new(files);
+        let l = log.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (files, log) = (files.clone(), l.clone());
+                thread::spawn(move || {
+                    let _ = serve(stream, &files, &log, behaviour);
+                });
+            }
+        });
+        Server { base, log }
+    }
+
+    /// Serves every file of a folder (non-recursive).
+    pub fn serve_dir(dir: &std::path::Path, behaviour: Behaviour) -> Server {
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).expect("dir") {
+            let entry = entry.expect("entry");
+            files.insert(entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).expect("read"));
+        }
+        Server::start(files, behaviour)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Every request so far.
+    pub fn log(&self) -> Vec<Logged> {
+        self.log.lock().expect("log").clone()
+    }
+}
+
+fn serve(stream: TcpStream, files: &BTreeMap<String, Vec<u8>>, log: &Mutex<Vec<Logged>>, b: Behaviour) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+        let mut range = None;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("range") {
+                    range = parse_range(v.trim());
+                }
+            }
+        }
+        if b == Behaviour::Stall {
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            return Ok(());
+        }
+        let Some(file) = files.get(&path) else {
+            out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
+            log.lock().expect("log").push(Logged { path, range, sent: 0 });
+            continue;
+        };
+        let total = file.len() as u64;
+        let (status, body, content_range) = match range {
+            Some((s, e)) if b != Behaviour::IgnoreRange => {
+                if s >= total {
+                    let head = format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{total}\r\nContent-Length: 0\r\n\r\n");
+                    out.write_all(head.as_bytes())?;
+                    log.lock().expect("log").push(Logged { path, range, sent: 0 });
+                    continue;
+                }
+                let e = e.min(total - 1);
+                let s = if b == Behaviour::ShiftedRange { (s + 1).min(e) } else { s };
+                (206, &file[s as usize..=e as usize], Some(format!("bytes {s}-{e}/{total}")))
+            }
+            _ => (200, &file[..], None),
+        };
+        let mut head = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n",
+            if status == 206 { "Partial Content" } else { "OK" },
+            body.len()
+        );
+        if let Some(cr) = content_range {
+            head += &format!("Content-Range: {cr}\r\n");
+        }
+        head += "\r\n";
+        out.write_all(head.as_bytes())?;
+        let send = if b == Behaviour::Truncate { &body[..body.len() / 2] } else { body };
+        // A client that stops reading (as it should from an IgnoreRange
+        // server) makes a write fail; log what was really sent either way.
+        let mut sent = 0u64;
+        let mut result = Ok(());
+        for piece in send.chunks(64 * 1024) {
+            result = out.write_all(piece);
+            if result.is_err() {
+                break;
+            }
+            sent += piece.len() as u64;
+        }
+        log.lock().expect("log").push(Logged { path, range, sent });
+        result?;
+        if b == Behaviour::Truncate {
+            return Ok(());
+        }
+    }
+}
+
+fn parse_range(v: &str) -> Option<(u64, u64)> {
+    let r = v.strip_prefix("bytes=")?;
+    let (s, e) = r.split_once('-')?;
+    Some((s.parse().ok()?, e.parse().ok()?))
+}
