@@ -3,8 +3,8 @@
 //! compared with goldens PyTorch computed from the tensors in memory.
 
 use half::f16;
-use kinema_engine::weights::{Checkpoint, Dtype, Manifest};
 use kinema_engine::Error;
+use kinema_engine::weights::{Checkpoint, Dtype, Manifest};
 use kinema_tests::{copy_fixture_dir, fixture, weights_golden};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -162,7 +162,11 @@ fn sha256_manifests_verify_and_catch_tampering() {
     }
 
     // A manifest that leaves a shard out is an error, not a pass.
-    std::fs::write(tmp.path("PARTIAL"), std::fs::read_to_string(tmp.path("SHA256SUMS")).unwrap().lines().next().unwrap()).unwrap();
+    std::fs::write(
+        tmp.path("PARTIAL"),
+        std::fs::read_to_string(tmp.path("SHA256SUMS")).unwrap().lines().next().unwrap(),
+    )
+    .unwrap();
     let partial = Manifest::load(&tmp.path("PARTIAL"), &tampered).unwrap();
     let err = pollster::block_on(tampered.verify(&partial)).unwrap_err();
     assert!(err.to_string().contains("no digest for shard"), "{err}");

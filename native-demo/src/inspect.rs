@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use kinema_engine::weights::{Checkpoint, Manifest, Stats};
 use kinema_engine::Result;
+use kinema_engine::weights::{Checkpoint, Manifest, Stats};
 use serde_json::{Value, json};
 
 #[derive(clap::Args)]
@@ -35,7 +35,11 @@ pub async fn run(args: Args) -> Result<()> {
             stats.push(ckpt.stats(t.name).await?);
         }
     }
-    let out = if args.json { to_json(&ckpt, &stats, verified.as_deref()).to_string() } else { to_text(&ckpt, &stats, verified.as_deref()) };
+    let out = if args.json {
+        to_json(&ckpt, &stats, verified.as_deref()).to_string()
+    } else {
+        to_text(&ckpt, &stats, verified.as_deref())
+    };
     println!("{out}");
     Ok(())
 }
@@ -65,10 +69,10 @@ fn to_json(ckpt: &Checkpoint, stats: &[Stats], verified: Option<&[(String, Strin
                 "bytes": t.info.byte_len(),
                 "offset": t.shard.header.data_start() + t.info.data_offsets.0,
             });
-            if let (Some(s), Value::Object(m)) = (stats.get(i), &mut v) {
-                if let Value::Object(sm) = stats_json(s) {
-                    m.extend(sm);
-                }
+            if let (Some(s), Value::Object(m)) = (stats.get(i), &mut v)
+                && let Value::Object(sm) = stats_json(s)
+            {
+                m.extend(sm);
             }
             v
         })
@@ -115,7 +119,8 @@ fn num(v: Option<f64>) -> String {
 
 fn to_text(ckpt: &Checkpoint, stats: &[Stats], verified: Option<&[(String, String)]>) -> String {
     let mut o = String::new();
-    let kind = if ckpt.is_sharded() { format!("sharded, {} shards", ckpt.shards().len()) } else { "single file".into() };
+    let kind =
+        if ckpt.is_sharded() { format!("sharded, {} shards", ckpt.shards().len()) } else { "single file".into() };
     let _ = writeln!(o, "checkpoint  {} ({kind})", ckpt.name());
     let _ = writeln!(o, "\nshards");
     for s in ckpt.shards() {
@@ -133,24 +138,27 @@ fn to_text(ckpt: &Checkpoint, stats: &[Stats], verified: Option<&[(String, Strin
     o.push('\n');
     for (i, t) in ckpt.tensors().enumerate() {
         let shape = format!("{:?}", t.info.shape);
-        let _ = write!(o, "  {:name_w$}  {:7}  {shape:shape_w$}  {:>12}", t.name, t.info.dtype.name(), t.info.byte_len());
+        let _ =
+            write!(o, "  {:name_w$}  {:7}  {shape:shape_w$}  {:>12}", t.name, t.info.dtype.name(), t.info.byte_len());
         if ckpt.is_sharded() {
             let _ = write!(o, "  {}", t.shard.file);
         }
         if let Some(s) = stats.get(i) {
-            let _ = write!(o, "  {:>14}  {:>14}  {:>14}  {:>5}  {:>5}", num(s.min), num(s.max), num(s.mean), s.nan, s.inf);
+            let _ =
+                write!(o, "  {:>14}  {:>14}  {:>14}  {:>5}  {:>5}", num(s.min), num(s.max), num(s.mean), s.nan, s.inf);
         }
         o.push('\n');
     }
-    let _ = writeln!(o, "\ntotal  {} tensors, {} ({} bytes)", ckpt.len(), human(ckpt.total_bytes()), ckpt.total_bytes());
+    let _ =
+        writeln!(o, "\ntotal  {} tensors, {} ({} bytes)", ckpt.len(), human(ckpt.total_bytes()), ckpt.total_bytes());
     let meta = metadata_json(ckpt);
-    if let Value::Object(m) = &meta {
-        if !m.is_empty() {
-            let _ = writeln!(o, "\nmetadata");
-            for (k, v) in m {
-                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                let _ = writeln!(o, "  {k}: {v}");
-            }
+    if let Value::Object(m) = &meta
+        && !m.is_empty()
+    {
+        let _ = writeln!(o, "\nmetadata");
+        for (k, v) in m {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            let _ = writeln!(o, "  {k}: {v}");
         }
     }
     if let Some(v) = verified {
@@ -162,4 +170,3 @@ fn to_text(ckpt: &Checkpoint, stats: &[Stats], verified: Option<&[(String, Strin
     o.truncate(o.trim_end().len());
     o
 }
-

@@ -77,7 +77,12 @@ impl Server {
     }
 }
 
-fn serve(stream: TcpStream, files: &BTreeMap<String, Vec<u8>>, log: &Mutex<Vec<Logged>>, b: Behaviour) -> std::io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    files: &BTreeMap<String, Vec<u8>>,
+    log: &Mutex<Vec<Logged>>,
+    b: Behaviour,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     loop {
@@ -92,10 +97,10 @@ fn serve(stream: TcpStream, files: &BTreeMap<String, Vec<u8>>, log: &Mutex<Vec<L
             if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
                 break;
             }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("range") {
-                    range = parse_range(v.trim());
-                }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("range")
+            {
+                range = parse_range(v.trim());
             }
         }
         if b == Behaviour::Stall {
@@ -111,7 +116,9 @@ fn serve(stream: TcpStream, files: &BTreeMap<String, Vec<u8>>, log: &Mutex<Vec<L
         let (status, body, content_range) = match range {
             Some((s, e)) if b != Behaviour::IgnoreRange => {
                 if s >= total {
-                    let head = format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{total}\r\nContent-Length: 0\r\n\r\n");
+                    let head = format!(
+                        "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{total}\r\nContent-Length: 0\r\n\r\n"
+                    );
                     out.write_all(head.as_bytes())?;
                     log.lock().expect("log").push(Logged { path, range, sent: 0 });
                     continue;

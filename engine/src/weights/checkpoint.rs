@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use half::f16;
 
 use super::convert::{self, Stats, StatsAccumulator};
-use super::dtype::Dtype;
 use super::header::{self, Header, HeaderError, TensorInfo};
 use super::index::{self, IndexError};
 use super::source::{HttpClient, HttpSource, Source};
@@ -146,10 +145,7 @@ impl Checkpoint {
                     Err(e) => return Err(e),
                 }
             }
-            return Err(Error::http(
-                location,
-                format!("no checkpoint here (tried {})", FOLDER_CANDIDATES.join(", ")),
-            ));
+            return Err(Error::http(location, format!("no checkpoint here (tried {})", FOLDER_CANDIDATES.join(", "))));
         }
         #[cfg(not(target_arch = "wasm32"))]
         {
@@ -236,9 +232,10 @@ impl Checkpoint {
 
         let mut shards = Vec::with_capacity(index.shards.len());
         for file in &index.shards {
-            let src = base.open(file, client).await.map_err(|e| {
-                index_err(IndexError::MissingShard { shard: file.clone(), reason: short_reason(&e) })
-            })?;
+            let src = base
+                .open(file, client)
+                .await
+                .map_err(|e| index_err(IndexError::MissingShard { shard: file.clone(), reason: short_reason(&e) }))?;
             shards.push(Shard::open(base.display(file), src).await?);
         }
         let mut tensors = BTreeMap::new();
@@ -298,11 +295,15 @@ impl Checkpoint {
     }
 
     pub fn get(&self, name: &str) -> Result<TensorRef<'_>> {
-        let &(s, t) = self.tensors.get(name).ok_or_else(|| Error::UnknownTensor {
-            checkpoint: self.name.clone(),
-            name: name.to_string(),
-        })?;
-        Ok(TensorRef { name: &self.shards[s].header.tensors[t].name, info: &self.shards[s].header.tensors[t], shard: &self.shards[s] })
+        let &(s, t) = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::UnknownTensor { checkpoint: self.name.clone(), name: name.to_string() })?;
+        Ok(TensorRef {
+            name: &self.shards[s].header.tensors[t].name,
+            info: &self.shards[s].header.tensors[t],
+            shard: &self.shards[s],
+        })
     }
 
     /// Streams a tensor's raw bytes through a window of at most `window`
@@ -344,12 +345,7 @@ impl Checkpoint {
         self.read_converted(name, out, convert::to_f16).await
     }
 
-    async fn read_converted<T>(
-        &self,
-        name: &str,
-        out: &mut [T],
-        conv: fn(Dtype, &[u8], &mut [T]) -> Result<(), convert::ConvertError>,
-    ) -> Result<()> {
+    async fn read_converted<T>(&self, name: &str, out: &mut [T], conv: convert::Decoder<T>) -> Result<()> {
         let t = self.get(name)?;
         if out.len() as u64 != t.info.numel() {
             return Err(self.size_error(t, out.len(), "elements"));
@@ -358,7 +354,8 @@ impl Checkpoint {
         let mut at = 0;
         self.stream(name, READ_WINDOW, |bytes| {
             let n = bytes.len() / dtype.size();
-            conv(dtype, bytes, &mut out[at..at + n]).map_err(|e| Error::Invalid(format!("{}: tensor \"{name}\": {e}", self.name)))?;
+            conv(dtype, bytes, &mut out[at..at + n])
+                .map_err(|e| Error::Invalid(format!("{}: tensor \"{name}\": {e}", self.name)))?;
             at += n;
             Ok(())
         })
@@ -379,10 +376,7 @@ impl Checkpoint {
 
     fn size_error(&self, t: TensorRef<'_>, got: usize, unit: &str) -> Error {
         let want = if unit == "bytes" { t.info.byte_len() } else { t.info.numel() };
-        Error::Invalid(format!(
-            "{}: tensor \"{}\" has {want} {unit} but the buffer holds {got}",
-            self.name, t.name
-        ))
+        Error::Invalid(format!("{}: tensor \"{}\" has {want} {unit} but the buffer holds {got}", self.name, t.name))
     }
 }
 

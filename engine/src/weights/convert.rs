@@ -32,6 +32,9 @@ fn le<const N: usize>(c: &[u8]) -> [u8; N] {
     c.try_into().expect("chunks_exact yields N bytes")
 }
 
+/// A decoder of little-endian bytes of a dtype into a slice of `T`.
+pub type Decoder<T> = fn(Dtype, &[u8], &mut [T]) -> Result<(), ConvertError>;
+
 /// Decodes little-endian `src` of a floating-point `dtype` into `dst`.
 pub fn to_f32(dtype: Dtype, src: &[u8], dst: &mut [f32]) -> Result<(), ConvertError> {
     check(dtype, src, dst.len(), "F32")?;

@@ -85,10 +85,7 @@ impl Dtype {
 
     /// True for the floating-point types.
     pub const fn is_float(self) -> bool {
-        matches!(
-            self,
-            Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64 | Dtype::F8_E4M3 | Dtype::F8_E5M2
-        )
+        matches!(self, Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64 | Dtype::F8_E4M3 | Dtype::F8_E5M2)
     }
 
     /// The supported names, comma separated, for error messages.

@@ -50,9 +50,7 @@ pub enum HeaderError {
     ShapeOverflow { tensor: String, shape: Vec<u64> },
     #[error("tensor \"{tensor}\": data_offsets [{start}, {end}] end before they start")]
     ReversedOffsets { tensor: String, start: u64, end: u64 },
-    #[error(
-        "tensor \"{tensor}\": data_offsets span {actual} bytes but its shape and dtype need {expected}"
-    )]
+    #[error("tensor \"{tensor}\": data_offsets span {actual} bytes but its shape and dtype need {expected}")]
     ByteLengthMismatch { tensor: String, expected: u64, actual: u64 },
     #[error(
         "tensor \"{tensor}\" starts at data byte {start}, leaving a gap after byte {expected}: tensors must be contiguous"
@@ -183,23 +181,23 @@ fn parse_metadata(raw: &RawValue) -> Result<BTreeMap<String, String>, HeaderErro
     if raw.get() == "null" {
         return Ok(BTreeMap::new());
     }
-    let UniqueMap(pairs) = serde_json::from_str::<UniqueMap<String>>(raw.get())
-        .map_err(|e| HeaderError::BadMetadata(e.to_string()))?;
+    let UniqueMap(pairs) =
+        serde_json::from_str::<UniqueMap<String>>(raw.get()).map_err(|e| HeaderError::BadMetadata(e.to_string()))?;
     Ok(pairs.into_iter().collect())
 }
 
 fn parse_entry(name: String, raw: &RawValue) -> Result<TensorInfo, HeaderError> {
     let bad = |reason: &str| HeaderError::BadEntry { tensor: name.clone(), reason: reason.into() };
-    let UniqueMap(fields) = serde_json::from_str::<UniqueMap<serde_json::Value>>(raw.get())
-        .map_err(|e| {
-            let e = e.to_string();
-            bad(&format!("entry must be an object with dtype, shape and data_offsets ({e})"))
-        })?;
+    let UniqueMap(fields) = serde_json::from_str::<UniqueMap<serde_json::Value>>(raw.get()).map_err(|e| {
+        let e = e.to_string();
+        bad(&format!("entry must be an object with dtype, shape and data_offsets ({e})"))
+    })?;
     let field = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v);
 
     let dtype = match field("dtype") {
-        Some(serde_json::Value::String(s)) => Dtype::parse(s)
-            .ok_or_else(|| HeaderError::UnsupportedDtype { tensor: name.clone(), dtype: s.clone() })?,
+        Some(serde_json::Value::String(s)) => {
+            Dtype::parse(s).ok_or_else(|| HeaderError::UnsupportedDtype { tensor: name.clone(), dtype: s.clone() })?
+        }
         Some(_) => return Err(bad("dtype must be a string")),
         None => return Err(bad("missing dtype")),
     };

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use thiserror::Error;
 
 use super::json::{UniqueMap, duplicate_key};
@@ -33,7 +34,9 @@ pub enum IndexError {
     BadMetadata,
     #[error("weight_map entry \"{tensor}\" must be a shard file name (a string)")]
     BadEntry { tensor: String },
-    #[error("shard path \"{path}\" is not a plain relative path inside the checkpoint (no \"..\", no absolute paths, no URL syntax)")]
+    #[error(
+        "shard path \"{path}\" is not a plain relative path inside the checkpoint (no \"..\", no absolute paths, no URL syntax)"
+    )]
     UnsafePath { path: String },
     #[error("shard \"{shard}\" named by the index cannot be opened: {reason}")]
     MissingShard { shard: String, reason: String },
@@ -57,29 +60,30 @@ pub fn parse_index(bytes: &[u8]) -> Result<Index, IndexError> {
     if bytes.len() as u64 > MAX_INDEX_LEN {
         return Err(IndexError::TooLarge { len: bytes.len() as u64 });
     }
-    let UniqueMap(top) = serde_json::from_slice::<UniqueMap<Value>>(bytes).map_err(|e| match duplicate_key(&e) {
-        Some(k) => IndexError::DuplicateKey(k),
-        None => IndexError::NotJson(e.to_string()),
-    })?;
+    let dup_or = |other: fn(serde_json::Error) -> IndexError| {
+        move |e: serde_json::Error| match duplicate_key(&e) {
+            Some(k) => IndexError::DuplicateKey(k),
+            None => other(e),
+        }
+    };
+    let UniqueMap(top) = serde_json::from_slice::<UniqueMap<&RawValue>>(bytes)
+        .map_err(dup_or(|e| IndexError::NotJson(e.to_string())))?;
     let mut metadata = serde_json::Map::new();
     let mut weight_map = None;
-    for (key, value) in top {
+    for (key, raw) in top {
         match key.as_str() {
-            "metadata" => match value {
-                Value::Object(m) => metadata = m,
-                Value::Null => {}
+            "metadata" => match serde_json::from_str(raw.get()) {
+                Ok(Value::Object(m)) => metadata = m,
+                Ok(Value::Null) => {}
                 _ => return Err(IndexError::BadMetadata),
             },
-            // Parsed again to refuse duplicate tensor names.
-            "weight_map" => weight_map = Some(value.to_string()),
+            "weight_map" => weight_map = Some(raw),
             _ => {}
         }
     }
     let weight_map = weight_map.ok_or(IndexError::MissingWeightMap)?;
-    let UniqueMap(entries) = serde_json::from_str::<UniqueMap<Value>>(&weight_map).map_err(|e| match duplicate_key(&e) {
-        Some(k) => IndexError::DuplicateKey(k),
-        None => IndexError::MissingWeightMap,
-    })?;
+    let UniqueMap(entries) =
+        serde_json::from_str::<UniqueMap<Value>>(weight_map.get()).map_err(dup_or(|_| IndexError::MissingWeightMap))?;
 
     let mut map = BTreeMap::new();
     let mut shards: Vec<String> = Vec::new();
@@ -126,8 +130,19 @@ mod tests {
             assert_eq!(check_relative_path(ok), Ok(()), "{ok}");
         }
         for bad in [
-            "", "/etc/passwd", "../a.safetensors", "sub/../../a", "a\\b", "C:x", "http://evil/a",
-            "%2e%2e/a", "a?x", "a#b", "a\u{0}b", "sub//a", "sub/",
+            "",
+            "/etc/passwd",
+            "../a.safetensors",
+            "sub/../../a",
+            "a\\b",
+            "C:x",
+            "http://evil/a",
+            "%2e%2e/a",
+            "a?x",
+            "a#b",
+            "a\u{0}b",
+            "sub//a",
+            "sub/",
         ] {
             assert!(matches!(check_relative_path(bad), Err(IndexError::UnsafePath { .. })), "{bad:?}");
         }

@@ -33,7 +33,8 @@ fn is_hex64(s: &str) -> bool {
 impl Manifest {
     /// Parses `sha256sum` output.
     pub fn from_sha256sums(name: &str, text: &str) -> Result<Manifest> {
-        let bad = |line: usize, why: &str| Error::Manifest { file: name.into(), message: format!("line {line}: {why}") };
+        let bad =
+            |line: usize, why: &str| Error::Manifest { file: name.into(), message: format!("line {line}: {why}") };
         let mut files = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim_end();
@@ -109,10 +110,17 @@ impl Manifest {
         Manifest::from_sha256sums(&name, &text)
     }
 
-    /// The entry for a shard: by its relative path, else by its file name.
+    /// The entry for a shard: by its relative path, else the one entry with
+    /// the same file name (manifests may list paths from another root).
     pub fn get(&self, file: &str) -> Option<&Expected> {
-        let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
-        self.files.get(file).or_else(|| self.files.get(base))
+        let base = |f: &str| f.rsplit(['/', '\\']).next().unwrap_or(f).to_string();
+        self.files.get(file).or_else(|| {
+            let mut same = self.files.iter().filter(|(k, _)| base(k) == base(file));
+            match (same.next(), same.next()) {
+                (Some((_, e)), None) => Some(e),
+                _ => None,
+            }
+        })
     }
 }
 
@@ -135,7 +143,10 @@ impl Checkpoint {
             if let Some(size) = expected.size.filter(|&s| s != shard.file_len()) {
                 return Err(Error::Manifest {
                     file: shard.file.clone(),
-                    message: format!("size mismatch: the manifest says {size} bytes, the file has {}", shard.file_len()),
+                    message: format!(
+                        "size mismatch: the manifest says {size} bytes, the file has {}",
+                        shard.file_len()
+                    ),
                 });
             }
             let mut hasher = Sha256::new();
@@ -150,7 +161,11 @@ impl Checkpoint {
             }
             let actual = hex(&hasher.finalize());
             if actual != expected.sha256 {
-                return Err(Error::DigestMismatch { file: shard.file.clone(), expected: expected.sha256.clone(), actual });
+                return Err(Error::DigestMismatch {
+                    file: shard.file.clone(),
+                    expected: expected.sha256.clone(),
+                    actual,
+                });
             }
             out.push((shard.file.clone(), actual));
         }
@@ -175,15 +190,14 @@ mod tests {
         let e = Manifest::parse_lfs_pointer("p", &p).unwrap();
         assert_eq!(e, Expected { sha256: "b".repeat(64), size: Some(123) });
         assert!(Manifest::parse_lfs_pointer("p", "hello").is_err());
-        assert!(Manifest::parse_lfs_pointer("p", "version https://git-lfs.github.com/spec/v1\noid sha256:12\n").is_err());
+        assert!(
+            Manifest::parse_lfs_pointer("p", "version https://git-lfs.github.com/spec/v1\noid sha256:12\n").is_err()
+        );
     }
 
     #[test]
     fn sha256_of_known_input() {
         // FIPS 180-2 test vector.
-        assert_eq!(
-            hex(&Sha256::digest(b"abc")),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hex(&Sha256::digest(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -21,6 +21,6 @@ pub use dtype::Dtype;
 pub use header::{Header, HeaderError, TensorInfo};
 pub use index::{Index, IndexError};
 pub use integrity::Manifest;
-pub use source::{BytesSource, HttpClient, HttpSource, Source};
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::MmapSource;
+pub use source::{BytesSource, HttpClient, HttpSource, Source};

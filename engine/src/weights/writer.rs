@@ -42,7 +42,7 @@ pub fn header_bytes(tensors: &[TensorSpec], metadata: &BTreeMap<String, String>)
         offset = end;
     }
     let mut json = serde_json::to_vec(&map).expect("a JSON map serialises");
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = (json.len() as u64).to_le_bytes().to_vec();
@@ -70,7 +70,10 @@ mod tests {
     fn written_files_parse_back() {
         let a: Vec<u8> = (0..24).collect();
         let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
-        let file = to_bytes(&[(TensorSpec::new("a", Dtype::F32, &[2, 3]), &a), (TensorSpec::new("e", Dtype::I8, &[0]), &[])], &meta);
+        let file = to_bytes(
+            &[(TensorSpec::new("a", Dtype::F32, &[2, 3]), &a), (TensorSpec::new("e", Dtype::I8, &[0]), &[])],
+            &meta,
+        );
         let h = parse_file(&file).unwrap();
         assert_eq!(h.data_start() % 8, 0);
         assert_eq!(h.metadata, meta);

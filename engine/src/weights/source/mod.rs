@@ -21,7 +21,7 @@ mod mmap;
 #[cfg(not(target_arch = "wasm32"))]
 pub use mmap::MmapSource;
 
-mod http;
+pub mod http;
 pub use http::{HttpClient, HttpSource};
 
 /// A boxed future of a read, so that sources of different kinds share one

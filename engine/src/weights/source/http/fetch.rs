@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 
 /// `fetch` needs no state; the type keeps the API the same as natively.
 #[derive(Clone, Default)]
-pub struct HttpClient;
+pub struct HttpClient {
+    _private: (),
+}
 
 fn js_err(url: &str, what: &str, e: JsValue) -> Error {
     let msg = e
@@ -40,10 +42,7 @@ impl HttpClient {
         let init = RequestInit::new();
         init.set_method("GET");
         let request = Request::new_with_str_and_init(url, &init).map_err(|e| js_err(url, "bad request", e))?;
-        request
-            .headers()
-            .set("Range", &format!("bytes={start}-{end}"))
-            .map_err(|e| js_err(url, "bad header", e))?;
+        request.headers().set("Range", &format!("bytes={start}-{end}")).map_err(|e| js_err(url, "bad header", e))?;
         let resp = fetch(url, &request).await?;
         let status = resp.status();
         let content_range = resp.headers().get("content-range").ok().flatten();

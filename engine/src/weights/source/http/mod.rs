@@ -86,7 +86,10 @@ impl HttpSource {
         }
         let (s, e, total) = parse_content_range(&self.url, resp.content_range.as_deref())?;
         if total != self.len {
-            return Err(Error::http(&self.url, format!("the file changed on the server ({} → {total} bytes)", self.len)));
+            return Err(Error::http(
+                &self.url,
+                format!("the file changed on the server ({} → {total} bytes)", self.len),
+            ));
         }
         if s != offset || e != end - 1 || resp.body.len() != buf.len() {
             return Err(Error::http(

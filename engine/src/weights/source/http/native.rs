@@ -45,11 +45,7 @@ impl HttpClient {
             .call()
             .map_err(|e| Error::http(url, e.to_string()))?;
         let status = resp.status().as_u16();
-        let content_range = resp
-            .headers()
-            .get("content-range")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let content_range = resp.headers().get("content-range").and_then(|v| v.to_str().ok()).map(str::to_string);
         let mut body = Vec::new();
         if matches!(status, 200 | 206) {
             let reader = resp.into_body().into_reader();

@@ -1,0 +1,129 @@
+//! `kinema inspect` end to end: the binary's JSON against the PyTorch
+//! goldens, its exit status, and its one-line errors.
+
+use std::process::{Command, Output};
+
+use kinema_tests::server::{Behaviour, Server};
+use kinema_tests::{TempDir, fixture, raw_file, weights_golden};
+use serde_json::Value;
+
+fn kinema(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kinema")).args(args).output().expect("run kinema")
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+fn check_tensors(report: &Value, golden: &Value, stats: bool) {
+    let tensors = report["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), golden.as_object().unwrap().len());
+    let mut total = 0;
+    for t in tensors {
+        let g = &golden[t["name"].as_str().unwrap()];
+        assert_eq!(t["dtype"], g["dtype"]);
+        assert_eq!(t["shape"], g["shape"]);
+        total += t["bytes"].as_u64().unwrap();
+        if stats {
+            for k in ["nan", "inf"] {
+                assert_eq!(t[k], g[k], "{} {k}", t["name"]);
+            }
+            for k in ["min", "max", "mean"] {
+                match (t[k].as_f64(), g[k].as_f64()) {
+                    (Some(a), Some(b)) => {
+                        assert!((a - b).abs() <= 1e-12 * a.abs().max(b.abs()), "{} {k}: {a} vs {b}", t["name"])
+                    }
+                    _ => assert!(t[k].is_null() && g[k].is_null(), "{} {k}", t["name"]),
+                }
+            }
+        } else {
+            assert!(t.get("min").is_none());
+        }
+    }
+    assert_eq!(report["total_bytes"].as_u64(), Some(total));
+}
+
+#[test]
+fn json_and_stats_match_the_golden() {
+    let golden = weights_golden();
+    let path = fixture("weights/dtypes.safetensors");
+    let report = json_of(&kinema(&["inspect", path.to_str().unwrap(), "--json", "--stats"]));
+    check_tensors(&report, &golden["dtypes.safetensors"], true);
+    assert_eq!(report["metadata"]["format"], "pt");
+    assert_eq!(report["shards"].as_array().unwrap().len(), 1);
+
+    let dir = fixture("weights/wan_vae_sharded");
+    let report = json_of(&kinema(&["inspect", dir.to_str().unwrap(), "--json"]));
+    check_tensors(&report, &golden["wan_vae_sharded"], false);
+    assert_eq!(report["metadata"]["total_size"], report["total_bytes"]);
+    assert!(
+        report["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["shard"].as_str().unwrap().starts_with("diffusion_pytorch_model-0000"))
+    );
+}
+
+#[test]
+fn text_output_lists_shards_tensors_and_totals() {
+    let dir = fixture("weights/wan_transformer_sharded");
+    let out = kinema(&["inspect", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("sharded, 5 shards"), "{text}");
+    assert!(text.contains("blocks.1.ffn.net.0.proj.weight"), "{text}");
+    let tensors = weights_golden()["wan_transformer_sharded"].as_object().unwrap().len();
+    assert!(text.contains(&format!("total  {tensors} tensors")), "{text}");
+}
+
+#[test]
+fn urls_and_verification() {
+    let dir = fixture("weights/wan_transformer_sharded");
+    let server = Server::serve_dir(&dir, Behaviour::Honest);
+    let report = json_of(&kinema(&["inspect", &server.url(""), "--json", "--stats"]));
+    check_tensors(&report, &weights_golden()["wan_transformer_sharded"], true);
+
+    let sums = dir.join("SHA256SUMS");
+    let report = json_of(&kinema(&["inspect", dir.to_str().unwrap(), "--json", "--verify", sums.to_str().unwrap()]));
+    assert_eq!(report["verified"].as_array().unwrap().len(), 5);
+
+    // A digest that does not match: non-zero exit, one line naming the shard.
+    let tmp = TempDir::new("cli-verify");
+    let text = std::fs::read_to_string(&sums).unwrap();
+    let wrong = format!("{}{}", "0".repeat(64), &text[64..]);
+    let wrong_path = tmp.write("SHA256SUMS", wrong);
+    let out = kinema(&["inspect", dir.to_str().unwrap(), "--verify", wrong_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("SHA-256 mismatch") && err.contains("00001-of-00005"), "{err}");
+}
+
+#[test]
+fn invalid_input_exits_non_zero_with_one_line_naming_the_file() {
+    let tmp = TempDir::new("cli-bad");
+    let cases = [
+        (tmp.write("short.safetensors", [1u8, 2, 3]), "too short"),
+        (
+            tmp.write("dtype.safetensors", raw_file(r#"{"w":{"dtype":"F4","shape":[2],"data_offsets":[0,1]}}"#, &[0])),
+            "unsupported dtype",
+        ),
+        (tmp.write("json.safetensors", raw_file("{not json", &[])), "not valid JSON"),
+        (
+            tmp.write("x/m.safetensors.index.json", r#"{"weight_map":{"w":"../dtype.safetensors"}}"#),
+            "not a plain relative path",
+        ),
+        (tmp.path("missing.safetensors"), "No such file"),
+    ];
+    for (path, problem) in cases {
+        let p = path.to_str().unwrap();
+        let out = kinema(&["inspect", p, "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{p}");
+        assert!(out.stdout.is_empty(), "{p}: nothing on stdout");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "{p}: {err}");
+        assert!(err.starts_with(&format!("kinema: error: {p}: ")), "{err}");
+        assert!(err.contains(problem), "{p}: {err}");
+    }
+}

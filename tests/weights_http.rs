@@ -1,0 +1,179 @@
+//! Checkpoints over HTTP range requests, against a local server on
+//! 127.0.0.1 that logs every request: how many requests, for which bytes,
+//! and what happens when the server misbehaves.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kinema_engine::Error;
+use kinema_engine::weights::source::http::PREFIX_LEN;
+use kinema_engine::weights::writer::{TensorSpec, to_bytes};
+use kinema_engine::weights::{Checkpoint, Dtype, HttpClient, IndexError};
+use kinema_tests::fixture;
+use kinema_tests::server::{Behaviour, Server};
+
+/// A 4 MiB+ file: a small tensor, a 1M-element f32 tensor, a small tensor.
+fn big_file() -> Vec<u8> {
+    let small: Vec<u8> = (0..16u8).collect();
+    let big: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+    to_bytes(
+        &[
+            (TensorSpec::new("a_small", Dtype::U8, &[16]), &small),
+            (TensorSpec::new("b_big", Dtype::F32, &[1 << 20]), &big),
+            (TensorSpec::new("c_tail", Dtype::U8, &[4, 4]), &small),
+        ],
+        &BTreeMap::new(),
+    )
+}
+
+fn serve(files: &[(&str, Vec<u8>)], b: Behaviour) -> Server {
+    Server::start(files.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), b)
+}
+
+#[test]
+fn opening_reads_only_the_header_and_reads_fetch_only_their_bytes() {
+    let file = big_file();
+    let server = serve(&[("m.safetensors", file.clone())], Behaviour::Honest);
+    let ckpt = pollster::block_on(Checkpoint::open(&server.url("m.safetensors"))).unwrap();
+    let log = server.log();
+    assert_eq!(log.len(), 1, "one request opens a file whose header fits the prefix: {log:?}");
+    assert_eq!(log[0].range, Some((0, PREFIX_LEN - 1)));
+    assert_eq!(log[0].sent, PREFIX_LEN);
+
+    // The big tensor: exactly its bytes, in READ_WINDOW pieces, nothing else.
+    let t = ckpt.get("b_big").unwrap();
+    let start = t.shard.header.data_start() + t.info.data_offsets.0;
+    let mut got = vec![0u8; t.info.byte_len() as usize];
+    pollster::block_on(ckpt.read_bytes("b_big", &mut got)).unwrap();
+    assert_eq!(&got[..], &file[start as usize..start as usize + got.len()]);
+    let log = server.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1].range, Some((start, start + t.info.byte_len() - 1)));
+    assert_eq!(log[1].sent, t.info.byte_len());
+
+    // The first tensor lies inside the prefix already fetched: no request.
+    let mut small = [0u8; 16];
+    pollster::block_on(ckpt.read_bytes("a_small", &mut small)).unwrap();
+    assert_eq!(small, *b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f");
+    assert_eq!(server.log().len(), 2);
+
+    // Converted reads stream through the window: 4 MiB in one 8 MiB window.
+    let mut f = vec![0f32; 1 << 20];
+    pollster::block_on(ckpt.read_f32("b_big", &mut f)).unwrap();
+    let log = server.log();
+    assert_eq!(log.len(), 3);
+    let total_sent: u64 = log.iter().map(|l| l.sent).sum();
+    assert!(total_sent < 2 * file.len() as u64 + PREFIX_LEN, "no whole-file downloads");
+}
+
+#[test]
+fn a_header_larger_than_the_prefix_takes_exactly_two_requests() {
+    let names: Vec<String> = (0..3000).map(|i| format!("blocks.{i}.a_rather_long_parameter_name.weight")).collect();
+    let specs: Vec<(TensorSpec, &[u8])> =
+        names.iter().map(|n| (TensorSpec::new(n, Dtype::U8, &[1]), &[7u8][..])).collect();
+    let file = to_bytes(&specs, &BTreeMap::new());
+    let json_len = u64::from_le_bytes(file[..8].try_into().unwrap());
+    assert!(json_len > PREFIX_LEN, "the header must outgrow the prefix ({json_len})");
+    let server = serve(&[("m.safetensors", file.clone())], Behaviour::Honest);
+    let ckpt = pollster::block_on(Checkpoint::open(&server.url("m.safetensors"))).unwrap();
+    assert_eq!(ckpt.len(), 3000);
+    let log = server.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1].range, Some((8, 8 + json_len - 1)), "the second request is exactly the header");
+}
+
+#[test]
+fn sharded_checkpoints_over_http_by_folder_and_by_index() {
+    let dir = fixture("weights/wan_transformer_sharded");
+    let local = pollster::block_on(Checkpoint::open(dir.to_str().unwrap())).unwrap();
+    for path in ["", "diffusion_pytorch_model.safetensors.index.json"] {
+        let server = Server::serve_dir(&dir, Behaviour::Honest);
+        let remote = pollster::block_on(Checkpoint::open(&server.url(path))).unwrap();
+        // The index and one request per shard (each shard's header fits the prefix).
+        assert_eq!(server.log().len(), 1 + 5, "{path:?}: {:?}", server.log());
+        assert_eq!(remote.len(), local.len());
+        for t in local.tensors() {
+            let r = remote.get(t.name).unwrap();
+            assert_eq!((r.info.dtype, &r.info.shape, &r.shard.file), (t.info.dtype, &t.info.shape, &t.shard.file));
+            let (mut a, mut b) = (vec![0f32; t.info.numel() as usize], vec![0f32; t.info.numel() as usize]);
+            pollster::block_on(local.read_f32(t.name, &mut a)).unwrap();
+            pollster::block_on(remote.read_f32(t.name, &mut b)).unwrap();
+            assert_eq!(a, b, "{}", t.name);
+        }
+    }
+}
+
+#[test]
+fn a_folder_url_finds_a_single_file_after_the_index_names() {
+    let server = serve(&[("model.safetensors", big_file())], Behaviour::Honest);
+    let ckpt = pollster::block_on(Checkpoint::open(&server.url(""))).unwrap();
+    assert_eq!(ckpt.len(), 3);
+    let paths: Vec<String> = server.log().into_iter().map(|l| l.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "diffusion_pytorch_model.safetensors.index.json",
+            "model.safetensors.index.json",
+            "diffusion_pytorch_model.safetensors",
+            "model.safetensors"
+        ]
+    );
+}
+
+#[test]
+fn an_index_over_http_never_requests_paths_outside_its_prefix() {
+    let index = r#"{"weight_map":{"a":"../secret.safetensors"}}"#.as_bytes().to_vec();
+    let server = serve(&[("ckpt/m.safetensors.index.json", index)], Behaviour::Honest);
+    let err = pollster::block_on(Checkpoint::open(&server.url("ckpt/m.safetensors.index.json"))).err().unwrap();
+    assert!(matches!(err, Error::Index { source: IndexError::UnsafePath { .. }, .. }), "{err}");
+    assert_eq!(server.log().len(), 1, "only the index was requested");
+}
+
+#[test]
+fn a_server_that_ignores_range_is_refused_without_a_whole_download() {
+    let file = big_file();
+    let server = serve(&[("m.safetensors", file.clone())], Behaviour::IgnoreRange);
+    let err = pollster::block_on(Checkpoint::open(&server.url("m.safetensors"))).err().unwrap();
+    assert!(err.to_string().contains("ignores Range"), "{err}");
+    // The client stopped reading after the prefix; give the server a moment to notice.
+    let t0 = Instant::now();
+    while server.log().is_empty() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = server.log()[0].sent;
+    assert!(sent < file.len() as u64, "the server managed to send the whole file ({sent} bytes)");
+
+    // A file small enough to fit the prefix is fine even from such a server.
+    let small = std::fs::read(fixture("weights/dtypes.safetensors")).unwrap();
+    let server = serve(&[("s.safetensors", small)], Behaviour::IgnoreRange);
+    let ckpt = pollster::block_on(Checkpoint::open(&server.url("s.safetensors"))).unwrap();
+    assert_eq!(ckpt.len(), 19);
+}
+
+#[test]
+fn misbehaving_servers_give_errors_not_hangs_or_wrong_bytes() {
+    let file = big_file();
+    let client = HttpClient::with_timeout(Duration::from_secs(1));
+    let open = |b: Behaviour| {
+        let server = serve(&[("m.safetensors", file.clone())], b);
+        let t0 = Instant::now();
+        let r = pollster::block_on(async {
+            let ckpt = Checkpoint::open_with(&server.url("m.safetensors"), &client).await?;
+            let mut buf = vec![0u8; ckpt.get("b_big")?.info.byte_len() as usize];
+            ckpt.read_bytes("b_big", &mut buf).await
+        });
+        (r, t0.elapsed())
+    };
+    for b in [Behaviour::ShiftedRange, Behaviour::Truncate, Behaviour::Stall] {
+        let (r, took) = open(b);
+        let err = r.err().unwrap_or_else(|| panic!("{b:?} was accepted"));
+        assert!(matches!(err, Error::Http { .. }), "{b:?}: {err}");
+        assert!(took < Duration::from_secs(10), "{b:?} took {took:?}");
+    }
+    let server = serve(&[], Behaviour::Honest);
+    let err = pollster::block_on(Checkpoint::open(&server.url("nope.safetensors"))).err().unwrap();
+    assert!(err.to_string().contains("404"), "{err}");
+    // Nothing listens on port 9 of 127.0.0.1: connection refused, promptly.
+    let err = pollster::block_on(Checkpoint::open_with("http://127.0.0.1:9/m.safetensors", &client)).err().unwrap();
+    assert!(matches!(err, Error::Http { .. }), "{err}");
+}
