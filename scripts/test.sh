@@ -9,9 +9,10 @@ step() { printf '\n==> %s\n' "$*"; }
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-# Software Vulkan (lavapipe), so GPU code runs on machines with no GPU.
+# Software Vulkan (lavapipe), so GPU code runs on machines with no GPU; and
+# Chromium with its driver, for the tests that run inside a browser.
 missing=()
-for pkg in mesa-vulkan-drivers libvulkan1; do
+for pkg in mesa-vulkan-drivers libvulkan1 chromium chromium-driver; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -23,6 +24,13 @@ fi
 step "rust toolchain: wasm32 target, rustfmt, clippy"
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# wasm-bindgen-test-runner, at exactly the version of the wasm-bindgen crate.
+wbg_version="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')"
+if ! wasm-bindgen-test-runner --version 2>/dev/null | grep -qF "$wbg_version"; then
+    step "installing wasm-bindgen-cli $wbg_version"
+    cargo install wasm-bindgen-cli --version "$wbg_version"
+fi
 
 # Mesa wants a private runtime dir; without one it prints a harmless warning.
 if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "$XDG_RUNTIME_DIR" ]; then
@@ -38,10 +46,26 @@ step "clippy (native)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "clippy and build (wasm32-unknown-unknown)"
-cargo clippy --target wasm32-unknown-unknown -p kinema-engine -p kinema-web --locked -- -D warnings
+cargo clippy --target wasm32-unknown-unknown -p kinema-engine -p kinema-web --tests --locked -- -D warnings
 cargo build --target wasm32-unknown-unknown -p kinema-engine -p kinema-web --locked
 
-step "tests"
+step "tests (native)"
 cargo test --workspace --locked
+
+step "tests (wasm32, in headless Chromium)"
+# The fixture server: the test fixtures over HTTP with ranges and CORS.
+cargo build -p kinema-tests --bin fixture-server --locked
+server_out="$(mktemp)"
+./target/debug/fixture-server > "$server_out" &
+server_pid=$!
+trap 'kill $server_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+    [ -s "$server_out" ] && break
+    sleep 0.1
+done
+fixtures_url="$(head -n1 "$server_out")"
+[ -n "$fixtures_url" ] || { echo "fixture-server did not start" >&2; exit 1; }
+KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
+    cargo test --target wasm32-unknown-unknown -p kinema-engine --test web_fetch --locked
 
 step "all passed"

@@ -9,22 +9,8 @@ use kinema_engine::Error;
 use kinema_engine::weights::source::http::PREFIX_LEN;
 use kinema_engine::weights::writer::{TensorSpec, to_bytes};
 use kinema_engine::weights::{Checkpoint, Dtype, HttpClient, IndexError};
-use kinema_tests::fixture;
 use kinema_tests::server::{Behaviour, Server};
-
-/// A 4 MiB+ file: a small tensor, a 1M-element f32 tensor, a small tensor.
-fn big_file() -> Vec<u8> {
-    let small: Vec<u8> = (0..16u8).collect();
-    let big: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
-    to_bytes(
-        &[
-            (TensorSpec::new("a_small", Dtype::U8, &[16]), &small),
-            (TensorSpec::new("b_big", Dtype::F32, &[1 << 20]), &big),
-            (TensorSpec::new("c_tail", Dtype::U8, &[4, 4]), &small),
-        ],
-        &BTreeMap::new(),
-    )
-}
+use kinema_tests::{big_file, fixture};
 
 fn serve(files: &[(&str, Vec<u8>)], b: Behaviour) -> Server {
     Server::start(files.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), b)

@@ -72,3 +72,21 @@ pub fn copy_fixture_dir(rel: &str, tag: &str) -> TempDir {
     }
     tmp
 }
+
+/// A 4 MiB+ file: `a_small` (16 × U8, 0..16), `b_big` (2^20 × F32 whose byte
+/// `i` is `i % 251`), `c_tail` (4×4 U8, 0..16). Its header fits the HTTP prefix;
+/// `b_big` lies beyond it.
+pub fn big_file() -> Vec<u8> {
+    use kinema_engine::weights::Dtype;
+    use kinema_engine::weights::writer::{TensorSpec, to_bytes};
+    let small: Vec<u8> = (0..16u8).collect();
+    let big: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+    to_bytes(
+        &[
+            (TensorSpec::new("a_small", Dtype::U8, &[16]), &small),
+            (TensorSpec::new("b_big", Dtype::F32, &[1 << 20]), &big),
+            (TensorSpec::new("c_tail", Dtype::U8, &[4, 4]), &small),
+        ],
+        &std::collections::BTreeMap::new(),
+    )
+}

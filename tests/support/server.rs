@@ -1,6 +1,8 @@
 //! A small HTTP/1.1 file server on 127.0.0.1 for the range-request tests.
 //! It serves files from memory, honours single `Range: bytes=a-b` requests,
 //! keeps connections alive, logs every request, and can be told to misbehave.
+//! It answers CORS (so browser tests on another origin can use it), and
+//! `GET /__log` returns the request log as JSON.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -41,7 +43,12 @@ pub struct Server {
 impl Server {
     /// Serves `files` (URL path without the leading `/` → bytes).
     pub fn start(files: BTreeMap<String, Vec<u8>>, behaviour: Behaviour) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        Server::start_on(files, 0, behaviour)
+    }
+
+    /// [`Server::start`] on a given port (0: any free one).
+    pub fn start_on(files: BTreeMap<String, Vec<u8>>, port: u16, behaviour: Behaviour) -> Server {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind 127.0.0.1");
         let base = format!("http://{}/", listener.local_addr().expect("addr"));
         let log = Arc::new(Mutex::new(Vec::new()));
         let files = Arc::new(files);
@@ -57,14 +64,9 @@ impl Server {
         Server { base, log }
     }
 
-    /// Serves every file of a folder (non-recursive).
+    /// Serves every file under a folder.
     pub fn serve_dir(dir: &std::path::Path, behaviour: Behaviour) -> Server {
-        let mut files = BTreeMap::new();
-        for entry in std::fs::read_dir(dir).expect("dir") {
-            let entry = entry.expect("entry");
-            files.insert(entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).expect("read"));
-        }
-        Server::start(files, behaviour)
+        Server::start(read_tree(dir), behaviour)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -90,6 +92,7 @@ fn serve(
         if reader.read_line(&mut line)? == 0 {
             return Ok(());
         }
+        let method = line.split_whitespace().next().unwrap_or("").to_string();
         let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
         let mut range = None;
         loop {
@@ -103,12 +106,35 @@ fn serve(
                 range = parse_range(v.trim());
             }
         }
+        if method == "OPTIONS" {
+            out.write_all(format!("HTTP/1.1 204 No Content\r\n{CORS}Content-Length: 0\r\n\r\n").as_bytes())?;
+            continue;
+        }
+        if path == "__log" {
+            let entries: Vec<String> = log
+                .lock()
+                .expect("log")
+                .iter()
+                .map(|l| {
+                    let range = l.range.map_or("null".to_string(), |(s, e)| format!("[{s},{e}]"));
+                    format!(r#"{{"path":{:?},"range":{range},"sent":{}}}"#, l.path, l.sent)
+                })
+                .collect();
+            let body = format!("[{}]", entries.join(","));
+            let head = format!(
+                "HTTP/1.1 200 OK\r\n{CORS}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            out.write_all(head.as_bytes())?;
+            out.write_all(body.as_bytes())?;
+            continue;
+        }
         if b == Behaviour::Stall {
             std::thread::sleep(std::time::Duration::from_secs(30));
             return Ok(());
         }
         let Some(file) = files.get(&path) else {
-            out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
+            out.write_all(format!("HTTP/1.1 404 Not Found\r\n{CORS}Content-Length: 0\r\n\r\n").as_bytes())?;
             log.lock().expect("log").push(Logged { path, range, sent: 0 });
             continue;
         };
@@ -130,7 +156,7 @@ fn serve(
             _ => (200, &file[..], None),
         };
         let mut head = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n",
+            "HTTP/1.1 {status} {}\r\n{CORS}Content-Length: {}\r\nAccept-Ranges: bytes\r\n",
             if status == 206 { "Partial Content" } else { "OK" },
             body.len()
         );
@@ -158,6 +184,28 @@ fn serve(
         }
     }
 }
+
+/// Every file under `dir`, keyed by its `/`-separated path relative to `dir`.
+pub fn read_tree(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, files: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).expect("dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(root, &path, files);
+            } else {
+                let rel = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+                files.insert(rel, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    walk(dir, dir, &mut files);
+    files
+}
+
+/// Lets pages of any origin read files, send `Range`, and see `Content-Range`.
+const CORS: &str = "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: Range\r\n\
+                    Access-Control-Allow-Methods: GET, OPTIONS\r\nAccess-Control-Expose-Headers: Content-Range, Content-Length\r\n";
 
 fn parse_range(v: &str) -> Option<(u64, u64)> {
     let r = v.strip_prefix("bytes=")?;

@@ -8,7 +8,7 @@ use half::f16;
 use super::convert::{self, Stats, StatsAccumulator};
 use super::header::{self, Header, HeaderError, TensorInfo};
 use super::index::{self, IndexError};
-use super::source::{HttpClient, HttpSource, Source};
+use super::source::{HttpClient, HttpSource, Source, read_vec};
 use crate::error::{Error, Result};
 
 /// The staging window through which tensor data is read and converted.
@@ -44,9 +44,8 @@ impl Shard {
         let mut prefix = [0u8; 8];
         source.read_at(0, &mut prefix).await?;
         let json_len = header::json_len(&prefix, len).map_err(wrap)?;
-        // Bounded by the 100 MB limit and by the source's real length.
-        let mut json = vec![0u8; json_len as usize];
-        source.read_at(header::LEN_PREFIX, &mut json).await?;
+        // At most 100 MB, allocated only as the bytes arrive.
+        let json = read_vec(&*source, header::LEN_PREFIX, json_len).await?;
         let header = header::parse_json(&json, len - header::LEN_PREFIX - json_len).map_err(wrap)?;
         Ok(Shard { file, source, header })
     }
@@ -226,8 +225,7 @@ impl Checkpoint {
         if source.len() > index::MAX_INDEX_LEN {
             return Err(index_err(IndexError::TooLarge { len: source.len() }));
         }
-        let mut bytes = vec![0u8; source.len() as usize];
-        source.read_at(0, &mut bytes).await?;
+        let bytes = read_vec(&*source, 0, source.len()).await?;
         let index = index::parse_index(&bytes).map_err(index_err)?;
 
         let mut shards = Vec::with_capacity(index.shards.len());

@@ -43,6 +43,24 @@ pub trait Source {
     fn read_at<'a>(&'a self, offset: u64, buf: &'a mut [u8]) -> ReadFuture<'a>;
 }
 
+/// The most a [`read_vec`] allocates ahead of the bytes it has received.
+pub const READ_VEC_STEP: u64 = 16 << 20;
+
+/// Reads `len` bytes at `offset` into a new vector that grows only as bytes
+/// arrive, [`READ_VEC_STEP`] at a time: a length claimed by a server (or a
+/// header) can never make us allocate much more than the bytes it really sent.
+pub async fn read_vec(source: &dyn Source, offset: u64, len: u64) -> Result<Vec<u8>> {
+    check_range(source.name(), offset, usize::try_from(len).unwrap_or(usize::MAX), source.len())?;
+    let mut out = Vec::new();
+    while (out.len() as u64) < len {
+        let start = out.len();
+        let n = (len - start as u64).min(READ_VEC_STEP) as usize;
+        out.resize(start + n, 0);
+        source.read_at(offset + start as u64, &mut out[start..]).await?;
+    }
+    Ok(out)
+}
+
 /// Checks that `offset .. offset + len` lies inside a source of `total` bytes.
 pub(crate) fn check_range(name: &str, offset: u64, len: usize, total: u64) -> Result<()> {
     match offset.checked_add(len as u64) {

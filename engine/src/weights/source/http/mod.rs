@@ -2,8 +2,8 @@
 //!
 //! Opening makes one request for the first [`PREFIX_LEN`] bytes, which tells
 //! the file's length (from `Content-Range`) and usually holds the whole
-//! safetensors header; those bytes are kept, so reading the header costs at
-//! most one more request. After that, every read is one `Range` request for
+//! safetensors header; those bytes are kept, so reading a header of up to
+//! 16 MiB ([`super::READ_VEC_STEP`]) costs at most one more request. After that, every read is one `Range` request for
 //! exactly the bytes asked for. A server that ignores `Range` is refused
 //! rather than allowed to send a whole checkpoint, unless the file is small
 //! enough to fit the prefix anyway.

@@ -1,0 +1,53 @@
+//! Replays the committed fuzz corpora (`fuzz/corpus/`) with the fuzz targets'
+//! own assertions, so every input the fuzzer once found interesting stays
+//! checked by `cargo test`, without nightly or cargo-fuzz.
+
+use kinema_engine::weights::header::{HeaderError, parse_file};
+use kinema_engine::weights::index::{check_relative_path, parse_index};
+
+fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.into_iter().map(|p| (p.display().to_string(), std::fs::read(&p).unwrap())).collect()
+}
+
+#[test]
+fn header_corpus_agrees_with_the_reference() {
+    let inputs = corpus("header");
+    assert!(inputs.len() >= 2);
+    for (name, data) in inputs {
+        let ours = parse_file(&data);
+        let theirs = safetensors::SafeTensors::deserialize(&data);
+        match (&ours, &theirs) {
+            (Ok(h), Ok(r)) => {
+                assert_eq!(h.tensors.len(), r.len(), "{name}");
+                for t in &h.tensors {
+                    let rt = r.tensor(&t.name).unwrap();
+                    assert!(t.shape.iter().map(|&d| d as usize).eq(rt.shape().iter().copied()), "{name}");
+                    assert_eq!(t.byte_len() as usize, rt.data().len(), "{name}");
+                }
+            }
+            (Ok(_), Err(e)) => panic!("{name}: we accept what the reference refuses: {e:?}"),
+            (Err(HeaderError::DuplicateKey(_) | HeaderError::UnsupportedDtype { .. }), Ok(_)) => {}
+            (Err(e), Ok(_)) => panic!("{name}: we refuse what the reference accepts: {e}"),
+            (Err(_), Err(_)) => {}
+        }
+    }
+}
+
+#[test]
+fn index_corpus_keeps_paths_inside() {
+    let inputs = corpus("index");
+    assert!(inputs.len() >= 2);
+    for (name, data) in inputs {
+        if let Ok(index) = parse_index(&data) {
+            for shard in &index.shards {
+                assert!(check_relative_path(shard).is_ok(), "{name}: {shard}");
+            }
+        }
+    }
+}
