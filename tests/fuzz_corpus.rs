@@ -36,6 +36,9 @@ fn header_corpus_agrees_with_the_reference() {
             (Err(e), Ok(_)) => panic!("{name}: we refuse what the reference accepts: {e}"),
             (Err(_), Err(_)) => {}
         }
+        if let Err(e) = &ours {
+            assert!(!e.to_string().contains('\n'), "{name}: the message must be one line: {e}");
+        }
     }
 }
 

@@ -171,3 +171,30 @@ fn sha256_manifests_verify_and_catch_tampering() {
     let err = pollster::block_on(tampered.verify(&partial)).unwrap_err();
     assert!(err.to_string().contains("no digest for shard"), "{err}");
 }
+
+#[test]
+fn files_we_write_read_back_in_the_reference() {
+    // Every dtype of the fixture, rewritten by Kinema's writer, read by the
+    // `safetensors` crate: same names, dtypes, shapes and bytes.
+    use kinema_engine::weights::writer::{TensorSpec, to_bytes};
+    let ckpt = open("weights/dtypes.safetensors");
+    let mut tensors = Vec::new();
+    for t in ckpt.tensors() {
+        let mut bytes = vec![0u8; t.info.byte_len() as usize];
+        pollster::block_on(ckpt.read_bytes(t.name, &mut bytes)).unwrap();
+        tensors.push((TensorSpec::new(t.name, t.info.dtype, &t.info.shape), bytes));
+    }
+    let refs: Vec<(TensorSpec, &[u8])> = tensors.iter().map(|(s, b)| (s.clone(), &b[..])).collect();
+    let meta = std::collections::BTreeMap::from([("k".to_string(), "v".to_string())]);
+    let file = to_bytes(&refs, &meta);
+    let reference = safetensors::SafeTensors::deserialize(&file).expect("the reference reads our file");
+    assert_eq!(reference.len(), tensors.len());
+    for (spec, bytes) in &tensors {
+        let r = reference.tensor(&spec.name).unwrap();
+        assert_eq!(format!("{:?}", r.dtype()), spec.dtype.name());
+        assert_eq!(r.shape().iter().map(|&d| d as u64).collect::<Vec<_>>(), spec.shape);
+        assert_eq!(r.data(), &bytes[..]);
+    }
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&file).unwrap();
+    assert_eq!(metadata.metadata().as_ref().unwrap()["k"], "v");
+}

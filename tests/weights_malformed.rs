@@ -390,6 +390,13 @@ fn folders_and_paths() {
     assert!(err.to_string().contains("several .safetensors files"), "{err}");
     let err = pollster::block_on(Checkpoint::open(tmp.path("missing.safetensors").to_str().unwrap())).err().unwrap();
     assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("missing.safetensors"), "{err}");
+    // Not regular files: a FIFO (opening it would block) and a device.
+    let fifo = tmp.path("fifo.safetensors");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for path in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let err = pollster::block_on(Checkpoint::open(path)).err().unwrap();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
     // One file in a folder is found without an index.
     tmp.write("one/x.safetensors", shard(&["x", "y"]));
     let ckpt = pollster::block_on(Checkpoint::open(tmp.path("one").to_str().unwrap())).unwrap();

@@ -27,7 +27,7 @@ pub enum Error {
     #[error("{file}: {message}")]
     Manifest { file: String, message: String },
     /// A tensor that the checkpoint does not hold.
-    #[error("{checkpoint}: no tensor named \"{name}\"")]
+    #[error("{checkpoint}: no tensor named {name:?}")]
     UnknownTensor { checkpoint: String, name: String },
     /// A caller's request that cannot be met (wrong buffer size, conversion).
     #[error("{0}")]

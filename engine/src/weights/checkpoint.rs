@@ -353,7 +353,7 @@ impl Checkpoint {
         self.stream(name, READ_WINDOW, |bytes| {
             let n = bytes.len() / dtype.size();
             conv(dtype, bytes, &mut out[at..at + n])
-                .map_err(|e| Error::Invalid(format!("{}: tensor \"{name}\": {e}", self.name)))?;
+                .map_err(|e| Error::Invalid(format!("{}: tensor {name:?}: {e}", self.name)))?;
             at += n;
             Ok(())
         })
@@ -374,7 +374,7 @@ impl Checkpoint {
 
     fn size_error(&self, t: TensorRef<'_>, got: usize, unit: &str) -> Error {
         let want = if unit == "bytes" { t.info.byte_len() } else { t.info.numel() };
-        Error::Invalid(format!("{}: tensor \"{}\" has {want} {unit} but the buffer holds {got}", self.name, t.name))
+        Error::Invalid(format!("{}: tensor {:?} has {want} {unit} but the buffer holds {got}", self.name, t.name))
     }
 }
 

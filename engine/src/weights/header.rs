@@ -34,31 +34,29 @@ pub enum HeaderError {
     NotUtf8 { at: usize },
     #[error("header is not valid JSON: {0}")]
     NotJson(String),
-    #[error("header key \"{0}\" appears twice")]
+    #[error("header key {0:?} appears twice")]
     DuplicateKey(String),
     #[error("__metadata__ must be an object of string values: {0}")]
     BadMetadata(String),
-    #[error("tensor \"{tensor}\": {reason}")]
+    #[error("tensor {tensor:?}: {reason}")]
     BadEntry { tensor: String, reason: String },
-    #[error("tensor \"{tensor}\" has dtype \"{dtype}\": unsupported dtype (supported: {})", Dtype::supported_list())]
+    #[error("tensor {tensor:?} has dtype {dtype:?}: unsupported dtype (supported: {})", Dtype::supported_list())]
     UnsupportedDtype { tensor: String, dtype: String },
-    #[error("tensor \"{tensor}\": shape must be an array of non-negative integers")]
+    #[error("tensor {tensor:?}: shape must be an array of non-negative integers")]
     BadShape { tensor: String },
-    #[error("tensor \"{tensor}\": data_offsets must be two non-negative integers")]
+    #[error("tensor {tensor:?}: data_offsets must be two non-negative integers")]
     BadOffsets { tensor: String },
-    #[error("tensor \"{tensor}\": shape {shape:?} has more elements than fit in 64 bits")]
+    #[error("tensor {tensor:?}: shape {shape:?} has more elements than fit in 64 bits")]
     ShapeOverflow { tensor: String, shape: Vec<u64> },
-    #[error("tensor \"{tensor}\": data_offsets [{start}, {end}] end before they start")]
+    #[error("tensor {tensor:?}: data_offsets [{start}, {end}] end before they start")]
     ReversedOffsets { tensor: String, start: u64, end: u64 },
-    #[error("tensor \"{tensor}\": data_offsets span {actual} bytes but its shape and dtype need {expected}")]
+    #[error("tensor {tensor:?}: data_offsets span {actual} bytes but its shape and dtype need {expected}")]
     ByteLengthMismatch { tensor: String, expected: u64, actual: u64 },
     #[error(
-        "tensor \"{tensor}\" starts at data byte {start}, leaving a gap after byte {expected}: tensors must be contiguous"
+        "tensor {tensor:?} starts at data byte {start}, leaving a gap after byte {expected}: tensors must be contiguous"
     )]
     Gap { tensor: String, start: u64, expected: u64 },
-    #[error(
-        "tensor \"{tensor}\" starts at data byte {start}, overlapping the previous tensor which ends at {expected}"
-    )]
+    #[error("tensor {tensor:?} starts at data byte {start}, overlapping the previous tensor which ends at {expected}")]
     Overlap { tensor: String, start: u64, expected: u64 },
     #[error("tensors cover {covered} bytes but the data section holds {data_len}")]
     DataSizeMismatch { covered: u64, data_len: u64 },

@@ -26,21 +26,21 @@ pub enum IndexError {
     TooLarge { len: u64 },
     #[error("index is not valid JSON: {0}")]
     NotJson(String),
-    #[error("index key \"{0}\" appears twice")]
+    #[error("index key {0:?} appears twice")]
     DuplicateKey(String),
     #[error("index has no \"weight_map\" object")]
     MissingWeightMap,
     #[error("index \"metadata\" must be an object")]
     BadMetadata,
-    #[error("weight_map entry \"{tensor}\" must be a shard file name (a string)")]
+    #[error("weight_map entry {tensor:?} must be a shard file name (a string)")]
     BadEntry { tensor: String },
     #[error(
-        "shard path \"{path}\" is not a plain relative path inside the checkpoint (no \"..\", no absolute paths, no URL syntax)"
+        "shard path {path:?} is not a plain relative path inside the checkpoint (no \"..\", no absolute paths, no URL syntax)"
     )]
     UnsafePath { path: String },
-    #[error("shard \"{shard}\" named by the index cannot be opened: {reason}")]
+    #[error("shard {shard:?} named by the index cannot be opened: {reason}")]
     MissingShard { shard: String, reason: String },
-    #[error("tensor \"{tensor}\" is mapped to shard \"{shard}\", which does not hold it")]
+    #[error("tensor {tensor:?} is mapped to shard {shard:?}, which does not hold it")]
     TensorNotInShard { tensor: String, shard: String },
 }
 

@@ -138,7 +138,7 @@ impl Checkpoint {
         for shard in self.shards() {
             let expected = manifest.get(&shard.file).ok_or_else(|| Error::Manifest {
                 file: manifest.name.clone(),
-                message: format!("no digest for shard \"{}\"", shard.file),
+                message: format!("no digest for shard {:?}", shard.file),
             })?;
             if let Some(size) = expected.size.filter(|&s| s != shard.file_len()) {
                 return Err(Error::Manifest {

@@ -17,11 +17,12 @@ pub struct MmapSource {
 impl MmapSource {
     pub fn open(path: &std::path::Path) -> Result<Self> {
         let name = path.display().to_string();
-        let file = File::open(path).map_err(|e| Error::io(&name, e))?;
-        let meta = file.metadata().map_err(|e| Error::io(&name, e))?;
-        if !meta.is_file() {
+        // Checked before opening: opening a FIFO would block until a writer comes.
+        if !std::fs::metadata(path).map_err(|e| Error::io(&name, e))?.is_file() {
             return Err(Error::io(&name, "not a regular file"));
         }
+        let file = File::open(path).map_err(|e| Error::io(&name, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(&name, e))?;
         // An empty file cannot be mapped; it is still a (too short) source.
         let map = if meta.len() == 0 {
             None
