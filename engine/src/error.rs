@@ -29,6 +29,9 @@ pub enum Error {
     /// A tensor that the checkpoint does not hold.
     #[error("{checkpoint}: no tensor named {name:?}")]
     UnknownTensor { checkpoint: String, name: String },
+    /// The GPU could not be set up or refused work.
+    #[error("gpu: {0}")]
+    Gpu(String),
     /// A caller's request that cannot be met (wrong buffer size, conversion).
     #[error("{0}")]
     Invalid(String),

@@ -1,0 +1,5 @@
+//! The CPU delegate: the ops on the host, for machines and browsers without
+//! a GPU, and the reference the GPU kernels are checked against.
+
+pub mod activation;
+pub mod matmul;

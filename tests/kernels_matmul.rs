@@ -1,0 +1,166 @@
+//! matmul, lined up three ways: the CPU delegate against PyTorch goldens
+//! (`tools/fixtures/make_kernel_goldens.py`), and the GPU kernel against the
+//! CPU delegate on random inputs of awkward shapes, on whatever adapter wgpu
+//! finds (lavapipe in CI).
+//!
+//! Tolerance: |x − ref| ≤ 1e-5 · √k · (1 + max|ref|) for CPU vs PyTorch (f64);
+//! the same bound with 1e-4 for GPU vs CPU (different summation orders, f32
+//! accumulation, and the GPU's own exp/tanh).
+
+use kinema_engine::delegate::gpu::GpuDevice;
+use kinema_engine::delegate::gpu::matmul::{Tiles, matmul_with};
+use kinema_engine::delegate::{Activation, Matmul, cpu, gpu};
+use kinema_engine::weights::Checkpoint;
+use kinema_tests::fixture;
+
+fn activation(name: &str) -> Activation {
+    match name {
+        "none" => Activation::None,
+        "relu" => Activation::Relu,
+        "silu" => Activation::Silu,
+        "gelu_tanh" => Activation::GeluTanh,
+        "gelu_erf" => Activation::GeluErf,
+        other => panic!("unknown activation {other}"),
+    }
+}
+
+/// Max abs error, and whether it is within `tol · √k · (1 + max|ref|)`.
+fn compare(got: &[f32], want: &[f32], k: usize, tol: f32) -> (f32, bool) {
+    assert_eq!(got.len(), want.len());
+    let scale = 1.0 + want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    (err, err <= tol * (k.max(1) as f32).sqrt() * scale && got.iter().all(|v| v.is_finite()))
+}
+
+fn read(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
+    let mut v = vec![0f32; ckpt.get(name).unwrap().info.numel() as usize];
+    pollster::block_on(ckpt.read_f32(name, &mut v)).unwrap();
+    v
+}
+
+#[test]
+fn cpu_matmul_matches_pytorch() {
+    let ckpt = pollster::block_on(Checkpoint::open(fixture("kernels/matmul.safetensors").to_str().unwrap())).unwrap();
+    let cases: serde_json::Value = serde_json::from_str(&ckpt.shards()[0].header.metadata["cases"]).unwrap();
+    for c in cases.as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let n = |k: &str| c[k].as_u64().unwrap() as usize;
+        let spec = Matmul {
+            trans_a: c["trans_a"].as_bool().unwrap(),
+            trans_b: c["trans_b"].as_bool().unwrap(),
+            activation: activation(c["activation"].as_str().unwrap()),
+            ..Matmul::new(n("batch"), n("m"), n("n"), n("k"))
+        };
+        let bias = c["bias"].as_bool().unwrap().then(|| read(&ckpt, &format!("{name}.bias")));
+        let out = cpu::matmul::matmul(
+            &spec,
+            &read(&ckpt, &format!("{name}.a")),
+            &read(&ckpt, &format!("{name}.b")),
+            bias.as_deref(),
+        )
+        .unwrap();
+        let (err, ok) = compare(&out, &read(&ckpt, &format!("{name}.out")), spec.k, 1e-5);
+        eprintln!("cpu matmul {name}: max abs error {err:.3e}");
+        assert!(ok, "{name}: max abs error {err}");
+    }
+}
+
+/// A small deterministic generator (xorshift), values in [-1, 1).
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn device() -> GpuDevice {
+    pollster::block_on(GpuDevice::new()).unwrap_or_else(|e| panic!("GPU tests need an adapter (install lavapipe): {e}"))
+}
+
+#[test]
+fn gpu_matmul_matches_cpu_on_awkward_shapes() {
+    let dev = device();
+    eprintln!("adapter: {} ({:?})", dev.info.name, dev.info.backend);
+    let shapes = [
+        (1, 1, 1, 1),
+        (1, 3, 7, 33),
+        (2, 33, 1, 7),
+        (1, 127, 33, 3),
+        (3, 7, 127, 64),
+        (1, 65, 64, 1000),
+        (1, 1, 1000, 5),
+    ];
+    let acts = [Activation::None, Activation::Relu, Activation::Silu, Activation::GeluTanh, Activation::GeluErf];
+    for (i, &(batch, m, n, k)) in shapes.iter().enumerate() {
+        for (j, (trans_a, trans_b)) in
+            [(false, false), (false, true), (true, false), (true, true)].into_iter().enumerate()
+        {
+            let spec =
+                Matmul { trans_a, trans_b, activation: acts[(i + j) % acts.len()], ..Matmul::new(batch, m, n, k) };
+            let a = random(batch * m * k, (i * 8 + j) as u64);
+            let b = random(batch * k * n, (i * 8 + j + 100) as u64);
+            let bias = (j % 2 == 1).then(|| random(n, 7));
+            let want = cpu::matmul::matmul(&spec, &a, &b, bias.as_deref()).unwrap();
+            let got = pollster::block_on(gpu::matmul::matmul(&dev, &spec, &a, &b, bias.as_deref())).unwrap();
+            let (err, ok) = compare(&got, &want, k, 1e-4);
+            assert!(ok, "{spec:?} bias={}: max abs error {err}", bias.is_some());
+        }
+    }
+}
+
+#[test]
+fn gpu_matmul_tile_configurations_agree() {
+    let dev = device();
+    let spec = Matmul { trans_b: true, ..Matmul::new(2, 45, 77, 50) };
+    let (a, b) = (random(2 * 45 * 50, 1), random(2 * 50 * 77, 2));
+    let want = cpu::matmul::matmul(&spec, &a, &b, None).unwrap();
+    for tiles in [
+        Tiles::DEFAULT,
+        Tiles { wg_m: 8, wg_n: 8, bk: 8 },
+        Tiles { wg_m: 4, wg_n: 16, bk: 32 },
+        Tiles { wg_m: 8, wg_n: 32, bk: 4 },
+    ] {
+        let got = pollster::block_on(matmul_with(&dev, tiles, &spec, &a, &b, None)).unwrap();
+        let (err, ok) = compare(&got, &want, spec.k, 1e-4);
+        assert!(ok, "{tiles:?}: max abs error {err}");
+    }
+}
+
+#[test]
+fn kernels_fit_the_webgpu_default_limits() {
+    // A device limited to WebGPU's defaults (256 invocations, 16 KiB of
+    // workgroup memory, …) runs the default tiles. (naga checks the kernels'
+    // defaults against these limits too: shaders/tests/validate.rs.)
+    let dev = pollster::block_on(GpuDevice::with_limits(Some(wgpu::Limits::default()))).unwrap();
+    assert_eq!(dev.device.limits().max_compute_invocations_per_workgroup, 256);
+    let spec = Matmul::new(1, 5, 6, 7);
+    let got = pollster::block_on(gpu::matmul::matmul(&dev, &spec, &random(35, 1), &random(42, 2), None)).unwrap();
+    assert_eq!(got.len(), 30);
+    // And a tile too large for them is refused with a clear error, not a crash.
+    let err = pollster::block_on(matmul_with(
+        &dev,
+        Tiles { wg_m: 32, wg_n: 32, bk: 16 },
+        &spec,
+        &random(35, 1),
+        &random(42, 2),
+        None,
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("exceed the device's limits"), "{err}");
+    assert!(Tiles::DEFAULT.check(&wgpu::Limits::default()).is_ok());
+    assert!(Tiles { wg_m: 16, wg_n: 16, bk: 64 }.check(&wgpu::Limits::default()).is_err(), "32 KiB of tiles");
+}
+
+#[test]
+fn bad_operands_are_errors() {
+    let spec = Matmul::new(1, 2, 2, 2);
+    assert!(cpu::matmul::matmul(&spec, &[0.0; 3], &[0.0; 4], None).is_err());
+    assert!(cpu::matmul::matmul(&spec, &[0.0; 4], &[0.0; 4], Some(&[0.0; 3])).is_err());
+    let huge = Matmul::new(usize::MAX, 2, 2, 2);
+    assert!(cpu::matmul::matmul(&huge, &[], &[], None).is_err());
+}
