@@ -66,6 +66,6 @@ done
 fixtures_url="$(head -n1 "$server_out")"
 [ -n "$fixtures_url" ] || { echo "fixture-server did not start" >&2; exit 1; }
 KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
-    cargo test --target wasm32-unknown-unknown -p kinema-engine --test web_fetch --locked
+    cargo test --target wasm32-unknown-unknown -p kinema-engine --test web_fetch --test web_matmul --locked
 
 step "all passed"

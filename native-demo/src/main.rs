@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod inspect;
 
 #[derive(Parser)]
@@ -17,12 +18,15 @@ struct Cli {
 enum Command {
     /// Show what a safetensors checkpoint holds: a file, a sharded folder, an index, or an http(s) URL of any of these.
     Inspect(inspect::Args),
+    /// Time the reference workloads on each delegate (see tools/bench_peers.py for the peers).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => pollster::block_on(inspect::run(args)),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

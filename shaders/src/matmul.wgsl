@@ -78,7 +78,12 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let a_base = batch * p.a_batch;
     let b_base = batch * p.b_batch;
 
-    var acc: array<f32, 16>; // TM * TN
+    // The 4 x 4 register block, one vec4 per row: straight-line FMAs that a
+    // compiler keeps in registers (indexed arrays would spill to memory).
+    var acc0 = vec4<f32>();
+    var acc1 = vec4<f32>();
+    var acc2 = vec4<f32>();
+    var acc3 = vec4<f32>();
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         for (var i = tid; i < A_TILE; i += threads) {
             let r = i / BK;
@@ -103,36 +108,43 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             tile_b[r * BN + c] = v;
         }
         workgroupBarrier();
+        let a_off = lid.y * TM;
+        let b_off = lid.x * TN;
         for (var kk = 0u; kk < BK; kk++) {
-            var av: array<f32, 4>; // TM
-            var bv: array<f32, 4>; // TN
-            for (var i = 0u; i < TM; i++) {
-                av[i] = tile_a[kk * BM + lid.y * TM + i];
-            }
-            for (var j = 0u; j < TN; j++) {
-                bv[j] = tile_b[kk * BN + lid.x * TN + j];
-            }
-            for (var i = 0u; i < TM; i++) {
-                for (var j = 0u; j < TN; j++) {
-                    acc[i * TN + j] = fma(av[i], bv[j], acc[i * TN + j]);
-                }
-            }
+            let ai = kk * BM + a_off;
+            let bi = kk * BN + b_off;
+            let av = vec4<f32>(tile_a[ai], tile_a[ai + 1u], tile_a[ai + 2u], tile_a[ai + 3u]);
+            let bv = vec4<f32>(tile_b[bi], tile_b[bi + 1u], tile_b[bi + 2u], tile_b[bi + 3u]);
+            acc0 += av.x * bv;
+            acc1 += av.y * bv;
+            acc2 += av.z * bv;
+            acc3 += av.w * bv;
         }
         workgroupBarrier();
     }
 
-    let out_base = batch * p.m * p.n;
-    for (var i = 0u; i < TM; i++) {
-        let r = row0 + lid.y * TM + i;
-        for (var j = 0u; j < TN; j++) {
-            let c = col0 + lid.x * TN + j;
-            if (r < p.m && c < p.n) {
-                var v = acc[i * TN + j];
-                if (p.has_bias == 1u) {
-                    v += bias[c];
-                }
-                out[out_base + r * p.n + c] = activate(v, p.activation);
+    let col = col0 + lid.x * TN;
+    let row = row0 + lid.y * TM;
+    store_row(batch, row, col, acc0);
+    store_row(batch, row + 1u, col, acc1);
+    store_row(batch, row + 2u, col, acc2);
+    store_row(batch, row + 3u, col, acc3);
+}
+
+// Writes up to four outputs of one row, through the epilogue.
+fn store_row(batch: u32, r: u32, c0: u32, v: vec4<f32>) {
+    if (r >= p.m) {
+        return;
+    }
+    let base = batch * p.m * p.n + r * p.n;
+    for (var j = 0u; j < TN; j++) {
+        let c = c0 + j;
+        if (c < p.n) {
+            var x = v[j];
+            if (p.has_bias == 1u) {
+                x += bias[c];
             }
+            out[base + c] = activate(x, p.activation);
         }
     }
 }

@@ -31,8 +31,11 @@ pub struct Logged {
     pub path: String,
     /// The requested `(start, end)` inclusive, if the request had a Range.
     pub range: Option<(u64, u64)>,
-    /// Body bytes the server sent.
+    /// Body bytes sent: what the server meant to send until `complete`, then
+    /// what it really sent (less when the client hung up).
     pub sent: u64,
+    /// The response has been written (or the write failed).
+    pub complete: bool,
 }
 
 pub struct Server {
@@ -134,8 +137,8 @@ fn serve(
             return Ok(());
         }
         let Some(file) = files.get(&path) else {
+            log.lock().expect("log").push(Logged { path, range, sent: 0, complete: true });
             out.write_all(format!("HTTP/1.1 404 Not Found\r\n{CORS}Content-Length: 0\r\n\r\n").as_bytes())?;
-            log.lock().expect("log").push(Logged { path, range, sent: 0 });
             continue;
         };
         let total = file.len() as u64;
@@ -145,8 +148,8 @@ fn serve(
                     let head = format!(
                         "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{total}\r\nContent-Length: 0\r\n\r\n"
                     );
+                    log.lock().expect("log").push(Logged { path, range, sent: 0, complete: true });
                     out.write_all(head.as_bytes())?;
-                    log.lock().expect("log").push(Logged { path, range, sent: 0 });
                     continue;
                 }
                 let e = e.min(total - 1);
@@ -164,8 +167,14 @@ fn serve(
             head += &format!("Content-Range: {cr}\r\n");
         }
         head += "\r\n";
-        out.write_all(head.as_bytes())?;
         let send = if b == Behaviour::Truncate { &body[..body.len() / 2] } else { body };
+        // Logged before answering, so a client that has its answer finds it logged.
+        let entry = {
+            let mut log = log.lock().expect("log");
+            log.push(Logged { path, range, sent: send.len() as u64, complete: false });
+            log.len() - 1
+        };
+        out.write_all(head.as_bytes())?;
         // A client that stops reading (as it should from an IgnoreRange
         // server) makes a write fail; log what was really sent either way.
         let mut sent = 0u64;
@@ -177,7 +186,11 @@ fn serve(
             }
             sent += piece.len() as u64;
         }
-        log.lock().expect("log").push(Logged { path, range, sent });
+        {
+            let mut log = log.lock().expect("log");
+            log[entry].sent = sent;
+            log[entry].complete = true;
+        }
         result?;
         if b == Behaviour::Truncate {
             return Ok(());
