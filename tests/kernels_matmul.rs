@@ -10,6 +10,7 @@
 use kinema_engine::delegate::gpu::GpuDevice;
 use kinema_engine::delegate::gpu::matmul::{Tiles, matmul_with};
 use kinema_engine::delegate::{Activation, Matmul, cpu, gpu};
+use kinema_engine::random::uniform as random;
 use kinema_engine::weights::Checkpoint;
 use kinema_tests::fixture;
 
@@ -63,19 +64,6 @@ fn cpu_matmul_matches_pytorch() {
         eprintln!("cpu matmul {name}: max abs error {err:.3e}");
         assert!(ok, "{name}: max abs error {err}");
     }
-}
-
-/// A small deterministic generator (xorshift), values in [-1, 1).
-fn random(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 fn device() -> GpuDevice {

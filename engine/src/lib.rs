@@ -7,6 +7,7 @@
 
 pub mod delegate;
 pub mod error;
+pub mod random;
 pub mod weights;
 
 pub use error::{Error, Result};

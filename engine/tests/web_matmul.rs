@@ -4,21 +4,10 @@
 
 use kinema_engine::delegate::gpu::GpuDevice;
 use kinema_engine::delegate::{Activation, Matmul, cpu, gpu};
+use kinema_engine::random::uniform as random;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
-
-fn random(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
-}
 
 #[wasm_bindgen_test]
 async fn webgpu_matmul_matches_the_cpu_delegate() {
@@ -31,8 +20,8 @@ async fn webgpu_matmul_matches_the_cpu_delegate() {
             activation: [Activation::None, Activation::GeluErf, Activation::Silu, Activation::Relu][i],
             ..Matmul::new(batch, m, n, k)
         };
-        let a = random(batch * m * k, i as u32);
-        let b = random(batch * k * n, i as u32 + 50);
+        let a = random(batch * m * k, i as u64);
+        let b = random(batch * k * n, i as u64 + 50);
         let bias = random(n, 9);
         let want = cpu::matmul::matmul(&spec, &a, &b, Some(&bias)).unwrap();
         let got = gpu::matmul::matmul(&dev, &spec, &a, &b, Some(&bias)).await.unwrap();

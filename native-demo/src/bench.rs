@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use kinema_engine::delegate::gpu::GpuDevice;
 use kinema_engine::delegate::{Matmul, cpu, gpu};
+use kinema_engine::random::uniform;
 use kinema_engine::{Error, Result};
 use serde_json::json;
 
@@ -54,26 +55,16 @@ fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
     Ok(ms)
 }
 
-fn random(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
-}
-
 pub fn run(args: Args) -> Result<()> {
     let spec = Matmul::new(1, 1024, 1024, 1024);
     let flops = 2.0 * 1024f64.powi(3);
-    let (a, b) = (random(1024 * 1024, 1), random(1024 * 1024, 2));
+    let (a, b) = (uniform(1024 * 1024, 1), uniform(1024 * 1024, 2));
     let mut rows = Vec::new();
     if args.device != Which::Gpu {
         let ms = time(args.runs, || cpu::matmul::matmul(&spec, &a, &b, None).map(drop))?;
-        rows.push(Row { workload: "matmul", device: "cpu", adapter: "matrixmultiply (1 thread)".into(), ms, flops });
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let adapter = format!("matrixmultiply sgemm, {threads} threads");
+        rows.push(Row { workload: "matmul", device: "cpu", adapter, ms, flops });
     }
     if args.device != Which::Cpu {
         match pollster::block_on(GpuDevice::new()) {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 /// The staging window through which tensor data is read and converted.
 pub const READ_WINDOW: usize = 8 << 20;
 
-/// Index files tried, in order, when a URL names a folder.
+/// Names tried, in order, when a URL names a folder (it cannot be listed).
 const FOLDER_CANDIDATES: [&str; 4] = [
     "diffusion_pytorch_model.safetensors.index.json",
     "model.safetensors.index.json",
@@ -95,6 +95,8 @@ pub struct Checkpoint {
     shards: Vec<Shard>,
     /// Tensor name → (shard, position in that shard's header).
     tensors: BTreeMap<String, (usize, usize)>,
+    /// True when opened through an index.
+    sharded: bool,
     /// The index's `metadata` (sharded checkpoints only).
     index_metadata: serde_json::Map<String, serde_json::Value>,
 }
@@ -207,7 +209,13 @@ impl Checkpoint {
     pub async fn from_source(name: &str, source: Box<dyn Source>) -> Result<Checkpoint> {
         let shard = Shard::open(name, source).await?;
         let tensors = shard.header.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), (0, i))).collect();
-        Ok(Checkpoint { name: name.to_string(), shards: vec![shard], tensors, index_metadata: Default::default() })
+        Ok(Checkpoint {
+            name: name.to_string(),
+            shards: vec![shard],
+            tensors,
+            sharded: false,
+            index_metadata: Default::default(),
+        })
     }
 
     async fn open_index(shown: &str, base: Base, file: &str, client: &HttpClient) -> Result<Checkpoint> {
@@ -248,7 +256,7 @@ impl Checkpoint {
         for (shard, file) in shards.iter_mut().zip(&index.shards) {
             shard.file = file.clone();
         }
-        Ok(Checkpoint { name: shown.to_string(), shards, tensors, index_metadata: index.metadata })
+        Ok(Checkpoint { name: shown.to_string(), shards, tensors, sharded: true, index_metadata: index.metadata })
     }
 
     /// What the user opened.
@@ -262,7 +270,7 @@ impl Checkpoint {
 
     /// True for a checkpoint opened through an index.
     pub fn is_sharded(&self) -> bool {
-        !self.index_metadata.is_empty() || self.shards.len() > 1
+        self.sharded
     }
 
     /// The index's `metadata` (empty for a single file; see each shard's header otherwise).

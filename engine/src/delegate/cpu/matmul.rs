@@ -1,56 +1,103 @@
 //! Matmul on the host: `matrixmultiply`'s packed, SIMD sgemm reads A and B
-//! through strides (so transposes are free), then the epilogue adds the bias
-//! and applies the activation.
+//! through strides (so transposes are free); blocks of output rows are spread
+//! over the cores with scoped threads; the epilogue adds the bias and applies
+//! the activation.
 
 use super::activation;
 use crate::Result;
 use crate::delegate::Matmul;
 
+/// Below this many multiply-adds a product runs on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// One block of work: rows `rows` of batch `batch`.
+struct Block {
+    batch: usize,
+    rows: std::ops::Range<usize>,
+}
+
 /// `out = act(op(A) · op(B) + bias)` for every batch; see [`Matmul`].
 pub fn matmul(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
     let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
     let mut out = vec![0f32; len];
-    let (ab, ar, ac) = spec.a_strides();
-    let (bb, br, bc) = spec.b_strides();
-    let mn = spec.m * spec.n;
-    if mn == 0 {
+    if len == 0 {
         return Ok(out);
     }
-    for batch in 0..spec.batch {
-        let c = &mut out[batch * mn..(batch + 1) * mn];
-        if spec.k > 0 {
-            // SAFETY: `check` verified that A, B and the output hold exactly
-            // batch × (m×k, k×n, m×n) elements, so every strided access that
-            // sgemm makes for this batch lies inside the slices.
-            unsafe {
-                matrixmultiply::sgemm(
-                    spec.m,
-                    spec.k,
-                    spec.n,
-                    1.0,
-                    a.as_ptr().add(batch * ab),
-                    ar as isize,
-                    ac as isize,
-                    b.as_ptr().add(batch * bb),
-                    br as isize,
-                    bc as isize,
-                    0.0,
-                    c.as_mut_ptr(),
-                    spec.n as isize,
-                    1,
-                );
-            }
-        }
-        for row in c.chunks_exact_mut(spec.n) {
-            match bias {
-                Some(bias) => {
-                    row.iter_mut().zip(bias).for_each(|(v, b)| *v = activation::apply(spec.activation, *v + b))
-                }
-                None => row.iter_mut().for_each(|v| *v = activation::apply(spec.activation, *v)),
-            }
+    let threads = threads_for(spec);
+    // Split each batch's rows into `per_batch` blocks, so that there are at
+    // least `threads` blocks in all; a block owns its rows of `out`.
+    let per_batch = threads.div_ceil(spec.batch).clamp(1, spec.m);
+    let rows_per_block = spec.m.div_ceil(per_batch);
+    let mut work: Vec<(Block, &mut [f32])> = Vec::new();
+    for (batch, c) in out.chunks_exact_mut(spec.m * spec.n).enumerate() {
+        for (i, rows_out) in c.chunks_mut(rows_per_block * spec.n).enumerate() {
+            let start = i * rows_per_block;
+            work.push((Block { batch, rows: start..start + rows_out.len() / spec.n }, rows_out));
         }
     }
+    let run = |(block, c): (Block, &mut [f32])| gemm_block(spec, a, b, bias, &block, c);
+    if threads <= 1 {
+        work.into_iter().for_each(run);
+    } else {
+        // Deal the blocks out round-robin, one scoped thread per share.
+        let mut shares: Vec<Vec<(Block, &mut [f32])>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, item) in work.into_iter().enumerate() {
+            shares[i % threads].push(item);
+        }
+        std::thread::scope(|s| {
+            for share in shares {
+                s.spawn(move || share.into_iter().for_each(run));
+            }
+        });
+    }
     Ok(out)
+}
+
+/// Threads worth using for `spec` on this machine (1 in the browser).
+fn threads_for(spec: &Matmul) -> usize {
+    let macs = spec.batch.saturating_mul(spec.m).saturating_mul(spec.n).saturating_mul(spec.k);
+    if cfg!(target_arch = "wasm32") || macs < PARALLEL_MIN_MACS {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Computes rows `block.rows` of batch `block.batch` into `c` (those rows of `out`).
+fn gemm_block(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, block: &Block, c: &mut [f32]) {
+    let (ab, ar, ac) = spec.a_strides();
+    let (bb, br, bc) = spec.b_strides();
+    let rows = block.rows.len();
+    debug_assert_eq!(c.len(), rows * spec.n);
+    if spec.k > 0 && rows > 0 && spec.n > 0 {
+        // SAFETY: `Matmul::check` verified that A, B and the output hold exactly
+        // batch × (m×k, k×n, m×n) elements; this block reads rows
+        // `block.rows` (< m) of batch `block.batch` (< batch) of A, all of that
+        // batch of B, and writes exactly the `rows × n` elements of `c`.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                spec.k,
+                spec.n,
+                1.0,
+                a.as_ptr().add(block.batch * ab + block.rows.start * ar),
+                ar as isize,
+                ac as isize,
+                b.as_ptr().add(block.batch * bb),
+                br as isize,
+                bc as isize,
+                0.0,
+                c.as_mut_ptr(),
+                spec.n as isize,
+                1,
+            );
+        }
+    }
+    for row in c.chunks_exact_mut(spec.n) {
+        match bias {
+            Some(bias) => row.iter_mut().zip(bias).for_each(|(v, b)| *v = activation::apply(spec.activation, *v + b)),
+            None => row.iter_mut().for_each(|v| *v = activation::apply(spec.activation, *v)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -69,5 +116,21 @@ mod tests {
         let out = matmul(&spec, &[1., 3., 2., 4.], &[5., 7., 6., 8.], None).unwrap();
         assert_eq!(out, vec![19., 22., 43., 50.]);
         assert!(matmul(&spec, &[1.], &[5., 7., 6., 8.], None).is_err());
+    }
+
+    #[test]
+    fn threaded_blocks_equal_one_block() {
+        // Large enough to be split; every transpose and a batch of 3.
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            let spec = Matmul { trans_a, trans_b, ..Matmul::new(3, 97, 130, 101) };
+            let a = crate::random::uniform(3 * 97 * 101, 1);
+            let b = crate::random::uniform(3 * 101 * 130, 2);
+            let threaded = matmul(&spec, &a, &b, None).unwrap();
+            let mut single = vec![0f32; 3 * 97 * 130];
+            for (batch, c) in single.chunks_exact_mut(97 * 130).enumerate() {
+                gemm_block(&spec, &a, &b, None, &Block { batch, rows: 0..97 }, c);
+            }
+            assert_eq!(threaded, single, "trans_a={trans_a} trans_b={trans_b}");
+        }
     }
 }
