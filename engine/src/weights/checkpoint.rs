@@ -8,7 +8,7 @@ use half::f16;
 use super::convert::{self, Stats, StatsAccumulator};
 use super::header::{self, Header, HeaderError, TensorInfo};
 use super::index::{self, IndexError};
-use super::source::{HttpClient, HttpSource, Source, read_vec};
+use super::source::{HttpClient, HttpSource, Source, read_vec, read_windowed};
 use crate::error::{Error, Result};
 
 /// The staging window through which tensor data is read and converted.
@@ -170,11 +170,10 @@ impl Checkpoint {
             (dir, file)
         };
         let base = Base::Dir(dir);
+        let shown = base.display(&file);
         if file.ends_with(".json") {
-            let shown = base.display(&file);
             Checkpoint::open_index(&shown, base, &file, client).await
         } else {
-            let shown = base.display(&file);
             let source = base.open(&file, client).await?;
             Checkpoint::from_source(&shown, source).await
         }
@@ -280,11 +279,12 @@ impl Checkpoint {
 
     /// Tensors, sorted by name.
     pub fn tensors(&self) -> impl Iterator<Item = TensorRef<'_>> {
-        self.tensors.iter().map(|(name, &(s, t))| TensorRef {
-            name,
-            info: &self.shards[s].header.tensors[t],
-            shard: &self.shards[s],
-        })
+        self.tensors.values().map(|&at| self.tensor_ref(at))
+    }
+
+    fn tensor_ref(&self, (s, t): (usize, usize)) -> TensorRef<'_> {
+        let info = &self.shards[s].header.tensors[t];
+        TensorRef { name: &info.name, info, shard: &self.shards[s] }
     }
 
     pub fn len(&self) -> usize {
@@ -301,34 +301,20 @@ impl Checkpoint {
     }
 
     pub fn get(&self, name: &str) -> Result<TensorRef<'_>> {
-        let &(s, t) = self
+        let &at = self
             .tensors
             .get(name)
             .ok_or_else(|| Error::UnknownTensor { checkpoint: self.name.clone(), name: name.to_string() })?;
-        Ok(TensorRef {
-            name: &self.shards[s].header.tensors[t].name,
-            info: &self.shards[s].header.tensors[t],
-            shard: &self.shards[s],
-        })
+        Ok(self.tensor_ref(at))
     }
 
     /// Streams a tensor's raw bytes through a window of at most `window`
     /// bytes (rounded to whole elements), calling `f` with each piece in order.
-    pub async fn stream(&self, name: &str, window: usize, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    pub async fn stream(&self, name: &str, window: usize, f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
         let t = self.get(name)?;
         let start = t.shard.header.data_start() + t.info.data_offsets.0;
-        let total = t.info.byte_len();
         let elem = t.info.dtype.size();
-        let window = (window / elem).max(1) * elem;
-        let mut buf = vec![0u8; (window as u64).min(total) as usize];
-        let mut done = 0u64;
-        while done < total {
-            let n = (total - done).min(window as u64) as usize;
-            t.shard.source.read_at(start + done, &mut buf[..n]).await?;
-            f(&buf[..n])?;
-            done += n as u64;
-        }
-        Ok(())
+        read_windowed(&*t.shard.source, start, t.info.byte_len(), (window / elem).max(1) * elem, f).await
     }
 
     /// Reads a tensor's raw little-endian bytes into `out` (exactly its size).

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::{Checkpoint, READ_WINDOW};
+use super::source::read_windowed;
 use crate::error::{Error, Result};
 
 /// The digest (and, from LFS pointers, the size) a shard must have.
@@ -150,15 +151,11 @@ impl Checkpoint {
                 });
             }
             let mut hasher = Sha256::new();
-            let total = shard.file_len();
-            let mut buf = vec![0u8; (READ_WINDOW as u64).min(total) as usize];
-            let mut done = 0u64;
-            while done < total {
-                let n = (total - done).min(READ_WINDOW as u64) as usize;
-                shard.source.read_at(done, &mut buf[..n]).await?;
-                hasher.update(&buf[..n]);
-                done += n as u64;
-            }
+            read_windowed(&*shard.source, 0, shard.file_len(), READ_WINDOW, |piece| {
+                hasher.update(piece);
+                Ok(())
+            })
+            .await?;
             let actual = hex(&hasher.finalize());
             if actual != expected.sha256 {
                 return Err(Error::DigestMismatch {

@@ -61,6 +61,28 @@ pub async fn read_vec(source: &dyn Source, offset: u64, len: u64) -> Result<Vec<
     Ok(out)
 }
 
+/// Reads `len` bytes at `offset` through one buffer of at most `window` bytes,
+/// calling `f` with each piece in order: the bounded staging window every
+/// streamed read (tensor data, digests) goes through.
+pub async fn read_windowed(
+    source: &dyn Source,
+    offset: u64,
+    len: u64,
+    window: usize,
+    mut f: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let window = window.max(1) as u64;
+    let mut buf = vec![0u8; window.min(len) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(window) as usize;
+        source.read_at(offset + done, &mut buf[..n]).await?;
+        f(&buf[..n])?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 /// Checks that `offset .. offset + len` lies inside a source of `total` bytes.
 pub(crate) fn check_range(name: &str, offset: u64, len: usize, total: u64) -> Result<()> {
     match offset.checked_add(len as u64) {
