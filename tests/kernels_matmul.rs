@@ -8,7 +8,7 @@
 //! accumulation, and the GPU's own exp/tanh).
 
 use kinema_engine::delegate::gpu::GpuDevice;
-use kinema_engine::delegate::gpu::matmul::{Tiles, matmul_with};
+use kinema_engine::delegate::gpu::matmul::{Config, Tiles, matmul_with};
 use kinema_engine::delegate::{Activation, Matmul, cpu, gpu};
 use kinema_engine::random::uniform as random;
 use kinema_engine::weights::Checkpoint;
@@ -66,6 +66,15 @@ fn cpu_matmul_matches_pytorch() {
     }
 }
 
+/// Both kernels where the adapter runs both (lavapipe does), else the tiled one.
+fn configs(dev: &GpuDevice) -> Vec<Config> {
+    let mut list = vec![Config::Tiled(Tiles::DEFAULT)];
+    if dev.supports(kinema_shaders::Needs::Subgroups8) {
+        list.push(Config::Subgroups8 { wg_rows: 8 });
+    }
+    list
+}
+
 fn device() -> GpuDevice {
     pollster::block_on(GpuDevice::new()).unwrap_or_else(|e| panic!("GPU tests need an adapter (install lavapipe): {e}"))
 }
@@ -94,9 +103,11 @@ fn gpu_matmul_matches_cpu_on_awkward_shapes() {
             let b = random(batch * k * n, (i * 8 + j + 100) as u64);
             let bias = (j % 2 == 1).then(|| random(n, 7));
             let want = cpu::matmul::matmul(&spec, &a, &b, bias.as_deref()).unwrap();
-            let got = pollster::block_on(gpu::matmul::matmul(&dev, &spec, &a, &b, bias.as_deref())).unwrap();
-            let (err, ok) = compare(&got, &want, k, 1e-4);
-            assert!(ok, "{spec:?} bias={}: max abs error {err}", bias.is_some());
+            for config in configs(&dev) {
+                let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, &b, bias.as_deref())).unwrap();
+                let (err, ok) = compare(&got, &want, k, 1e-4);
+                assert!(ok, "{config:?} {spec:?} bias={}: max abs error {err}", bias.is_some());
+            }
         }
     }
 }
@@ -107,12 +118,16 @@ fn gpu_matmul_tile_configurations_agree() {
     let spec = Matmul { trans_b: true, ..Matmul::new(2, 45, 77, 50) };
     let (a, b) = (random(2 * 45 * 50, 1), random(2 * 50 * 77, 2));
     let want = cpu::matmul::matmul(&spec, &a, &b, None).unwrap();
-    for tiles in [
-        Tiles::DEFAULT,
-        Tiles { wg_m: 8, wg_n: 8, bk: 8 },
-        Tiles { wg_m: 4, wg_n: 16, bk: 32 },
-        Tiles { wg_m: 8, wg_n: 32, bk: 4 },
-    ] {
+    let mut all = vec![
+        Config::Tiled(Tiles::DEFAULT),
+        Config::Tiled(Tiles { wg_m: 8, wg_n: 8, bk: 8 }),
+        Config::Tiled(Tiles { wg_m: 4, wg_n: 16, bk: 32 }),
+        Config::Tiled(Tiles { wg_m: 8, wg_n: 32, bk: 4 }),
+    ];
+    if dev.supports(kinema_shaders::Needs::Subgroups8) {
+        all.extend([1, 2, 4].map(|wg_rows| Config::Subgroups8 { wg_rows }));
+    }
+    for tiles in all {
         let got = pollster::block_on(matmul_with(&dev, tiles, &spec, &a, &b, None)).unwrap();
         let (err, ok) = compare(&got, &want, spec.k, 1e-4);
         assert!(ok, "{tiles:?}: max abs error {err}");
@@ -132,7 +147,7 @@ fn kernels_fit_the_webgpu_default_limits() {
     // And a tile too large for them is refused with a clear error, not a crash.
     let err = pollster::block_on(matmul_with(
         &dev,
-        Tiles { wg_m: 32, wg_n: 32, bk: 16 },
+        Config::Tiled(Tiles { wg_m: 32, wg_n: 32, bk: 16 }),
         &spec,
         &random(35, 1),
         &random(42, 2),

@@ -1,17 +1,45 @@
 //! Kinema's WGSL kernels. Each kernel is a real `.wgsl` file beside this one,
 //! listed in [`CATALOG`] and validated by naga in `cargo test`; tile sizes are
-//! `override` constants that the GPU delegate sets per pipeline.
+//! `override` constants that the GPU delegate sets per pipeline. WGSL has no
+//! `#include`: code several kernels share (`epilogue.wgsl`) is prepended here.
 
-/// A WGSL kernel: its name, source text, and compute entry point.
+/// A WGSL kernel: its name, source text, compute entry point, and the
+/// optional GPU feature it needs (every kernel that needs one has a twin
+/// that does not).
 #[derive(Debug, Clone, Copy)]
 pub struct Kernel {
     pub name: &'static str,
     pub source: &'static str,
     pub entry: &'static str,
+    pub needs: Needs,
 }
 
-/// Batched matmul with transposed operands and a fused bias + activation epilogue.
-pub const MATMUL: Kernel = Kernel { name: "matmul", source: include_str!("matmul.wgsl"), entry: "main" };
+/// Optional device features a kernel relies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Nothing,
+    /// Subgroup operations (`subgroupBroadcast`), with subgroups of exactly 8.
+    Subgroups8,
+}
+
+macro_rules! kernel {
+    ($name:literal $(, $prefix:literal)*) => {
+        Kernel {
+            name: $name,
+            source: concat!($(include_str!($prefix),)* include_str!(concat!($name, ".wgsl"))),
+            entry: "main",
+            needs: Needs::Nothing,
+        }
+    };
+}
+
+/// Batched matmul with transposed operands and a fused bias + activation
+/// epilogue, tiled through workgroup memory (the path for real GPUs).
+pub const MATMUL: Kernel = kernel!("matmul", "epilogue.wgsl");
+
+/// The same matmul for adapters with 8-wide subgroups (lavapipe): rows of A
+/// shared with `subgroupBroadcast` instead of workgroup memory.
+pub const MATMUL_SG8: Kernel = Kernel { needs: Needs::Subgroups8, ..kernel!("matmul_sg8", "epilogue.wgsl") };
 
 /// Every kernel this crate ships.
-pub const CATALOG: &[Kernel] = &[MATMUL];
+pub const CATALOG: &[Kernel] = &[MATMUL, MATMUL_SG8];

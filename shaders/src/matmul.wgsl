@@ -3,7 +3,7 @@
 //   out[b, m, n] = act(sum_k A[b, m, k] * B[b, k, n] + bias[n])
 //
 // A and B are read through element strides, so transposed operands need no
-// copy. Each workgroup computes a BM x BN tile of `out` (BM = WG_M * TM,
+// copy. (The epilogue, `store4`, comes from epilogue.wgsl.) Each workgroup computes a BM x BN tile of `out` (BM = WG_M * TM,
 // BN = WG_N * TN); each thread a TM x TN block held in registers. K advances
 // BK at a time through workgroup memory. Accumulation is f32.
 
@@ -47,26 +47,6 @@ override B_TILE: u32 = BK * BN;
 
 var<workgroup> tile_a: array<f32, A_TILE>; // [BK][BM], k-major
 var<workgroup> tile_b: array<f32, B_TILE>; // [BK][BN]
-
-fn erf(x: f32) -> f32 {
-    // Abramowitz & Stegun 7.1.26: |error| < 1.5e-7.
-    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
-    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-x * x);
-    return select(-y, y, x >= 0.0);
-}
-
-fn activate(x: f32, kind: u32) -> f32 {
-    switch kind {
-        case 1u: { return max(x, 0.0); }
-        case 2u: { return x / (1.0 + exp(-x)); }
-        case 3u: {
-            let inner = 0.7978845608028654 * (x + 0.044715 * x * x * x);
-            return 0.5 * x * (1.0 + tanh(clamp(inner, -15.0, 15.0)));
-        }
-        case 4u: { return 0.5 * x * (1.0 + erf(x * 0.7071067811865476)); }
-        default: { return x; }
-    }
-}
 
 @compute @workgroup_size(WG_N, WG_M, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -125,26 +105,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 
     let col = col0 + lid.x * TN;
     let row = row0 + lid.y * TM;
-    store_row(batch, row, col, acc0);
-    store_row(batch, row + 1u, col, acc1);
-    store_row(batch, row + 2u, col, acc2);
-    store_row(batch, row + 3u, col, acc3);
-}
-
-// Writes up to four outputs of one row, through the epilogue.
-fn store_row(batch: u32, r: u32, c0: u32, v: vec4<f32>) {
-    if (r >= p.m) {
-        return;
-    }
-    let base = batch * p.m * p.n + r * p.n;
-    for (var j = 0u; j < TN; j++) {
-        let c = c0 + j;
-        if (c < p.n) {
-            var x = v[j];
-            if (p.has_bias == 1u) {
-                x += bias[c];
-            }
-            out[base + c] = activate(x, p.activation);
-        }
-    }
+    store4(batch, row, col, acc0);
+    store4(batch, row + 1u, col, acc1);
+    store4(batch, row + 2u, col, acc2);
+    store4(batch, row + 3u, col, acc3);
 }

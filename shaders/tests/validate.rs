@@ -12,7 +12,13 @@ const MAX_WORKGROUP_BYTES: u32 = 16 * 1024;
 fn parse(kernel: &kinema_shaders::Kernel) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(kernel.source)
         .unwrap_or_else(|e| panic!("{}.wgsl: {}", kernel.name, e.emit_to_string(kernel.source)));
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+    let caps = match kernel.needs {
+        kinema_shaders::Needs::Nothing => Capabilities::empty(),
+        kinema_shaders::Needs::Subgroups8 => Capabilities::SUBGROUP,
+    };
+    let info = Validator::new(ValidationFlags::all(), caps)
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}.wgsl: {}", kernel.name, e.emit_to_string(kernel.source)));
     (module, info)

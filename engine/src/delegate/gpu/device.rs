@@ -18,7 +18,8 @@ pub struct GpuDevice {
 
 impl GpuDevice {
     /// Opens the default adapter (`WGPU_BACKEND` and `WGPU_ADAPTER_NAME` are
-    /// honoured) with its own limits, and `SHADER_F16` when it has it.
+    /// honoured) with its own limits, and `SHADER_F16` and `SUBGROUP` when it
+    /// has them.
     pub async fn new() -> Result<GpuDevice> {
         GpuDevice::with_limits(None).await
     }
@@ -34,7 +35,7 @@ impl GpuDevice {
             .await
             .map_err(|e| Error::Gpu(format!("no GPU adapter: {e}")))?;
         let info = adapter.get_info();
-        let features = adapter.features() & wgpu::Features::SHADER_F16;
+        let features = adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("kinema"),
@@ -53,6 +54,9 @@ impl GpuDevice {
         kernel: &kinema_shaders::Kernel,
         overrides: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
+        if !self.supports(kernel.needs) {
+            return Err(Error::Gpu(format!("{}: {} lacks {:?}", kernel.name, self.info.name, kernel.needs)));
+        }
         let key = format!("{}{overrides:?}", kernel.name);
         if let Some(p) = self.pipelines.lock().expect("pipeline cache").get(&key) {
             return Ok(p.clone());
@@ -77,21 +81,74 @@ impl GpuDevice {
         Ok(pipeline)
     }
 
-    /// A storage buffer holding `data` (at least 4 bytes: empty bindings are invalid).
-    pub fn upload(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
-        let bytes: &[u8] = if data.is_empty() { &[0; 4] } else { bytemuck::cast_slice(data) };
+    /// Whether kernels needing `needs` can run here.
+    pub fn supports(&self, needs: kinema_shaders::Needs) -> bool {
+        match needs {
+            kinema_shaders::Needs::Nothing => true,
+            kinema_shaders::Needs::Subgroups8 => {
+                self.device.features().contains(wgpu::Features::SUBGROUP)
+                    && self.info.subgroup_min_size == 8
+                    && self.info.subgroup_max_size == 8
+            }
+        }
+    }
+
+    /// A uniform buffer holding `params`.
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> wgpu::Buffer {
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
-            contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM,
         })
     }
 
-    /// A storage buffer of `len` f32 (at least one), for a kernel to write.
+    /// Refuses a dispatch over the device's workgroup-count limit.
+    pub fn check_groups(&self, what: &str, groups: [usize; 3]) -> Result<[u32; 3]> {
+        let max = self.device.limits().max_compute_workgroups_per_dimension as usize;
+        if groups.iter().any(|&g| g > max) {
+            return Err(Error::Gpu(format!("{what}: needs {groups:?} workgroups, over the limit of {max}")));
+        }
+        Ok(groups.map(|g| g as u32))
+    }
+
+    /// Refuses a buffer of `bytes` over the storage-binding limit.
+    pub fn check_binding(&self, what: &str, bytes: usize) -> Result<()> {
+        let max = self.device.limits().max_storage_buffer_binding_size as usize;
+        if bytes > max {
+            return Err(Error::Gpu(format!(
+                "{what}: {bytes} bytes exceed the device's {max}-byte storage binding limit"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts recording dispatches to submit together.
+    pub fn commands(&self) -> Commands<'_> {
+        Commands { dev: self, encoder: self.device.create_command_encoder(&Default::default()) }
+    }
+
+    /// A storage buffer holding `data`, padded with zeros to a multiple of 16
+    /// bytes (kernels may read it as `vec4`; empty bindings are invalid).
+    pub fn upload(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: padded(data.len()),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: true,
+        });
+        // A buffer mapped at creation is always mappable.
+        let mut view = buffer.slice(..).get_mapped_range_mut().expect("mapped at creation");
+        view.slice(..data.len() * 4).copy_from_slice(bytemuck::cast_slice(data));
+        drop(view);
+        buffer.unmap();
+        buffer
+    }
+
+    /// A storage buffer of `len` f32 (padded as [`upload`](Self::upload) pads), for a kernel to write.
     pub fn output(&self, label: &str, len: usize) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: (len.max(1) * 4) as u64,
+            size: padded(len),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         })
@@ -125,5 +182,41 @@ impl GpuDevice {
             staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu(format!("readback failed: {e}")))?.to_vec();
         staging.unmap();
         Ok(bytemuck::cast_slice(&data).to_vec())
+    }
+}
+
+/// Bytes for `len` f32, rounded up to a whole, non-empty number of vec4.
+fn padded(len: usize) -> u64 {
+    (len.max(1).div_ceil(4) * 16) as u64
+}
+
+/// Dispatches recorded into one command buffer, submitted together.
+pub struct Commands<'d> {
+    dev: &'d GpuDevice,
+    encoder: wgpu::CommandEncoder,
+}
+
+impl Commands<'_> {
+    /// Records one dispatch of `pipeline` with `buffers` bound at 0, 1, 2, … of group 0.
+    pub fn dispatch(&mut self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer], groups: [u32; 3]) {
+        let entries: Vec<_> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        let bind = self.dev.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut pass = self.encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    }
+
+    /// Submits everything recorded.
+    pub fn submit(self) {
+        self.dev.queue.submit([self.encoder.finish()]);
     }
 }

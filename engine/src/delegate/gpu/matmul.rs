@@ -1,8 +1,11 @@
-//! Dispatch of `matmul.wgsl`: one workgroup per BM × BN output tile per batch.
+//! Dispatch of the matmul kernels: `matmul.wgsl` (tiled through workgroup
+//! memory, for real GPUs) or `matmul_sg8.wgsl` (for adapters with 8-wide
+//! subgroups, i.e. CPU rasterisers), chosen per adapter by [`Config::for_device`].
 
 use bytemuck::{Pod, Zeroable};
 
 use super::GpuDevice;
+use super::device::Commands;
 use crate::delegate::Matmul;
 use crate::error::{Error, Result};
 
@@ -85,31 +88,106 @@ fn u32_of(what: &str, v: usize) -> Result<u32> {
         .map_err(|_| Error::Invalid(format!("matmul: {what} = {v} does not fit the kernel's 32-bit indices")))
 }
 
-/// `out = act(op(A) · op(B) + bias)` on the GPU; see [`Matmul`].
-pub async fn matmul(dev: &GpuDevice, spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    matmul_with(dev, Tiles::DEFAULT, spec, a, b, bias).await
+/// Which matmul kernel, with which tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Config {
+    /// `matmul.wgsl`.
+    Tiled(Tiles),
+    /// `matmul_sg8.wgsl` with `wg_rows` subgroups per workgroup (each 16 rows × 64 columns).
+    Subgroups8 { wg_rows: u32 },
 }
 
-/// [`matmul`] with a given tile configuration.
+impl Config {
+    /// The autotune table: the fastest configuration measured for this kind of
+    /// adapter (docs/benchmarks.md records the candidates and their times).
+    pub fn for_device(dev: &GpuDevice) -> Config {
+        if dev.supports(kinema_shaders::Needs::Subgroups8) && dev.info.device_type == wgpu::DeviceType::Cpu {
+            Config::Subgroups8 { wg_rows: 8 }
+        } else {
+            Config::Tiled(Tiles::DEFAULT)
+        }
+    }
+
+    /// Output block per workgroup, (rows, columns).
+    fn block(&self) -> (u32, u32) {
+        match *self {
+            Config::Tiled(t) => (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN),
+            Config::Subgroups8 { wg_rows } => (16 * wg_rows, 64),
+        }
+    }
+
+    fn check(&self, dev: &GpuDevice) -> Result<()> {
+        match *self {
+            Config::Tiled(t) => t.check(&dev.device.limits()),
+            Config::Subgroups8 { wg_rows } => {
+                let limits = dev.device.limits();
+                if wg_rows == 0 || 8 * wg_rows > limits.max_compute_invocations_per_workgroup {
+                    return Err(Error::Gpu(format!("matmul {self:?} exceeds the device's limits")));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The kernel and its `override` values for `spec`.
+    fn kernel(&self, spec: &Matmul) -> (&'static kinema_shaders::Kernel, Vec<(&'static str, f64)>) {
+        match *self {
+            Config::Tiled(t) => (&kinema_shaders::MATMUL, t.overrides().to_vec()),
+            Config::Subgroups8 { wg_rows } => {
+                let (ab, ar, ac) = spec.a_strides();
+                let (bb, br, bc) = spec.b_strides();
+                let contiguous = ac == 1 && bc == 1 && [ab, ar, bb, br].iter().all(|s| s % 4 == 0);
+                let flag = if contiguous { 1.0 } else { 0.0 };
+                (&kinema_shaders::MATMUL_SG8, vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", flag)])
+            }
+        }
+    }
+}
+
+/// `out = act(op(A) · op(B) + bias)` on the GPU; see [`Matmul`].
+pub async fn matmul(dev: &GpuDevice, spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    matmul_with(dev, Config::for_device(dev), spec, a, b, bias).await
+}
+
+/// [`matmul`] with a given kernel configuration.
 pub async fn matmul_with(
     dev: &GpuDevice,
-    tiles: Tiles,
+    config: Config,
     spec: &Matmul,
     a: &[f32],
     b: &[f32],
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
     let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
-    tiles.check(&dev.device.limits())?;
+    config.check(dev)?;
+    let (kernel, overrides) = config.kernel(spec);
+    let pipeline = dev.pipeline(kernel, &overrides).await?;
+    let a_buf = dev.upload("matmul.a", a);
+    let b_buf = dev.upload("matmul.b", b);
+    let bias_buf = dev.upload("matmul.bias", bias.unwrap_or(&[]));
+    let out = dev.output("matmul.out", len);
+    let mut commands = dev.commands();
+    record(dev, &mut commands, &pipeline, config, spec, [&a_buf, &b_buf, &bias_buf, &out], bias.is_some())?;
+    commands.submit();
+    dev.read(&out, len).await
+}
+
+/// Records `out = act(op(A) · op(B) + bias)` over device buffers
+/// `[a, b, bias, out]` (bias ignored unless `has_bias`).
+pub fn record(
+    dev: &GpuDevice,
+    commands: &mut Commands<'_>,
+    pipeline: &wgpu::ComputePipeline,
+    config: Config,
+    spec: &Matmul,
+    buffers: [&wgpu::Buffer; 4],
+    has_bias: bool,
+) -> Result<()> {
+    let len = spec.check(spec.batch * spec.m * spec.k, spec.batch * spec.k * spec.n, None)?;
     // Every index the kernel computes must fit in u32.
-    for (what, n) in [("A", a.len()), ("B", b.len()), ("out", len)] {
+    for (what, n) in [("A", spec.batch * spec.m * spec.k), ("B", spec.batch * spec.k * spec.n), ("out", len)] {
         u32_of(what, n)?;
-    }
-    let max_binding = dev.device.limits().max_storage_buffer_binding_size as usize;
-    if [a.len(), b.len(), len].iter().any(|&n| n * 4 > max_binding) {
-        return Err(Error::Gpu(format!(
-            "matmul {spec:?}: an operand exceeds the device's {max_binding}-byte storage binding limit"
-        )));
+        dev.check_binding(&format!("matmul {spec:?}: {what}"), n * 4)?;
     }
     let (ab, ar, ac) = spec.a_strides();
     let (bb, br, bc) = spec.b_strides();
@@ -124,55 +202,19 @@ pub async fn matmul_with(
         b_batch: u32_of("B stride", bb)?,
         b_row: br as u32,
         b_col: bc as u32,
-        has_bias: bias.is_some() as u32,
+        has_bias: has_bias as u32,
         activation: spec.activation.code(),
     };
-    let groups = [
-        spec.n.div_ceil((tiles.wg_n * Tiles::TN) as usize),
-        spec.m.div_ceil((tiles.wg_m * Tiles::TM) as usize),
-        spec.batch,
-    ];
-    let max_groups = dev.device.limits().max_compute_workgroups_per_dimension as usize;
-    if groups.iter().any(|&g| g > max_groups) {
-        return Err(Error::Gpu(format!(
-            "matmul {spec:?}: needs {groups:?} workgroups, over the limit of {max_groups}"
-        )));
-    }
+    let (rows, cols) = config.block();
+    let groups = dev.check_groups(
+        &format!("matmul {spec:?}"),
+        [spec.n.div_ceil(cols as usize), spec.m.div_ceil(rows as usize), spec.batch],
+    )?;
     if len == 0 {
-        return Ok(Vec::new());
+        return Ok(());
     }
-
-    let pipeline = dev.pipeline(&kinema_shaders::MATMUL, &tiles.overrides()).await?;
-    let a_buf = dev.upload("matmul.a", a);
-    let b_buf = dev.upload("matmul.b", b);
-    let bias_buf = dev.upload("matmul.bias", bias.unwrap_or(&[]));
-    let out = dev.output("matmul.out", len);
-    let params_buf = wgpu::util::DeviceExt::create_buffer_init(
-        &dev.device,
-        &wgpu::util::BufferInitDescriptor {
-            label: Some("matmul.params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        },
-    );
-    let bind = dev.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("matmul"),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &[
-            wgpu::BindGroupEntry { binding: 0, resource: a_buf.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: b_buf.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: bias_buf.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 3, resource: out.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 4, resource: params_buf.as_entire_binding() },
-        ],
-    });
-    let mut encoder = dev.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(groups[0] as u32, groups[1] as u32, groups[2] as u32);
-    }
-    dev.queue.submit([encoder.finish()]);
-    dev.read(&out, len).await
+    let params = dev.uniform("matmul.params", &params);
+    let [a, b, bias, out] = buffers;
+    commands.dispatch(pipeline, &[a, b, bias, out, &params], groups);
+    Ok(())
 }
