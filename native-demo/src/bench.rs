@@ -1,14 +1,14 @@
 //! `kinema bench`: the reference workloads on each delegate, timed after
 //! warm-up (min and median of several runs, readback included).
 //!
-//! Today the workload with kernels on both delegates is `matmul`
-//! ([1024,1024]×[1024,1024]); `conv3d` and `attention` join as their kernels land.
-//! Peers: `tools/bench_peers.py`, run side by side.
+//! Workloads: `matmul` [1024,1024]×[1024,1024]; `conv3d` x [1,64,8,32,32],
+//! w [64,64,3,3,3], stride 1, pad 1; `attention` q, k, v [1,8,1024,64],
+//! softmax(qkᵀ/8)v. Peers: `tools/bench_peers.py`, run side by side.
 
 use std::time::Instant;
 
 use kinema_engine::delegate::gpu::GpuDevice;
-use kinema_engine::delegate::{Matmul, cpu, gpu};
+use kinema_engine::delegate::{Attention, Conv3d, Matmul, cpu, gpu};
 use kinema_engine::random::uniform;
 use kinema_engine::{Error, Result};
 use serde_json::json;
@@ -55,24 +55,56 @@ fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
     Ok(ms)
 }
 
+/// The reference workloads (fp32), with their inputs.
+struct Workloads {
+    matmul: (Matmul, Vec<f32>, Vec<f32>),
+    conv3d: (Conv3d, Vec<f32>, Vec<f32>),
+    attention: (Attention, [Vec<f32>; 3]),
+}
+
+impl Workloads {
+    fn new() -> Workloads {
+        let matmul = Matmul::new(1, 1024, 1024, 1024);
+        let conv3d = Conv3d::new(1, 64, 64, [8, 32, 32], [3, 3, 3]).padded([1, 1, 1]);
+        let attention = Attention { scale: 1.0 / 8.0, ..Attention::new(1, 8, 1024, 1024, 64) };
+        let n = 8 * 1024 * 64;
+        Workloads {
+            matmul: (matmul, uniform(1024 * 1024, 1), uniform(1024 * 1024, 2)),
+            conv3d: (conv3d, uniform(64 * 8 * 32 * 32, 3), uniform(64 * 64 * 27, 4)),
+            attention: (attention, [uniform(n, 5), uniform(n, 6), uniform(n, 7)]),
+        }
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
-    let spec = Matmul::new(1, 1024, 1024, 1024);
-    let flops = 2.0 * 1024f64.powi(3);
-    let (a, b) = (uniform(1024 * 1024, 1), uniform(1024 * 1024, 2));
+    let w = Workloads::new();
+    let (mm, a, b) = &w.matmul;
+    let (conv, x, k) = &w.conv3d;
+    let (att, [q, kk, v]) = &w.attention;
+    let flops = [2.0 * 1024f64.powi(3), 2.0 * conv.macs(), 2.0 * att.macs()];
     let mut rows = Vec::new();
     if args.device != Which::Gpu {
-        let ms = time(args.runs, || cpu::matmul::matmul(&spec, &a, &b, None).map(drop))?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let adapter = format!("matrixmultiply sgemm, {threads} threads");
-        rows.push(Row { workload: "matmul", device: "cpu", adapter, ms, flops });
+        let adapter = format!("host, {threads} threads");
+        let ms = time(args.runs, || cpu::matmul::matmul(mm, a, b, None).map(drop))?;
+        rows.push(Row { workload: "matmul", device: "cpu", adapter: adapter.clone(), ms, flops: flops[0] });
+        let ms = time(args.runs, || cpu::conv::conv3d(conv, x, k, None).map(drop))?;
+        rows.push(Row { workload: "conv3d", device: "cpu", adapter: adapter.clone(), ms, flops: flops[1] });
+        let ms = time(args.runs, || cpu::attention::attention(att, q, kk, v, None).map(drop))?;
+        rows.push(Row { workload: "attention", device: "cpu", adapter, ms, flops: flops[2] });
     }
     if args.device != Which::Cpu {
         match pollster::block_on(GpuDevice::new()) {
             Ok(dev) => {
-                let ms =
-                    time(args.runs, || pollster::block_on(gpu::matmul::matmul(&dev, &spec, &a, &b, None)).map(drop))?;
                 let adapter = format!("{} ({:?})", dev.info.name, dev.info.backend);
-                rows.push(Row { workload: "matmul", device: "gpu", adapter, ms, flops });
+                let ms = time(args.runs, || pollster::block_on(gpu::matmul::matmul(&dev, mm, a, b, None)).map(drop))?;
+                rows.push(Row { workload: "matmul", device: "gpu", adapter: adapter.clone(), ms, flops: flops[0] });
+                let ms = time(args.runs, || pollster::block_on(gpu::conv::conv3d(&dev, conv, x, k, None)).map(drop))?;
+                rows.push(Row { workload: "conv3d", device: "gpu", adapter: adapter.clone(), ms, flops: flops[1] });
+                let ms = time(args.runs, || {
+                    pollster::block_on(gpu::attention::attention(&dev, att, q, kk, v, None)).map(drop)
+                })?;
+                rows.push(Row { workload: "attention", device: "gpu", adapter, ms, flops: flops[2] });
             }
             Err(e) if args.device == Which::Gpu => return Err(e),
             Err(e) => eprintln!("kinema: no GPU delegate: {e}"),

@@ -41,5 +41,18 @@ pub const MATMUL: Kernel = kernel!("matmul", "epilogue.wgsl");
 /// shared with `subgroupBroadcast` instead of workgroup memory.
 pub const MATMUL_SG8: Kernel = Kernel { needs: Needs::Subgroups8, ..kernel!("matmul_sg8", "epilogue.wgsl") };
 
+/// conv3d (stride, padding before/after, dilation, groups, bias, activation)
+/// as an implicit GEMM tiled through workgroup memory.
+pub const CONV3D: Kernel = kernel!("conv3d", "conv_common.wgsl");
+
+/// conv3d for adapters with 8-wide subgroups (lavapipe).
+pub const CONV3D_SG8: Kernel = Kernel { needs: Needs::Subgroups8, ..kernel!("conv3d_sg8", "conv_common.wgsl") };
+
+/// Flash attention (online softmax), self or cross, optional mask, causal.
+pub const ATTENTION: Kernel = kernel!("attention");
+
+/// Flash attention for adapters with 8-wide subgroups (lavapipe).
+pub const ATTENTION_SG8: Kernel = Kernel { needs: Needs::Subgroups8, ..kernel!("attention_sg8") };
+
 /// Every kernel this crate ships.
-pub const CATALOG: &[Kernel] = &[MATMUL, MATMUL_SG8];
+pub const CATALOG: &[Kernel] = &[MATMUL, MATMUL_SG8, CONV3D, CONV3D_SG8, ATTENTION, ATTENTION_SG8];

@@ -3,12 +3,9 @@
 //! over the cores with scoped threads; the epilogue adds the bias and applies
 //! the activation.
 
-use super::activation;
+use super::{activation, parallel};
 use crate::Result;
 use crate::delegate::Matmul;
-
-/// Below this many multiply-adds a product runs on the calling thread.
-const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// One block of work: rows `rows` of batch `batch`.
 struct Block {
@@ -23,7 +20,8 @@ pub fn matmul(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>) -> Resu
     if len == 0 {
         return Ok(out);
     }
-    let threads = threads_for(spec);
+    let macs = spec.batch as f64 * spec.m as f64 * spec.n as f64 * spec.k as f64;
+    let threads = parallel::threads_for(macs);
     // Split each batch's rows into `per_batch` blocks, so that there are at
     // least `threads` blocks in all; a block owns its rows of `out`.
     let per_batch = threads.div_ceil(spec.batch).clamp(1, spec.m);
@@ -35,31 +33,10 @@ pub fn matmul(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>) -> Resu
             work.push((Block { batch, rows: start..start + rows_out.len() / spec.n }, rows_out));
         }
     }
-    let run = |(block, c): (Block, &mut [f32])| gemm_block(spec, a, b, bias, &block, c);
-    if threads <= 1 {
-        work.into_iter().for_each(run);
-    } else {
-        // Deal the blocks out round-robin, one scoped thread per share.
-        let mut shares: Vec<Vec<(Block, &mut [f32])>> = (0..threads).map(|_| Vec::new()).collect();
-        for (i, item) in work.into_iter().enumerate() {
-            shares[i % threads].push(item);
-        }
-        std::thread::scope(|s| {
-            for share in shares {
-                s.spawn(move || share.into_iter().for_each(run));
-            }
-        });
-    }
+    parallel::for_each_share(work, threads, |share| {
+        share.into_iter().for_each(|(block, c)| gemm_block(spec, a, b, bias, &block, c))
+    });
     Ok(out)
-}
-
-/// Threads worth using for `spec` on this machine (1 in the browser).
-fn threads_for(spec: &Matmul) -> usize {
-    let macs = spec.batch.saturating_mul(spec.m).saturating_mul(spec.n).saturating_mul(spec.k);
-    if cfg!(target_arch = "wasm32") || macs < PARALLEL_MIN_MACS {
-        return 1;
-    }
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Computes rows `block.rows` of batch `block.batch` into `c` (those rows of `out`).

@@ -2,4 +2,7 @@
 //! a GPU, and the reference the GPU kernels are checked against.
 
 pub mod activation;
+pub mod attention;
+pub mod conv;
 pub mod matmul;
+mod parallel;

@@ -11,39 +11,13 @@ use kinema_engine::delegate::gpu::GpuDevice;
 use kinema_engine::delegate::gpu::matmul::{Config, Tiles, matmul_with};
 use kinema_engine::delegate::{Activation, Matmul, cpu, gpu};
 use kinema_engine::random::uniform as random;
-use kinema_engine::weights::Checkpoint;
-use kinema_tests::fixture;
 
-fn activation(name: &str) -> Activation {
-    match name {
-        "none" => Activation::None,
-        "relu" => Activation::Relu,
-        "silu" => Activation::Silu,
-        "gelu_tanh" => Activation::GeluTanh,
-        "gelu_erf" => Activation::GeluErf,
-        other => panic!("unknown activation {other}"),
-    }
-}
-
-/// Max abs error, and whether it is within `tol · √k · (1 + max|ref|)`.
-fn compare(got: &[f32], want: &[f32], k: usize, tol: f32) -> (f32, bool) {
-    assert_eq!(got.len(), want.len());
-    let scale = 1.0 + want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    (err, err <= tol * (k.max(1) as f32).sqrt() * scale && got.iter().all(|v| v.is_finite()))
-}
-
-fn read(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
-    let mut v = vec![0f32; ckpt.get(name).unwrap().info.numel() as usize];
-    pollster::block_on(ckpt.read_f32(name, &mut v)).unwrap();
-    v
-}
+use super::{activation, cases, compare, configs, device, read};
 
 #[test]
 fn cpu_matmul_matches_pytorch() {
-    let ckpt = pollster::block_on(Checkpoint::open(fixture("kernels/matmul.safetensors").to_str().unwrap())).unwrap();
-    let cases: serde_json::Value = serde_json::from_str(&ckpt.shards()[0].header.metadata["cases"]).unwrap();
-    for c in cases.as_array().unwrap() {
+    let (ckpt, cases) = cases("matmul");
+    for c in &cases {
         let name = c["name"].as_str().unwrap();
         let n = |k: &str| c[k].as_u64().unwrap() as usize;
         let spec = Matmul {
@@ -64,19 +38,6 @@ fn cpu_matmul_matches_pytorch() {
         eprintln!("cpu matmul {name}: max abs error {err:.3e}");
         assert!(ok, "{name}: max abs error {err}");
     }
-}
-
-/// Both kernels where the adapter runs both (lavapipe does), else the tiled one.
-fn configs(dev: &GpuDevice) -> Vec<Config> {
-    let mut list = vec![Config::Tiled(Tiles::DEFAULT)];
-    if dev.supports(kinema_shaders::Needs::Subgroups8) {
-        list.push(Config::Subgroups8 { wg_rows: 8 });
-    }
-    list
-}
-
-fn device() -> GpuDevice {
-    pollster::block_on(GpuDevice::new()).unwrap_or_else(|e| panic!("GPU tests need an adapter (install lavapipe): {e}"))
 }
 
 #[test]

@@ -1,0 +1,249 @@
+//! Attention on the host, flash-style: per (batch, head) and block of
+//! [`BQ`] queries, walk the keys [`BK`] at a time; scores of one block come from
+//! a `matrixmultiply` sgemm, an online softmax keeps each row's running max
+//! and sum, and `P · V` accumulates into the block's output with a second
+//! sgemm. No `q_len × kv_len` matrix is ever held: memory per thread is
+//! `BQ × (BK + head_dim)` floats.
+
+use super::parallel;
+use crate::Result;
+use crate::delegate::Attention;
+
+/// Queries per block.
+const BQ: usize = 64;
+/// Keys per block.
+const BK: usize = 256;
+
+/// `out = softmax(q·kᵀ · scale + mask) · v`; see [`Attention`].
+pub fn attention(spec: &Attention, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+    let len = spec.check(q.len(), k.len(), v.len(), mask.map(<[f32]>::len))?;
+    let mut out = vec![0f32; len];
+    if len == 0 {
+        return Ok(out);
+    }
+    let d = spec.head_dim;
+    let mut work = Vec::new();
+    for (bh, o) in out.chunks_exact_mut(spec.q_len * d).enumerate() {
+        for (i, block) in o.chunks_mut(BQ * d).enumerate() {
+            work.push((bh, i * BQ, block));
+        }
+    }
+    parallel::for_each_share(work, parallel::threads_for(spec.macs()), |share| {
+        let mut scratch = Scratch::default();
+        for (bh, q0, block) in share {
+            query_block(spec, q, k, v, mask, bh, q0, block, &mut scratch);
+        }
+    });
+    Ok(out)
+}
+
+/// A thread's reusable buffers.
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<f32>,
+    max: Vec<f32>,
+    sum: Vec<f32>,
+}
+
+/// Rows `q0 ..` of (batch × head) `bh` into `out` (those rows of the output).
+#[allow(clippy::too_many_arguments)]
+fn query_block(
+    spec: &Attention,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    bh: usize,
+    q0: usize,
+    out: &mut [f32],
+    s: &mut Scratch,
+) {
+    let d = spec.head_dim;
+    let rows = out.len() / d;
+    let q = &q[(bh * spec.q_len + q0) * d..][..rows * d];
+    let k = &k[bh * spec.kv_len * d..][..spec.kv_len * d];
+    let v = &v[bh * spec.kv_len * d..][..spec.kv_len * d];
+    let mask = mask.map(|m| {
+        let batch = if spec.mask_per_batch { bh / spec.heads } else { 0 };
+        &m[(batch * spec.q_len + q0) * spec.kv_len..][..rows * spec.kv_len]
+    });
+    s.max.clear();
+    s.max.resize(rows, f32::NEG_INFINITY);
+    s.sum.clear();
+    s.sum.resize(rows, 0.0);
+    out.fill(0.0);
+    let shift = spec.kv_len as isize - spec.q_len as isize;
+    for k0 in (0..spec.kv_len).step_by(BK) {
+        let cols = BK.min(spec.kv_len - k0);
+        s.scores.clear();
+        s.scores.resize(rows * cols, 0.0);
+        // SAFETY: q is rows × d, k[k0..] read as d × cols (column stride d),
+        // scores is rows × cols; all in bounds by the slicing above.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                d,
+                cols,
+                spec.scale,
+                q.as_ptr(),
+                d as isize,
+                1,
+                k.as_ptr().add(k0 * d),
+                1,
+                d as isize,
+                0.0,
+                s.scores.as_mut_ptr(),
+                cols as isize,
+                1,
+            );
+        }
+        for (r, row) in s.scores.chunks_exact_mut(cols).enumerate() {
+            if let Some(m) = mask {
+                row.iter_mut().zip(&m[r * spec.kv_len + k0..][..cols]).for_each(|(x, m)| *x += m);
+            }
+            if spec.causal {
+                let last = (q0 + r) as isize + shift; // the last key this query sees
+                for (j, x) in row.iter_mut().enumerate() {
+                    if (k0 + j) as isize > last {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            // Online softmax: rescale what came before to the new running max.
+            let block_max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let new_max = s.max[r].max(block_max);
+            if new_max == f32::NEG_INFINITY {
+                row.fill(0.0); // nothing visible yet
+                continue;
+            }
+            let rescale = exp(s.max[r] - new_max);
+            s.max[r] = new_max;
+            let mut sum = 0.0;
+            for x in row.iter_mut() {
+                *x = exp(*x - new_max);
+                sum += *x;
+            }
+            s.sum[r] = s.sum[r] * rescale + sum;
+            out[r * d..][..d].iter_mut().for_each(|o| *o *= rescale);
+        }
+        // SAFETY: scores is rows × cols, v[k0..] is cols × d, out is rows × d.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                cols,
+                d,
+                1.0,
+                s.scores.as_ptr(),
+                cols as isize,
+                1,
+                v.as_ptr().add(k0 * d),
+                d as isize,
+                1,
+                1.0,
+                out.as_mut_ptr(),
+                d as isize,
+                1,
+            );
+        }
+    }
+    for (row, &sum) in out.chunks_exact_mut(d).zip(&s.sum) {
+        let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+        row.iter_mut().for_each(|o| *o *= inv);
+    }
+}
+
+/// `e^x` to a few ulp, branch-free so loops over it vectorise; 0 below −87.
+#[inline]
+pub fn exp(x: f32) -> f32 {
+    let c = x.clamp(-87.0, 88.0);
+    // n = round(x / ln 2) with the 1.5·2²³ trick (no SSE4.1 `round` needed);
+    // r = x − n·ln 2 in two parts (Cody–Waite), so r is exact to f32.
+    let n = (c * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let r = (c - n * 0.693_145_75) - n * 1.428_606_8e-6;
+    // e^r on [−ln2/2, ln2/2], Taylor to degree 7 (error < 1e-8).
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
+    let e = f32::from_bits((p.to_bits() as i32 + ((n as i32) << 23)) as u32);
+    if x < -87.0 { 0.0 } else { e }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_accurate() {
+        for i in -8700..=8800 {
+            let x = i as f32 / 100.0;
+            let (got, want) = (exp(x), (x as f64).exp());
+            assert!(((got as f64 - want) / want).abs() < 3e-7, "exp({x}) = {got}, want {want}");
+        }
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-100.0), 0.0);
+    }
+
+    /// The definition: the whole score matrix, in f64.
+    fn direct(spec: &Attention, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Vec<f32> {
+        let d = spec.head_dim;
+        let mut out = vec![0f32; q.len()];
+        for bh in 0..spec.batch * spec.heads {
+            for i in 0..spec.q_len {
+                let qi = &q[(bh * spec.q_len + i) * d..][..d];
+                let mut scores: Vec<f64> = (0..spec.kv_len)
+                    .map(|j| {
+                        let kj = &k[(bh * spec.kv_len + j) * d..][..d];
+                        let mut s = qi.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>();
+                        s *= spec.scale as f64;
+                        if let Some(m) = mask {
+                            let b = if spec.mask_per_batch { bh / spec.heads } else { 0 };
+                            s += m[(b * spec.q_len + i) * spec.kv_len + j] as f64;
+                        }
+                        if spec.causal && j as isize > i as isize + spec.kv_len as isize - spec.q_len as isize {
+                            s = f64::NEG_INFINITY;
+                        }
+                        s
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                if max == f64::NEG_INFINITY {
+                    continue;
+                }
+                scores.iter_mut().for_each(|s| *s = (*s - max).exp());
+                let sum: f64 = scores.iter().sum();
+                for c in 0..d {
+                    let o: f64 =
+                        scores.iter().enumerate().map(|(j, p)| p * v[(bh * spec.kv_len + j) * d + c] as f64).sum();
+                    out[(bh * spec.q_len + i) * d + c] = (o / sum) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_definition() {
+        let specs = [
+            Attention::new(1, 1, 1, 1, 1),
+            Attention::new(2, 3, 7, 33, 16),
+            Attention { causal: true, ..Attention::new(1, 2, 70, 300, 8) },
+            Attention { mask_per_batch: true, ..Attention::new(2, 2, 65, 257, 128) },
+            Attention { causal: true, ..Attention::new(1, 1, 5, 3, 4) }, // the first queries see nothing
+        ];
+        for (i, spec) in specs.iter().enumerate() {
+            let qn = spec.batch * spec.heads * spec.q_len * spec.head_dim;
+            let kn = spec.batch * spec.heads * spec.kv_len * spec.head_dim;
+            let r = |n, s| crate::random::uniform(n, s);
+            let (q, k, v) = (r(qn, i as u64), r(kn, 10 + i as u64), r(kn, 20 + i as u64));
+            let mask = (i == 3).then(|| {
+                let mut m = r(spec.mask_len(), 30);
+                m[5] = f32::NEG_INFINITY;
+                m
+            });
+            let got = attention(spec, &q, &k, &v, mask.as_deref()).unwrap();
+            let want = direct(spec, &q, &k, &v, mask.as_deref());
+            let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err < 1e-5, "{spec:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Dispatch of the attention kernels: `attention.wgsl` (keys and values
+//! streamed through workgroup memory, for real GPUs) or `attention_sg8.wgsl`
+//! (shared by subgroupBroadcast, for 8-wide subgroups); one workgroup per
+//! block of queries of one (batch, head).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::GpuDevice;
+use crate::delegate::Attention;
+use crate::error::{Error, Result};
+
+/// The kernel's `Params` uniform, field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    q_len: u32,
+    kv_len: u32,
+    head_dim: u32,
+    heads: u32,
+    scale: f32,
+    causal: u32,
+    has_mask: u32,
+    mask_per_batch: u32,
+}
+
+/// Queries per workgroup.
+const BQ: u32 = 64;
+
+/// Keys per tile for `d4` vec4 per row: K and V tiles fill at most `bytes`
+/// of workgroup memory, between 1 and 64 keys.
+fn keys_per_tile(d4: u32, bytes: u32) -> u32 {
+    (bytes / (2 * d4 * 16)).clamp(1, 64)
+}
+
+/// Which attention kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// `attention.wgsl`, 64 queries per workgroup.
+    Tiled,
+    /// `attention_sg8.wgsl`, 8 queries per subgroup, `wg_rows` subgroups per workgroup.
+    Subgroups8 { wg_rows: u32 },
+}
+
+impl Variant {
+    /// The fastest variant measured for this kind of adapter (docs/benchmarks.md).
+    pub fn for_device(dev: &GpuDevice) -> Variant {
+        if dev.supports(kinema_shaders::Needs::Subgroups8) && dev.info.device_type == wgpu::DeviceType::Cpu {
+            Variant::Subgroups8 { wg_rows: 8 }
+        } else {
+            Variant::Tiled
+        }
+    }
+}
+
+/// `out = softmax(q·kᵀ · scale + mask) · v` on the GPU; see [`Attention`].
+pub async fn attention(
+    dev: &GpuDevice,
+    spec: &Attention,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    attention_with(dev, Variant::for_device(dev), spec, q, k, v, mask).await
+}
+
+/// [`attention`] with a given kernel.
+pub async fn attention_with(
+    dev: &GpuDevice,
+    variant: Variant,
+    spec: &Attention,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let len = spec.check(q.len(), k.len(), v.len(), mask.map(<[f32]>::len))?;
+    let limits = dev.device.limits();
+    for (what, n) in [("q", q.len()), ("k", k.len()), ("mask", mask.map_or(0, <[f32]>::len))] {
+        if u32::try_from(n).is_err() {
+            return Err(Error::Invalid(format!("attention {spec:?}: {what} does not fit 32-bit indices")));
+        }
+        dev.check_binding(&format!("attention {spec:?}: {what}"), n * 4)?;
+    }
+    let u = |n: usize| u32::try_from(n).map_err(|_| Error::Invalid(format!("attention {spec:?}: {n} is too large")));
+    let params = Params {
+        q_len: u(spec.q_len)?,
+        kv_len: u(spec.kv_len)?,
+        head_dim: u(spec.head_dim)?,
+        heads: u(spec.heads)?,
+        scale: spec.scale,
+        causal: spec.causal as u32,
+        has_mask: mask.is_some() as u32,
+        mask_per_batch: spec.mask_per_batch as u32,
+    };
+    let d4 = spec.head_dim.div_ceil(4) as u32;
+    let too_big = || Error::Gpu(format!("attention {spec:?}: the kernel exceeds the device's limits"));
+    let (kernel, overrides, per_group) = match variant {
+        Variant::Tiled => {
+            let bk = keys_per_tile(d4, limits.max_compute_workgroup_storage_size.min(16 * 1024));
+            if BQ > limits.max_compute_invocations_per_workgroup
+                || 2 * bk * d4 * 16 > limits.max_compute_workgroup_storage_size
+            {
+                return Err(too_big());
+            }
+            let overrides = vec![("BQ", BQ as f64), ("D4", d4 as f64), ("BK", bk as f64)];
+            (&kinema_shaders::ATTENTION, overrides, BQ)
+        }
+        Variant::Subgroups8 { wg_rows } => {
+            if wg_rows == 0 || 8 * wg_rows > limits.max_compute_invocations_per_workgroup {
+                return Err(too_big());
+            }
+            let overrides = vec![("WG_ROWS", wg_rows as f64), ("D4", d4 as f64)];
+            (&kinema_shaders::ATTENTION_SG8, overrides, 8 * wg_rows)
+        }
+    };
+    let groups = dev.check_groups(
+        &format!("attention {spec:?}"),
+        [spec.q_len.div_ceil(per_group as usize), spec.batch * spec.heads, 1],
+    )?;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let pipeline = dev.pipeline(kernel, &overrides).await?;
+    let bufs = [dev.upload("attention.q", q), dev.upload("attention.k", k), dev.upload("attention.v", v)];
+    let mask_buf = dev.upload("attention.mask", mask.unwrap_or(&[]));
+    let out = dev.output("attention.out", len);
+    let params = dev.uniform("attention.params", &params);
+    let mut commands = dev.commands();
+    commands.dispatch(&pipeline, &[&bufs[0], &bufs[1], &bufs[2], &mask_buf, &out, &params], groups);
+    commands.submit();
+    dev.read(&out, len).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tiles_fit_16_kib() {
+        assert_eq!(super::keys_per_tile(32, 16384), 16); // head_dim 128
+        assert_eq!(super::keys_per_tile(16, 16384), 32); // head_dim 64
+        assert_eq!(super::keys_per_tile(1, 16384), 64);
+    }
+}

@@ -1,0 +1,84 @@
+//! The matmul, conv3d and attention kernels on the browser's WebGPU
+//! (SwiftShader in headless Chromium), against the CPU delegate compiled to wasm32.
+#![cfg(target_arch = "wasm32")]
+
+use kinema_engine::delegate::gpu::GpuDevice;
+use kinema_engine::delegate::{Activation, Matmul, cpu, gpu};
+use kinema_engine::random::uniform as random;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+async fn webgpu_matmul_matches_the_cpu_delegate() {
+    let dev = GpuDevice::new().await.expect("WebGPU adapter (Chromium with --enable-unsafe-webgpu)");
+    let shapes = [(1, 1, 1, 1), (2, 3, 7, 33), (1, 127, 33, 7), (1, 65, 64, 100)];
+    for (i, &(batch, m, n, k)) in shapes.iter().enumerate() {
+        let spec = Matmul {
+            trans_b: i % 2 == 1,
+            trans_a: i == 2,
+            activation: [Activation::None, Activation::GeluErf, Activation::Silu, Activation::Relu][i],
+            ..Matmul::new(batch, m, n, k)
+        };
+        let a = random(batch * m * k, i as u64);
+        let b = random(batch * k * n, i as u64 + 50);
+        let bias = random(n, 9);
+        let want = cpu::matmul::matmul(&spec, &a, &b, Some(&bias)).unwrap();
+        let got = gpu::matmul::matmul(&dev, &spec, &a, &b, Some(&bias)).await.unwrap();
+        let scale = 1.0 + want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = got.iter().zip(&want).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(err <= 1e-4 * (k as f32).sqrt() * scale, "{spec:?}: max abs error {err} on {}", dev.info.name);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_conv3d_matches_the_cpu_delegate() {
+    use kinema_engine::delegate::Conv3d;
+    let dev = GpuDevice::new().await.expect("WebGPU adapter");
+    let specs = [
+        Conv3d::new(1, 3, 7, [3, 5, 6], [3, 3, 3]).padded([1, 1, 1]),
+        Conv3d {
+            stride: [2, 1, 2],
+            padding: [[2, 0], [1, 1], [0, 1]],
+            dilation: [1, 2, 1],
+            groups: 2,
+            activation: Activation::Silu,
+            ..Conv3d::new(2, 4, 6, [5, 7, 9], [3, 2, 3])
+        },
+    ];
+    for (i, spec) in specs.iter().enumerate() {
+        let x = random(spec.batch * spec.c_in * spec.input.iter().product::<usize>(), i as u64);
+        let w = random(spec.c_out * spec.k(), 10 + i as u64);
+        let bias = random(spec.c_out, 20);
+        let want = cpu::conv::conv3d(spec, &x, &w, Some(&bias)).unwrap();
+        let got = gpu::conv::conv3d(&dev, spec, &x, &w, Some(&bias)).await.unwrap();
+        let scale = 1.0 + want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = got.iter().zip(&want).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(err <= 1e-4 * (spec.k() as f32).sqrt() * scale, "{spec:?}: max abs error {err} on {}", dev.info.name);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_attention_matches_the_cpu_delegate() {
+    use kinema_engine::delegate::Attention;
+    let dev = GpuDevice::new().await.expect("WebGPU adapter");
+    let specs = [
+        Attention::new(1, 2, 33, 33, 64),
+        Attention { causal: true, ..Attention::new(2, 1, 7, 65, 128) },
+        Attention::new(1, 3, 100, 5, 3),
+    ];
+    for (i, spec) in specs.iter().enumerate() {
+        let qn = spec.batch * spec.heads * spec.q_len * spec.head_dim;
+        let kn = spec.batch * spec.heads * spec.kv_len * spec.head_dim;
+        let (q, k, v) = (random(qn, i as u64), random(kn, 10 + i as u64), random(kn, 20 + i as u64));
+        let want = cpu::attention::attention(spec, &q, &k, &v, None).unwrap();
+        let got = gpu::attention::attention(&dev, spec, &q, &k, &v, None).await.unwrap();
+        let scale = 1.0 + want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = got.iter().zip(&want).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            err <= 1e-4 * (spec.kv_len as f32).sqrt() * scale,
+            "{spec:?}: max abs error {err} on {}",
+            dev.info.name
+        );
+    }
+}

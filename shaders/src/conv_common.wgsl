@@ -1,0 +1,101 @@
+// What conv3d.wgsl and conv3d_sg8.wgsl share (lib.rs prepends it): the
+// parameters, the bindings, the input gather and the epilogue.
+//
+// The conv is an implicit GEMM per (batch, group): rows are output channels
+// of the group (c_out_g), columns are output positions (oD·oH·oW), and the
+// reduction runs over k = (ci, kz, ky, kx), c_in_g·kd·kh·kw of them. The
+// input patch matrix is never stored; each kernel gathers it as it goes.
+
+struct Params {
+    c_in_g: u32,
+    c_out_g: u32,
+    groups: u32,
+    c_out: u32,
+    // Input extent.
+    d: u32,
+    h: u32,
+    w: u32,
+    // Reduction length c_in_g * kd * kh * kw.
+    k: u32,
+    // Output extent and positions od * oh * ow.
+    od: u32,
+    oh: u32,
+    ow: u32,
+    positions: u32,
+    kd: u32,
+    kh: u32,
+    kw: u32,
+    has_bias: u32,
+    sd: u32,
+    sh: u32,
+    sw: u32,
+    activation: u32,
+    // Padding before each axis (after-padding needs no parameter: out of range reads as 0).
+    pd: u32,
+    ph: u32,
+    pw: u32,
+    _pad0: u32,
+    dd: u32,
+    dh: u32,
+    dw: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+fn erf(v: f32) -> f32 {
+    // Abramowitz & Stegun 7.1.26: |error| < 1.5e-7.
+    let t = 1.0 / (1.0 + 0.3275911 * abs(v));
+    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-v * v);
+    return select(-y, y, v >= 0.0);
+}
+
+// 0 none, 1 relu, 2 silu, 3 gelu (tanh), 4 gelu (erf).
+fn activate(v: f32, kind: u32) -> f32 {
+    switch kind {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return v / (1.0 + exp(-v)); }
+        case 3u: {
+            let inner = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+            return 0.5 * v * (1.0 + tanh(clamp(inner, -15.0, 15.0)));
+        }
+        case 4u: { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
+        default: { return v; }
+    }
+}
+
+// Where output position `pos` starts reading the input: (z, y, x) of its
+// kernel origin, which may lie in the padding (negative).
+fn origin(pos: u32) -> vec3<i32> {
+    let oz = pos / (p.oh * p.ow);
+    let oy = (pos / p.ow) % p.oh;
+    let ox = pos % p.ow;
+    return vec3<i32>(vec3<u32>(oz * p.sd, oy * p.sh, ox * p.sw)) - vec3<i32>(vec3<u32>(p.pd, p.ph, p.pw));
+}
+
+// The input under kernel tap (ci, kz, ky, kx) of a position with origin `o`
+// (0 in the padding or past the last position); `x_base` is the group's first
+// input channel in this batch. Branch-free: a clamped index, then a select.
+fn gather(x_base: u32, o: vec3<i32>, valid: bool, ci: u32, kz: u32, ky: u32, kx: u32) -> f32 {
+    let at = o + vec3<i32>(vec3<u32>(kz * p.dd, ky * p.dh, kx * p.dw));
+    let inside = valid && all(at >= vec3<i32>(0)) && all(vec3<u32>(at) < vec3<u32>(p.d, p.h, p.w));
+    let i = x_base + ((ci * p.d + u32(at.x)) * p.h + u32(at.y)) * p.w + u32(at.z);
+    return select(0.0, x[select(0u, i, inside)], inside);
+}
+
+// out[batch, channel c of group g, position pos] = act(v + bias).
+fn store(batch: u32, g: u32, c: u32, pos: u32, v: f32) {
+    if (c >= p.c_out_g || pos >= p.positions) {
+        return;
+    }
+    let channel = g * p.c_out_g + c;
+    var r = v;
+    if (p.has_bias == 1u) {
+        r += bias[channel];
+    }
+    out[(batch * p.c_out + channel) * p.positions + pos] = activate(r, p.activation);
+}
