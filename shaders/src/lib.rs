@@ -54,5 +54,48 @@ pub const ATTENTION: Kernel = kernel!("attention");
 /// Flash attention for adapters with 8-wide subgroups (lavapipe).
 pub const ATTENTION_SG8: Kernel = Kernel { needs: Needs::Subgroups8, ..kernel!("attention_sg8") };
 
+/// Elementwise unary math (activations, exp, log, sqrt, …) after `x·a + b`.
+pub const UNARY: Kernel = kernel!("unary");
+
+/// Elementwise binary math with broadcasting (add, sub, mul, div, max, min, pow).
+pub const BINARY: Kernel = kernel!("binary");
+
+/// Softmax over the last axis.
+pub const SOFTMAX: Kernel = kernel!("softmax");
+
+/// layer_norm, rms_norm and group_norm.
+pub const NORM: Kernel = kernel!("norm");
+
+/// sum / mean / max / min over one axis.
+pub const REDUCE: Kernel = kernel!("reduce");
+
+/// Strided region copy: permute, slice, expand, concat, pad, nearest upsample.
+pub const COPY: Kernel = kernel!("copy");
+
+/// Fill with a value.
+pub const FILL: Kernel = kernel!("fill");
+
+/// Rotary position embedding (interleaved or half-split pairs).
+pub const ROTARY: Kernel = kernel!("rotary");
+
+/// f32 ↔ f16 (packed in u32, no shader-f16 feature needed).
+pub const CAST: Kernel = kernel!("cast");
+
 /// Every kernel this crate ships.
-pub const CATALOG: &[Kernel] = &[MATMUL, MATMUL_SG8, CONV3D, CONV3D_SG8, ATTENTION, ATTENTION_SG8];
+pub const CATALOG: &[Kernel] = &[
+    MATMUL,
+    MATMUL_SG8,
+    CONV3D,
+    CONV3D_SG8,
+    ATTENTION,
+    ATTENTION_SG8,
+    UNARY,
+    BINARY,
+    SOFTMAX,
+    NORM,
+    REDUCE,
+    COPY,
+    FILL,
+    ROTARY,
+    CAST,
+];

@@ -12,9 +12,12 @@ const MAX_WORKGROUP_BYTES: u32 = 16 * 1024;
 fn parse(kernel: &kinema_shaders::Kernel) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(kernel.source)
         .unwrap_or_else(|e| panic!("{}.wgsl: {}", kernel.name, e.emit_to_string(kernel.source)));
+    // pack2x16float and friends are core WebGPU (naga gates them behind a
+    // capability that wgpu grants on every backend we target).
+    let core = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     let caps = match kernel.needs {
-        kinema_shaders::Needs::Nothing => Capabilities::empty(),
-        kinema_shaders::Needs::Subgroups8 => Capabilities::SUBGROUP,
+        kinema_shaders::Needs::Nothing => core,
+        kinema_shaders::Needs::Subgroups8 => core | Capabilities::SUBGROUP,
     };
     let info = Validator::new(ValidationFlags::all(), caps)
         .subgroup_stages(naga::valid::ShaderStages::COMPUTE)

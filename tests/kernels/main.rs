@@ -7,6 +7,7 @@
 mod attention;
 mod conv3d;
 mod matmul;
+mod ops;
 
 use kinema_engine::delegate::Activation;
 use kinema_engine::delegate::gpu::GpuDevice;

@@ -7,11 +7,19 @@ pub mod gpu;
 
 mod attention;
 mod conv;
+pub mod elementwise;
+pub mod layout;
 mod matmul;
+mod norm;
+mod rotary;
 
 pub use attention::Attention;
 pub use conv::Conv3d;
+pub use elementwise::{Binary, Broadcast, Unary};
+pub use layout::CopyPlan;
 pub use matmul::Matmul;
+pub use norm::{Norm, NormKind, Reduce, ReduceOp, Softmax};
+pub use rotary::Rotary;
 
 /// An activation fused into a kernel's epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -4,5 +4,9 @@
 pub mod activation;
 pub mod attention;
 pub mod conv;
+pub mod elementwise;
+pub mod layout;
 pub mod matmul;
+pub mod norm;
 mod parallel;
+pub mod rotary;

@@ -111,6 +111,45 @@ impl GpuDevice {
         Ok(groups.map(|g| g as u32))
     }
 
+    /// A grid for `items` work items, `per_group` per workgroup, over x then y
+    /// (kernels flatten it as `id.y · groups.x · per_group + id.x`).
+    pub fn grid(&self, what: &str, items: usize, per_group: usize) -> Result<[u32; 3]> {
+        let groups = items.div_ceil(per_group.max(1)).max(1);
+        let max = self.device.limits().max_compute_workgroups_per_dimension as usize;
+        let x = groups.min(max);
+        self.check_groups(what, [x, groups.div_ceil(x), 1])
+    }
+
+    /// Runs `kernel` once: `inputs` bound at 0, 1, …, then a fresh output of
+    /// `out_len` f32, then `params`; returns the output.
+    pub async fn run<P: bytemuck::Pod>(
+        &self,
+        kernel: &kinema_shaders::Kernel,
+        overrides: &[(&str, f64)],
+        inputs: &[&[f32]],
+        out_len: usize,
+        params: &P,
+        groups: [u32; 3],
+    ) -> Result<Vec<f32>> {
+        for (i, x) in inputs.iter().enumerate() {
+            self.check_binding(&format!("{} input {i}", kernel.name), x.len() * 4)?;
+        }
+        self.check_binding(&format!("{} output", kernel.name), out_len * 4)?;
+        if out_len == 0 {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.pipeline(kernel, overrides).await?;
+        let buffers: Vec<wgpu::Buffer> = inputs.iter().map(|x| self.upload(kernel.name, x)).collect();
+        let out = self.output(kernel.name, out_len);
+        let params = self.uniform(kernel.name, params);
+        let mut bound: Vec<&wgpu::Buffer> = buffers.iter().collect();
+        bound.extend([&out, &params]);
+        let mut commands = self.commands();
+        commands.dispatch(&pipeline, &bound, groups);
+        commands.submit();
+        self.read(&out, out_len).await
+    }
+
     /// Refuses a buffer of `bytes` over the storage-binding limit.
     pub fn check_binding(&self, what: &str, bytes: usize) -> Result<()> {
         let max = self.device.limits().max_storage_buffer_binding_size as usize;

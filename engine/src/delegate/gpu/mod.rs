@@ -1,8 +1,13 @@
 //! The GPU delegate: wgpu device set-up and the dispatch of each WGSL kernel.
 
 pub mod attention;
+pub mod cast;
 pub mod conv;
 pub mod device;
+pub mod elementwise;
+pub mod layout;
 pub mod matmul;
+pub mod norm;
+pub mod rotary;
 
 pub use device::GpuDevice;

@@ -1,0 +1,34 @@
+//! Dispatch of `cast.wgsl`: f32 ↔ f16 with f16 packed two per u32.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::GpuDevice;
+use super::elementwise::u32_of;
+use crate::error::Result;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    len: u32,
+    to_f16: u32,
+}
+
+/// f32 → f16 (round to nearest even), as f16 bit patterns.
+pub async fn to_f16(dev: &GpuDevice, x: &[f32]) -> Result<Vec<u16>> {
+    let params = Params { len: u32_of("cast", x.len())?, to_f16: 1 };
+    let words = x.len().div_ceil(2);
+    let grid = dev.grid("cast", words, 256)?;
+    let packed = dev.run(&kinema_shaders::CAST, &[], &[x], words, &params, grid).await?;
+    let halves: &[u16] = bytemuck::cast_slice(&packed);
+    Ok(halves[..x.len()].to_vec())
+}
+
+/// f16 bit patterns → f32.
+pub async fn to_f32(dev: &GpuDevice, x: &[u16]) -> Result<Vec<f32>> {
+    let params = Params { len: u32_of("cast", x.len())?, to_f16: 0 };
+    // Pairs of f16 travel as one 32-bit word (the low half first).
+    let words: Vec<f32> =
+        x.chunks(2).map(|p| f32::from_bits(p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16)).collect();
+    let grid = dev.grid("cast", words.len(), 256)?;
+    dev.run(&kinema_shaders::CAST, &[], &[&words], x.len(), &params, grid).await
+}

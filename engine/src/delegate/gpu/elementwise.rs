@@ -1,0 +1,77 @@
+//! Dispatch of `unary.wgsl` and `binary.wgsl`.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::GpuDevice;
+use crate::delegate::elementwise::{MAX_RANK, check_len};
+use crate::delegate::{Binary, Broadcast, Unary};
+use crate::error::{Error, Result};
+
+const WG: usize = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct UnaryParams {
+    len: u32,
+    op: u32,
+    a: f32,
+    b: f32,
+}
+
+/// Eight u32, as `array<vec4<u32>, 2>`.
+pub(crate) fn dims(what: &str, v: &[usize]) -> Result<[u32; MAX_RANK]> {
+    let mut out = [0u32; MAX_RANK];
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = u32::try_from(x).map_err(|_| Error::Invalid(format!("{what}: {x} does not fit 32-bit indices")))?;
+    }
+    Ok(out)
+}
+
+pub(crate) fn u32_of(what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Invalid(format!("{what}: {v} does not fit 32-bit indices")))
+}
+
+/// `out[i] = f(x[i]·a + b)` on the GPU.
+pub async fn unary(dev: &GpuDevice, op: Unary, x: &[f32], a: f32, b: f32) -> Result<Vec<f32>> {
+    let params = UnaryParams { len: u32_of("unary", x.len())?, op: op as u32, a, b };
+    let groups = dev.grid("unary", x.len(), WG)?;
+    dev.run(&kinema_shaders::UNARY, &[], &[x], x.len(), &params, groups).await
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct BinaryParams {
+    len: u32,
+    op: u32,
+    rank: u32,
+    _pad: u32,
+    shape: [u32; MAX_RANK],
+    a_strides: [u32; MAX_RANK],
+    b_strides: [u32; MAX_RANK],
+}
+
+/// `out = f(a, b)` over the broadcast of their shapes, on the GPU.
+pub async fn binary(
+    dev: &GpuDevice,
+    op: Binary,
+    a: &[f32],
+    a_shape: &[usize],
+    b: &[f32],
+    b_shape: &[usize],
+) -> Result<Vec<f32>> {
+    check_len("binary a", a_shape, a.len())?;
+    check_len("binary b", b_shape, b.len())?;
+    let bc = Broadcast::new(a_shape, b_shape)?;
+    let len = bc.len();
+    let params = BinaryParams {
+        len: u32_of("binary", len)?,
+        op: op as u32,
+        rank: bc.shape.len() as u32,
+        _pad: 0,
+        shape: dims("binary", &bc.shape)?,
+        a_strides: dims("binary", &bc.a_strides)?,
+        b_strides: dims("binary", &bc.b_strides)?,
+    };
+    let groups = dev.grid("binary", len, WG)?;
+    dev.run(&kinema_shaders::BINARY, &[], &[a, b], len, &params, groups).await
+}

@@ -1,0 +1,86 @@
+//! Dispatch of `norm.wgsl`, `softmax.wgsl` and `reduce.wgsl`.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::GpuDevice;
+use super::elementwise::u32_of;
+use crate::delegate::{Norm, NormKind, Reduce, Softmax};
+use crate::error::Result;
+
+/// Threads per workgroup: one workgroup per row for norm and softmax.
+const WG: usize = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormParams {
+    rows: u32,
+    n: u32,
+    kind: u32,
+    affine: u32,
+    eps: f32,
+    groups: u32,
+    spatial: u32,
+    has_bias: u32,
+}
+
+/// layer_norm / rms_norm / group_norm on the GPU; see [`Norm`].
+pub async fn norm(dev: &GpuDevice, spec: &Norm, x: &[f32], w: Option<&[f32]>, b: Option<&[f32]>) -> Result<Vec<f32>> {
+    let len = spec.check(x.len(), w.map(<[f32]>::len), b.map(<[f32]>::len))?;
+    let (groups, spatial) = match spec.kind {
+        NormKind::Group { groups, spatial } => (groups, spatial),
+        _ => (1, 1),
+    };
+    let params = NormParams {
+        rows: u32_of("norm", spec.rows)?,
+        n: u32_of("norm", spec.n)?,
+        kind: spec.code(),
+        affine: w.is_some() as u32,
+        eps: spec.eps,
+        groups: u32_of("norm", groups)?,
+        spatial: u32_of("norm", spatial)?,
+        has_bias: b.is_some() as u32,
+    };
+    u32_of("norm", len)?;
+    let grid = dev.grid("norm", spec.rows, 1)?;
+    let inputs = [x, w.unwrap_or(&[]), b.unwrap_or(&[])];
+    dev.run(&kinema_shaders::NORM, &[("WG", WG as f64)], &inputs, len, &params, grid).await
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SoftmaxParams {
+    rows: u32,
+    n: u32,
+}
+
+/// Softmax over the last axis on the GPU.
+pub async fn softmax(dev: &GpuDevice, spec: &Softmax, x: &[f32]) -> Result<Vec<f32>> {
+    let len = spec.check(x.len())?;
+    let params = SoftmaxParams { rows: u32_of("softmax", spec.rows)?, n: u32_of("softmax", spec.n)? };
+    u32_of("softmax", len)?;
+    let grid = dev.grid("softmax", spec.rows, 1)?;
+    dev.run(&kinema_shaders::SOFTMAX, &[("WG", WG as f64)], &[x], len, &params, grid).await
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ReduceParams {
+    outer: u32,
+    axis: u32,
+    inner: u32,
+    op: u32,
+}
+
+/// Reduction over one axis on the GPU; see [`Reduce`].
+pub async fn reduce(dev: &GpuDevice, spec: &Reduce, x: &[f32]) -> Result<Vec<f32>> {
+    let len = spec.check(x.len())?;
+    u32_of("reduce", x.len())?;
+    let params = ReduceParams {
+        outer: u32_of("reduce", spec.outer)?,
+        axis: u32_of("reduce", spec.axis)?,
+        inner: u32_of("reduce", spec.inner)?,
+        op: spec.op as u32,
+    };
+    let grid = dev.grid("reduce", len, WG)?;
+    dev.run(&kinema_shaders::REDUCE, &[], &[x], len, &params, grid).await
+}

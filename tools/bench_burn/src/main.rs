@@ -1,0 +1,71 @@
+//! burn 0.22 on the workloads of `kinema bench`, fp32, min and median of 5
+//! runs after 2 warm-ups, readback included; prints the same JSON rows.
+
+use std::time::Instant;
+
+use burn::backend::{NdArray, Wgpu};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::conv3d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Distribution, Tensor, activation::softmax};
+
+fn time(mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    f();
+    let mut ms: Vec<f64> = (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    (ms[0], ms[2])
+}
+
+fn run<B: Backend>(name: &str, device: &B::Device) {
+    let rnd = |shape: Vec<usize>| Tensor::<B, 1>::random([shape.iter().product::<usize>()], Distribution::Default, device);
+    let a: Tensor<B, 2> = rnd(vec![1024, 1024]).reshape([1024, 1024]);
+    let b: Tensor<B, 2> = rnd(vec![1024, 1024]).reshape([1024, 1024]);
+    let x: Tensor<B, 5> = rnd(vec![1, 64, 8, 32, 32]).reshape([1, 64, 8, 32, 32]);
+    let w: Tensor<B, 5> = rnd(vec![64, 64, 3, 3, 3]).reshape([64, 64, 3, 3, 3]);
+    let q: Tensor<B, 4> = rnd(vec![1, 8, 1024, 64]).reshape([1, 8, 1024, 64]);
+    let k: Tensor<B, 4> = rnd(vec![1, 8, 1024, 64]).reshape([1, 8, 1024, 64]);
+    let v: Tensor<B, 4> = rnd(vec![1, 8, 1024, 64]).reshape([1, 8, 1024, 64]);
+    let workloads: [(&str, f64, Box<dyn Fn()>); 3] = [
+        ("matmul", 2.0 * 1024f64.powi(3), Box::new(|| drop(a.clone().matmul(b.clone()).into_data()))),
+        (
+            "conv3d",
+            2.0 * 64.0 * 8.0 * 32.0 * 32.0 * 64.0 * 27.0,
+            Box::new(|| {
+                let opts = ConvOptions::new([1, 1, 1], [1, 1, 1], [1, 1, 1], 1);
+                drop(conv3d(x.clone(), w.clone(), None, opts).into_data())
+            }),
+        ),
+        (
+            "attention",
+            4.0 * 8.0 * 1024.0 * 1024.0 * 64.0,
+            Box::new(|| {
+                let s = q.clone().matmul(k.clone().swap_dims(2, 3)) / 8.0;
+                drop(softmax(s, 3).matmul(v.clone()).into_data())
+            }),
+        ),
+    ];
+    for (workload, flops, f) in workloads {
+        let (min, median) = time(|| f());
+        println!(
+            "{{\"workload\": \"{workload}\", \"device\": \"{name}\", \"ms_min\": {min:.2}, \"ms_median\": {median:.2}, \"gflops\": {:.2}}}",
+            flops / min / 1e6
+        );
+    }
+}
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if which != "wgpu" {
+        run::<NdArray>("burn-ndarray", &Default::default());
+    }
+    if which != "ndarray" {
+        run::<Wgpu>("burn-wgpu", &Default::default());
+    }
+}
