@@ -34,9 +34,16 @@ impl Norm {
     }
 
     /// group_norm of `[batch, channels, spatial…]` (spatial = product of the rest).
-    pub fn group(batch: usize, channels: usize, spatial: usize, groups: usize, eps: f32) -> Norm {
-        let n = if groups == 0 { 0 } else { channels / groups * spatial };
-        Norm { kind: NormKind::Group { groups, spatial }, rows: batch * groups, n, eps }
+    pub fn group(batch: usize, channels: usize, spatial: usize, groups: usize, eps: f32) -> Result<Norm> {
+        if groups == 0 || !channels.is_multiple_of(groups) || spatial == 0 {
+            return Err(Error::Invalid(format!(
+                "group_norm: {groups} groups must divide {channels} channels, with at least one position"
+            )));
+        }
+        let overflow = || Error::Invalid("group_norm: sizes overflow".into());
+        let n = (channels / groups).checked_mul(spatial).ok_or_else(overflow)?;
+        let rows = batch.checked_mul(groups).ok_or_else(overflow)?;
+        Ok(Norm { kind: NormKind::Group { groups, spatial }, rows, n, eps })
     }
 
     pub fn code(&self) -> u32 {
@@ -59,7 +66,7 @@ impl Norm {
     pub fn check(&self, x: usize, w: Option<usize>, b: Option<usize>) -> Result<usize> {
         let bad = |why: String| Err(Error::Invalid(format!("norm {self:?}: {why}")));
         if let NormKind::Group { groups, spatial } = self.kind
-            && (groups == 0 || spatial == 0 || self.rows % groups != 0)
+            && (groups == 0 || spatial == 0 || !self.rows.is_multiple_of(groups) || !self.n.is_multiple_of(spatial))
         {
             return bad("groups must divide the channels, and spatial be at least 1".into());
         }

@@ -19,7 +19,7 @@ impl Rotary {
     /// Checks lengths; returns the output length.
     pub fn check(&self, x: usize, cos: usize, sin: usize) -> Result<usize> {
         let bad = |why: String| Err(Error::Invalid(format!("rotary {self:?}: {why}")));
-        if self.dim % 2 != 0 {
+        if !self.dim.is_multiple_of(2) {
             return bad("dim must be even".into());
         }
         let n = [self.outer, self.len, self.inner, self.dim].iter().try_fold(1usize, |a, &b| a.checked_mul(b));
