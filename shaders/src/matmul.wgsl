@@ -27,7 +27,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
+// B holds f32 bits, or f16 pairs when B_F16 (f32 accumulation either way).
+@group(0) @binding(1) var<storage, read> b: array<u32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -43,10 +44,19 @@ override BK: u32 = 16u;
 override BM: u32 = WG_M * TM;
 override BN: u32 = WG_N * TN;
 override A_TILE: u32 = BK * BM;
+// B stored as f16, two per u32 (low half first): weights at half the memory.
+override B_F16: bool = false;
 override B_TILE: u32 = BK * BN;
 
 var<workgroup> tile_a: array<f32, A_TILE>; // [BK][BM], k-major
 var<workgroup> tile_b: array<f32, B_TILE>; // [BK][BN]
+
+fn load_b(i: u32) -> f32 {
+    if (B_F16) {
+        return unpack2x16float(b[i / 2u])[i % 2u];
+    }
+    return bitcast<f32>(b[i]);
+}
 
 @compute @workgroup_size(WG_N, WG_M, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -83,7 +93,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             let gc = col0 + c;
             var v = 0.0;
             if (gr < p.k && gc < p.n) {
-                v = b[b_base + gr * p.b_row + gc * p.b_col];
+                v = load_b(b_base + gr * p.b_row + gc * p.b_col);
             }
             tile_b[r * BN + c] = v;
         }

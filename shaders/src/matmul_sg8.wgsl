@@ -29,7 +29,8 @@ struct Params {
 
 // Read as vec4: one load instruction for four values (buffers are padded to 16 bytes).
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
+// B holds f32 bits, or f16 pairs when B_F16 (f32 accumulation either way).
+@group(0) @binding(1) var<storage, read> b: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -42,6 +43,8 @@ override WG_ROWS: u32 = 8u;
 // 16-byte aligned (a_col = b_col = 1; a_row, b_row and batch strides multiples
 // of 4): then four values come from one vec4 load. Otherwise element by element.
 override CONTIGUOUS: bool = false;
+// B stored as f16, two per u32 (low half first): weights at half the memory.
+override B_F16: bool = false;
 const ROWS: u32 = 16u;
 const COLS: u32 = 8u;
 
@@ -50,7 +53,21 @@ fn element_a(i: u32) -> f32 {
 }
 
 fn element_b(i: u32) -> f32 {
-    return b[i / 4u][i % 4u];
+    if (B_F16) {
+        let word = i / 2u;
+        return unpack2x16float(b[word / 4u][word % 4u])[i % 2u];
+    }
+    return bitcast<f32>(b[i / 4u][i % 4u]);
+}
+
+// Elements i .. i + 3 of B, i a multiple of 4.
+fn vec4_b(i: u32) -> vec4<f32> {
+    if (B_F16) {
+        let w = b[i / 8u];
+        let pair = select(w.xy, w.zw, (i / 4u) % 2u == 1u);
+        return vec4<f32>(unpack2x16float(pair.x), unpack2x16float(pair.y));
+    }
+    return bitcast<vec4<f32>>(b[i / 4u]);
 }
 
 // A[row, k0 .. k0 + 3], zeros outside the matrix (no branches on the fast
@@ -74,7 +91,7 @@ fn load_b4(base: u32, k: u32, c0: u32) -> vec4<f32> {
     let inside = vec4<bool>(k < p.k) & (cs < vec4<u32>(p.n));
     if (CONTIGUOUS) {
         // n is a multiple of 4, so the four columns are all inside or all out.
-        return select(vec4<f32>(), b[select(0u, (base + k * p.b_row + c0) / 4u, inside.x)], inside);
+        return select(vec4<f32>(), vec4_b(select(0u, base + k * p.b_row + c0, inside.x)), inside);
     }
     let i = vec4<u32>(base + k * p.b_row) + cs * p.b_col;
     let v = vec4<f32>(element_b(select(0u, i.x, inside.x)), element_b(select(0u, i.y, inside.y)),

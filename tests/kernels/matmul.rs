@@ -27,13 +27,15 @@ fn cpu_matmul_matches_pytorch() {
             ..Matmul::new(n("batch"), n("m"), n("n"), n("k"))
         };
         let bias = c["bias"].as_bool().unwrap().then(|| read(&ckpt, &format!("{name}.bias")));
-        let out = cpu::matmul::matmul(
-            &spec,
-            &read(&ckpt, &format!("{name}.a")),
-            &read(&ckpt, &format!("{name}.b")),
-            bias.as_deref(),
-        )
-        .unwrap();
+        let a = read(&ckpt, &format!("{name}.a"));
+        let out = if c.get("b_dtype").and_then(|d| d.as_str()) == Some("f16") {
+            let b_name = format!("{name}.b");
+            let mut b = vec![half::f16::ZERO; ckpt.get(&b_name).unwrap().info.numel() as usize];
+            pollster::block_on(ckpt.read_f16(&b_name, &mut b)).unwrap();
+            cpu::matmul::matmul_f16(&spec, &a, &b, bias.as_deref()).unwrap()
+        } else {
+            cpu::matmul::matmul(&spec, &a, &read(&ckpt, &format!("{name}.b")), bias.as_deref()).unwrap()
+        };
         let (err, ok) = compare(&out, &read(&ckpt, &format!("{name}.out")), spec.k, 1e-5);
         eprintln!("cpu matmul {name}: max abs error {err:.3e}");
         assert!(ok, "{name}: max abs error {err}");
@@ -69,6 +71,27 @@ fn gpu_matmul_matches_cpu_on_awkward_shapes() {
                 let (err, ok) = compare(&got, &want, k, 1e-4);
                 assert!(ok, "{config:?} {spec:?} bias={}: max abs error {err}", bias.is_some());
             }
+        }
+    }
+}
+
+#[test]
+fn gpu_matmul_with_f16_weights_matches_cpu() {
+    // B stored as f16 (two per word, so odd lengths and odd strides matter);
+    // both delegates widen the same f16 values, so the bound is the f32 one.
+    let dev = device();
+    for (i, &(batch, m, n, k, trans_b)) in
+        [(1, 1, 1, 1, false), (2, 7, 33, 5, true), (1, 65, 64, 128, true), (1, 3, 127, 7, false)].iter().enumerate()
+    {
+        let spec = Matmul { trans_b, activation: Activation::GeluTanh, ..Matmul::new(batch, m, n, k) };
+        let a = random(batch * m * k, i as u64);
+        let b: Vec<half::f16> = random(batch * k * n, 10 + i as u64).iter().map(|&v| half::f16::from_f32(v)).collect();
+        let bias = random(n, 20);
+        let want = cpu::matmul::matmul_f16(&spec, &a, &b, Some(&bias)).unwrap();
+        for config in configs(&dev) {
+            let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, &b, Some(&bias))).unwrap();
+            let (err, ok) = compare(&got, &want, k, 1e-4);
+            assert!(ok, "{config:?} {spec:?}: max abs error {err}");
         }
     }
 }

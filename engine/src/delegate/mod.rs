@@ -21,6 +21,59 @@ pub use matmul::Matmul;
 pub use norm::{Norm, NormKind, Reduce, ReduceOp, Softmax};
 pub use rotary::Rotary;
 
+/// A read-only operand stored as f32, or as f16 (weights at half the memory;
+/// kernels widen to f32 and accumulate in f32).
+#[derive(Debug, Clone, Copy)]
+pub enum Operand<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
+impl Operand<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Operand::F32(x) => x.len(),
+            Operand::F16(x) => x.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The raw little-endian bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Operand::F32(x) => bytemuck::cast_slice(x),
+            Operand::F16(x) => bytemuck::cast_slice(x),
+        }
+    }
+}
+
+impl<'a> From<&'a [f32]> for Operand<'a> {
+    fn from(x: &'a [f32]) -> Self {
+        Operand::F32(x)
+    }
+}
+
+impl<'a> From<&'a Vec<f32>> for Operand<'a> {
+    fn from(x: &'a Vec<f32>) -> Self {
+        Operand::F32(x)
+    }
+}
+
+impl<'a> From<&'a [half::f16]> for Operand<'a> {
+    fn from(x: &'a [half::f16]) -> Self {
+        Operand::F16(x)
+    }
+}
+
+impl<'a> From<&'a Vec<half::f16>> for Operand<'a> {
+    fn from(x: &'a Vec<half::f16>) -> Self {
+        Operand::F16(x)
+    }
+}
+
 /// An activation fused into a kernel's epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Activation {

@@ -169,15 +169,20 @@ impl GpuDevice {
     /// A storage buffer holding `data`, padded with zeros to a multiple of 16
     /// bytes (kernels may read it as `vec4`; empty bindings are invalid).
     pub fn upload(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        self.upload_bytes(label, bytemuck::cast_slice(data))
+    }
+
+    /// [`upload`](Self::upload) for raw bytes (f16 data, packed words).
+    pub fn upload_bytes(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: padded(data.len()),
+            size: (data.len().max(1).div_ceil(16) * 16) as u64,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: true,
         });
         // A buffer mapped at creation is always mappable.
         let mut view = buffer.slice(..).get_mapped_range_mut().expect("mapped at creation");
-        view.slice(..data.len() * 4).copy_from_slice(bytemuck::cast_slice(data));
+        view.slice(..data.len()).copy_from_slice(data);
         drop(view);
         buffer.unmap();
         buffer

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::GpuDevice;
 use super::device::Commands;
-use crate::delegate::Matmul;
+use crate::delegate::{Matmul, Operand};
 use crate::error::{Error, Result};
 
 /// The kernel's `Params` uniform, field for field.
@@ -129,41 +129,55 @@ impl Config {
         }
     }
 
-    /// The kernel and its `override` values for `spec`.
-    fn kernel(&self, spec: &Matmul) -> (&'static kinema_shaders::Kernel, Vec<(&'static str, f64)>) {
+    /// The kernel and its `override` values for `spec` (B in f16 when `b_f16`).
+    fn kernel(&self, spec: &Matmul, b_f16: bool) -> (&'static kinema_shaders::Kernel, Vec<(&'static str, f64)>) {
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
         match *self {
-            Config::Tiled(t) => (&kinema_shaders::MATMUL, t.overrides().to_vec()),
+            Config::Tiled(t) => {
+                let mut overrides = t.overrides().to_vec();
+                overrides.push(("B_F16", flag(b_f16)));
+                (&kinema_shaders::MATMUL, overrides)
+            }
             Config::Subgroups8 { wg_rows } => {
                 let (ab, ar, ac) = spec.a_strides();
                 let (bb, br, bc) = spec.b_strides();
                 let contiguous = ac == 1 && bc == 1 && [ab, ar, bb, br].iter().all(|s| s % 4 == 0);
-                let flag = if contiguous { 1.0 } else { 0.0 };
-                (&kinema_shaders::MATMUL_SG8, vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", flag)])
+                let overrides =
+                    vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", flag(contiguous)), ("B_F16", flag(b_f16))];
+                (&kinema_shaders::MATMUL_SG8, overrides)
             }
         }
     }
 }
 
-/// `out = act(op(A) · op(B) + bias)` on the GPU; see [`Matmul`].
-pub async fn matmul(dev: &GpuDevice, spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+/// `out = act(op(A) · op(B) + bias)` on the GPU, B in f32 or f16; see [`Matmul`].
+pub async fn matmul<'b>(
+    dev: &GpuDevice,
+    spec: &Matmul,
+    a: &[f32],
+    b: impl Into<Operand<'b>>,
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
     matmul_with(dev, Config::for_device(dev), spec, a, b, bias).await
 }
 
 /// [`matmul`] with a given kernel configuration.
-pub async fn matmul_with(
+pub async fn matmul_with<'b>(
     dev: &GpuDevice,
     config: Config,
     spec: &Matmul,
     a: &[f32],
-    b: &[f32],
+    b: impl Into<Operand<'b>>,
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
+    let b = b.into();
     let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
     config.check(dev)?;
-    let (kernel, overrides) = config.kernel(spec);
+    let b_f16 = matches!(b, Operand::F16(_));
+    let (kernel, overrides) = config.kernel(spec, b_f16);
     let pipeline = dev.pipeline(kernel, &overrides).await?;
     let a_buf = dev.upload("matmul.a", a);
-    let b_buf = dev.upload("matmul.b", b);
+    let b_buf = dev.upload_bytes("matmul.b", b.bytes());
     let bias_buf = dev.upload("matmul.bias", bias.unwrap_or(&[]));
     let out = dev.output("matmul.out", len);
     let mut commands = dev.commands();
