@@ -8,7 +8,8 @@
 use std::time::Instant;
 
 use kinema_engine::delegate::gpu::GpuDevice;
-use kinema_engine::delegate::{Attention, Conv3d, Matmul, cpu, gpu};
+use kinema_engine::delegate::gpu::{attention::Variant, matmul::Config, tuning};
+use kinema_engine::delegate::{Attention, Conv3d, DeviceChoice, Matmul, cpu, gpu};
 use kinema_engine::random::uniform;
 use kinema_engine::{Error, Result};
 use serde_json::json;
@@ -31,6 +32,10 @@ pub struct Args {
     /// Timed runs per workload (after 2 warm-up runs).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Time every kernel configuration on the GPU (the candidates of the
+    /// tuning table in engine/src/delegate/gpu/tuning.rs) instead of the defaults.
+    #[arg(long)]
+    tune: bool,
 }
 
 struct Row {
@@ -76,7 +81,18 @@ impl Workloads {
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
+    // KINEMA_DEVICE overrides --device: gpu, cpu, or auto (= all).
+    if let Ok(v) = std::env::var(kinema_engine::delegate::choice::ENV) {
+        args.device = match v.parse::<DeviceChoice>()? {
+            DeviceChoice::Gpu => Which::Gpu,
+            DeviceChoice::Cpu => Which::Cpu,
+            DeviceChoice::Auto => Which::All,
+        };
+    }
+    if args.tune {
+        return tune(&args);
+    }
     let w = Workloads::new();
     let (mm, a, b) = &w.matmul;
     let (conv, x, k) = &w.conv3d;
@@ -110,6 +126,38 @@ pub fn run(args: Args) -> Result<()> {
             Err(e) => eprintln!("kinema: no GPU delegate: {e}"),
         }
     }
+    report(&args, &rows)
+}
+
+/// Times every candidate kernel configuration of each workload on the GPU.
+fn tune(args: &Args) -> Result<()> {
+    let dev = pollster::block_on(GpuDevice::new())?;
+    let w = Workloads::new();
+    let (mm, a, b) = &w.matmul;
+    let (conv, x, k) = &w.conv3d;
+    let (att, [q, kk, v]) = &w.attention;
+    let name = |c: &dyn std::fmt::Debug| format!("{} {c:?}", dev.info.name);
+    let mut rows = Vec::new();
+    for config in tuning::candidates(&dev) {
+        let ms =
+            time(args.runs, || pollster::block_on(gpu::matmul::matmul_with(&dev, config, mm, a, b, None)).map(drop))?;
+        rows.push(Row { workload: "matmul", device: "gpu", adapter: name(&config), ms, flops: 2.0 * 1024f64.powi(3) });
+        let ms =
+            time(args.runs, || pollster::block_on(gpu::conv::conv3d_with(&dev, config, conv, x, k, None)).map(drop))?;
+        rows.push(Row { workload: "conv3d", device: "gpu", adapter: name(&config), ms, flops: 2.0 * conv.macs() });
+    }
+    for variant in tuning::attention_candidates(&dev) {
+        let ms = time(args.runs, || {
+            pollster::block_on(gpu::attention::attention_with(&dev, variant, att, q, kk, v, None)).map(drop)
+        })?;
+        rows.push(Row { workload: "attention", device: "gpu", adapter: name(&variant), ms, flops: 2.0 * att.macs() });
+    }
+    let chosen: (Config, Variant) = (tuning::matmul(&dev), tuning::attention(&dev));
+    eprintln!("tuning table's choice here: {chosen:?}");
+    report(args, &rows)
+}
+
+fn report(args: &Args, rows: &[Row]) -> Result<()> {
     if rows.is_empty() {
         return Err(Error::Invalid("nothing to time".into()));
     }
@@ -125,7 +173,7 @@ pub fn run(args: Args) -> Result<()> {
             .collect();
         println!("{}", serde_json::Value::Array(list));
     } else {
-        for r in &rows {
+        for r in rows {
             let (min, median, gflops) = summary(r);
             println!(
                 "{:10} {:4} min {min:9.2} ms  median {median:9.2} ms  {gflops:7.1} GFLOP/s  {}",

@@ -144,10 +144,56 @@ fn kernels_fit_the_webgpu_default_limits() {
 }
 
 #[test]
+fn operands_over_one_binding_are_bound_in_windows() {
+    // A device whose storage bindings hold 1 KiB (256 f32): A (40 × 30) and
+    // out (40 × 20) need several windows of rows; B (30 × 20) fits whole.
+    let limits = wgpu::Limits { max_storage_buffer_binding_size: 1024, ..Default::default() };
+    let dev = pollster::block_on(GpuDevice::with_limits(Some(limits))).unwrap();
+    let spec = Matmul { activation: Activation::Relu, ..Matmul::new(2, 40, 8, 30) };
+    let (a, b, bias) = (random(2 * 40 * 30, 1), random(2 * 30 * 8, 2), random(8, 3));
+    let want = cpu::matmul::matmul(&spec, &a, &b, Some(&bias)).unwrap();
+    for config in configs(&dev) {
+        let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, &b, Some(&bias))).unwrap();
+        let (err, ok) = compare(&got, &want, spec.k, 1e-4);
+        assert!(ok, "{config:?}: max abs error {err}");
+    }
+    let x = random(1000, 4);
+    let got = pollster::block_on(gpu::elementwise::unary(&dev, kinema_engine::delegate::Unary::Exp, &x, 1.0, 0.0));
+    let want = cpu::elementwise::unary(kinema_engine::delegate::Unary::Exp, &x, 1.0, 0.0);
+    let (err, ok) = compare(&got.unwrap(), &want, 1, 2e-5);
+    assert!(ok, "unary in windows: max abs error {err}");
+    // A row wider than a binding is a clear error.
+    let wide = Matmul::new(1, 1, 1, 300);
+    let err = pollster::block_on(matmul_with(&dev, configs(&dev)[0], &wide, &random(300, 5), &random(300, 6), None));
+    assert!(err.unwrap_err().to_string().contains("storage binding limit"));
+}
+
+#[test]
 fn bad_operands_are_errors() {
     let spec = Matmul::new(1, 2, 2, 2);
     assert!(cpu::matmul::matmul(&spec, &[0.0; 3], &[0.0; 4], None).is_err());
     assert!(cpu::matmul::matmul(&spec, &[0.0; 4], &[0.0; 4], Some(&[0.0; 3])).is_err());
     let huge = Matmul::new(usize::MAX, 2, 2, 2);
     assert!(cpu::matmul::matmul(&huge, &[], &[], None).is_err());
+}
+
+#[test]
+fn the_buffer_pool_reuses_and_stays_bounded() {
+    let dev = device();
+    let spec = Matmul::new(1, 33, 17, 9);
+    let (a, b) = (random(33 * 9, 1), random(9 * 17, 2));
+    let first = pollster::block_on(gpu::matmul::matmul(&dev, &spec, &a, &b, None)).unwrap();
+    let pooled = dev.pooled_bytes();
+    assert!(pooled > 0, "buffers come back to the pool");
+    // The same shapes again: served from the pool (which does not grow), same result.
+    let second = pollster::block_on(gpu::matmul::matmul(&dev, &spec, &a, &b, None)).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(dev.pooled_bytes(), pooled);
+    // Reused buffers hold old data: a smaller product of a different shape
+    // must not read it (bounds and zero padding are per call).
+    let spec = Matmul::new(1, 5, 3, 2);
+    let (a, b) = (random(10, 3), random(6, 4));
+    let got = pollster::block_on(gpu::matmul::matmul(&dev, &spec, &a, &b, None)).unwrap();
+    let (err, ok) = compare(&got, &cpu::matmul::matmul(&spec, &a, &b, None).unwrap(), 2, 1e-4);
+    assert!(ok, "{err}");
 }

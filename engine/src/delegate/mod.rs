@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod gpu;
 
 mod attention;
+pub mod choice;
 mod conv;
 pub mod elementwise;
 pub mod layout;
@@ -14,6 +15,7 @@ mod norm;
 mod rotary;
 
 pub use attention::Attention;
+pub use choice::DeviceChoice;
 pub use conv::Conv3d;
 pub use elementwise::{Binary, Broadcast, Unary};
 pub use layout::CopyPlan;
@@ -39,6 +41,14 @@ impl Operand<'_> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Elements `range` (which must lie inside).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        match self {
+            Operand::F32(x) => Operand::F32(&x[range]),
+            Operand::F16(x) => Operand::F16(&x[range]),
+        }
     }
 
     /// The raw little-endian bytes.

@@ -47,31 +47,41 @@ pub fn conv3d(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Resu
     }
     let threads = parallel::threads_for(spec.macs());
     let ptr = OutPtr(out.as_mut_ptr());
+    // A pointwise conv reads its input as the column matrix itself.
+    let pointwise = spec.kernel == [1; 3] && spec.stride == [1; 3] && spec.padding == [[0; 2]; 3];
     parallel::for_each_share(chunks, threads, |share| {
         let mut columns = Vec::new();
         for chunk in share {
-            im2col(spec, x, &chunk, &mut columns);
+            let b = if pointwise {
+                let start = (chunk.batch * spec.c_in + chunk.group * spec.c_in_g()) * spec.positions();
+                Columns { data: &x[start + chunk.rows.start * ow..], row_stride: spec.positions() }
+            } else {
+                im2col(spec, x, &chunk, &mut columns);
+                Columns { data: &columns, row_stride: chunk.rows.len() * ow }
+            };
             // SAFETY: `check` verified the lengths of x, w, bias and out; the
             // chunk's output block lies inside `out` and no other chunk writes it.
-            unsafe { gemm_chunk(spec, w, bias, &chunk, &columns, ptr) };
+            unsafe { gemm_chunk(spec, w, bias, &chunk, b, ptr) };
         }
     });
     Ok(out)
 }
 
-/// Gathers the chunk's input patches into `columns`, `[k, positions of the chunk]`.
+/// Gathers the chunk's input patches into `columns`, `[k, positions of the
+/// chunk]`, writing every element (zeros in the padding) so the buffer needs no
+/// clearing; along W the valid run is computed once and copied.
 fn im2col(spec: &Conv3d, x: &[f32], chunk: &Chunk, columns: &mut Vec<f32>) {
     let [d, h, w] = spec.input;
     let [kd, kh, kw] = spec.kernel;
     let [_, oh, ow] = spec.output();
     let cols = chunk.rows.len() * ow;
-    columns.clear();
     columns.resize(spec.k() * cols, 0.0);
     let c_in_g = spec.c_in_g();
     let x_base = (chunk.batch * spec.c_in + chunk.group * c_in_g) * d * h * w;
     let offset = |axis: usize, o: usize, kk: usize| {
         (o * spec.stride[axis] + kk * spec.dilation[axis]) as isize - spec.padding[axis][0] as isize
     };
+    let (sw, pw) = (spec.stride[2], spec.padding[2][0] as isize);
     let mut row = 0;
     for ci in 0..c_in_g {
         let plane = &x[x_base + ci * d * h * w..][..d * h * w];
@@ -80,16 +90,26 @@ fn im2col(spec: &Conv3d, x: &[f32], chunk: &Chunk, columns: &mut Vec<f32>) {
                 for kx in 0..kw {
                     let dst = &mut columns[row * cols..][..cols];
                     row += 1;
+                    // Output columns ox with 0 <= ox·sw + shift < w read the input.
+                    let shift = (kx * spec.dilation[2]) as isize - pw;
+                    let lo = if shift >= 0 { 0 } else { ((-shift) as usize).div_ceil(sw) };
+                    let hi = if (w as isize) <= shift { 0 } else { ((w as isize - shift) as usize).div_ceil(sw) };
+                    let (lo, hi) = (lo.min(ow), hi.clamp(lo.min(ow), ow));
                     for (r, out_row) in chunk.rows.clone().zip(dst.chunks_exact_mut(ow)) {
                         let (iz, iy) = (offset(0, r / oh, kz), offset(1, r % oh, ky));
-                        if iz < 0 || iz >= d as isize || iy < 0 || iy >= h as isize {
-                            continue; // padding: already zero
+                        if iz < 0 || iz >= d as isize || iy < 0 || iy >= h as isize || lo == hi {
+                            out_row.fill(0.0);
+                            continue;
                         }
                         let src = &plane[(iz as usize * h + iy as usize) * w..][..w];
-                        for (ox, v) in out_row.iter_mut().enumerate() {
-                            let ix = offset(2, ox, kx);
-                            if ix >= 0 && ix < w as isize {
-                                *v = src[ix as usize];
+                        out_row[..lo].fill(0.0);
+                        out_row[hi..].fill(0.0);
+                        let start = (lo * sw) as isize + shift;
+                        if sw == 1 {
+                            out_row[lo..hi].copy_from_slice(&src[start as usize..][..hi - lo]);
+                        } else {
+                            for (v, s) in out_row[lo..hi].iter_mut().zip(src[start as usize..].iter().step_by(sw)) {
+                                *v = *s;
                             }
                         }
                     }
@@ -99,12 +119,19 @@ fn im2col(spec: &Conv3d, x: &[f32], chunk: &Chunk, columns: &mut Vec<f32>) {
     }
 }
 
+/// The `[k, chunk positions]` matrix a chunk multiplies: im2col's buffer, or
+/// for a pointwise conv the input itself.
+struct Columns<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+}
+
 /// `out[batch, group channels, chunk positions] = act(w[group] · columns + bias)`.
 ///
 /// # Safety
 /// `out` must point to the conv's whole output, and no other thread may
 /// touch this chunk's block of it.
-unsafe fn gemm_chunk(spec: &Conv3d, w: &[f32], bias: Option<&[f32]>, chunk: &Chunk, columns: &[f32], out: OutPtr) {
+unsafe fn gemm_chunk(spec: &Conv3d, w: &[f32], bias: Option<&[f32]>, chunk: &Chunk, columns: Columns, out: OutPtr) {
     let [_, _, ow] = spec.output();
     let (m, k, positions) = (spec.c_out_g(), spec.k(), spec.positions());
     let cols = chunk.rows.len() * ow;
@@ -112,7 +139,9 @@ unsafe fn gemm_chunk(spec: &Conv3d, w: &[f32], bias: Option<&[f32]>, chunk: &Chu
     // SAFETY: the block starts at (batch, channel c0, position rows.start·ow)
     // and spans m rows of stride `positions` and `cols` columns, inside out.
     let block = unsafe { out.0.add((chunk.batch * spec.c_out + c0) * positions + chunk.rows.start * ow) };
-    // SAFETY: w holds c_out × k; columns holds k × cols; the block as above.
+    debug_assert!(k == 0 || columns.data.len() >= (k - 1) * columns.row_stride + cols);
+    // SAFETY: w holds c_out × k; columns holds k rows of `cols` at its row
+    // stride (checked above in debug builds; by construction in all); the block as above.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -122,8 +151,8 @@ unsafe fn gemm_chunk(spec: &Conv3d, w: &[f32], bias: Option<&[f32]>, chunk: &Chu
             w.as_ptr().add(c0 * k),
             k as isize,
             1,
-            columns.as_ptr(),
-            cols as isize,
+            columns.data.as_ptr(),
+            columns.row_stride as isize,
             1,
             0.0,
             block,
@@ -187,6 +216,7 @@ mod tests {
             Conv3d::new(2, 3, 4, [3, 5, 7], [3, 3, 3]).padded([1, 1, 1]),
             Conv3d { stride: [2, 1, 3], dilation: [1, 2, 1], groups: 2, ..Conv3d::new(1, 4, 6, [5, 9, 8], [2, 3, 2]) },
             Conv3d { padding: [[2, 0], [0, 1], [1, 2]], ..Conv3d::new(1, 2, 3, [4, 4, 5], [3, 2, 3]) },
+            Conv3d { groups: 2, ..Conv3d::new(2, 4, 6, [3, 5, 7], [1, 1, 1]) }, // pointwise
         ];
         for (i, spec) in specs.iter().enumerate() {
             let x = crate::random::uniform(spec.batch * spec.c_in * spec.input.iter().product::<usize>(), i as u64);

@@ -42,13 +42,9 @@ pub enum Variant {
 }
 
 impl Variant {
-    /// The fastest variant measured for this kind of adapter (docs/benchmarks.md).
+    /// The variant the tuning table gives this adapter.
     pub fn for_device(dev: &GpuDevice) -> Variant {
-        if dev.supports(kinema_shaders::Needs::Subgroups8) && dev.info.device_type == wgpu::DeviceType::Cpu {
-            Variant::Subgroups8 { wg_rows: 8 }
-        } else {
-            Variant::Tiled
-        }
+        super::tuning::attention(dev)
     }
 }
 
@@ -129,7 +125,9 @@ pub async fn attention_with(
     let mut commands = dev.commands();
     commands.dispatch(&pipeline, &[&bufs[0], &bufs[1], &bufs[2], &mask_buf, &out, &params], groups);
     commands.submit();
-    dev.read(&out, len).await
+    let result = dev.read(&out, len).await;
+    dev.recycle(bufs.into_iter().chain([mask_buf, out]));
+    result
 }
 
 #[cfg(test)]

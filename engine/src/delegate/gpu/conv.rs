@@ -147,5 +147,7 @@ pub async fn conv3d_with(
     let mut commands = dev.commands();
     commands.dispatch(&pipeline, &[&x_buf, &w_buf, &bias_buf, &out, &params], groups);
     commands.submit();
-    dev.read(&out, len).await
+    let result = dev.read(&out, len).await;
+    dev.recycle([x_buf, w_buf, bias_buf, out]);
+    result
 }

@@ -14,12 +14,28 @@ pub struct GpuDevice {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    pool: Mutex<Pool>,
 }
+
+/// Buffers kept for reuse, by (size, usage): repeated work of the same shapes
+/// (a denoising loop) allocates once. Bounded by [`POOL_BYTES`].
+#[derive(Default)]
+struct Pool {
+    free: HashMap<(u64, u32), Vec<wgpu::Buffer>>,
+    bytes: u64,
+}
+
+/// The most bytes the pool keeps.
+const POOL_BYTES: u64 = 256 << 20;
+
+const STORAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+const STAGING: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
 impl GpuDevice {
     /// Opens the default adapter (`WGPU_BACKEND` and `WGPU_ADAPTER_NAME` are
-    /// honoured) with its own limits, and `SHADER_F16` and `SUBGROUP` when it
-    /// has them.
+    /// honoured) with its own limits, and `SHADER_F16`, `SUBGROUP` and
+    /// `TIMESTAMP_QUERY` when it has them (every kernel has a path without them).
     pub async fn new() -> Result<GpuDevice> {
         GpuDevice::with_limits(None).await
     }
@@ -35,7 +51,8 @@ impl GpuDevice {
             .await
             .map_err(|e| Error::Gpu(format!("no GPU adapter: {e}")))?;
         let info = adapter.get_info();
-        let features = adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
+        let features = adapter.features()
+            & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("kinema"),
@@ -45,7 +62,7 @@ impl GpuDevice {
             })
             .await
             .map_err(|e| Error::Gpu(format!("{}: cannot open the device: {e}", info.name)))?;
-        Ok(GpuDevice { info, device, queue, pipelines: Mutex::new(HashMap::new()) })
+        Ok(GpuDevice { info, device, queue, pipelines: Mutex::new(HashMap::new()), pool: Mutex::default() })
     }
 
     /// The compute pipeline of `kernel` with `overrides`, compiled once and cached.
@@ -147,7 +164,9 @@ impl GpuDevice {
         let mut commands = self.commands();
         commands.dispatch(&pipeline, &bound, groups);
         commands.submit();
-        self.read(&out, out_len).await
+        let result = self.read(&out, out_len).await;
+        self.recycle(buffers.into_iter().chain([out]));
+        result
     }
 
     /// Refuses a buffer of `bytes` over the storage-binding limit.
@@ -174,28 +193,53 @@ impl GpuDevice {
 
     /// [`upload`](Self::upload) for raw bytes (f16 data, packed words).
     pub fn upload_bytes(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: (data.len().max(1).div_ceil(16) * 16) as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: true,
-        });
-        // A buffer mapped at creation is always mappable.
-        let mut view = buffer.slice(..).get_mapped_range_mut().expect("mapped at creation");
-        view.slice(..data.len()).copy_from_slice(data);
-        drop(view);
-        buffer.unmap();
+        let buffer = self.take(label, (data.len().max(1).div_ceil(16) * 16) as u64, STORAGE);
+        // Whole words, then the tail and the padding as zeros.
+        let whole = data.len() / 16 * 16;
+        self.queue.write_buffer(&buffer, 0, &data[..whole]);
+        if whole < buffer.size() as usize {
+            let mut tail = [0u8; 16];
+            tail[..data.len() - whole].copy_from_slice(&data[whole..]);
+            self.queue.write_buffer(&buffer, whole as u64, &tail);
+        }
         buffer
     }
 
     /// A storage buffer of `len` f32 (padded as [`upload`](Self::upload) pads), for a kernel to write.
     pub fn output(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.take(label, padded(len), STORAGE)
+    }
+
+    /// A buffer from the pool, or a new one.
+    fn take(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        let mut pool = self.pool.lock().expect("buffer pool");
+        if let Some(buffer) = pool.free.get_mut(&(size, usage.bits())).and_then(Vec::pop) {
+            pool.bytes -= size;
+            return buffer;
+        }
+        drop(pool);
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: padded(len),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            size,
+            usage,
             mapped_at_creation: false,
         })
+    }
+
+    /// Gives buffers back for reuse (those the pool has no room for are freed).
+    pub fn recycle(&self, buffers: impl IntoIterator<Item = wgpu::Buffer>) {
+        let mut pool = self.pool.lock().expect("buffer pool");
+        for buffer in buffers {
+            if pool.bytes + buffer.size() <= POOL_BYTES {
+                pool.bytes += buffer.size();
+                pool.free.entry((buffer.size(), buffer.usage().bits())).or_default().push(buffer);
+            }
+        }
+    }
+
+    /// Bytes held by the pool now.
+    pub fn pooled_bytes(&self) -> u64 {
+        self.pool.lock().expect("buffer pool").bytes
     }
 
     /// Reads `len` f32 back from `buffer` (works natively and in the browser).
@@ -204,12 +248,7 @@ impl GpuDevice {
             return Ok(Vec::new());
         }
         let size = (len * 4) as u64;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.take("readback", padded(len), STAGING);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
@@ -225,7 +264,8 @@ impl GpuDevice {
         let data =
             staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu(format!("readback failed: {e}")))?.to_vec();
         staging.unmap();
-        Ok(bytemuck::cast_slice(&data).to_vec())
+        self.recycle([staging]);
+        Ok(bytemuck::pod_collect_to_vec(&data[..size as usize]))
     }
 }
 

@@ -31,11 +31,16 @@ pub(crate) fn u32_of(what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Invalid(format!("{what}: {v} does not fit 32-bit indices")))
 }
 
-/// `out[i] = f(x[i]·a + b)` on the GPU.
+/// `out[i] = f(x[i]·a + b)` on the GPU, in windows of at most one storage binding.
 pub async fn unary(dev: &GpuDevice, op: Unary, x: &[f32], a: f32, b: f32) -> Result<Vec<f32>> {
-    let params = UnaryParams { len: u32_of("unary", x.len())?, op: op as u32, a, b };
-    let groups = dev.grid("unary", x.len(), WG)?;
-    dev.run(&kinema_shaders::UNARY, &[], &[x], x.len(), &params, groups).await
+    let window = (dev.device.limits().max_storage_buffer_binding_size as usize / 4).max(1);
+    let mut out = Vec::with_capacity(x.len());
+    for x in x.chunks(window) {
+        let params = UnaryParams { len: u32_of("unary", x.len())?, op: op as u32, a, b };
+        let groups = dev.grid("unary", x.len(), WG)?;
+        out.extend(dev.run(&kinema_shaders::UNARY, &[], &[x], x.len(), &params, groups).await?);
+    }
+    Ok(out)
 }
 
 #[repr(C)]

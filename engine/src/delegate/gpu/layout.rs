@@ -70,5 +70,7 @@ pub async fn copy(dev: &GpuDevice, plan: &CopyPlan, inputs: &[&[f32]]) -> Result
         commands.dispatch(&copy, &[&buffers[r.input], &out, uniforms.last().unwrap()], dev.grid("copy", r.len(), WG)?);
     }
     commands.submit();
-    dev.read(&out, len).await
+    let result = dev.read(&out, len).await;
+    dev.recycle(buffers.into_iter().chain([out]));
+    result
 }

@@ -98,14 +98,9 @@ pub enum Config {
 }
 
 impl Config {
-    /// The autotune table: the fastest configuration measured for this kind of
-    /// adapter (docs/benchmarks.md records the candidates and their times).
+    /// The configuration the tuning table gives this adapter.
     pub fn for_device(dev: &GpuDevice) -> Config {
-        if dev.supports(kinema_shaders::Needs::Subgroups8) && dev.info.device_type == wgpu::DeviceType::Cpu {
-            Config::Subgroups8 { wg_rows: 8 }
-        } else {
-            Config::Tiled(Tiles::DEFAULT)
-        }
+        super::tuning::matmul(dev)
     }
 
     /// Output block per workgroup, (rows, columns).
@@ -173,6 +168,38 @@ pub async fn matmul_with<'b>(
     let b = b.into();
     let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
     config.check(dev)?;
+    // Over one binding? Bind A and out in windows of whole rows (B stays whole).
+    let max = dev.device.limits().max_storage_buffer_binding_size as usize / 4;
+    if (a.len() > max || len > max) && !spec.trans_a {
+        let rows = max / spec.k.max(spec.n).max(1);
+        if rows == 0 {
+            return Err(Error::Gpu(format!("matmul {spec:?}: one row exceeds the device's storage binding limit")));
+        }
+        let mut out = Vec::with_capacity(len);
+        let b_batch = spec.k * spec.n;
+        for batch in 0..spec.batch {
+            let b = b.slice(batch * b_batch..(batch + 1) * b_batch);
+            for r0 in (0..spec.m).step_by(rows) {
+                let sub = Matmul { batch: 1, m: rows.min(spec.m - r0), ..*spec };
+                let a = &a[(batch * spec.m + r0) * spec.k..][..sub.m * spec.k];
+                out.extend(matmul_once(dev, config, &sub, a, b, bias).await?);
+            }
+        }
+        return Ok(out);
+    }
+    matmul_once(dev, config, spec, a, b, bias).await
+}
+
+/// One dispatch of the whole product (every operand within one binding).
+async fn matmul_once(
+    dev: &GpuDevice,
+    config: Config,
+    spec: &Matmul,
+    a: &[f32],
+    b: Operand<'_>,
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
     let b_f16 = matches!(b, Operand::F16(_));
     let (kernel, overrides) = config.kernel(spec, b_f16);
     let pipeline = dev.pipeline(kernel, &overrides).await?;
@@ -183,7 +210,9 @@ pub async fn matmul_with<'b>(
     let mut commands = dev.commands();
     record(dev, &mut commands, &pipeline, config, spec, [&a_buf, &b_buf, &bias_buf, &out], bias.is_some())?;
     commands.submit();
-    dev.read(&out, len).await
+    let result = dev.read(&out, len).await;
+    dev.recycle([a_buf, b_buf, bias_buf, out]);
+    result
 }
 
 /// Records `out = act(op(A) · op(B) + bias)` over device buffers

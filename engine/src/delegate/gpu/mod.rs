@@ -9,5 +9,6 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod rotary;
+pub mod tuning;
 
 pub use device::GpuDevice;

@@ -1,0 +1,78 @@
+//! Which delegate runs: `--device gpu|cpu|auto`, overridden by the
+//! `KINEMA_DEVICE` environment variable (same words). The adapter itself
+//! follows wgpu's `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
+
+use super::gpu::GpuDevice;
+use crate::error::{Error, Result};
+
+/// The environment variable that overrides `--device`.
+pub const ENV: &str = "KINEMA_DEVICE";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// The GPU delegate; an error when there is no adapter.
+    Gpu,
+    /// The CPU delegate only.
+    Cpu,
+    /// The GPU when an adapter opens, else the CPU (and say why).
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<DeviceChoice> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "gpu" => Ok(DeviceChoice::Gpu),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "auto" => Ok(DeviceChoice::Auto),
+            other => Err(Error::Invalid(format!("unknown device {other:?}: expected gpu, cpu or auto"))),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// `KINEMA_DEVICE` when set (natively), else `given`.
+    pub fn from_env_or(given: DeviceChoice) -> Result<DeviceChoice> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Ok(v) = std::env::var(ENV) {
+            return v.parse().map_err(|e| Error::Invalid(format!("{ENV}: {e}")));
+        }
+        Ok(given)
+    }
+
+    /// Opens what this choice asks for: `Some(device)` for the GPU delegate,
+    /// `None` for the CPU one, with the reason the GPU was not used.
+    pub async fn open(self) -> Result<(Option<GpuDevice>, String)> {
+        match self {
+            DeviceChoice::Cpu => Ok((None, "the CPU delegate was asked for".into())),
+            DeviceChoice::Gpu => {
+                let dev = GpuDevice::new().await?;
+                let why = format!("GPU: {} ({:?})", dev.info.name, dev.info.backend);
+                Ok((Some(dev), why))
+            }
+            DeviceChoice::Auto => match GpuDevice::new().await {
+                Ok(dev) => {
+                    let why = format!("GPU: {} ({:?})", dev.info.name, dev.info.backend);
+                    Ok((Some(dev), why))
+                }
+                Err(e) => Ok((None, format!("CPU delegate, because {e}"))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_words_and_refuses_others() {
+        assert_eq!("GPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Gpu);
+        assert_eq!(" cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
+        assert_eq!("auto".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
+        let err = "tpu".parse::<DeviceChoice>().unwrap_err();
+        assert!(err.to_string().contains("expected gpu, cpu or auto"), "{err}");
+    }
+}

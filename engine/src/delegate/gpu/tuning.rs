@@ -1,0 +1,57 @@
+//! The tuning table: which kernel configuration each kind of adapter gets.
+//! `kinema bench --tune` times every candidate on the adapter at hand (the
+//! results behind these choices are in docs/benchmarks.md).
+//!
+//! | adapter                                  | matmul, conv3d        | attention        |
+//! |------------------------------------------|-----------------------|------------------|
+//! | CPU rasteriser with 8-wide subgroups (lavapipe) | `Subgroups8 { 8 }` | `Subgroups8 { 8 }` |
+//! | anything else (real GPUs, SwiftShader)   | `Tiled(16 × 16, BK 16)` | `Tiled`        |
+//!
+//! On lavapipe every load is paid per invocation, so the subgroup kernels
+//! (which share loads with subgroupBroadcast) win by 5–10×; on real GPUs
+//! workgroup-memory tiling is the known-good shape, and the subgroup kernels'
+//! assumption of 8-wide subgroups does not hold.
+
+use super::GpuDevice;
+use super::attention::Variant;
+use super::matmul::{Config, Tiles};
+use kinema_shaders::Needs;
+
+/// A CPU adapter with 8-wide subgroups: lavapipe.
+fn is_cpu_rasteriser(dev: &GpuDevice) -> bool {
+    dev.supports(Needs::Subgroups8) && dev.info.device_type == wgpu::DeviceType::Cpu
+}
+
+/// The matmul (and conv3d) configuration for this adapter.
+pub fn matmul(dev: &GpuDevice) -> Config {
+    if is_cpu_rasteriser(dev) { Config::Subgroups8 { wg_rows: 8 } } else { Config::Tiled(Tiles::DEFAULT) }
+}
+
+/// The attention kernel for this adapter.
+pub fn attention(dev: &GpuDevice) -> Variant {
+    if is_cpu_rasteriser(dev) { Variant::Subgroups8 { wg_rows: 8 } } else { Variant::Tiled }
+}
+
+/// Matmul/conv3d configurations worth timing on this adapter.
+pub fn candidates(dev: &GpuDevice) -> Vec<Config> {
+    let limits = dev.device.limits();
+    let mut list: Vec<Config> = [(16, 16, 16), (16, 16, 8), (8, 8, 16), (8, 32, 8), (16, 16, 32)]
+        .into_iter()
+        .map(|(wg_m, wg_n, bk)| Tiles { wg_m, wg_n, bk })
+        .filter(|t| t.check(&limits).is_ok())
+        .map(Config::Tiled)
+        .collect();
+    if dev.supports(Needs::Subgroups8) {
+        list.extend([1, 2, 4, 8, 16].map(|wg_rows| Config::Subgroups8 { wg_rows }));
+    }
+    list
+}
+
+/// Attention kernels worth timing on this adapter.
+pub fn attention_candidates(dev: &GpuDevice) -> Vec<Variant> {
+    let mut list = vec![Variant::Tiled];
+    if dev.supports(Needs::Subgroups8) {
+        list.extend([1, 2, 4, 8].map(|wg_rows| Variant::Subgroups8 { wg_rows }));
+    }
+    list
+}
