@@ -32,6 +32,9 @@ pub enum Error {
     /// The GPU could not be set up or refused work.
     #[error("gpu: {0}")]
     Gpu(String),
+    /// A program that breaks a rule of the format, its opset or its shapes.
+    #[error("program: {0}")]
+    Program(String),
     /// A caller's request that cannot be met (wrong buffer size, conversion).
     #[error("{0}")]
     Invalid(String),

@@ -21,9 +21,18 @@ pub struct Args {
     /// pointer file, or a folder of LFS pointers named like the shards.
     #[arg(long, value_name = "MANIFEST")]
     verify: Option<PathBuf>,
+    /// For a program (*.json): the checkpoint its parameters come from (checked).
+    #[arg(long)]
+    weights: Option<String>,
+    /// For a program: plan for gpu, cpu or auto (KINEMA_DEVICE overrides).
+    #[arg(long, default_value = "auto")]
+    device: String,
 }
 
 pub async fn run(args: Args) -> Result<()> {
+    if args.location.ends_with(".json") && !args.location.ends_with(".index.json") {
+        return program(&args).await;
+    }
     let ckpt = Checkpoint::open(&args.location).await?;
     let verified = match &args.verify {
         Some(path) => Some(ckpt.verify(&Manifest::load(path, &ckpt)?).await?),
@@ -169,4 +178,90 @@ fn to_text(ckpt: &Checkpoint, stats: &[Stats], verified: Option<&[(String, Strin
     }
     o.truncate(o.trim_end().len());
     o
+}
+
+/// `kinema inspect program.json`: the plan, node by node.
+async fn program(args: &Args) -> Result<()> {
+    use kinema_engine::delegate::DeviceChoice;
+    use kinema_engine::plan::{Delegate, Plan};
+    use kinema_engine::program::Program;
+
+    let program = Program::open(std::path::Path::new(&args.location))?;
+    if let Some(w) = &args.weights {
+        let ckpt = Checkpoint::open(w).await?;
+        for p in &program.parameters {
+            let t = ckpt.get(&p.key)?;
+            let shape: Vec<usize> = t.info.shape.iter().map(|&d| d as usize).collect();
+            if shape != p.shape {
+                return Err(kinema_engine::Error::Program(format!(
+                    "parameter {:?}: the checkpoint has shape {shape:?}, the program expects {:?}",
+                    p.key, p.shape
+                )));
+            }
+        }
+    }
+    let (gpu, why) = DeviceChoice::from_env_or(args.device.parse()?)?.open().await?;
+    let plan = Plan::new(&program, gpu.as_ref().map(|d| d.info.name.as_str()));
+    if args.json {
+        let steps: Vec<Value> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                let n = &program.nodes[s.node];
+                json!({"node": s.node, "op": n.op_name, "path": n.path, "delegate": format!("{:?}", s.delegate).to_lowercase(),
+                       "kernel": s.kernel, "reason": s.reason,
+                       "fused": s.fused.map(|(i, _)| program.nodes[i].op_name.clone()),
+                       "outputs": n.outputs.iter().map(|o| json!({"name": o, "shape": program.shape(o)})).collect::<Vec<_>>()})
+            })
+            .collect();
+        let out = json!({"device": why, "nodes": program.nodes.len(), "steps": steps,
+                         "arena_bytes": plan.arena.bytes(), "peak_live_bytes": plan.arena.peak_live * 4,
+                         "weight_bytes": plan.weight_bytes, "weight_order": plan.weight_order});
+        println!("{out}");
+        return Ok(());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "program: {} ({} nodes, {} steps after fusion)",
+        args.location,
+        program.nodes.len(),
+        plan.steps.len()
+    );
+    let _ = writeln!(out, "device: {why}");
+    for i in &program.inputs {
+        let _ = writeln!(out, "input  {} {:?}", i.name, i.shape);
+    }
+    for (o, v) in program.outputs.iter().zip(program.output_values()) {
+        let _ = writeln!(out, "output {} {:?} (= {v})", o.name, o.shape);
+    }
+    let _ = writeln!(out, "{:>4}  {:12} {:8} {:16} {:24} path", "node", "op", "delegate", "kernel", "output");
+    for s in &plan.steps {
+        let n = &program.nodes[s.node];
+        let op = match s.fused {
+            Some((i, _)) => format!("{}+{}", n.op_name, program.nodes[i].op_name),
+            None => n.op_name.clone(),
+        };
+        let shape = format!("{:?}", program.shape(&n.outputs[0]).unwrap_or(&[]));
+        let delegate = format!("{:?}", s.delegate).to_lowercase();
+        let _ = writeln!(out, "{:>4}  {op:12} {delegate:8} {:16} {shape:24} {}", s.node, s.kernel, n.path);
+    }
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let _ = writeln!(
+        out,
+        "arena: {:.2} MiB (peak of live values {:.2} MiB); weights: {:.2} MiB in {} parameters",
+        mib(plan.arena.bytes()),
+        mib(plan.arena.peak_live as u64 * 4),
+        mib(plan.weight_bytes),
+        program.parameters.len()
+    );
+    let fallbacks: Vec<_> = plan.cpu_fallbacks().collect();
+    if gpu.is_some() && fallbacks.is_empty() {
+        let _ = writeln!(out, "CPU fallbacks: none");
+    } else if !fallbacks.is_empty() {
+        let _ = writeln!(out, "CPU fallbacks: {} nodes ({})", fallbacks.len(), fallbacks[0].reason);
+    }
+    let _ = Delegate::Cpu;
+    print!("{out}");
+    Ok(())
 }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod inspect;
+mod run;
 
 #[derive(Parser)]
 #[command(name = "kinema", version, about = "Portable GPU compute for video diffusion, native and in the browser")]
@@ -16,8 +17,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show what a safetensors checkpoint holds: a file, a sharded folder, an index, or an http(s) URL of any of these.
+    /// Show what a safetensors checkpoint holds (a file, a sharded folder, an index, or an http(s) URL of any of
+    /// these), or the plan of a program (program.json).
     Inspect(inspect::Args),
+    /// Run a portable program (tools/export) on inputs from a safetensors file.
+    Run(run::Args),
     /// Time the reference workloads on each delegate (see tools/bench_peers.py for the peers).
     Bench(bench::Args),
 }
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => pollster::block_on(inspect::run(args)),
         Command::Bench(args) => bench::run(args),
+        Command::Run(args) => pollster::block_on(run::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

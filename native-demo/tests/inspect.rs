@@ -127,3 +127,51 @@ fn invalid_input_exits_non_zero_with_one_line_naming_the_file() {
         assert!(err.contains(problem), "{p}: {err}");
     }
 }
+
+#[test]
+fn run_and_inspect_a_program() {
+    let dir = fixture("programs/video_net");
+    let path = |f: &str| dir.join(f).display().to_string();
+    let tmp = TempDir::new("run_program");
+    let out_file = tmp.0.join("out.safetensors").display().to_string();
+    let out = kinema(&[
+        "run",
+        &path("program.json"),
+        "--weights",
+        &path("weights.safetensors"),
+        "--inputs",
+        &path("io.safetensors"),
+        "--output",
+        &out_file,
+        "--device",
+        "cpu",
+        "--profile",
+    ]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("by op kind:"));
+    // The outputs equal PyTorch's eager outputs (tolerance as tests/programs.rs).
+    let got = pollster::block_on(kinema_engine::weights::Checkpoint::open(&out_file)).unwrap();
+    let want = pollster::block_on(kinema_engine::weights::Checkpoint::open(&path("io.safetensors"))).unwrap();
+    for name in ["out0", "out1"] {
+        let n = want.get(name).unwrap().info.numel() as usize;
+        let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+        pollster::block_on(got.read_f32(name, &mut a)).unwrap();
+        pollster::block_on(want.read_f32(name, &mut b)).unwrap();
+        let err = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(err < 1e-4, "{name}: {err}");
+    }
+    // The plan, as JSON: the conv + silu fusion, the arena, no CPU fallback on CPU-only plans' reason.
+    let plan = json_of(&kinema(&["inspect", &path("program.json"), "--json", "--device", "cpu"]));
+    assert_eq!(plan["nodes"], 14);
+    assert_eq!(plan["steps"].as_array().unwrap().len(), 13);
+    assert!(plan["steps"].as_array().unwrap().iter().any(|s| s["fused"] == "silu" && s["op"] == "conv"));
+    assert!(plan["arena_bytes"].as_u64().unwrap() >= plan["peak_live_bytes"].as_u64().unwrap());
+    assert!(plan["steps"].as_array().unwrap().iter().all(|s| s["delegate"] == "cpu" && s["reason"] == "no GPU device"));
+    // A broken program: one line, exit 1.
+    let bad = tmp.0.join("bad.json");
+    std::fs::write(&bad, r#"{"format":"kinema.program","version":2}"#).unwrap();
+    let out = kinema(&["inspect", &bad.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("version 2 is not supported") && err.lines().count() == 1, "{err}");
+}

@@ -11,7 +11,7 @@ pub mod dtype;
 pub mod header;
 pub mod index;
 pub mod integrity;
-mod json;
+pub(crate) mod json;
 pub mod source;
 pub mod writer;
 

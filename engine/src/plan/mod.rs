@@ -1,0 +1,162 @@
+//! The plan: decided once, before anything runs. Per node, which delegate
+//! runs it and why, and what is fused into it; an arena offset for every
+//! intermediate value, planned by liveness (greedy by size, as ExecuTorch
+//! and TFLite do), so the peak memory is known up front; and the order in
+//! which weights are first used, which is the order they are uploaded.
+
+mod arena;
+
+use std::collections::HashMap;
+
+pub use arena::{Arena, Slot};
+
+use crate::delegate::{Activation, Unary};
+use crate::program::{Op, Program};
+
+/// Where a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delegate {
+    Gpu,
+    Cpu,
+}
+
+/// One node of the plan.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Index into `program.nodes`.
+    pub node: usize,
+    pub delegate: Delegate,
+    /// The kernel (WGSL file or CPU function) that runs it.
+    pub kernel: &'static str,
+    /// Why this delegate.
+    pub reason: String,
+    /// An activation node folded into this node's epilogue.
+    pub fused: Option<(usize, Activation)>,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub arena: Arena,
+    /// Parameter names in the order of their first use.
+    pub weight_order: Vec<String>,
+    /// Bytes of all parameters as f32.
+    pub weight_bytes: u64,
+}
+
+/// The kernel each kind of op runs on each delegate.
+fn kernel(op: &Op, delegate: Delegate) -> &'static str {
+    match (op, delegate) {
+        (Op::Linear { .. } | Op::Matmul, Delegate::Gpu) => "matmul.wgsl",
+        (Op::Conv { .. }, Delegate::Gpu) => "conv3d.wgsl",
+        (Op::Attention { .. }, Delegate::Gpu) => "attention.wgsl",
+        (Op::Unary { .. }, Delegate::Gpu) => "unary.wgsl",
+        (Op::Binary(_), Delegate::Gpu) => "binary.wgsl",
+        (Op::Softmax, Delegate::Gpu) => "softmax.wgsl",
+        (Op::LayerNorm { .. } | Op::RmsNorm { .. } | Op::GroupNorm { .. }, Delegate::Gpu) => "norm.wgsl",
+        (Op::Reduce { .. }, Delegate::Gpu) => "reduce.wgsl",
+        (Op::Rotary { .. }, Delegate::Gpu) => "rotary.wgsl",
+        (Op::Cast { .. }, Delegate::Gpu) => "cast.wgsl",
+        (Op::Reshape { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. }, _) => "view (no copy)",
+        (_, Delegate::Gpu) => "copy.wgsl",
+        (Op::Linear { .. } | Op::Matmul, Delegate::Cpu) => "cpu::matmul",
+        (Op::Conv { .. }, Delegate::Cpu) => "cpu::conv",
+        (Op::Attention { .. }, Delegate::Cpu) => "cpu::attention",
+        (Op::Unary { .. } | Op::Binary(_), Delegate::Cpu) => "cpu::elementwise",
+        (Op::Softmax | Op::LayerNorm { .. } | Op::RmsNorm { .. } | Op::GroupNorm { .. } | Op::Reduce { .. }, _) => {
+            "cpu::norm"
+        }
+        (Op::Rotary { .. }, Delegate::Cpu) => "cpu::rotary",
+        (Op::Cast { .. }, Delegate::Cpu) => "half (host)",
+        (_, Delegate::Cpu) => "cpu::layout",
+    }
+}
+
+/// The activation an epilogue can take for a unary op, if any.
+fn epilogue(op: &Op) -> Option<Activation> {
+    match op {
+        Op::Unary { f, scale, shift } if *scale == 1.0 && *shift == 0.0 => match f {
+            Unary::Relu => Some(Activation::Relu),
+            Unary::Silu => Some(Activation::Silu),
+            Unary::GeluTanh => Some(Activation::GeluTanh),
+            Unary::GeluErf => Some(Activation::GeluErf),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl Plan {
+    /// Plans `program` for a GPU delegate when `gpu` names an adapter, else the CPU.
+    pub fn new(program: &Program, gpu: Option<&str>) -> Plan {
+        let nodes = &program.nodes;
+        // How many nodes read each value; program outputs count as readers.
+        let mut reads: HashMap<&str, usize> = HashMap::new();
+        for n in nodes {
+            for i in &n.inputs {
+                *reads.entry(i).or_default() += 1;
+            }
+        }
+        for o in program.output_values() {
+            *reads.entry(o).or_default() += 1;
+        }
+        let producer: HashMap<&str, usize> =
+            nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect();
+
+        // Fusion: an activation whose only input is read only by it, made by a
+        // linear or conv without an activation of its own, joins that kernel.
+        let mut fused_into: HashMap<usize, (usize, Activation)> = HashMap::new();
+        let mut absorbed = vec![false; nodes.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            let Some(act) = epilogue(&n.op) else { continue };
+            let Some(&p) = producer.get(n.inputs[0].as_str()) else { continue };
+            let plain = matches!(
+                nodes[p].op,
+                Op::Linear { activation: Activation::None } | Op::Conv { activation: Activation::None, .. }
+            );
+            if plain && reads[n.inputs[0].as_str()] == 1 && !fused_into.contains_key(&p) {
+                fused_into.insert(p, (i, act));
+                absorbed[i] = true;
+            }
+        }
+
+        let mut steps = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            if absorbed[i] {
+                continue;
+            }
+            let (delegate, reason) = match gpu {
+                Some(name) => (Delegate::Gpu, format!("GPU kernel on {name}")),
+                None => (Delegate::Cpu, "no GPU device".to_string()),
+            };
+            steps.push(Step {
+                node: i,
+                delegate,
+                kernel: kernel(&n.op, delegate),
+                reason,
+                fused: fused_into.get(&i).copied(),
+            });
+        }
+
+        let arena = Arena::plan(program, &steps);
+        let mut weight_order = Vec::new();
+        let params: HashMap<&str, &crate::program::Parameter> =
+            program.parameters.iter().map(|p| (p.name.as_str(), p)).collect();
+        let mut seen = std::collections::HashSet::new();
+        for s in &steps {
+            for i in &nodes[s.node].inputs {
+                if params.contains_key(i.as_str()) && seen.insert(i.as_str()) {
+                    weight_order.push(i.clone());
+                }
+            }
+        }
+        let weight_bytes = program.parameters.iter().map(|p| 4 * p.shape.iter().product::<usize>() as u64).sum();
+        Plan { steps, arena, weight_order, weight_bytes }
+    }
+
+    /// The nodes that run on the CPU, with the reason.
+    pub fn cpu_fallbacks(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.delegate == Delegate::Cpu)
+    }
+}

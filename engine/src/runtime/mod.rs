@@ -1,0 +1,210 @@
+//! The runtime: a [`Session`] holds a validated program, its plan, the
+//! checkpoint its parameters come from and the device, and runs the program
+//! as often as asked. Intermediate values live in the one arena the plan
+//! sized; parameters are read from the checkpoint on first use and kept.
+
+mod execute;
+
+use std::collections::HashMap;
+
+use crate::delegate::DeviceChoice;
+use crate::delegate::gpu::GpuDevice;
+use crate::error::{Error, Result};
+use crate::plan::{Delegate, Plan};
+use crate::program::Program;
+use crate::weights::Checkpoint;
+
+/// How a session runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub device: DeviceChoice,
+    /// Time every node (natively).
+    pub profile: bool,
+}
+
+/// A named output with its shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Time spent in one node, from the last run with `profile`.
+#[derive(Debug, Clone)]
+pub struct NodeTime {
+    pub node: usize,
+    pub kind: &'static str,
+    pub path: String,
+    pub ms: f64,
+}
+
+pub struct Session {
+    program: Program,
+    plan: Plan,
+    checkpoint: Option<Checkpoint>,
+    gpu: Option<GpuDevice>,
+    device: String,
+    weights: HashMap<String, Vec<f32>>,
+    constants: HashMap<String, usize>,
+    arena: Vec<f32>,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // profiling is native-only
+    options: Options,
+    profile: Vec<NodeTime>,
+}
+
+impl Session {
+    /// Opens the device, plans the program, and checks that the checkpoint
+    /// holds every parameter with the program's shape (nothing is read yet).
+    pub async fn new(program: Program, checkpoint: Option<Checkpoint>, options: Options) -> Result<Session> {
+        for p in &program.parameters {
+            let ckpt = checkpoint
+                .as_ref()
+                .ok_or_else(|| Error::Program(format!("parameter {:?} needs a checkpoint (--weights)", p.key)))?;
+            let t = ckpt.get(&p.key)?;
+            let shape: Vec<usize> = t.info.shape.iter().map(|&d| d as usize).collect();
+            if shape != p.shape {
+                return Err(Error::Program(format!(
+                    "parameter {:?}: the checkpoint has shape {shape:?}, the program expects {:?}",
+                    p.key, p.shape
+                )));
+            }
+        }
+        let (gpu, device) = options.device.open().await?;
+        let plan = Plan::new(&program, gpu.as_ref().map(|d| d.info.name.as_str()));
+        let constants = program.constants.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        Ok(Session {
+            arena: vec![0.0; plan.arena.len],
+            program,
+            plan,
+            checkpoint,
+            gpu,
+            device,
+            weights: HashMap::new(),
+            constants,
+            options,
+            profile: Vec::new(),
+        })
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Which delegate runs, and why.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// Bytes the runtime allocated for intermediate values (the arena).
+    pub fn arena_bytes(&self) -> u64 {
+        self.arena.len() as u64 * 4
+    }
+
+    /// Per-node times of the last run with `profile`.
+    pub fn profile(&self) -> &[NodeTime] {
+        &self.profile
+    }
+
+    /// Reads the parameters `names` that are not loaded yet.
+    async fn load(&mut self, names: &[String]) -> Result<()> {
+        for name in names {
+            if self.weights.contains_key(name) {
+                continue;
+            }
+            let Some(p) = self.program.parameters.iter().find(|p| &p.name == name) else { continue };
+            let ckpt = self.checkpoint.as_ref().expect("checked in new");
+            let mut data = vec![0f32; p.shape.iter().product()];
+            ckpt.read_f32(&p.key, &mut data).await?;
+            self.weights.insert(name.clone(), data);
+        }
+        Ok(())
+    }
+
+    /// Runs the program on `inputs` (by input name); returns `out0`, `out1`, ….
+    pub async fn run(&mut self, inputs: &[(&str, &[f32])]) -> Result<Vec<Tensor>> {
+        for info in &self.program.inputs {
+            let (_, data) = inputs
+                .iter()
+                .find(|(n, _)| *n == info.name)
+                .ok_or_else(|| Error::Invalid(format!("input {:?} is missing", info.name)))?;
+            let want: usize = info.shape.iter().product();
+            if data.len() != want {
+                return Err(Error::Invalid(format!(
+                    "input {:?}: {} values, expected {want} for shape {:?}",
+                    info.name,
+                    data.len(),
+                    info.shape
+                )));
+            }
+            let slot = self.plan.arena.slots[&info.name];
+            self.arena[slot.offset..][..slot.len].copy_from_slice(data);
+        }
+        if let Some((n, _)) = inputs.iter().find(|(n, _)| !self.program.inputs.iter().any(|i| i.name == *n)) {
+            return Err(Error::Invalid(format!("the program has no input {n:?}")));
+        }
+        self.profile.clear();
+        for s in 0..self.plan.steps.len() {
+            let step = self.plan.steps[s].clone();
+            let node = &self.program.nodes[step.node];
+            let inputs_needed: Vec<String> = node.inputs.clone();
+            self.load(&inputs_needed).await?;
+            #[cfg(not(target_arch = "wasm32"))]
+            let t0 = std::time::Instant::now();
+            let node = &self.program.nodes[step.node];
+            let mut args = Vec::with_capacity(node.inputs.len());
+            for name in &node.inputs {
+                let shape = self.program.shape(name).expect("validated");
+                let data: &[f32] = if let Some(slot) = self.plan.arena.slots.get(name) {
+                    &self.arena[slot.offset..][..slot.len]
+                } else if let Some(&c) = self.constants.get(name) {
+                    &self.program.constants[c].data
+                } else {
+                    &self.weights[name]
+                };
+                args.push((shape, data));
+            }
+            let fused = step.fused.map(|(_, a)| a);
+            let outs = match (step.delegate, &self.gpu) {
+                (Delegate::Gpu, Some(dev)) => execute::gpu(dev, &node.op, &args, fused).await?,
+                _ => execute::cpu(&node.op, &args, fused)?,
+            };
+            let out_names = match step.fused {
+                Some((a, _)) => &self.program.nodes[a].outputs,
+                None => &node.outputs,
+            };
+            let is_view = step.kernel.starts_with("view");
+            if !is_view {
+                for (name, data) in out_names.iter().zip(outs) {
+                    let slot = self.plan.arena.slots[name];
+                    debug_assert_eq!(slot.len, data.len());
+                    self.arena[slot.offset..][..slot.len].copy_from_slice(&data);
+                }
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            if self.options.profile {
+                let node = &self.program.nodes[step.node];
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                self.profile.push(NodeTime { node: step.node, kind: node.op.kind(), path: node.path.clone(), ms });
+            }
+        }
+        let values: Vec<String> = self.program.output_values().to_vec();
+        self.load(&values).await?; // an output may be a parameter itself
+        let mut outputs = Vec::new();
+        for (info, value) in self.program.outputs.iter().zip(&values) {
+            let data = if let Some(slot) = self.plan.arena.slots.get(value) {
+                self.arena[slot.offset..][..slot.len].to_vec()
+            } else if let Some(&c) = self.constants.get(value) {
+                self.program.constants[c].data.clone()
+            } else {
+                self.weights[value].clone()
+            };
+            outputs.push(Tensor { name: info.name.clone(), shape: info.shape.clone(), data });
+        }
+        Ok(outputs)
+    }
+}

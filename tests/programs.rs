@@ -1,0 +1,171 @@
+//! Portable programs end to end: exported from PyTorch by
+//! `tools/fixtures/make_program_fixtures.py` (kinema_export), planned, and run
+//! on both delegates against PyTorch eager outputs; and malformed programs
+//! refused with clear errors.
+//!
+//! Tolerance (video_net, f32 throughout): max |x − ref| ≤ 1e-4 · (1 + max|ref|)
+//! on the CPU, 5e-4 · (…) on the GPU (lavapipe's exp and summation order).
+
+use kinema_engine::delegate::DeviceChoice;
+use kinema_engine::plan::{Delegate, Plan};
+use kinema_engine::program::Program;
+use kinema_engine::runtime::{Options, Session};
+use kinema_engine::weights::Checkpoint;
+use kinema_tests::fixture;
+
+fn read_all(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
+    let mut v = vec![0f32; ckpt.get(name).unwrap().info.numel() as usize];
+    pollster::block_on(ckpt.read_f32(name, &mut v)).unwrap();
+    v
+}
+
+fn open(dir: &str) -> (Program, Checkpoint, Checkpoint) {
+    let base = fixture(&format!("programs/{dir}"));
+    let program = Program::open(&base.join("program.json")).unwrap();
+    let weights = pollster::block_on(Checkpoint::open(base.join("weights.safetensors").to_str().unwrap())).unwrap();
+    let io = pollster::block_on(Checkpoint::open(base.join("io.safetensors").to_str().unwrap())).unwrap();
+    (program, weights, io)
+}
+
+/// (max abs error, relative to 1 + max|ref|).
+fn errors(got: &[f32], want: &[f32]) -> (f32, f32) {
+    assert_eq!(got.len(), want.len());
+    let abs = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let scale = 1.0 + want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    (abs, abs / scale)
+}
+
+fn run_video_net(device: DeviceChoice, tol: f32) {
+    let (program, weights, io) = open("video_net");
+    let input = read_all(&io, "video");
+    let mut session =
+        pollster::block_on(Session::new(program, Some(weights), Options { device, profile: true })).unwrap();
+    eprintln!("video_net on {}", session.device());
+    for _ in 0..2 {
+        // Twice: a session is reused, and the second run must agree with the first.
+        let outs = pollster::block_on(session.run(&[("video", &input)])).unwrap();
+        assert_eq!(outs.len(), 2);
+        for out in &outs {
+            let (abs, rel) = errors(&out.data, &read_all(&io, &out.name));
+            eprintln!("  {} {:?}: max abs error {abs:.3e}, relative {rel:.3e}", out.name, out.shape);
+            assert!(rel <= tol, "{}: relative error {rel}", out.name);
+        }
+    }
+    assert_eq!(session.profile().len(), session.plan().steps.len());
+    // The plan's arena is what the runtime allocated, and at least the peak of live values.
+    let arena = &session.plan().arena;
+    assert_eq!(session.arena_bytes(), arena.bytes());
+    assert!(arena.len >= arena.peak_live && arena.peak_live > 0);
+}
+
+#[test]
+fn video_net_matches_pytorch_on_the_cpu() {
+    run_video_net(DeviceChoice::Cpu, 1e-4);
+}
+
+#[test]
+fn video_net_matches_pytorch_on_the_gpu() {
+    run_video_net(DeviceChoice::Gpu, 5e-4);
+}
+
+#[test]
+fn the_plan_fuses_activations_and_reuses_memory() {
+    let (program, _, _) = open("video_net");
+    let plan = Plan::new(&program, None);
+    assert!(plan.steps.iter().all(|s| s.delegate == Delegate::Cpu && s.reason == "no GPU device"));
+    // `silu(down(h))`: the activation joins the conv's epilogue; `silu(norm(x))` cannot.
+    let fused: Vec<_> = plan.steps.iter().filter(|s| s.fused.is_some()).collect();
+    assert_eq!(fused.len(), 1, "{fused:?}");
+    assert!(plan.steps.len() < program.nodes.len());
+    // Liveness lets values share memory: the arena is smaller than all values together.
+    let all: usize = plan.arena.slots.values().map(|s| s.len).sum();
+    assert!(plan.arena.len < all, "arena {} vs {} for every value", plan.arena.len, all);
+    // Values alive at the same time never share memory (checked pair by pair).
+    let lives: Vec<_> = plan.arena.lifetimes.iter().collect();
+    for (i, (a, la)) in lives.iter().enumerate() {
+        for (b, lb) in &lives[i + 1..] {
+            let (sa, sb) = (plan.arena.slots[*a], plan.arena.slots[*b]);
+            let overlap_time = la.0 <= lb.1 && lb.0 <= la.1;
+            let overlap_mem = sa.offset < sb.offset + sb.len && sb.offset < sa.offset + sa.len;
+            assert!(!(overlap_time && overlap_mem), "{a} {sa:?} {la:?} and {b} {sb:?} {lb:?}");
+        }
+    }
+    assert_eq!(plan.weight_order.first().map(String::as_str), Some("p_stem_weight"));
+}
+
+fn refuse(json: &str, expect: &str) {
+    let err = Program::from_json(json).unwrap_err().to_string();
+    assert!(err.contains(expect), "expected {expect:?} in: {err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+}
+
+fn program(nodes: &str, outputs: &str) -> String {
+    format!(
+        r#"{{"format":"kinema.program","version":1,
+            "inputs":[{{"name":"x","dtype":"f32","shape":[2,3]}}],
+            "parameters":[{{"name":"w","key":"lin.weight","dtype":"f32","shape":[4,3]}}],
+            "outputs":{outputs},"nodes":{nodes}}}"#
+    )
+}
+
+#[test]
+fn malformed_programs_are_refused_with_clear_errors() {
+    let ok = program(r#"[{"op":"linear","inputs":["x","w"],"outputs":["y"]}]"#, r#"[{"name":"out0","value":"y"}]"#);
+    let p = Program::from_json(&ok).unwrap();
+    assert_eq!(p.outputs[0].shape, vec![2, 4]);
+
+    refuse(&ok.replace("\"version\":1", "\"version\":7"), "version 7 is not supported");
+    refuse(&ok.replace("kinema.program", "onnx"), "format");
+    refuse(&ok.replace("\"linear\"", "\"conv9d\""), "unknown op \"conv9d\"");
+    refuse(&ok.replace("[\"x\",\"w\"]", "[\"x\",\"nope\"]"), "reads \"nope\", which nothing defines");
+    refuse(&ok.replace("\"outputs\":[\"y\"]", "\"outputs\":[\"x\"]"), "defined twice");
+    refuse(&ok.replace("\"shape\":[4,3]", "\"shape\":[4,5]"), "do not fit");
+    refuse(&ok.replace("\"value\":\"y\"", "\"value\":\"z\""), "nothing defines");
+    refuse(&ok.replace("\"name\":\"out0\"", "\"name\":\"result\""), "outputs are out0");
+    refuse(&ok.replace("\"dtype\":\"f32\",\"shape\":[2,3]", "\"dtype\":\"i64\",\"shape\":[2,3]"), "dtype");
+    refuse(&ok.replace("[2,3]", "[65536,65536,2]"), "2³² elements");
+    refuse(&ok.replacen("\"inputs\":", "\"inputs\":[],\"inputs\":", 1), "duplicate key");
+    refuse("{", "not valid JSON");
+    refuse(&ok.replace("\"format\"", "\"extra\":1,\"format\""), "unknown field");
+    // A cycle: y reads z, z reads y.
+    let cycle = program(
+        r#"[{"op":"relu","inputs":["z"],"outputs":["y"]},{"op":"relu","inputs":["y"],"outputs":["z"]}]"#,
+        r#"[{"name":"out0","value":"y"}]"#,
+    );
+    refuse(&cycle, "cycle");
+    // Attributes out of range.
+    let bad_attr = |attrs: &str, expect: &str| {
+        let p = program(
+            &format!(r#"[{{"op":"softmax","inputs":["x"],"outputs":["s"]}},{attrs}]"#),
+            r#"[{"name":"out0","value":"y"}]"#,
+        );
+        refuse(&p, expect);
+    };
+    bad_attr(r#"{"op":"sum","inputs":["s"],"outputs":["y"],"attrs":{"dim":5}}"#, "dim 5 out of range");
+    bad_attr(r#"{"op":"permute","inputs":["s"],"outputs":["y"],"attrs":{"perm":[0,0]}}"#, "not a permutation");
+    bad_attr(r#"{"op":"reshape","inputs":["s"],"outputs":["y"],"attrs":{"shape":[5,-1]}}"#, "cannot be viewed");
+    bad_attr(r#"{"op":"gelu","inputs":["s"],"outputs":["y"],"attrs":{"approximate":"fast"}}"#, "approximate");
+    bad_attr(r#"{"op":"sum","inputs":["s"],"outputs":["y"],"attrs":{"dim":"one"}}"#, "must be an integer");
+    // Nodes out of file order are fine (sorted by dependencies).
+    let shuffled = program(
+        r#"[{"op":"relu","inputs":["h"],"outputs":["y"]},{"op":"linear","inputs":["x","w"],"outputs":["h"]}]"#,
+        r#"[{"name":"out0","value":"y"}]"#,
+    );
+    let p = Program::from_json(&shuffled).unwrap();
+    assert_eq!(p.nodes[0].op_name, "linear");
+}
+
+#[test]
+fn a_session_refuses_missing_or_misshapen_parameters_and_inputs() {
+    let (program, weights, _) = open("video_net");
+    // A checkpoint without the program's keys.
+    let other = pollster::block_on(Checkpoint::open(fixture("weights/dtypes.safetensors").to_str().unwrap())).unwrap();
+    let err = pollster::block_on(Session::new(program.clone(), Some(other), Options::default())).err().unwrap();
+    assert!(err.to_string().contains("stem.weight"), "{err}");
+    let opts = Options { device: DeviceChoice::Cpu, profile: false };
+    let mut s = pollster::block_on(Session::new(program, Some(weights), opts)).unwrap();
+    let err = pollster::block_on(s.run(&[("video", &[0.0; 5])])).unwrap_err();
+    assert!(err.to_string().contains("expected 3072"), "{err}");
+    let err = pollster::block_on(s.run(&[])).unwrap_err();
+    assert!(err.to_string().contains("input \"video\" is missing"), "{err}");
+}

@@ -1,0 +1,387 @@
+"""torch.export graph → Kinema program (JSON), op by op."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import operator
+import os
+from typing import Any
+
+import torch
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind
+
+FORMAT = "kinema.program"
+VERSION = 1
+# Buffers and lifted constants up to this many elements are inlined.
+MAX_INLINE = 1 << 16
+
+aten = torch.ops.aten
+
+
+class ExportError(Exception):
+    """An op the exporter cannot lower, named with the module path it came from."""
+
+
+def _path(node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    return list(stack.values())[-1][0]
+
+
+def _shape(node) -> list[int]:
+    val = node.meta.get("val")
+    if val is None or not hasattr(val, "shape"):
+        raise ExportError(f"{node.target} at {_path(node) or '<top>'}: no static shape")
+    return [int(d) for d in val.shape]
+
+
+UNARY = {
+    aten.relu.default: "relu", aten.silu.default: "silu", aten.sigmoid.default: "sigmoid",
+    aten.tanh.default: "tanh", aten.exp.default: "exp", aten.log.default: "log", aten.sqrt.default: "sqrt",
+    aten.rsqrt.default: "rsqrt", aten.abs.default: "abs", aten.neg.default: "neg", aten.sin.default: "sin",
+    aten.cos.default: "cos", aten.reciprocal.default: "reciprocal", aten.square.default: "square",
+}
+BINARY = {
+    aten.add.Tensor: "add", aten.sub.Tensor: "sub", aten.mul.Tensor: "mul", aten.div.Tensor: "div",
+    aten.maximum.default: "maximum", aten.minimum.default: "minimum", aten.pow.Tensor_Tensor: "pow",
+}
+REDUCE = {aten.mean.dim: "mean", aten.sum.dim_IntList: "sum", aten.amax.default: "amax", aten.amin.default: "amin"}
+VIEWS = {
+    aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.flatten.using_ints,
+    aten.unflatten.int, aten.squeeze.dim, aten.squeeze.dims, aten.unsqueeze.default, aten.contiguous.default,
+    aten.clone.default, aten.alias.default, aten.detach.default, aten.dropout.default,
+}
+
+
+class Lowering:
+    def __init__(self, ep: ExportedProgram):
+        self.ep = ep
+        self.nodes: list[dict] = []
+        self.constants: list[dict] = []
+        self.parameters: list[dict] = []
+        self.names: dict[Any, str] = {}  # fx node -> value name (or list for multi-output)
+        self.count = 0
+
+    def fresh(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def emit(self, op: str, inputs: list[str], attrs: dict | None = None, path: str = "", outputs: int = 1,
+             hint: str = "v") -> list[str]:
+        outs = [self.fresh(hint) for _ in range(outputs)]
+        self.nodes.append({"op": op, "inputs": inputs, "outputs": outs, "attrs": attrs or {}, "path": path})
+        return outs
+
+    def constant(self, tensor: torch.Tensor, hint: str = "const") -> str:
+        name = self.fresh(hint)
+        t = tensor.detach().to(torch.float32).contiguous()
+        self.constants.append({"name": name, "dtype": "f32", "shape": list(t.shape), "data": t.flatten().tolist()})
+        return name
+
+    def value(self, arg, like=None) -> str:
+        """The program value for an fx argument (scalars become constants)."""
+        if isinstance(arg, torch.fx.Node):
+            v = self.names[arg]
+            if isinstance(v, list):
+                raise ExportError(f"{arg} has several outputs")
+            return v
+        if isinstance(arg, (int, float, bool)):
+            return self.constant(torch.tensor([float(arg)]), "scalar")
+        raise ExportError(f"cannot use {arg!r} as a tensor")
+
+    # -- the graph --------------------------------------------------------
+    def run(self, input_names: list[str]):
+        sig = self.ep.graph_signature
+        state = self.ep.state_dict
+        consts = getattr(self.ep, "constants", {})
+        user_inputs = []
+        spec_by_arg = {s.arg.name: s for s in sig.input_specs}
+        placeholders = [n for n in self.ep.graph.nodes if n.op == "placeholder"]
+        user_i = 0
+        inputs = []
+        for node in placeholders:
+            spec = spec_by_arg[node.name]
+            if spec.kind == InputKind.PARAMETER:
+                shape = _shape(node)
+                self.parameters.append({"name": node.name, "key": spec.target, "dtype": "f32", "shape": shape})
+                self.names[node] = node.name
+            elif spec.kind in (InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+                t = state[spec.target] if spec.target in state else consts[spec.target]
+                if spec.kind == InputKind.BUFFER and spec.persistent and t.numel() > MAX_INLINE:
+                    self.parameters.append({"name": node.name, "key": spec.target, "dtype": "f32",
+                                            "shape": list(t.shape)})
+                    self.names[node] = node.name
+                else:
+                    if t.numel() > MAX_INLINE:
+                        raise ExportError(f"constant {spec.target} has {t.numel()} elements (limit {MAX_INLINE})")
+                    if t.is_complex():
+                        raise ExportError(f"constant {spec.target} is complex; fold it into real tables first")
+                    self.names[node] = self.constant(t, "const")
+            elif spec.kind == InputKind.USER_INPUT:
+                name = input_names[user_i] if user_i < len(input_names) else node.name
+                user_i += 1
+                inputs.append({"name": name, "dtype": "f32", "shape": _shape(node)})
+                self.names[node] = name
+            else:
+                raise ExportError(f"input {node.name} of kind {spec.kind} is not supported")
+        outputs = []
+        for node in self.ep.graph.nodes:
+            if node.op == "call_function":
+                self.lower(node)
+            elif node.op == "output":
+                for i, arg in enumerate(node.args[0]):
+                    outputs.append({"name": f"out{i}", "value": self.value(arg)})
+        return inputs, outputs
+
+    def lower(self, node):
+        t, a, kw, path = node.target, node.args, node.kwargs, _path(node)
+        where = f"{t} at {path or '<top>'}"
+        out = None
+        if t is operator.getitem:
+            self.names[node] = self.names[a[0]][a[1]]
+            return
+        if t in UNARY:
+            out = self.emit(UNARY[t], [self.value(a[0])], path=path)
+        elif t is aten.gelu.default:
+            out = self.emit("gelu", [self.value(a[0])], {"approximate": kw.get("approximate", "none")}, path)
+        elif t in BINARY:
+            op = BINARY[t]
+            x, y = a[0], a[1]
+            alpha = kw.get("alpha", 1)
+            if not isinstance(x, torch.fx.Node):
+                raise ExportError(f"{where}: a scalar first operand")
+            if not isinstance(y, torch.fx.Node) and op in ("add", "sub", "mul", "div"):
+                y = float(y) * (alpha if op in ("add", "sub") else 1)
+                attrs = {"add": {"shift": y}, "sub": {"shift": -y}, "mul": {"scale": y}, "div": {"scale": 1.0 / y}}[op]
+                out = self.emit("affine", [self.value(x)], attrs, path)
+            else:
+                yv = self.value(y)
+                if alpha != 1:
+                    yv = self.emit("affine", [yv], {"scale": float(alpha)}, path)[0]
+                out = self.emit(op, [self.value(x), yv], path=path)
+        elif t in (aten.add.Scalar, aten.sub.Scalar, aten.mul.Scalar, aten.div.Scalar):
+            y = float(a[1])
+            attrs = {aten.add.Scalar: {"shift": y}, aten.sub.Scalar: {"shift": -y}, aten.mul.Scalar: {"scale": y},
+                     aten.div.Scalar: {"scale": 1.0 / y}}[t]
+            out = self.emit("affine", [self.value(a[0])], attrs, path)
+        elif t is aten.rsub.Scalar:
+            out = self.emit("affine", [self.value(a[0])], {"scale": -1.0, "shift": float(a[1])}, path)
+        elif t in (aten.pow.Tensor_Scalar,) and float(a[1]) == 2.0:
+            out = self.emit("square", [self.value(a[0])], path=path)
+        elif t is aten.linear.default:
+            ins = [self.value(a[0]), self.value(a[1])] + ([self.value(a[2])] if len(a) > 2 and a[2] is not None else [])
+            out = self.emit("linear", ins, path=path)
+        elif t in (aten.matmul.default, aten.mm.default, aten.bmm.default):
+            out = self.emit("matmul", [self.value(a[0]), self.value(a[1])], path=path)
+        elif t in (aten.conv1d.default, aten.conv2d.default, aten.conv3d.default, aten.convolution.default):
+            out = self.conv(node)
+        elif t is aten.scaled_dot_product_attention.default:
+            q, k, v = (self.value(x) for x in a[:3])
+            mask = a[3] if len(a) > 3 else kw.get("attn_mask")
+            if (a[4] if len(a) > 4 else kw.get("dropout_p", 0.0)) not in (0, 0.0):
+                raise ExportError(f"{where}: attention dropout")
+            attrs = {"causal": bool(a[5] if len(a) > 5 else kw.get("is_causal", False))}
+            scale = kw.get("scale")
+            if scale is not None:
+                attrs["scale"] = float(scale)
+            ins = [q, k, v]
+            if mask is not None:
+                ms = _shape(mask)
+                mv = self.value(mask)
+                if len(ms) == 4 and ms[1] == 1:
+                    mv = self.emit("squeeze", [mv], {"dim": 1}, path)[0]
+                elif len(ms) == 4 and ms[0] == 1:
+                    raise ExportError(f"{where}: per-head masks are not supported")
+                ins.append(mv)
+            out = self.emit("attention", ins, attrs, path)
+        elif t in (aten.softmax.int, aten._softmax.default):
+            out = self.softmax(node)
+        elif t is aten.layer_norm.default:
+            x, normalized = a[0], list(a[1])
+            if len(normalized) != 1:
+                raise ExportError(f"{where}: layer_norm over {len(normalized)} dimensions")
+            ins = [self.value(x)] + [self.value(p) for p in a[2:4] if p is not None]
+            if len(ins) == 2 and a[2] is None:
+                raise ExportError(f"{where}: layer_norm with a bias but no weight")
+            out = self.emit("layer_norm", ins, {"eps": float(a[4] if len(a) > 4 else 1e-5)}, path)
+        elif t is aten.rms_norm.default:
+            x, normalized = a[0], list(a[1])
+            if len(normalized) != 1:
+                raise ExportError(f"{where}: rms_norm over {len(normalized)} dimensions")
+            ins = [self.value(x)] + ([self.value(a[2])] if len(a) > 2 and a[2] is not None else [])
+            eps = a[3] if len(a) > 3 and a[3] is not None else torch.finfo(torch.float32).eps
+            out = self.emit("rms_norm", ins, {"eps": float(eps)}, path)
+        elif t is aten.group_norm.default:
+            ins = [self.value(a[0])] + [self.value(p) for p in a[2:4] if p is not None]
+            out = self.emit("group_norm", ins, {"groups": int(a[1]), "eps": float(a[4] if len(a) > 4 else 1e-5)}, path)
+        elif t in REDUCE:
+            out = self.reduce(node, REDUCE[t])
+        elif t in VIEWS:
+            shape = _shape(node)
+            out = self.emit("reshape", [self.value(a[0])], {"shape": shape}, path)
+        elif t is aten.permute.default:
+            out = self.emit("permute", [self.value(a[0])], {"perm": [int(p) % len(_shape(a[0])) for p in a[1]]}, path)
+        elif t is aten.transpose.int:
+            rank = len(_shape(a[0]))
+            perm = list(range(rank))
+            i, j = int(a[1]) % rank, int(a[2]) % rank
+            perm[i], perm[j] = perm[j], perm[i]
+            out = self.emit("permute", [self.value(a[0])], {"perm": perm}, path)
+        elif t is aten.t.default:
+            out = self.emit("permute", [self.value(a[0])], {"perm": [1, 0]}, path)
+        elif t is aten.expand.default:
+            out = self.emit("expand", [self.value(a[0])], {"shape": _shape(node)}, path)
+        elif t is aten.slice.Tensor:
+            dim = int(a[1]) if len(a) > 1 else 0
+            start = a[2] if len(a) > 2 and a[2] is not None else 0
+            end = a[3] if len(a) > 3 and a[3] is not None else 2**40
+            step = a[4] if len(a) > 4 else 1
+            out = self.emit("slice", [self.value(a[0])],
+                            {"dim": dim, "start": int(start), "end": int(min(end, 2**40)), "step": int(step)}, path)
+        elif t in (aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default):
+            shape = _shape(a[0])
+            dim = int(a[2]) if len(a) > 2 else int(kw.get("dim", 0))
+            sizes = [s[dim] for s in (list(v.shape) for v in node.meta["val"])]
+            outs = self.emit("split", [self.value(a[0])], {"dim": dim, "sizes": sizes}, path, outputs=len(sizes))
+            self.names[node] = outs
+            return
+        elif t is aten.cat.default:
+            dim = int(a[1]) if len(a) > 1 else 0
+            out = self.emit("cat", [self.value(x) for x in a[0]], {"dim": dim}, path)
+        elif t is aten.constant_pad_nd.default:
+            rank = len(_shape(a[0]))
+            flat = list(a[1])
+            pads = [[0, 0] for _ in range(rank)]
+            for i in range(0, len(flat), 2):  # F.pad order: last dimension first
+                if flat[i] < 0 or flat[i + 1] < 0:
+                    raise ExportError(f"{where}: negative padding")
+                pads[rank - 1 - i // 2] = [int(flat[i]), int(flat[i + 1])]
+            value = float(a[2]) if len(a) > 2 else 0.0
+            out = self.emit("pad", [self.value(a[0])], {"pads": pads, "value": value}, path)
+        elif t in (aten.upsample_nearest1d.vec, aten.upsample_nearest2d.vec, aten.upsample_nearest3d.vec,
+                   aten.upsample_nearest2d.default, aten.upsample_nearest3d.default):
+            xin, xout = _shape(a[0]), _shape(node)
+            scale = []
+            for i, o in zip(xin[2:], xout[2:]):
+                if o % i != 0:
+                    raise ExportError(f"{where}: non-integer nearest upsampling {xin} -> {xout}")
+                scale.append(o // i)
+            out = self.emit("upsample_nearest", [self.value(a[0])], {"scale": scale}, path)
+        elif t in (aten._to_copy.default, aten.to.dtype, aten.type_as.default):
+            dtype = kw.get("dtype") if t is aten._to_copy.default else (a[1] if t is aten.to.dtype else None)
+            if dtype in (None, torch.float32, torch.float64):
+                out = self.emit("reshape", [self.value(a[0])], {"shape": _shape(node)}, path)
+            elif dtype in (torch.float16, torch.bfloat16):
+                out = self.emit("cast", [self.value(a[0])], {"dtype": "f16"}, path)
+            else:
+                raise ExportError(f"{where}: cast to {dtype}")
+        else:
+            raise ExportError(f"cannot lower {t} (at {path or '<top>'})")
+        self.names[node] = out[0]
+
+    def conv(self, node):
+        a, path = node.args, _path(node)
+        x, w = a[0], a[1]
+        bias = a[2] if len(a) > 2 else None
+        sp = len(_shape(w)) - 2
+        if node.target is aten.convolution.default:
+            stride, padding, dilation, transposed, _, groups = a[3], a[4], a[5], a[6], a[7], a[8]
+            if transposed:
+                raise ExportError(f"transposed convolution at {path}")
+        else:
+            rest = list(a[3:]) + [None] * 4
+            stride, padding, dilation, groups = rest[0] or [1] * sp, rest[1] or [0] * sp, rest[2] or [1] * sp, rest[3] or 1
+        if isinstance(padding, str):
+            raise ExportError(f"conv padding={padding!r} at {path}: export with explicit padding")
+        ex = lambda v: [int(v)] * sp if isinstance(v, int) else [int(i) for i in v]  # noqa: E731
+        attrs = {"stride": ex(stride), "padding": [[p, p] for p in ex(padding)], "dilation": ex(dilation),
+                 "groups": int(groups)}
+        ins = [self.value(x), self.value(w)] + ([self.value(bias)] if bias is not None else [])
+        return self.emit("conv", ins, attrs, path)
+
+    def softmax(self, node):
+        a, path = node.args, _path(node)
+        rank = len(_shape(a[0]))
+        dim = int(a[1]) % rank
+        x = self.value(a[0])
+        if dim == rank - 1:
+            return self.emit("softmax", [x], path=path)
+        perm = list(range(rank))
+        perm[dim], perm[-1] = perm[-1], perm[dim]
+        y = self.emit("permute", [x], {"perm": perm}, path)[0]
+        y = self.emit("softmax", [y], path=path)[0]
+        return self.emit("permute", [y], {"perm": perm}, path)
+
+    def reduce(self, node, op):
+        a, kw, path = node.args, node.kwargs, _path(node)
+        rank = len(_shape(a[0]))
+        dims = a[1] if len(a) > 1 else kw.get("dim")
+        dims = list(range(rank)) if dims is None or dims == [] else [int(d) % rank for d in dims]
+        keep = bool(a[2] if len(a) > 2 else kw.get("keepdim", False))
+        v = self.value(a[0])
+        # One dimension at a time, highest first so lower indices stay put.
+        for d in sorted(dims, reverse=True):
+            v = self.emit(op, [v], {"dim": d, "keepdim": keep}, path)[0]
+        return [v]
+
+
+def lower_exported(ep: ExportedProgram, input_names: list[str]) -> dict:
+    """The program (a JSON-ready dict) for an exported program."""
+    low = Lowering(ep)
+    inputs, outputs = low.run(input_names)
+    used = {i for n in low.nodes for i in n["inputs"]} | {o["value"] for o in outputs}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "inputs": inputs,
+        "outputs": outputs,
+        "constants": [c for c in low.constants if c["name"] in used],
+        "parameters": [p for p in low.parameters if p["name"] in used],
+        "nodes": low.nodes,
+        "metadata": {"exporter": "kinema_export", "torch": torch.__version__},
+    }
+
+
+def _checkpoint_keys(path: str) -> set[str]:
+    from safetensors import safe_open
+
+    files = []
+    if os.path.isdir(path):
+        files = [os.path.join(path, f) for f in sorted(os.listdir(path)) if f.endswith(".safetensors")]
+    else:
+        files = [path]
+    keys = set()
+    for f in files:
+        with safe_open(f, "pt") as h:
+            keys.update(h.keys())
+    return keys
+
+
+def export_module(module: torch.nn.Module, example_inputs: tuple, out_dir: str, *, weights: str | None = None,
+                  dynamic_shapes=None) -> dict:
+    """Exports `module` to `out_dir/program.json` (and `weights.safetensors`
+    unless `weights` names an existing checkpoint, whose keys are checked)."""
+    module = module.eval()
+    names = [p for p in inspect.signature(module.forward).parameters if p not in ("self",)]
+    with torch.no_grad():
+        ep = torch.export.export(module, tuple(example_inputs), dynamic_shapes=dynamic_shapes)
+    program = lower_exported(ep, names)
+    os.makedirs(out_dir, exist_ok=True)
+    keys = [p["key"] for p in program["parameters"]]
+    if weights is None:
+        from safetensors.torch import save_file
+
+        state = module.state_dict()
+        save_file({k: state[k].detach().to(torch.float32).contiguous() for k in keys},
+                  os.path.join(out_dir, "weights.safetensors"))
+    else:
+        have = _checkpoint_keys(weights)
+        missing = [k for k in keys if k not in have]
+        if missing:
+            raise ExportError(f"{weights} lacks {len(missing)} parameter(s), e.g. {missing[:3]}")
+    with open(os.path.join(out_dir, "program.json"), "w") as f:
+        json.dump(program, f, separators=(",", ":"))
+    return program
