@@ -22,7 +22,10 @@ fn read_all(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
 fn open(dir: &str) -> (Program, Checkpoint, Checkpoint) {
     let base = fixture(&format!("programs/{dir}"));
     let program = Program::open(&base.join("program.json")).unwrap();
-    let weights = pollster::block_on(Checkpoint::open(base.join("weights.safetensors").to_str().unwrap())).unwrap();
+    // Exported weights, or the sharded diffusers checkpoint the program references.
+    let sharded = base.join("transformer");
+    let location = if sharded.is_dir() { sharded } else { base.join("weights.safetensors") };
+    let weights = pollster::block_on(Checkpoint::open(location.to_str().unwrap())).unwrap();
     let io = pollster::block_on(Checkpoint::open(base.join("io.safetensors").to_str().unwrap())).unwrap();
     (program, weights, io)
 }
@@ -35,16 +38,19 @@ fn errors(got: &[f32], want: &[f32]) -> (f32, f32) {
     (abs, abs / scale)
 }
 
-fn run_video_net(device: DeviceChoice, tol: f32) {
-    let (program, weights, io) = open("video_net");
-    let input = read_all(&io, "video");
+fn run_fixture(name: &str, device: DeviceChoice, tol: f32) -> Session {
+    let (program, weights, io) = open(name);
+    let inputs: Vec<(String, Vec<f32>)> =
+        program.inputs.iter().map(|i| (i.name.clone(), read_all(&io, &i.name))).collect();
+    let n_out = program.outputs.len();
     let mut session =
         pollster::block_on(Session::new(program, Some(weights), Options { device, profile: true })).unwrap();
-    eprintln!("video_net on {}", session.device());
+    eprintln!("{name} on {}", session.device());
+    let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
     for _ in 0..2 {
         // Twice: a session is reused, and the second run must agree with the first.
-        let outs = pollster::block_on(session.run(&[("video", &input)])).unwrap();
-        assert_eq!(outs.len(), 2);
+        let outs = pollster::block_on(session.run(&named)).unwrap();
+        assert_eq!(outs.len(), n_out);
         for out in &outs {
             let (abs, rel) = errors(&out.data, &read_all(&io, &out.name));
             eprintln!("  {} {:?}: max abs error {abs:.3e}, relative {rel:.3e}", out.name, out.shape);
@@ -56,16 +62,31 @@ fn run_video_net(device: DeviceChoice, tol: f32) {
     let arena = &session.plan().arena;
     assert_eq!(session.arena_bytes(), arena.bytes());
     assert!(arena.len >= arena.peak_live && arena.peak_live > 0);
+    session
 }
 
 #[test]
 fn video_net_matches_pytorch_on_the_cpu() {
-    run_video_net(DeviceChoice::Cpu, 1e-4);
+    run_fixture("video_net", DeviceChoice::Cpu, 1e-4);
 }
 
 #[test]
 fn video_net_matches_pytorch_on_the_gpu() {
-    run_video_net(DeviceChoice::Gpu, 5e-4);
+    run_fixture("video_net", DeviceChoice::Gpu, 5e-4);
+}
+
+#[test]
+fn wan_transformer_from_a_sharded_checkpoint_matches_pytorch_on_the_cpu() {
+    let session = run_fixture("wan_transformer", DeviceChoice::Cpu, 1e-4);
+    let kinds: Vec<&str> = session.profile().iter().map(|t| t.kind).collect();
+    for k in ["attention", "linear", "conv", "norm"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+}
+
+#[test]
+fn wan_transformer_from_a_sharded_checkpoint_matches_pytorch_on_the_gpu() {
+    run_fixture("wan_transformer", DeviceChoice::Gpu, 5e-4);
 }
 
 #[test]

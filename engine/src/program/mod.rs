@@ -142,6 +142,14 @@ fn err(msg: impl Into<String>) -> Error {
     Error::Program(msg.into())
 }
 
+/// The message of an error, without the `program: ` its display would add again.
+fn inner(e: Error) -> String {
+    match e {
+        Error::Program(m) => m,
+        other => other.to_string(),
+    }
+}
+
 fn check_name(what: &str, name: &str) -> Result<()> {
     if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(err(format!("{what} name {name:?} must be 1–{MAX_NAME} printable characters")));
@@ -258,7 +266,7 @@ impl Program {
                     format!("node {i} ({} at {})", n.op, n.path)
                 }
             };
-            let op = Op::parse(&n.op, &n.attrs).map_err(|e| err(format!("{}: {e}", at())))?;
+            let op = Op::parse(&n.op, &n.attrs).map_err(|e| err(format!("{}: {}", at(), inner(e))))?;
             if n.outputs.is_empty() || n.outputs.len() > 64 {
                 return Err(err(format!("{}: needs 1–64 outputs", at())));
             }
@@ -319,7 +327,7 @@ impl Program {
             let (op, at) = parsed[i].take().expect("each node once");
             let n = &raw.nodes[i];
             let in_shapes: Vec<&Vec<usize>> = n.inputs.iter().map(|x| &shapes[x.as_str()]).collect();
-            let outs = shape::infer(&op, &in_shapes).map_err(|e| err(format!("{at}: {e}")))?;
+            let outs = shape::infer(&op, &in_shapes).map_err(|e| err(format!("{at}: {}", inner(e))))?;
             for (name, s) in n.outputs.iter().zip(outs) {
                 shapes.insert(name.clone(), s);
             }

@@ -64,6 +64,12 @@ class Lowering:
         self.parameters: list[dict] = []
         self.names: dict[Any, str] = {}  # fx node -> value name (or list for multi-output)
         self.count = 0
+        # Values known at export time (buffers, lifted constants, and what is
+        # computed from them alone): folded, emitted as constants only if used.
+        self.known: dict[Any, Any] = {}
+        # empty_like buffers being filled by slice_scatter: node -> (shape, [(dim, start, step, value)]).
+        self.scatters: dict[Any, tuple] = {}
+        self.phantoms: set = set()
 
     def fresh(self, hint: str) -> str:
         self.count += 1
@@ -83,7 +89,16 @@ class Lowering:
 
     def value(self, arg, like=None) -> str:
         """The program value for an fx argument (scalars become constants)."""
+        if isinstance(arg, torch.fx.Node) and arg not in self.names and arg in self.known:
+            t = self.known[arg]
+            if not isinstance(t, torch.Tensor):
+                raise ExportError(f"{arg} is not a tensor")
+            if t.numel() > MAX_INLINE:
+                raise ExportError(f"folded constant {arg} has {t.numel()} elements (limit {MAX_INLINE})")
+            self.names[arg] = self.constant(t, "const")
         if isinstance(arg, torch.fx.Node):
+            if arg in self.scatters or arg in self.phantoms:
+                raise ExportError(f"{arg} is read before it is filled")
             v = self.names[arg]
             if isinstance(v, list):
                 raise ExportError(f"{arg} has several outputs")
@@ -115,11 +130,12 @@ class Lowering:
                                             "shape": list(t.shape)})
                     self.names[node] = node.name
                 else:
-                    if t.numel() > MAX_INLINE:
-                        raise ExportError(f"constant {spec.target} has {t.numel()} elements (limit {MAX_INLINE})")
-                    if t.is_complex():
-                        raise ExportError(f"constant {spec.target} is complex; fold it into real tables first")
-                    self.names[node] = self.constant(t, "const")
+                    self.known[node] = t  # folded; emitted as a constant where a kernel reads it
+            elif spec.kind == InputKind.USER_INPUT and not hasattr(spec.arg, "name"):
+                continue  # a non-tensor argument (e.g. return_dict=False), baked in by torch.export
+            elif spec.kind == InputKind.USER_INPUT and not isinstance(node.meta.get("val"), torch.Tensor):
+                user_i += 1
+                continue  # a non-tensor value
             elif spec.kind == InputKind.USER_INPUT:
                 name = input_names[user_i] if user_i < len(input_names) else node.name
                 user_i += 1
@@ -140,8 +156,44 @@ class Lowering:
         t, a, kw, path = node.target, node.args, node.kwargs, _path(node)
         where = f"{t} at {path or '<top>'}"
         out = None
+        if t is aten._assert_tensor_metadata.default:
+            return
         if t is operator.getitem:
-            self.names[node] = self.names[a[0]][a[1]]
+            if a[0] in self.known:
+                self.known[node] = self.known[a[0]][a[1]]
+            else:
+                self.names[node] = self.names[a[0]][a[1]]
+            return
+        if self.fold(node):
+            return
+        if t is aten.empty_like.default:
+            self.scatters[node] = (_shape(node), [])
+            return
+        if t is aten.slice_scatter.default:
+            self.slice_scatter(node)
+            return
+        if t is aten.slice.Tensor and a[0] in self.scatters:
+            # A view into a buffer being filled: only ever the target of a copy.
+            self.phantoms.add(node)
+            return
+        if t is aten.unbind.int:
+            shape = _shape(a[0])
+            dim = (int(a[1]) if len(a) > 1 else 0) % len(shape)
+            parts = self.emit("split", [self.value(a[0])], {"dim": dim, "sizes": [1] * shape[dim]}, path,
+                              outputs=shape[dim])
+            self.names[node] = [self.emit("squeeze", [p], {"dim": dim}, path)[0] for p in parts]
+            return
+        if t in (aten.type_as.default, aten.to.dtype_layout, aten.lift_fresh_copy.default):
+            self.names[node] = self.value(a[0])
+            return
+        if t is aten.copy.default:
+            # Functional copy: src takes dst's place (dst may be a view of a
+            # buffer being filled; dtype is f32 throughout).
+            if _shape(a[1]) != _shape(node):
+                out = self.emit("expand", [self.value(a[1])], {"shape": _shape(node)}, path)
+                self.names[node] = out[0]
+            else:
+                self.names[node] = self.value(a[1])
             return
         if t in UNARY:
             out = self.emit(UNARY[t], [self.value(a[0])], path=path)
@@ -239,8 +291,9 @@ class Lowering:
             start = a[2] if len(a) > 2 and a[2] is not None else 0
             end = a[3] if len(a) > 3 and a[3] is not None else 2**40
             step = a[4] if len(a) > 4 else 1
+            size = _shape(a[0])[dim]
             out = self.emit("slice", [self.value(a[0])],
-                            {"dim": dim, "start": int(start), "end": int(min(end, 2**40)), "step": int(step)}, path)
+                            {"dim": dim, "start": int(start), "end": int(min(end, size)), "step": int(step)}, path)
         elif t in (aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default):
             shape = _shape(a[0])
             dim = int(a[2]) if len(a) > 2 else int(kw.get("dim", 0))
@@ -281,6 +334,47 @@ class Lowering:
         else:
             raise ExportError(f"cannot lower {t} (at {path or '<top>'})")
         self.names[node] = out[0]
+
+    def fold(self, node) -> bool:
+        """Evaluates `node` now when every tensor it reads is known (tables,
+        position encodings, arange): no work left for the runtime."""
+        # A factory (arange, full) reads nothing and folds too.
+        if not all(x in self.known for x in node.all_input_nodes):
+            return False
+        if node.target in (aten.empty_like.default, aten.slice_scatter.default):
+            return False
+        sub = lambda v: self.known[v] if isinstance(v, torch.fx.Node) else v  # noqa: E731
+        args = torch.fx.node.map_aggregate(node.args, sub)
+        kwargs = torch.fx.node.map_aggregate(node.kwargs, sub)
+        with torch.no_grad():
+            self.known[node] = node.target(*args, **kwargs)
+        return True
+
+    def slice_scatter(self, node):
+        """`out = empty_like(x); out[..., s::k] = v_s` for s in 0..k: an interleave,
+        lowered to unsqueeze + cat + reshape once every stride is written."""
+        a, path = node.args, _path(node)
+        base, src = a[0], a[1]
+        dim = int(a[2]) if len(a) > 2 else 0
+        start = int(a[3]) if len(a) > 3 and a[3] is not None else 0
+        end = a[4] if len(a) > 4 and a[4] is not None else 2**62
+        step = int(a[5]) if len(a) > 5 else 1
+        if base not in self.scatters:
+            raise ExportError(f"slice_scatter into a computed tensor at {path or '<top>'}")
+        shape, writes = self.scatters.pop(base)
+        rank = len(shape)
+        dim %= rank
+        if end < shape[dim] or start >= step:
+            raise ExportError(f"slice_scatter [{start}:{end}:{step}] at {path or '<top>'}: only interleaves")
+        writes = writes + [(dim, start, step, self.value(src))]
+        if len(writes) < step:
+            self.scatters[node] = (shape, writes)
+            return
+        if sorted(w[1] for w in writes) != list(range(step)) or any(w[0] != dim or w[2] != step for w in writes):
+            raise ExportError(f"slice_scatter at {path or '<top>'}: writes do not interleave")
+        parts = [self.emit("unsqueeze", [v], {"dim": dim + 1}, path)[0] for (_, _, _, v) in sorted(writes, key=lambda w: w[1])]
+        joined = self.emit("cat", parts, {"dim": dim + 1}, path)[0]
+        self.names[node] = self.emit("reshape", [joined], {"shape": shape}, path)[0]
 
     def conv(self, node):
         a, path = node.args, _path(node)
@@ -361,13 +455,17 @@ def _checkpoint_keys(path: str) -> set[str]:
 
 
 def export_module(module: torch.nn.Module, example_inputs: tuple, out_dir: str, *, weights: str | None = None,
-                  dynamic_shapes=None) -> dict:
+                  kwargs: dict | None = None) -> dict:
     """Exports `module` to `out_dir/program.json` (and `weights.safetensors`
-    unless `weights` names an existing checkpoint, whose keys are checked)."""
+    unless `weights` names an existing checkpoint, whose keys are checked).
+    Inputs are named after `forward`'s parameters; `kwargs` are fixed
+    non-tensor arguments (e.g. `{"return_dict": False}`)."""
     module = module.eval()
     names = [p for p in inspect.signature(module.forward).parameters if p not in ("self",)]
     with torch.no_grad():
-        ep = torch.export.export(module, tuple(example_inputs), dynamic_shapes=dynamic_shapes)
+        ep = torch.export.export(module, tuple(example_inputs), kwargs=kwargs or {})
+        # Functional form (in-place slice writes become slice_scatter), nothing decomposed.
+        ep = ep.run_decompositions({})
     program = lower_exported(ep, names)
     os.makedirs(out_dir, exist_ok=True)
     keys = [p["key"] for p in program["parameters"]]
