@@ -23,8 +23,8 @@ fn open(dir: &str) -> (Program, Checkpoint, Checkpoint) {
     let base = fixture(&format!("programs/{dir}"));
     let program = Program::open(&base.join("program.json")).unwrap();
     // Exported weights, or the sharded diffusers checkpoint the program references.
-    let sharded = base.join("transformer");
-    let location = if sharded.is_dir() { sharded } else { base.join("weights.safetensors") };
+    let sharded = ["transformer", "vae"].map(|d| base.join(d)).into_iter().find(|d| d.is_dir());
+    let location = sharded.unwrap_or_else(|| base.join("weights.safetensors"));
     let weights = pollster::block_on(Checkpoint::open(location.to_str().unwrap())).unwrap();
     let io = pollster::block_on(Checkpoint::open(base.join("io.safetensors").to_str().unwrap())).unwrap();
     (program, weights, io)
@@ -189,4 +189,15 @@ fn a_session_refuses_missing_or_misshapen_parameters_and_inputs() {
     assert!(err.to_string().contains("expected 3072"), "{err}");
     let err = pollster::block_on(s.run(&[])).unwrap_err();
     assert!(err.to_string().contains("input \"video\" is missing"), "{err}");
+}
+
+#[test]
+fn wan_vae_decoder_from_a_sharded_checkpoint_matches_pytorch_on_the_cpu() {
+    let session = run_fixture("wan_vae_decoder", DeviceChoice::Cpu, 1e-4);
+    assert!(session.profile().iter().filter(|t| t.kind == "conv").count() > 50, "the causal decoder, unrolled");
+}
+
+#[test]
+fn wan_vae_decoder_from_a_sharded_checkpoint_matches_pytorch_on_the_gpu() {
+    run_fixture("wan_vae_decoder", DeviceChoice::Gpu, 5e-4);
 }

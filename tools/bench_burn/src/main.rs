@@ -3,11 +3,9 @@
 
 use std::time::Instant;
 
-use burn::backend::{NdArray, Wgpu};
-use burn::tensor::backend::Backend;
 use burn::tensor::module::conv3d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Distribution, Tensor, activation::softmax};
+use burn::tensor::{Device, DeviceKind, Distribution, Tensor, activation::softmax};
 
 fn time(mut f: impl FnMut()) -> (f64, f64) {
     f();
@@ -23,15 +21,15 @@ fn time(mut f: impl FnMut()) -> (f64, f64) {
     (ms[0], ms[2])
 }
 
-fn run<B: Backend>(name: &str, device: &B::Device) {
-    let rnd = |shape: Vec<usize>| Tensor::<B, 1>::random([shape.iter().product::<usize>()], Distribution::Default, device);
-    let a: Tensor<B, 2> = rnd(vec![1024, 1024]).reshape([1024, 1024]);
-    let b: Tensor<B, 2> = rnd(vec![1024, 1024]).reshape([1024, 1024]);
-    let x: Tensor<B, 5> = rnd(vec![1, 64, 8, 32, 32]).reshape([1, 64, 8, 32, 32]);
-    let w: Tensor<B, 5> = rnd(vec![64, 64, 3, 3, 3]).reshape([64, 64, 3, 3, 3]);
-    let q: Tensor<B, 4> = rnd(vec![1, 8, 1024, 64]).reshape([1, 8, 1024, 64]);
-    let k: Tensor<B, 4> = rnd(vec![1, 8, 1024, 64]).reshape([1, 8, 1024, 64]);
-    let v: Tensor<B, 4> = rnd(vec![1, 8, 1024, 64]).reshape([1, 8, 1024, 64]);
+fn run(name: &str, device: &Device) {
+    let rnd = |shape: Vec<usize>| Tensor::<1>::random([shape.iter().product::<usize>()], Distribution::Default, device);
+    let a: Tensor<2> = rnd(vec![1024, 1024]).reshape([1024, 1024]);
+    let b: Tensor<2> = rnd(vec![1024, 1024]).reshape([1024, 1024]);
+    let x: Tensor<5> = rnd(vec![1, 64, 8, 32, 32]).reshape([1, 64, 8, 32, 32]);
+    let w: Tensor<5> = rnd(vec![64, 64, 3, 3, 3]).reshape([64, 64, 3, 3, 3]);
+    let q: Tensor<4> = rnd(vec![1, 8, 1024, 64]).reshape([1, 8, 1024, 64]);
+    let k: Tensor<4> = rnd(vec![1, 8, 1024, 64]).reshape([1, 8, 1024, 64]);
+    let v: Tensor<4> = rnd(vec![1, 8, 1024, 64]).reshape([1, 8, 1024, 64]);
     let workloads: [(&str, f64, Box<dyn Fn()>); 3] = [
         ("matmul", 2.0 * 1024f64.powi(3), Box::new(|| drop(a.clone().matmul(b.clone()).into_data()))),
         (
@@ -62,10 +60,13 @@ fn run<B: Backend>(name: &str, device: &B::Device) {
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
-    if which != "wgpu" {
-        run::<NdArray>("burn-ndarray", &Default::default());
+    if which == "all" || which == "ndarray" {
+        run("burn-ndarray", &Device::ndarray());
     }
-    if which != "ndarray" {
-        run::<Wgpu>("burn-wgpu", &Default::default());
+    if which == "all" || which == "flex" {
+        run("burn-flex", &Device::flex());
+    }
+    if which == "all" || which == "wgpu" {
+        run("burn-wgpu", &Device::wgpu(DeviceKind::DefaultDevice));
     }
 }

@@ -169,6 +169,11 @@ class Lowering:
         if t is aten.empty_like.default:
             self.scatters[node] = (_shape(node), [])
             return
+        if t in (aten.zeros_like.default, aten.ones_like.default, aten.full_like.default):
+            # Known from the shape alone, whatever the input holds.
+            fill = {aten.zeros_like.default: 0.0, aten.ones_like.default: 1.0}.get(t)
+            self.known[node] = torch.full(_shape(node), float(a[1]) if fill is None else fill)
+            return
         if t is aten.slice_scatter.default:
             self.slice_scatter(node)
             return
@@ -207,7 +212,10 @@ class Lowering:
                 raise ExportError(f"{where}: a scalar first operand")
             if not isinstance(y, torch.fx.Node) and op in ("add", "sub", "mul", "div"):
                 y = float(y) * (alpha if op in ("add", "sub") else 1)
-                attrs = {"add": {"shift": y}, "sub": {"shift": -y}, "mul": {"scale": y}, "div": {"scale": 1.0 / y}}[op]
+                if op == "div" and y == 0:
+                    raise ExportError(f"{where}: division by the constant 0")
+                attrs = {"add": lambda: {"shift": y}, "sub": lambda: {"shift": -y}, "mul": lambda: {"scale": y},
+                         "div": lambda: {"scale": 1.0 / y}}[op]()
                 out = self.emit("affine", [self.value(x)], attrs, path)
             else:
                 yv = self.value(y)
@@ -216,8 +224,10 @@ class Lowering:
                 out = self.emit(op, [self.value(x), yv], path=path)
         elif t in (aten.add.Scalar, aten.sub.Scalar, aten.mul.Scalar, aten.div.Scalar):
             y = float(a[1])
-            attrs = {aten.add.Scalar: {"shift": y}, aten.sub.Scalar: {"shift": -y}, aten.mul.Scalar: {"scale": y},
-                     aten.div.Scalar: {"scale": 1.0 / y}}[t]
+            if t is aten.div.Scalar and y == 0:
+                raise ExportError(f"{where}: division by the constant 0")
+            attrs = {aten.add.Scalar: lambda: {"shift": y}, aten.sub.Scalar: lambda: {"shift": -y},
+                     aten.mul.Scalar: lambda: {"scale": y}, aten.div.Scalar: lambda: {"scale": 1.0 / y}}[t]()
             out = self.emit("affine", [self.value(a[0])], attrs, path)
         elif t is aten.rsub.Scalar:
             out = self.emit("affine", [self.value(a[0])], {"scale": -1.0, "shift": float(a[1])}, path)
@@ -269,6 +279,37 @@ class Lowering:
         elif t is aten.group_norm.default:
             ins = [self.value(a[0])] + [self.value(p) for p in a[2:4] if p is not None]
             out = self.emit("group_norm", ins, {"groups": int(a[1]), "eps": float(a[4] if len(a) > 4 else 1e-5)}, path)
+        elif t is aten.linalg_vector_norm.default:
+            ord_ = float(a[1]) if len(a) > 1 else 2.0
+            if ord_ != 2.0:
+                raise ExportError(f"{where}: vector norm of order {ord_}")
+            rank = len(_shape(a[0]))
+            dims = a[2] if len(a) > 2 and a[2] is not None else list(range(rank))
+            keep = bool(a[3] if len(a) > 3 else kw.get("keepdim", False))
+            v = self.emit("square", [self.value(a[0])], path=path)[0]
+            for d in sorted((int(d) % rank for d in dims), reverse=True):
+                v = self.emit("sum", [v], {"dim": d, "keepdim": keep}, path)[0]
+            out = self.emit("sqrt", [v], path=path)
+        elif t in (aten.clamp_min.default, aten.clamp_max.default, aten.clamp.default):
+            v = self.value(a[0])
+            lo = a[1] if t is not aten.clamp_max.default else None
+            hi = a[2] if t is aten.clamp.default and len(a) > 2 else (a[1] if t is aten.clamp_max.default else None)
+            if lo is not None:
+                v = self.emit("maximum", [v, self.constant(torch.tensor([float(lo)]), "scalar")], path=path)[0]
+            if hi is not None:
+                v = self.emit("minimum", [v, self.constant(torch.tensor([float(hi)]), "scalar")], path=path)[0]
+            out = [v]
+        elif t is aten.select.int:
+            rank = len(_shape(a[0]))
+            dim, index = int(a[1]) % rank, int(a[2])
+            index %= _shape(a[0])[dim]
+            v = self.emit("slice", [self.value(a[0])], {"dim": dim, "start": index, "end": index + 1, "step": 1}, path)
+            out = self.emit("squeeze", v, {"dim": dim}, path)
+        elif t is aten.stack.default:
+            dim = int(a[1]) if len(a) > 1 else 0
+            rank = len(_shape(node))
+            parts = [self.emit("unsqueeze", [self.value(x)], {"dim": dim % rank}, path)[0] for x in a[0]]
+            out = self.emit("cat", parts, {"dim": dim % rank}, path)
         elif t in REDUCE:
             out = self.reduce(node, REDUCE[t])
         elif t in VIEWS:
@@ -304,7 +345,9 @@ class Lowering:
         elif t is aten.cat.default:
             dim = int(a[1]) if len(a) > 1 else 0
             out = self.emit("cat", [self.value(x) for x in a[0]], {"dim": dim}, path)
-        elif t is aten.constant_pad_nd.default:
+        elif t is aten.pad.default and (a[2] if len(a) > 2 else kw.get("mode", "constant")) != "constant":
+            raise ExportError(f"{where}: only constant padding")
+        elif t in (aten.constant_pad_nd.default, aten.pad.default):
             rank = len(_shape(a[0]))
             flat = list(a[1])
             pads = [[0, 0] for _ in range(rank)]
@@ -312,10 +355,17 @@ class Lowering:
                 if flat[i] < 0 or flat[i + 1] < 0:
                     raise ExportError(f"{where}: negative padding")
                 pads[rank - 1 - i // 2] = [int(flat[i]), int(flat[i + 1])]
-            value = float(a[2]) if len(a) > 2 else 0.0
+            if t is aten.pad.default:
+                value = a[3] if len(a) > 3 else kw.get("value")
+            else:
+                value = a[2] if len(a) > 2 else None
+            value = float(value) if value is not None else 0.0
             out = self.emit("pad", [self.value(a[0])], {"pads": pads, "value": value}, path)
         elif t in (aten.upsample_nearest1d.vec, aten.upsample_nearest2d.vec, aten.upsample_nearest3d.vec,
-                   aten.upsample_nearest2d.default, aten.upsample_nearest3d.default):
+                   aten.upsample_nearest2d.default, aten.upsample_nearest3d.default,
+                   aten._upsample_nearest_exact1d.vec, aten._upsample_nearest_exact2d.vec,
+                   aten._upsample_nearest_exact3d.vec):
+            # "nearest-exact" equals "nearest" for the integer factors accepted here.
             xin, xout = _shape(a[0]), _shape(node)
             scale = []
             for i, o in zip(xin[2:], xout[2:]):
@@ -455,11 +505,13 @@ def _checkpoint_keys(path: str) -> set[str]:
 
 
 def export_module(module: torch.nn.Module, example_inputs: tuple, out_dir: str, *, weights: str | None = None,
-                  kwargs: dict | None = None) -> dict:
+                  kwargs: dict | None = None, strip_prefix: str = "") -> dict:
     """Exports `module` to `out_dir/program.json` (and `weights.safetensors`
     unless `weights` names an existing checkpoint, whose keys are checked).
     Inputs are named after `forward`'s parameters; `kwargs` are fixed
-    non-tensor arguments (e.g. `{"return_dict": False}`)."""
+    non-tensor arguments (e.g. `{"return_dict": False}`); `strip_prefix` is
+    removed from parameter keys (a wrapper's attribute name, so keys match the
+    wrapped model's checkpoint)."""
     module = module.eval()
     names = [p for p in inspect.signature(module.forward).parameters if p not in ("self",)]
     with torch.no_grad():
@@ -467,13 +519,17 @@ def export_module(module: torch.nn.Module, example_inputs: tuple, out_dir: str, 
         # Functional form (in-place slice writes become slice_scatter), nothing decomposed.
         ep = ep.run_decompositions({})
     program = lower_exported(ep, names)
+    if strip_prefix:
+        for p in program["parameters"]:
+            if p["key"].startswith(strip_prefix):
+                p["key"] = p["key"][len(strip_prefix):]
     os.makedirs(out_dir, exist_ok=True)
     keys = [p["key"] for p in program["parameters"]]
     if weights is None:
         from safetensors.torch import save_file
 
         state = module.state_dict()
-        save_file({k: state[k].detach().to(torch.float32).contiguous() for k in keys},
+        save_file({k: state[strip_prefix + k].detach().to(torch.float32).contiguous() for k in keys},
                   os.path.join(out_dir, "weights.safetensors"))
     else:
         have = _checkpoint_keys(weights)
