@@ -1,6 +1,75 @@
-"""python -m kinema_export wan|wan-vae <diffusers_model_dir> ... -o <out_dir> (see issue 4; in progress)."""
+"""Export diffusers' Wan models to Kinema programs, referencing their weights.
 
+    python -m kinema_export wan <model_dir> --latent-shape C,F,H,W --text-len N -o <out_dir>
+    python -m kinema_export wan-vae <vae_dir> --latent-shape C,F,H,W -o <out_dir>
+
+`wan` exports `WanTransformer3DModel` (inputs: hidden_states [1,C,F,H,W],
+timestep [1], encoder_hidden_states [1,N,text_dim]); `wan-vae` exports
+`AutoencoderKLWan.decode` (input: z [1,C,F,H,W]). Either model directory is a
+diffusers folder (config.json + safetensors, sharded or not; a pipeline folder's
+`transformer/` or `vae/`); the program references its weights by key.
+"""
+
+import argparse
 import sys
 
+import torch
+
+from .lower import ExportError, export_module
+
+
+class WanDecode(torch.nn.Module):
+    """`AutoencoderKLWan.decode` as a forward pass (torch.export unrolls the
+    per-frame loop and its feature cache for the given latent frame count)."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, z):
+        return self.vae.decode(z, return_dict=False)[0]
+
+
+def shape(text: str) -> list[int]:
+    try:
+        dims = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected C,F,H,W") from None
+    if len(dims) != 4 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected four positive integers C,F,H,W")
+    return dims
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m kinema_export", description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", choices=["wan", "wan-vae"])
+    ap.add_argument("model_dir")
+    ap.add_argument("--latent-shape", type=shape, required=True)
+    ap.add_argument("--text-len", type=int, default=512)
+    ap.add_argument("-o", "--out", required=True)
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    c, f, h, w = args.latent_shape
+    try:
+        if args.model == "wan":
+            from diffusers import WanTransformer3DModel
+
+            model = WanTransformer3DModel.from_pretrained(args.model_dir, torch_dtype=torch.float32).eval()
+            text_dim = model.config.text_dim
+            inputs = (torch.randn(1, c, f, h, w), torch.tensor([500.0]), torch.randn(1, args.text_len, text_dim))
+            export_module(model, inputs, args.out, weights=args.model_dir, kwargs={"return_dict": False})
+        else:
+            from diffusers import AutoencoderKLWan
+
+            vae = AutoencoderKLWan.from_pretrained(args.model_dir, torch_dtype=torch.float32).eval()
+            export_module(WanDecode(vae), (torch.randn(1, c, f, h, w),), args.out, weights=args.model_dir,
+                          strip_prefix="vae.")
+    except ExportError as e:
+        print(f"kinema_export: error: {e}", file=sys.stderr)
+        return 1
+    print(f"kinema_export: wrote {args.out}/program.json")
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit("kinema_export: the diffusers CLI (wan, wan-vae) is not built yet; use export_module() from Python")
+    sys.exit(main())
