@@ -54,3 +54,22 @@ fn index_corpus_keeps_paths_inside() {
         }
     }
 }
+
+#[test]
+fn program_corpus_loads_or_is_refused_in_one_line() {
+    let inputs = corpus("program");
+    assert!(inputs.len() >= 2);
+    let mut accepted = 0;
+    for (name, data) in inputs {
+        let Ok(text) = std::str::from_utf8(&data) else { continue };
+        match kinema_engine::program::Program::from_json(text) {
+            Ok(p) => {
+                accepted += 1;
+                let plan = kinema_engine::plan::Plan::new(&p, None);
+                assert!(plan.arena.len >= plan.arena.peak_live, "{name}");
+            }
+            Err(e) => assert!(!e.to_string().contains('\n'), "{name}: one line: {e}"),
+        }
+    }
+    assert!(accepted >= 2, "the exported seeds load");
+}
