@@ -5,7 +5,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::GpuDevice;
+use super::{Commands, GpuDevice, View};
 use crate::delegate::Attention;
 use crate::error::{Error, Result};
 
@@ -71,8 +71,32 @@ pub async fn attention_with(
     mask: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
     let len = spec.check(q.len(), k.len(), v.len(), mask.map(<[f32]>::len))?;
+    let bufs = [dev.upload("attention.q", q), dev.upload("attention.k", k), dev.upload("attention.v", v)];
+    let mask_buf = dev.upload("attention.mask", mask.unwrap_or(&[]));
+    let out = dev.output("attention.out", len);
+    let mut commands = dev.commands();
+    let views = [View::whole(&bufs[0], q.len()), View::whole(&bufs[1], k.len()), View::whole(&bufs[2], v.len())];
+    let mask_view = mask.map(|m| View::whole(&mask_buf, m.len()));
+    encode_attention(dev, &mut commands, variant, spec, views, mask_view, View::whole(&out, len)).await?;
+    commands.submit();
+    let result = if len == 0 { Ok(Vec::new()) } else { dev.read(&out, len).await };
+    dev.recycle(bufs.into_iter().chain([mask_buf, out]));
+    result
+}
+
+/// Records attention over device views.
+pub async fn encode_attention(
+    dev: &GpuDevice,
+    cmds: &mut Commands<'_>,
+    variant: Variant,
+    spec: &Attention,
+    [q, k, v]: [View<'_>; 3],
+    mask: Option<View<'_>>,
+    out: View<'_>,
+) -> Result<()> {
+    let len = spec.check(q.len, k.len, v.len, mask.map(|m| m.len))?;
     let limits = dev.device.limits();
-    for (what, n) in [("q", q.len()), ("k", k.len()), ("mask", mask.map_or(0, <[f32]>::len))] {
+    for (what, n) in [("q", q.len), ("k", k.len), ("mask", mask.map_or(0, |m| m.len))] {
         if u32::try_from(n).is_err() {
             return Err(Error::Invalid(format!("attention {spec:?}: {what} does not fit 32-bit indices")));
         }
@@ -115,19 +139,12 @@ pub async fn attention_with(
         [spec.q_len.div_ceil(per_group as usize), spec.batch * spec.heads, 1],
     )?;
     if len == 0 {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let pipeline = dev.pipeline(kernel, &overrides).await?;
-    let bufs = [dev.upload("attention.q", q), dev.upload("attention.k", k), dev.upload("attention.v", v)];
-    let mask_buf = dev.upload("attention.mask", mask.unwrap_or(&[]));
-    let out = dev.output("attention.out", len);
-    let params = dev.uniform("attention.params", &params);
-    let mut commands = dev.commands();
-    commands.dispatch(&pipeline, &[&bufs[0], &bufs[1], &bufs[2], &mask_buf, &out, &params], groups);
-    commands.submit();
-    let result = dev.read(&out, len).await;
-    dev.recycle(bufs.into_iter().chain([mask_buf, out]));
-    result
+    // Without a mask, q stands in for it (never read).
+    cmds.dispatch_views(&pipeline, &[q, k, v, mask.unwrap_or(q), out], &params, groups);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::GpuDevice;
 use super::elementwise::u32_of;
+use super::{Commands, GpuDevice, View};
 use crate::error::Result;
 
 #[repr(C)]
@@ -31,4 +31,19 @@ pub async fn to_f32(dev: &GpuDevice, x: &[u16]) -> Result<Vec<f32>> {
         x.chunks(2).map(|p| f32::from_bits(p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16)).collect();
     let grid = dev.grid("cast", words.len(), 256)?;
     dev.run(&kinema_shaders::CAST, &[], &[&words], x.len(), &params, grid).await
+}
+
+/// Records `out = f32(f16(x))` (rounding through half precision) over device
+/// views, through a temporary of packed halves.
+pub async fn encode_round_f16(dev: &GpuDevice, cmds: &mut Commands<'_>, x: View<'_>, out: View<'_>) -> Result<()> {
+    let len = x.len;
+    let words = len.div_ceil(2);
+    let pipeline = dev.pipeline(&kinema_shaders::CAST, &[]).await?;
+    let halves = dev.output("cast.halves", words);
+    let to = Params { len: u32_of("cast", len)?, to_f16: 1 };
+    cmds.dispatch_views(&pipeline, &[x, View::whole(&halves, words)], &to, dev.grid("cast", words, 256)?);
+    let back = Params { len: u32_of("cast", len)?, to_f16: 0 };
+    cmds.dispatch_views(&pipeline, &[View::whole(&halves, words), out], &back, dev.grid("cast", words, 256)?);
+    cmds.keep(halves);
+    Ok(())
 }

@@ -4,8 +4,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::GpuDevice;
 use super::matmul::{Config, Tiles};
+use super::{Commands, GpuDevice, View};
 use crate::delegate::Conv3d;
 use crate::error::{Error, Result};
 
@@ -79,7 +79,32 @@ pub async fn conv3d_with(
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
     let len = spec.check(x.len(), w.len(), bias.map(<[f32]>::len))?;
-    for (what, n) in [("x", x.len()), ("w", w.len()), ("out", len)] {
+    let x_buf = dev.upload("conv3d.x", x);
+    let w_buf = dev.upload("conv3d.w", &prepack(spec, w));
+    let bias_buf = dev.upload("conv3d.bias", bias.unwrap_or(&[]));
+    let out = dev.output("conv3d.out", len);
+    let mut commands = dev.commands();
+    let views = [View::whole(&x_buf, x.len()), View::whole(&w_buf, w.len())];
+    let bias_view = bias.map(|b| View::whole(&bias_buf, b.len()));
+    encode_conv3d(dev, &mut commands, config, spec, views, bias_view, View::whole(&out, len)).await?;
+    commands.submit();
+    let result = dev.read(&out, len).await;
+    dev.recycle([x_buf, w_buf, bias_buf, out]);
+    result
+}
+
+/// Records the conv over device views; `w` must hold the [`prepack`]ed weights.
+pub async fn encode_conv3d(
+    dev: &GpuDevice,
+    cmds: &mut Commands<'_>,
+    config: Config,
+    spec: &Conv3d,
+    [x, w]: [View<'_>; 2],
+    bias: Option<View<'_>>,
+    out: View<'_>,
+) -> Result<()> {
+    let len = spec.check(x.len, w.len, bias.map(|b| b.len))?;
+    for (what, n) in [("x", x.len), ("w", w.len), ("out", len)] {
         u32_of(spec, n)?;
         dev.check_binding(&format!("conv3d {spec:?}: {what}"), n * 4)?;
     }
@@ -136,18 +161,10 @@ pub async fn conv3d_with(
     };
     let groups = dev.check_groups(&format!("conv3d {spec:?}"), [groups[0], groups[1], spec.batch * spec.groups])?;
     if len == 0 {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let pipeline = dev.pipeline(kernel, &overrides).await?;
-    let x_buf = dev.upload("conv3d.x", x);
-    let w_buf = dev.upload("conv3d.w", &prepack(spec, w));
-    let bias_buf = dev.upload("conv3d.bias", bias.unwrap_or(&[]));
-    let out = dev.output("conv3d.out", len);
-    let params = dev.uniform("conv3d.params", &params);
-    let mut commands = dev.commands();
-    commands.dispatch(&pipeline, &[&x_buf, &w_buf, &bias_buf, &out, &params], groups);
-    commands.submit();
-    let result = dev.read(&out, len).await;
-    dev.recycle([x_buf, w_buf, bias_buf, out]);
-    result
+    // Without a bias, x stands in for it (never read).
+    cmds.dispatch_views(&pipeline, &[x, w, bias.unwrap_or(x), out], &params, groups);
+    Ok(())
 }

@@ -182,7 +182,7 @@ impl GpuDevice {
 
     /// Starts recording dispatches to submit together.
     pub fn commands(&self) -> Commands<'_> {
-        Commands { dev: self, encoder: self.device.create_command_encoder(&Default::default()) }
+        Commands { dev: self, encoder: self.device.create_command_encoder(&Default::default()), keep: Vec::new() }
     }
 
     /// A storage buffer holding `data`, padded with zeros to a multiple of 16
@@ -244,13 +244,19 @@ impl GpuDevice {
 
     /// Reads `len` f32 back from `buffer` (works natively and in the browser).
     pub async fn read(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        self.read_view(View::whole(buffer, len)).await
+    }
+
+    /// Reads a view back.
+    pub async fn read_view(&self, view: View<'_>) -> Result<Vec<f32>> {
+        let (buffer, len) = (view.buffer, view.len);
         if len == 0 {
             return Ok(Vec::new());
         }
         let size = (len * 4) as u64;
         let staging = self.take("readback", padded(len), STAGING);
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        encoder.copy_buffer_to_buffer(buffer, view.offset, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
@@ -274,10 +280,40 @@ fn padded(len: usize) -> u64 {
     (len.max(1).div_ceil(4) * 16) as u64
 }
 
+/// A run of `len` 32-bit values at byte `offset` of a device buffer: what one
+/// kernel binding sees (a whole uploaded tensor, or a value's slot in an arena).
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub len: usize,
+}
+
+impl<'a> View<'a> {
+    /// The first `len` values of `buffer`.
+    pub fn whole(buffer: &'a wgpu::Buffer, len: usize) -> View<'a> {
+        View { buffer, offset: 0, len }
+    }
+
+    /// The binding: `len` rounded up to whole vec4 (kernels may read vec4;
+    /// buffers and arena slots are padded for it), at least 16 bytes.
+    fn resource(&self) -> wgpu::BindingResource<'a> {
+        let size = (self.len.max(1).div_ceil(4) * 16) as u64;
+        let size = size.min(self.buffer.size().saturating_sub(self.offset)).max(4);
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.offset,
+            size: std::num::NonZeroU64::new(size),
+        })
+    }
+}
+
 /// Dispatches recorded into one command buffer, submitted together.
 pub struct Commands<'d> {
     dev: &'d GpuDevice,
     encoder: wgpu::CommandEncoder,
+    /// Uniforms and temporaries the recorded work reads, alive until submission.
+    keep: Vec<wgpu::Buffer>,
 }
 
 impl Commands<'_> {
@@ -288,15 +324,53 @@ impl Commands<'_> {
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
             .collect();
+        self.dispatch_entries(pipeline, &entries, groups);
+    }
+
+    /// Records one dispatch with `views` bound at 0, 1, …, then `params` as a uniform.
+    pub fn dispatch_views<P: bytemuck::Pod>(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        views: &[View<'_>],
+        params: &P,
+        groups: [u32; 3],
+    ) {
+        let uniform = self.dev.uniform("params", params);
+        let mut entries: Vec<_> = views
+            .iter()
+            .enumerate()
+            .map(|(i, v)| wgpu::BindGroupEntry { binding: i as u32, resource: v.resource() })
+            .collect();
+        entries.push(wgpu::BindGroupEntry { binding: views.len() as u32, resource: uniform.as_entire_binding() });
+        self.dispatch_entries(pipeline, &entries, groups);
+        self.keep.push(uniform);
+    }
+
+    fn dispatch_entries(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        entries: &[wgpu::BindGroupEntry],
+        groups: [u32; 3],
+    ) {
         let bind = self.dev.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
+            entries,
         });
         let mut pass = self.encoder.begin_compute_pass(&Default::default());
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &bind, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    }
+
+    /// Records a copy of `len` values between two views.
+    pub fn copy(&mut self, from: View<'_>, to: View<'_>, len: usize) {
+        self.encoder.copy_buffer_to_buffer(from.buffer, from.offset, to.buffer, to.offset, (len * 4) as u64);
+    }
+
+    /// Keeps `buffer` alive until the submission.
+    pub fn keep(&mut self, buffer: wgpu::Buffer) {
+        self.keep.push(buffer);
     }
 
     /// Submits everything recorded.

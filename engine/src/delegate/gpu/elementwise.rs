@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::GpuDevice;
+use super::{Commands, GpuDevice, View};
 use crate::delegate::elementwise::{MAX_RANK, check_len};
 use crate::delegate::{Binary, Broadcast, Unary};
 use crate::error::{Error, Result};
@@ -43,6 +43,50 @@ pub async fn unary(dev: &GpuDevice, op: Unary, x: &[f32], a: f32, b: f32) -> Res
     Ok(out)
 }
 
+/// Records `out = f(x·a + b)` over device views.
+pub async fn encode_unary(
+    dev: &GpuDevice,
+    cmds: &mut Commands<'_>,
+    op: Unary,
+    a: f32,
+    b: f32,
+    x: View<'_>,
+    out: View<'_>,
+) -> Result<()> {
+    let params = UnaryParams { len: u32_of("unary", x.len)?, op: op as u32, a, b };
+    let pipeline = dev.pipeline(&kinema_shaders::UNARY, &[]).await?;
+    cmds.dispatch_views(&pipeline, &[x, out], &params, dev.grid("unary", x.len, WG)?);
+    Ok(())
+}
+
+/// Records `out = f(a, b)` with broadcasting over device views.
+pub async fn encode_binary(
+    dev: &GpuDevice,
+    cmds: &mut Commands<'_>,
+    op: Binary,
+    (a, a_shape): (View<'_>, &[usize]),
+    (b, b_shape): (View<'_>, &[usize]),
+    out: View<'_>,
+) -> Result<()> {
+    let params = binary_params(op, a_shape, b_shape)?;
+    let pipeline = dev.pipeline(&kinema_shaders::BINARY, &[]).await?;
+    cmds.dispatch_views(&pipeline, &[a, b, out], &params, dev.grid("binary", params.len as usize, WG)?);
+    Ok(())
+}
+
+fn binary_params(op: Binary, a_shape: &[usize], b_shape: &[usize]) -> Result<BinaryParams> {
+    let bc = Broadcast::new(a_shape, b_shape)?;
+    Ok(BinaryParams {
+        len: u32_of("binary", bc.len())?,
+        op: op as u32,
+        rank: bc.shape.len() as u32,
+        _pad: 0,
+        shape: dims("binary", &bc.shape)?,
+        a_strides: dims("binary", &bc.a_strides)?,
+        b_strides: dims("binary", &bc.b_strides)?,
+    })
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct BinaryParams {
@@ -66,17 +110,8 @@ pub async fn binary(
 ) -> Result<Vec<f32>> {
     check_len("binary a", a_shape, a.len())?;
     check_len("binary b", b_shape, b.len())?;
-    let bc = Broadcast::new(a_shape, b_shape)?;
-    let len = bc.len();
-    let params = BinaryParams {
-        len: u32_of("binary", len)?,
-        op: op as u32,
-        rank: bc.shape.len() as u32,
-        _pad: 0,
-        shape: dims("binary", &bc.shape)?,
-        a_strides: dims("binary", &bc.a_strides)?,
-        b_strides: dims("binary", &bc.b_strides)?,
-    };
+    let params = binary_params(op, a_shape, b_shape)?;
+    let len = params.len as usize;
     let groups = dev.grid("binary", len, WG)?;
     dev.run(&kinema_shaders::BINARY, &[], &[a, b], len, &params, groups).await
 }

@@ -3,8 +3,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::GpuDevice;
 use super::elementwise::{dims, u32_of};
+use super::{Commands, GpuDevice, View};
 use crate::delegate::CopyPlan;
 use crate::delegate::elementwise::MAX_RANK;
 use crate::error::Result;
@@ -35,26 +35,46 @@ struct FillParams {
 pub async fn copy(dev: &GpuDevice, plan: &CopyPlan, inputs: &[&[f32]]) -> Result<Vec<f32>> {
     let lens: Vec<usize> = inputs.iter().map(|x| x.len()).collect();
     let len = plan.check(&lens)?;
-    u32_of("copy", len)?;
     for (i, x) in inputs.iter().enumerate() {
-        u32_of("copy", x.len())?;
         dev.check_binding(&format!("copy input {i}"), x.len() * 4)?;
     }
     dev.check_binding("copy output", len * 4)?;
     if len == 0 {
         return Ok(Vec::new());
     }
-    let copy = dev.pipeline(&kinema_shaders::COPY, &[]).await?;
     let buffers: Vec<wgpu::Buffer> = inputs.iter().map(|x| dev.upload("copy.x", x)).collect();
     let out = dev.output("copy.out", len);
+    let views: Vec<View> = buffers.iter().zip(inputs).map(|(b, x)| View::whole(b, x.len())).collect();
     let mut commands = dev.commands();
-    // Keep every uniform alive until the submission.
-    let mut uniforms = Vec::new();
+    encode_copy(dev, &mut commands, plan, &views, View::whole(&out, len)).await?;
+    commands.submit();
+    let result = dev.read(&out, len).await;
+    dev.recycle(buffers.into_iter().chain([out]));
+    result
+}
+
+/// Records `plan` (a fill, then one copy dispatch per region) over device views.
+pub async fn encode_copy(
+    dev: &GpuDevice,
+    cmds: &mut Commands<'_>,
+    plan: &CopyPlan,
+    inputs: &[View<'_>],
+    out: View<'_>,
+) -> Result<()> {
+    let lens: Vec<usize> = inputs.iter().map(|x| x.len).collect();
+    let len = plan.check(&lens)?;
+    u32_of("copy", len)?;
+    for x in inputs {
+        u32_of("copy", x.len)?;
+    }
+    if len == 0 {
+        return Ok(());
+    }
     if let Some(value) = plan.fill {
         let fill = dev.pipeline(&kinema_shaders::FILL, &[]).await?;
-        uniforms.push(dev.uniform("fill.params", &FillParams { len: len as u32, value }));
-        commands.dispatch(&fill, &[&out, uniforms.last().unwrap()], dev.grid("fill", len, WG)?);
+        cmds.dispatch_views(&fill, &[out], &FillParams { len: len as u32, value }, dev.grid("fill", len, WG)?);
     }
+    let copy = dev.pipeline(&kinema_shaders::COPY, &[]).await?;
     for r in plan.regions.iter().filter(|r| !r.is_empty()) {
         let params = CopyParams {
             len: u32_of("copy", r.len())?,
@@ -66,11 +86,7 @@ pub async fn copy(dev: &GpuDevice, plan: &CopyPlan, inputs: &[&[f32]]) -> Result
             out_strides: dims("copy", &r.out_strides)?,
             div: dims("copy", &r.div)?,
         };
-        uniforms.push(dev.uniform("copy.params", &params));
-        commands.dispatch(&copy, &[&buffers[r.input], &out, uniforms.last().unwrap()], dev.grid("copy", r.len(), WG)?);
+        cmds.dispatch_views(&copy, &[inputs[r.input], out], &params, dev.grid("copy", r.len(), WG)?);
     }
-    commands.submit();
-    let result = dev.read(&out, len).await;
-    dev.recycle(buffers.into_iter().chain([out]));
-    result
+    Ok(())
 }

@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::GpuDevice;
-use super::device::Commands;
+use super::device::{Commands, View};
 use crate::delegate::{Matmul, Operand};
 use crate::error::{Error, Result};
 
@@ -201,32 +201,45 @@ async fn matmul_once(
 ) -> Result<Vec<f32>> {
     let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
     let b_f16 = matches!(b, Operand::F16(_));
-    let (kernel, overrides) = config.kernel(spec, b_f16);
-    let pipeline = dev.pipeline(kernel, &overrides).await?;
     let a_buf = dev.upload("matmul.a", a);
     let b_buf = dev.upload_bytes("matmul.b", b.bytes());
     let bias_buf = dev.upload("matmul.bias", bias.unwrap_or(&[]));
     let out = dev.output("matmul.out", len);
     let mut commands = dev.commands();
-    record(dev, &mut commands, &pipeline, config, spec, [&a_buf, &b_buf, &bias_buf, &out], bias.is_some())?;
+    let b_view = View::whole(&b_buf, if b_f16 { b.len().div_ceil(2) } else { b.len() });
+    let bias_view = bias.map(|x| View::whole(&bias_buf, x.len()));
+    encode_matmul(
+        dev,
+        &mut commands,
+        config,
+        spec,
+        View::whole(&a_buf, a.len()),
+        (b_view, b_f16),
+        bias_view,
+        View::whole(&out, len),
+    )
+    .await?;
     commands.submit();
     let result = dev.read(&out, len).await;
     dev.recycle([a_buf, b_buf, bias_buf, out]);
     result
 }
 
-/// Records `out = act(op(A) · op(B) + bias)` over device buffers
-/// `[a, b, bias, out]` (bias ignored unless `has_bias`).
-pub fn record(
+/// Records `out = act(op(A) · op(B) + bias)` over device views; B holds f16
+/// pairs when its flag is set.
+#[allow(clippy::too_many_arguments)]
+pub async fn encode_matmul(
     dev: &GpuDevice,
-    commands: &mut Commands<'_>,
-    pipeline: &wgpu::ComputePipeline,
+    cmds: &mut Commands<'_>,
     config: Config,
     spec: &Matmul,
-    buffers: [&wgpu::Buffer; 4],
-    has_bias: bool,
+    a: View<'_>,
+    (b, b_f16): (View<'_>, bool),
+    bias: Option<View<'_>>,
+    out: View<'_>,
 ) -> Result<()> {
     let len = spec.check(spec.batch * spec.m * spec.k, spec.batch * spec.k * spec.n, None)?;
+    config.check(dev)?;
     // Every index the kernel computes must fit in u32.
     for (what, n) in [("A", spec.batch * spec.m * spec.k), ("B", spec.batch * spec.k * spec.n), ("out", len)] {
         u32_of(what, n)?;
@@ -245,7 +258,7 @@ pub fn record(
         b_batch: u32_of("B stride", bb)?,
         b_row: br as u32,
         b_col: bc as u32,
-        has_bias: has_bias as u32,
+        has_bias: bias.is_some() as u32,
         activation: spec.activation.code(),
     };
     let (rows, cols) = config.block();
@@ -256,8 +269,9 @@ pub fn record(
     if len == 0 {
         return Ok(());
     }
-    let params = dev.uniform("matmul.params", &params);
-    let [a, b, bias, out] = buffers;
-    commands.dispatch(pipeline, &[a, b, bias, out, &params], groups);
+    let (kernel, overrides) = config.kernel(spec, b_f16);
+    let pipeline = dev.pipeline(kernel, &overrides).await?;
+    // Without a bias, A stands in for it (never read).
+    cmds.dispatch_views(&pipeline, &[a, b, bias.unwrap_or(a), out], &params, groups);
     Ok(())
 }

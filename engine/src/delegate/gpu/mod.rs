@@ -11,4 +11,4 @@ pub mod norm;
 pub mod rotary;
 pub mod tuning;
 
-pub use device::GpuDevice;
+pub use device::{Commands, GpuDevice, View};

@@ -2,8 +2,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::GpuDevice;
 use super::elementwise::u32_of;
+use super::{Commands, GpuDevice, View};
 use crate::delegate::{Norm, NormKind, Reduce, Softmax};
 use crate::error::Result;
 
@@ -26,24 +26,46 @@ struct NormParams {
 /// layer_norm / rms_norm / group_norm on the GPU; see [`Norm`].
 pub async fn norm(dev: &GpuDevice, spec: &Norm, x: &[f32], w: Option<&[f32]>, b: Option<&[f32]>) -> Result<Vec<f32>> {
     let len = spec.check(x.len(), w.map(<[f32]>::len), b.map(<[f32]>::len))?;
-    let (groups, spatial) = match spec.kind {
-        NormKind::Group { groups, spatial } => (groups, spatial),
-        _ => (1, 1),
-    };
-    let params = NormParams {
-        rows: u32_of("norm", spec.rows)?,
-        n: u32_of("norm", spec.n)?,
-        kind: spec.code(),
-        affine: w.is_some() as u32,
-        eps: spec.eps,
-        groups: u32_of("norm", groups)?,
-        spatial: u32_of("norm", spatial)?,
-        has_bias: b.is_some() as u32,
-    };
+    let params = norm_params(spec, w.is_some(), b.is_some())?;
     u32_of("norm", len)?;
     let grid = dev.grid("norm", spec.rows, 1)?;
     let inputs = [x, w.unwrap_or(&[]), b.unwrap_or(&[])];
     dev.run(&kinema_shaders::NORM, &[("WG", WG as f64)], &inputs, len, &params, grid).await
+}
+
+/// Records a norm over device views (`w`, `b` optional).
+pub async fn encode_norm(
+    dev: &GpuDevice,
+    cmds: &mut Commands<'_>,
+    spec: &Norm,
+    x: View<'_>,
+    w: Option<View<'_>>,
+    b: Option<View<'_>>,
+    out: View<'_>,
+) -> Result<()> {
+    spec.check(x.len, w.map(|v| v.len), b.map(|v| v.len))?;
+    let params = norm_params(spec, w.is_some(), b.is_some())?;
+    let pipeline = dev.pipeline(&kinema_shaders::NORM, &[("WG", WG as f64)]).await?;
+    // Absent parameters bind x in their place (never read).
+    cmds.dispatch_views(&pipeline, &[x, w.unwrap_or(x), b.unwrap_or(x), out], &params, dev.grid("norm", spec.rows, 1)?);
+    Ok(())
+}
+
+fn norm_params(spec: &Norm, affine: bool, bias: bool) -> Result<NormParams> {
+    let (groups, spatial) = match spec.kind {
+        NormKind::Group { groups, spatial } => (groups, spatial),
+        _ => (1, 1),
+    };
+    Ok(NormParams {
+        rows: u32_of("norm", spec.rows)?,
+        n: u32_of("norm", spec.n)?,
+        kind: spec.code(),
+        affine: affine as u32,
+        eps: spec.eps,
+        groups: u32_of("norm", groups)?,
+        spatial: u32_of("norm", spatial)?,
+        has_bias: bias as u32,
+    })
 }
 
 #[repr(C)]
@@ -51,6 +73,41 @@ pub async fn norm(dev: &GpuDevice, spec: &Norm, x: &[f32], w: Option<&[f32]>, b:
 struct SoftmaxParams {
     rows: u32,
     n: u32,
+}
+
+/// Records a softmax over device views.
+pub async fn encode_softmax(
+    dev: &GpuDevice,
+    cmds: &mut Commands<'_>,
+    spec: &Softmax,
+    x: View<'_>,
+    out: View<'_>,
+) -> Result<()> {
+    spec.check(x.len)?;
+    let params = SoftmaxParams { rows: u32_of("softmax", spec.rows)?, n: u32_of("softmax", spec.n)? };
+    let pipeline = dev.pipeline(&kinema_shaders::SOFTMAX, &[("WG", WG as f64)]).await?;
+    cmds.dispatch_views(&pipeline, &[x, out], &params, dev.grid("softmax", spec.rows, 1)?);
+    Ok(())
+}
+
+/// Records a reduction over device views.
+pub async fn encode_reduce(
+    dev: &GpuDevice,
+    cmds: &mut Commands<'_>,
+    spec: &Reduce,
+    x: View<'_>,
+    out: View<'_>,
+) -> Result<()> {
+    let len = spec.check(x.len)?;
+    let params = ReduceParams {
+        outer: u32_of("reduce", spec.outer)?,
+        axis: u32_of("reduce", spec.axis)?,
+        inner: u32_of("reduce", spec.inner)?,
+        op: spec.op as u32,
+    };
+    let pipeline = dev.pipeline(&kinema_shaders::REDUCE, &[]).await?;
+    cmds.dispatch_views(&pipeline, &[x, out], &params, dev.grid("reduce", len, WG)?);
+    Ok(())
 }
 
 /// Softmax over the last axis on the GPU.
