@@ -201,3 +201,56 @@ fn wan_vae_decoder_from_a_sharded_checkpoint_matches_pytorch_on_the_cpu() {
 fn wan_vae_decoder_from_a_sharded_checkpoint_matches_pytorch_on_the_gpu() {
     run_fixture("wan_vae_decoder", DeviceChoice::Gpu, 5e-4);
 }
+
+#[test]
+fn weights_stream_over_http_once_and_stay_resident() {
+    use std::collections::BTreeMap;
+
+    use kinema_engine::delegate::{Activation, Matmul, cpu};
+    use kinema_engine::weights::dtype::Dtype;
+    use kinema_engine::weights::writer::{TensorSpec, to_bytes};
+    use kinema_tests::server::{Behaviour, Server};
+
+    // A 1 MiB weight lies past the 64 KiB prefix read when a file is opened,
+    // so reading it is exactly one range request.
+    let (w, b, x) = (
+        kinema_engine::random::uniform(512 * 512, 1),
+        kinema_engine::random::uniform(512, 2),
+        kinema_engine::random::uniform(4 * 512, 3),
+    );
+    let file = to_bytes(
+        &[
+            (TensorSpec::new("lin.bias", Dtype::F32, &[512]), bytemuck::cast_slice(&b)),
+            (TensorSpec::new("lin.weight", Dtype::F32, &[512, 512]), bytemuck::cast_slice(&w)),
+        ],
+        &BTreeMap::new(),
+    );
+    let server = Server::start([("m.safetensors".to_string(), file)].into(), Behaviour::Honest);
+    let program = Program::from_json(
+        r#"{"format":"kinema.program","version":1,
+            "inputs":[{"name":"x","dtype":"f32","shape":[4,512]}],
+            "parameters":[{"name":"w","key":"lin.weight","dtype":"f32","shape":[512,512]},
+                          {"name":"b","key":"lin.bias","dtype":"f32","shape":[512]}],
+            "nodes":[{"op":"linear","inputs":["x","w","b"],"outputs":["y"]},
+                     {"op":"gelu","inputs":["y"],"outputs":["z"]}],
+            "outputs":[{"name":"out0","value":"z"}]}"#,
+    )
+    .unwrap();
+    let spec = Matmul { trans_b: true, activation: Activation::GeluErf, ..Matmul::new(1, 4, 512, 512) };
+    let want = cpu::matmul::matmul(&spec, &x, &w, Some(&b)).unwrap();
+    for device in [DeviceChoice::Gpu, DeviceChoice::Cpu] {
+        let weights = pollster::block_on(Checkpoint::open(&server.url("m.safetensors"))).unwrap();
+        let mut session =
+            pollster::block_on(Session::new(program.clone(), Some(weights), Options { device, profile: false }))
+                .unwrap();
+        let before = server.log().len();
+        let first = pollster::block_on(session.run(&[("x", &x)])).unwrap();
+        let after_first = server.log().len();
+        let second = pollster::block_on(session.run(&[("x", &x)])).unwrap();
+        assert_eq!(after_first - before, 1, "{device:?}: the weight is read once, in one range request");
+        assert_eq!(server.log().len(), after_first, "{device:?}: the second run must not touch the network");
+        assert_eq!(first, second);
+        let (_, rel) = errors(&first[0].data, &want);
+        assert!(rel <= 1e-4, "{device:?}: {rel}");
+    }
+}

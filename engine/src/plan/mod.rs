@@ -8,7 +8,7 @@ mod arena;
 
 use std::collections::HashMap;
 
-pub use arena::{Arena, Slot};
+pub use arena::{ALIGN, Arena, Slot};
 
 use crate::delegate::{Activation, Unary};
 use crate::program::{Op, Program};
@@ -126,7 +126,13 @@ impl Plan {
             if absorbed[i] {
                 continue;
             }
+            let computed_conv_weight =
+                matches!(n.op, Op::Conv { .. }) && !program.parameters.iter().any(|p| p.name == n.inputs[1]);
             let (delegate, reason) = match gpu {
+                Some(_) if computed_conv_weight => (
+                    Delegate::Cpu,
+                    "conv weights computed in the graph (the GPU kernel reads prepacked parameters)".into(),
+                ),
                 Some(name) => (Delegate::Gpu, format!("GPU kernel on {name}")),
                 None => (Delegate::Cpu, "no GPU device".to_string()),
             };

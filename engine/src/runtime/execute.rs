@@ -166,40 +166,60 @@ fn cast(x: &[f32], to_f16: bool) -> Vec<f32> {
     if to_f16 { x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect() } else { x.to_vec() }
 }
 
-/// Runs `op` on the GPU delegate; returns one buffer per output.
-pub async fn gpu(
+/// Records `op` on the GPU over device views: `inputs` with their shapes, one
+/// output view per output. Conv weights must already be prepacked
+/// ([`gpu::conv::prepack`]).
+pub async fn encode(
     dev: &gpu::GpuDevice,
+    cmds: &mut gpu::Commands<'_>,
     op: &Op,
-    inputs: &[Input<'_>],
+    inputs: &[(&[usize], gpu::View<'_>)],
     fused: Option<Activation>,
-) -> Result<Vec<Vec<f32>>> {
+    outs: &[gpu::View<'_>],
+) -> Result<()> {
+    use gpu::tuning;
     let shapes: Vec<&[usize]> = inputs.iter().map(|i| i.0).collect();
-    let data: Vec<&[f32]> = inputs.iter().map(|i| i.1).collect();
-    let one = |v: Vec<f32>| vec![v];
-    Ok(match work(op, &shapes, fused)? {
-        Work::Unary(f, a, b) => one(gpu::elementwise::unary(dev, f, data[0], a, b).await?),
-        Work::Binary(b) => one(gpu::elementwise::binary(dev, b, data[0], shapes[0], data[1], shapes[1]).await?),
-        Work::Matmul(m) => one(gpu::matmul::matmul(dev, &m, data[0], data[1], data.get(2).copied()).await?),
-        Work::Conv(c) => one(gpu::conv::conv3d(dev, &c, data[0], data[1], data.get(2).copied()).await?),
+    let v: Vec<gpu::View> = inputs.iter().map(|i| i.1).collect();
+    let out = outs[0];
+    match work(op, &shapes, fused)? {
+        Work::Unary(f, a, b) => gpu::elementwise::encode_unary(dev, cmds, f, a, b, v[0], out).await,
+        Work::Binary(b) => {
+            gpu::elementwise::encode_binary(dev, cmds, b, (v[0], shapes[0]), (v[1], shapes[1]), out).await
+        }
+        Work::Matmul(m) => {
+            let config = tuning::matmul(dev);
+            gpu::matmul::encode_matmul(dev, cmds, config, &m, v[0], (v[1], false), v.get(2).copied(), out).await
+        }
+        Work::Conv(c) => {
+            let config = tuning::matmul(dev);
+            gpu::conv::encode_conv3d(dev, cmds, config, &c, [v[0], v[1]], v.get(2).copied(), out).await
+        }
         Work::Attention(a) => {
-            one(gpu::attention::attention(dev, &a, data[0], data[1], data[2], data.get(3).copied()).await?)
+            let variant = tuning::attention(dev);
+            gpu::attention::encode_attention(dev, cmds, variant, &a, [v[0], v[1], v[2]], v.get(3).copied(), out).await
         }
-        Work::Softmax(s) => one(gpu::norm::softmax(dev, &s, data[0]).await?),
-        Work::Norm(n) => one(gpu::norm::norm(dev, &n, data[0], data.get(1).copied(), data.get(2).copied()).await?),
-        Work::Reduce(r) => one(gpu::norm::reduce(dev, &r, data[0]).await?),
-        Work::Copy(p) => one(gpu::layout::copy(dev, &p, &data).await?),
+        Work::Softmax(s) => gpu::norm::encode_softmax(dev, cmds, &s, v[0], out).await,
+        Work::Norm(n) => gpu::norm::encode_norm(dev, cmds, &n, v[0], v.get(1).copied(), v.get(2).copied(), out).await,
+        Work::Reduce(r) => gpu::norm::encode_reduce(dev, cmds, &r, v[0], out).await,
+        Work::Copy(p) => gpu::layout::encode_copy(dev, cmds, &p, &v, out).await,
         Work::Copies(ps) => {
-            let mut outs = Vec::new();
-            for p in &ps {
-                outs.push(gpu::layout::copy(dev, p, &data).await?);
+            for (p, o) in ps.iter().zip(outs) {
+                gpu::layout::encode_copy(dev, cmds, p, &v, *o).await?;
             }
-            outs
+            Ok(())
         }
-        Work::Rotary(r) => one(gpu::rotary::rotary(dev, &r, data[0], data[1], data[2]).await?),
-        Work::Cast(true) => {
-            let halves = gpu::cast::to_f16(dev, data[0]).await?;
-            one(gpu::cast::to_f32(dev, &halves).await?)
+        Work::Rotary(r) => gpu::rotary::encode_rotary(dev, cmds, &r, [v[0], v[1], v[2]], out).await,
+        Work::Cast(true) => gpu::cast::encode_round_f16(dev, cmds, v[0], out).await,
+        Work::Cast(false) => {
+            cmds.copy(v[0], out, v[0].len);
+            Ok(())
         }
-        Work::Cast(false) | Work::View => one(data[0].to_vec()),
-    })
+        Work::View => Ok(()),
+    }
+}
+
+/// The prepacked GPU layout of a conv weight, given the node's input shapes.
+pub fn prepack_conv(op: &Op, x: &[usize], w_shape: &[usize], w: &[f32]) -> Result<Vec<f32>> {
+    let spec = conv3d(x, w_shape, op, Activation::None)?;
+    Ok(gpu::conv::prepack(&spec, w))
 }

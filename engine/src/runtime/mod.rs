@@ -1,16 +1,19 @@
 //! The runtime: a [`Session`] holds a validated program, its plan, the
 //! checkpoint its parameters come from and the device, and runs the program
 //! as often as asked. Intermediate values live in the one arena the plan
-//! sized; parameters are read from the checkpoint on first use and kept.
+//! sized — a host buffer on the CPU delegate, a device buffer on the GPU one
+//! ([`resident`]) — and parameters are read from the checkpoint on first use
+//! and kept (on the device, for GPU sessions: pipelines and weights stay resident).
 
 mod execute;
+mod resident;
 
 use std::collections::HashMap;
 
 use crate::delegate::DeviceChoice;
 use crate::delegate::gpu::GpuDevice;
 use crate::error::{Error, Result};
-use crate::plan::{Delegate, Plan};
+use crate::plan::Plan;
 use crate::program::Program;
 use crate::weights::Checkpoint;
 
@@ -47,7 +50,10 @@ pub struct Session {
     device: String,
     weights: HashMap<String, Vec<f32>>,
     constants: HashMap<String, usize>,
+    /// The arena on the host (CPU runs).
     arena: Vec<f32>,
+    /// The arena, weights and constants on the device (GPU runs).
+    resident: Option<resident::Resident>,
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // profiling is native-only
     options: Options,
     profile: Vec<NodeTime>,
@@ -73,8 +79,13 @@ impl Session {
         let (gpu, device) = options.device.open().await?;
         let plan = Plan::new(&program, gpu.as_ref().map(|d| d.info.name.as_str()));
         let constants = program.constants.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        let resident = match &gpu {
+            Some(dev) => Some(resident::Resident::new(dev, &program, &plan)?),
+            None => None,
+        };
         Ok(Session {
-            arena: vec![0.0; plan.arena.len],
+            arena: if gpu.is_none() { vec![0.0; plan.arena.len] } else { Vec::new() },
+            resident,
             program,
             plan,
             checkpoint,
@@ -100,9 +111,13 @@ impl Session {
         &self.device
     }
 
-    /// Bytes the runtime allocated for intermediate values (the arena).
+    /// Bytes the runtime allocated for intermediate values (the arena, on
+    /// the device for GPU sessions).
     pub fn arena_bytes(&self) -> u64 {
-        self.arena.len() as u64 * 4
+        match &self.resident {
+            Some(r) => r.arena_bytes(),
+            None => self.arena.len() as u64 * 4,
+        }
     }
 
     /// Per-node times of the last run with `profile`.
@@ -127,6 +142,7 @@ impl Session {
 
     /// Runs the program on `inputs` (by input name); returns `out0`, `out1`, ….
     pub async fn run(&mut self, inputs: &[(&str, &[f32])]) -> Result<Vec<Tensor>> {
+        let mut ordered: Vec<(&str, &[f32])> = Vec::new();
         for info in &self.program.inputs {
             let (_, data) = inputs
                 .iter()
@@ -141,13 +157,28 @@ impl Session {
                     info.shape
                 )));
             }
-            let slot = self.plan.arena.slots[&info.name];
-            self.arena[slot.offset..][..slot.len].copy_from_slice(data);
+            ordered.push((info.name.as_str(), data));
         }
         if let Some((n, _)) = inputs.iter().find(|(n, _)| !self.program.inputs.iter().any(|i| i.name == *n)) {
             return Err(Error::Invalid(format!("the program has no input {n:?}")));
         }
         self.profile.clear();
+        if let (Some(dev), Some(resident)) = (&self.gpu, &mut self.resident) {
+            let profile = if self.options.profile { Some(&mut self.profile) } else { None };
+            let data =
+                resident.run(dev, &self.program, &self.plan, self.checkpoint.as_ref(), &ordered, profile).await?;
+            return Ok(self
+                .program
+                .outputs
+                .iter()
+                .zip(data)
+                .map(|(info, data)| Tensor { name: info.name.clone(), shape: info.shape.clone(), data })
+                .collect());
+        }
+        for (name, data) in &ordered {
+            let slot = self.plan.arena.slots[*name];
+            self.arena[slot.offset..][..slot.len].copy_from_slice(data);
+        }
         for s in 0..self.plan.steps.len() {
             let step = self.plan.steps[s].clone();
             let node = &self.program.nodes[step.node];
@@ -169,10 +200,7 @@ impl Session {
                 args.push((shape, data));
             }
             let fused = step.fused.map(|(_, a)| a);
-            let outs = match (step.delegate, &self.gpu) {
-                (Delegate::Gpu, Some(dev)) => execute::gpu(dev, &node.op, &args, fused).await?,
-                _ => execute::cpu(&node.op, &args, fused)?,
-            };
+            let outs = execute::cpu(&node.op, &args, fused)?;
             let out_names = match step.fused {
                 Some((a, _)) => &self.program.nodes[a].outputs,
                 None => &node.outputs,

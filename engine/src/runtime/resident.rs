@@ -1,0 +1,230 @@
+//! The GPU side of a session: the plan's arena as one device buffer, a
+//! scratch buffer kernels write into (a kernel may not write the buffer it
+//! reads; each output is then copied to its arena slot), and every parameter
+//! and constant resident after its first use. A run records every node into
+//! one submission; nodes the plan gives the CPU read their inputs back and
+//! write their outputs into the arena.
+
+use std::collections::HashMap;
+
+use super::execute;
+use crate::delegate::gpu::{GpuDevice, View};
+use crate::error::{Error, Result};
+use crate::plan::{ALIGN, Delegate, Plan};
+use crate::program::{Op, Program};
+use crate::weights::Checkpoint;
+
+pub(super) struct Resident {
+    arena: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+    /// Parameters (conv weights prepacked, under `name#conv`) and constants.
+    tensors: HashMap<String, (wgpu::Buffer, usize)>,
+}
+
+/// Floats padded to the arena's alignment.
+fn aligned(n: usize) -> usize {
+    n.div_ceil(ALIGN).max(1) * ALIGN
+}
+
+/// The values a step writes (a fused activation's, when fused).
+fn step_outputs<'p>(program: &'p Program, plan: &Plan, s: usize) -> &'p [String] {
+    let step = &plan.steps[s];
+    match step.fused {
+        Some((a, _)) => &program.nodes[a].outputs,
+        None => &program.nodes[step.node].outputs,
+    }
+}
+
+fn numel(program: &Program, v: &str) -> usize {
+    program.shape(v).map_or(0, |s| s.iter().product())
+}
+
+impl Resident {
+    pub(super) fn new(dev: &GpuDevice, program: &Program, plan: &Plan) -> Result<Resident> {
+        let bytes = (aligned(plan.arena.len) * 4) as u64;
+        let limits = dev.device.limits();
+        if bytes > limits.max_buffer_size {
+            return Err(Error::Gpu(format!(
+                "the plan's arena needs {bytes} bytes, over the device's {}-byte buffer limit",
+                limits.max_buffer_size
+            )));
+        }
+        let scratch_len = (0..plan.steps.len())
+            .map(|s| step_outputs(program, plan, s).iter().map(|o| aligned(numel(program, o))).sum::<usize>())
+            .max()
+            .unwrap_or(ALIGN);
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let buffer = |label, size: u64| {
+            dev.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let mut tensors = HashMap::new();
+        for c in &program.constants {
+            tensors.insert(c.name.clone(), (dev.upload(&c.name, &c.data), c.data.len()));
+        }
+        Ok(Resident { arena: buffer("arena", bytes), scratch: buffer("scratch", (scratch_len * 4) as u64), tensors })
+    }
+
+    /// Runs every step; the program's inputs are in `inputs`, the outputs come back by value.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run(
+        &mut self,
+        dev: &GpuDevice,
+        program: &Program,
+        plan: &Plan,
+        checkpoint: Option<&Checkpoint>,
+        inputs: &[(&str, &[f32])],
+        profile: Option<&mut Vec<super::NodeTime>>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let slot = |v: &str| plan.arena.slots.get(v).copied();
+        for (name, data) in inputs {
+            let s = slot(name).expect("inputs have slots");
+            dev.queue.write_buffer(&self.arena, (s.offset * 4) as u64, bytemuck::cast_slice(data));
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        let mut profile = profile;
+        #[cfg(target_arch = "wasm32")]
+        let _ = profile; // per-node timing is native-only
+        let mut cmds = dev.commands();
+        for (s, step) in plan.steps.iter().enumerate() {
+            let node = &program.nodes[step.node];
+            #[cfg(not(target_arch = "wasm32"))]
+            let t0 = std::time::Instant::now();
+            let outs = step_outputs(program, plan, s);
+            if step.delegate == Delegate::Cpu {
+                // Flush, bring the inputs to the host, run, write the outputs back.
+                cmds.submit();
+                let mut host = Vec::new();
+                for name in &node.inputs {
+                    host.push(self.host_value(dev, program, checkpoint, plan, name).await?);
+                }
+                let args: Vec<(&[usize], &[f32])> = node
+                    .inputs
+                    .iter()
+                    .zip(&host)
+                    .map(|(n, d)| (program.shape(n).expect("validated"), d.as_slice()))
+                    .collect();
+                let results = execute::cpu(&node.op, &args, step.fused.map(|(_, a)| a))?;
+                for (name, data) in outs.iter().zip(results) {
+                    let s = slot(name).expect("outputs have slots");
+                    dev.queue.write_buffer(&self.arena, (s.offset * 4) as u64, bytemuck::cast_slice(&data));
+                }
+                cmds = dev.commands();
+            } else if !step.kernel.starts_with("view") {
+                for (i, name) in node.inputs.iter().enumerate() {
+                    self.ensure_resident(dev, program, checkpoint, &node.op, i, name, &node.inputs).await?;
+                }
+                let mut views = Vec::with_capacity(node.inputs.len());
+                for (i, name) in node.inputs.iter().enumerate() {
+                    let shape = program.shape(name).expect("validated");
+                    let view = match slot(name) {
+                        Some(sl) => View { buffer: &self.arena, offset: (sl.offset * 4) as u64, len: sl.len },
+                        None => {
+                            let key = if matches!(node.op, Op::Conv { .. }) && i == 1 {
+                                format!("{name}#conv")
+                            } else {
+                                name.clone()
+                            };
+                            let (b, len) = &self.tensors[&key];
+                            View::whole(b, *len)
+                        }
+                    };
+                    views.push((shape, view));
+                }
+                let mut at = 0;
+                let mut out_views = Vec::new();
+                for o in outs {
+                    let n = numel(program, o);
+                    out_views.push(View { buffer: &self.scratch, offset: (at * 4) as u64, len: n });
+                    at += aligned(n);
+                }
+                execute::encode(dev, &mut cmds, &node.op, &views, step.fused.map(|(_, a)| a), &out_views).await?;
+                for (o, from) in outs.iter().zip(&out_views) {
+                    let to = slot(o).expect("outputs have slots");
+                    cmds.copy(*from, View { buffer: &self.arena, offset: (to.offset * 4) as u64, len: to.len }, to.len);
+                }
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            if let Some(times) = profile.as_deref_mut() {
+                // Time each node on its own: submit and wait.
+                cmds.submit();
+                let _ = dev.device.poll(wgpu::PollType::wait_indefinitely());
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                times.push(super::NodeTime { node: step.node, kind: node.op.kind(), path: node.path.clone(), ms });
+                cmds = dev.commands();
+            }
+        }
+        cmds.submit();
+        let mut results = Vec::new();
+        for value in program.output_values() {
+            results.push(self.host_value(dev, program, checkpoint, plan, value).await?);
+        }
+        Ok(results)
+    }
+
+    /// A value's data on the host (from the arena, a constant, or the checkpoint).
+    async fn host_value(
+        &self,
+        dev: &GpuDevice,
+        program: &Program,
+        checkpoint: Option<&Checkpoint>,
+        plan: &Plan,
+        name: &str,
+    ) -> Result<Vec<f32>> {
+        if let Some(s) = plan.arena.slots.get(name) {
+            return dev.read_view(View { buffer: &self.arena, offset: (s.offset * 4) as u64, len: s.len }).await;
+        }
+        if let Some(c) = program.constants.iter().find(|c| c.name == name) {
+            return Ok(c.data.clone());
+        }
+        let p = program.parameters.iter().find(|p| p.name == name).expect("validated");
+        let mut data = vec![0f32; p.shape.iter().product()];
+        checkpoint.expect("checked in Session::new").read_f32(&p.key, &mut data).await?;
+        Ok(data)
+    }
+
+    /// Uploads parameter `name` on first use (prepacked when it is a conv's weight).
+    #[allow(clippy::too_many_arguments)]
+    async fn ensure_resident(
+        &mut self,
+        dev: &GpuDevice,
+        program: &Program,
+        checkpoint: Option<&Checkpoint>,
+        op: &Op,
+        index: usize,
+        name: &str,
+        inputs: &[String],
+    ) -> Result<()> {
+        let conv_weight = matches!(op, Op::Conv { .. }) && index == 1;
+        let key = if conv_weight { format!("{name}#conv") } else { name.to_string() };
+        if program.shape(name).is_none() || self.tensors.contains_key(&key) {
+            return Ok(());
+        }
+        let Some(p) = program.parameters.iter().find(|p| p.name == name) else {
+            if conv_weight {
+                return Err(Error::Gpu(format!(
+                    "conv weight {name:?} is computed in the graph; the plan should run it on the CPU"
+                )));
+            }
+            return Ok(()); // an arena value
+        };
+        let mut data = vec![0f32; p.shape.iter().product()];
+        checkpoint.expect("checked in Session::new").read_f32(&p.key, &mut data).await?;
+        if conv_weight {
+            let x = program.shape(&inputs[0]).expect("validated");
+            data = execute::prepack_conv(op, x, &p.shape, &data)?;
+        }
+        let len = data.len();
+        self.tensors.insert(key, (dev.upload(name, &data), len));
+        Ok(())
+    }
+
+    /// Bytes of the arena buffer on the device.
+    pub(super) fn arena_bytes(&self) -> u64 {
+        self.arena.size()
+    }
+}
