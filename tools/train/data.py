@@ -1,0 +1,81 @@
+"""Synthetic text-to-video clips for the embedded model: a coloured shape
+moving over a dark background, and the prompt that describes it.
+
+    clip, prompt = make_clip(rng, colour="red", shape="circle", direction="left")
+
+Clips are float32 [3, F, H, W] in [-1, 1]; prompts are "a {colour} {shape} moving
+{direction}". Everything is deterministic given the numpy Generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+COLOURS = {
+    "red": (0.95, 0.15, 0.15),
+    "green": (0.15, 0.85, 0.2),
+    "blue": (0.2, 0.35, 0.95),
+    "yellow": (0.95, 0.9, 0.15),
+    "white": (0.95, 0.95, 0.95),
+}
+SHAPES = ("circle", "square", "triangle")
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+BACKGROUND = 0.08
+VOCAB = ["a", "moving", *COLOURS, *SHAPES, *DIRECTIONS]
+
+
+def prompts() -> list[tuple[str, str, str]]:
+    """All 60 (colour, shape, direction) combinations."""
+    return [(c, s, d) for c in COLOURS for s in SHAPES for d in DIRECTIONS]
+
+
+def prompt_text(colour: str, shape: str, direction: str) -> str:
+    return f"a {colour} {shape} moving {direction}"
+
+
+def tokens(text: str) -> list[int]:
+    words = text.lower().split()
+    unknown = [w for w in words if w not in VOCAB]
+    if unknown:
+        raise ValueError(f"unknown words {unknown}; the vocabulary is: {' '.join(VOCAB)}")
+    return [VOCAB.index(w) for w in words]
+
+
+def mask(shape: str, size: int, cx: float, cy: float, r: float) -> np.ndarray:
+    """A [size, size] coverage mask (2×2 supersampled) of the shape centred at (cx, cy)."""
+    ss = 2
+    g = (np.arange(size * ss) + 0.5) / ss
+    x, y = np.meshgrid(g, g)
+    dx, dy = x - cx, y - cy
+    if shape == "circle":
+        m = dx * dx + dy * dy <= r * r
+    elif shape == "square":
+        m = (np.abs(dx) <= r * 0.85) & (np.abs(dy) <= r * 0.85)
+    else:  # triangle, apex up
+        m = (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6)
+    return m.reshape(size, ss, size, ss).mean(axis=(1, 3))
+
+
+def make_clip(rng: np.random.Generator, colour: str, shape: str, direction: str, frames: int = 8,
+              size: int = 32, speed: float = 2.0) -> np.ndarray:
+    r = rng.uniform(4.5, 6.0)
+    vx, vy = DIRECTIONS[direction]
+    travel = speed * (frames - 1)
+    # Start where the whole path stays inside the frame.
+    lo, hi = r + 1, size - r - 1
+    cx = rng.uniform(lo + max(0, -vx) * travel, hi - max(0, vx) * travel)
+    cy = rng.uniform(lo + max(0, -vy) * travel, hi - max(0, vy) * travel)
+    rgb = np.array(COLOURS[colour], dtype=np.float32)
+    out = np.empty((3, frames, size, size), dtype=np.float32)
+    for f in range(frames):
+        m = mask(shape, size, cx + vx * speed * f, cy + vy * speed * f, r)[None]
+        out[:, f] = BACKGROUND * (1 - m) + rgb[:, None, None] * m
+    return out * 2 - 1
+
+
+def batch(rng: np.random.Generator, n: int, frames: int = 8, size: int = 32):
+    """`n` random clips with their (colour, shape, direction) labels."""
+    combos = prompts()
+    labels = [combos[i] for i in rng.integers(0, len(combos), n)]
+    clips = np.stack([make_clip(rng, *lab, frames=frames, size=size) for lab in labels])
+    return clips, labels
