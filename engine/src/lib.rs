@@ -8,6 +8,7 @@
 //! - [`runtime`]: sessions that run a program with its checkpoint.
 
 pub mod delegate;
+pub mod diffusion;
 pub mod error;
 pub mod plan;
 pub mod program;
