@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod generate;
 mod inspect;
 mod run;
 
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate a video: a pipeline folder with prompt embeddings today (the embedded model follows).
+    Generate(generate::Args),
     /// Show what a safetensors checkpoint holds (a file, a sharded folder, an index, or an http(s) URL of any of
     /// these), or the plan of a program (program.json).
     Inspect(inspect::Args),
@@ -29,6 +32,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Generate(args) => pollster::block_on(generate::run(args)),
         Command::Inspect(args) => pollster::block_on(inspect::run(args)),
         Command::Bench(args) => bench::run(args),
         Command::Run(args) => pollster::block_on(run::run(args)),

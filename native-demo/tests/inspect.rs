@@ -175,3 +175,72 @@ fn run_and_inspect_a_program() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("version 2 is not supported") && err.lines().count() == 1, "{err}");
 }
+
+#[test]
+fn generate_writes_the_pipelines_video_as_a_gif() {
+    use kinema_engine::diffusion::{Pipeline, Request};
+    let dir = fixture("pipelines/wan_tiny");
+    let embeds = dir.join("golden.safetensors").display().to_string();
+    let tmp = TempDir::new("generate");
+    let gif_path = tmp.0.join("out.gif");
+    let out = kinema(&[
+        "generate",
+        "--pipeline",
+        &dir.display().to_string(),
+        "--prompt-embeds",
+        &embeds,
+        "--seed",
+        "7",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "-o",
+        &gif_path.display().to_string(),
+    ]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    // The same generation in-process, to compare the GIF's frames with.
+    let mut pipe = pollster::block_on(Pipeline::open(&dir, kinema_engine::runtime::Options::default())).unwrap();
+    let golden = pollster::block_on(kinema_engine::weights::Checkpoint::open(&embeds)).unwrap();
+    let read = |n: &str| {
+        let mut v = vec![0f32; golden.get(n).unwrap().info.numel() as usize];
+        pollster::block_on(golden.read_f32(n, &mut v)).unwrap();
+        v
+    };
+    let (pe, ne) = (read("prompt_embeds"), read("negative_prompt_embeds"));
+    let guidance = pipe.manifest.defaults.guidance;
+    let video = pollster::block_on(pipe.generate(Request {
+        prompt_embeds: &pe,
+        negative_embeds: Some(&ne),
+        latents: None,
+        seed: 7,
+        steps: 2,
+        guidance,
+        on_step: None,
+        cancel: None,
+    }))
+    .unwrap();
+    let mut opts = gif::DecodeOptions::new();
+    opts.set_color_output(gif::ColorOutput::RGBA);
+    let mut dec = opts.read_info(std::fs::File::open(&gif_path).unwrap()).unwrap();
+    let mut frames = 0;
+    let (mut sum, mut count) = (0f64, 0usize);
+    while let Some(frame) = dec.read_next_frame().unwrap() {
+        assert_eq!((frame.width, frame.height), (64, 64));
+        let plane = 64 * 64 * 3;
+        for (i, px) in frame.buffer.chunks_exact(4).enumerate() {
+            for c in 0..3 {
+                sum += (px[c] as f64 / 255.0 - video.rgb[frames * plane + i * 3 + c] as f64).abs();
+                count += 1;
+            }
+        }
+        frames += 1;
+    }
+    assert_eq!(frames, video.frames);
+    // 256-colour quantisation per frame: small mean error.
+    assert!(sum / (count as f64) < 0.03, "mean abs error {}", sum / count as f64);
+    // A prompt without a pipeline: one clear line until the embedded model lands.
+    let out = kinema(&["generate", "a red circle moving left"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not trained yet"));
+}
