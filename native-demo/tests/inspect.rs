@@ -229,8 +229,8 @@ fn generate_writes_the_pipelines_video_as_a_gif() {
         assert_eq!((frame.width, frame.height), (64, 64));
         let plane = 64 * 64 * 3;
         for (i, px) in frame.buffer.chunks_exact(4).enumerate() {
-            for c in 0..3 {
-                sum += (px[c] as f64 / 255.0 - video.rgb[frames * plane + i * 3 + c] as f64).abs();
+            for (c, &v) in px[..3].iter().enumerate() {
+                sum += (v as f64 / 255.0 - video.rgb[frames * plane + i * 3 + c] as f64).abs();
                 count += 1;
             }
         }
