@@ -77,6 +77,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--motion-weight", type=float, default=0.0,
+                    help="weight of an extra loss on frame-to-frame differences of the predicted x0")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -116,6 +118,11 @@ def main():
         xt = (1 - s)[:, None, None, None, None] * x0 + s[:, None, None, None, None] * noise
         pred = transformer(xt, s * 1000, text(ids, drop), return_dict=False)[0]
         loss = torch.mean((pred - (noise - x0)) ** 2)
+        if args.motion_weight > 0:
+            # x0 as the model predicts it, and its motion: differences between frames.
+            x0_pred = xt - s[:, None, None, None, None] * pred
+            d_pred, d_true = x0_pred.diff(dim=2), x0.diff(dim=2)
+            loss = loss + args.motion_weight * torch.mean((d_pred - d_true) ** 2)
         warm = min(1.0, (step + 1) / 300)
         for gr in opt.param_groups:
             gr["lr"] = args.lr * warm
