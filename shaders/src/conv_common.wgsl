@@ -1,5 +1,6 @@
 // What conv3d.wgsl and conv3d_sg8.wgsl share (lib.rs prepends it): the
-// parameters, the bindings, the input gather and the epilogue.
+// parameters, the bindings, the input gather and the epilogue (the
+// activations come from activation.wgsl, prepended before this file).
 //
 // The conv is an implicit GEMM per (batch, group): rows are output channels
 // of the group (c_out_g), columns are output positions (oD·oH·oW), and the
@@ -46,27 +47,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
-
-fn erf(v: f32) -> f32 {
-    // Abramowitz & Stegun 7.1.26: |error| < 1.5e-7.
-    let t = 1.0 / (1.0 + 0.3275911 * abs(v));
-    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-v * v);
-    return select(-y, y, v >= 0.0);
-}
-
-// 0 none, 1 relu, 2 silu, 3 gelu (tanh), 4 gelu (erf).
-fn activate(v: f32, kind: u32) -> f32 {
-    switch kind {
-        case 1u: { return max(v, 0.0); }
-        case 2u: { return v / (1.0 + exp(-v)); }
-        case 3u: {
-            let inner = 0.7978845608028654 * (v + 0.044715 * v * v * v);
-            return 0.5 * v * (1.0 + tanh(clamp(inner, -15.0, 15.0)));
-        }
-        case 4u: { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); }
-        default: { return v; }
-    }
-}
 
 // Where output position `pos` starts reading the input: (z, y, x) of its
 // kernel origin, which may lie in the padding (negative).

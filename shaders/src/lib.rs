@@ -1,7 +1,8 @@
 //! Kinema's WGSL kernels. Each kernel is a real `.wgsl` file beside this one,
 //! listed in [`CATALOG`] and validated by naga in `cargo test`; tile sizes are
 //! `override` constants that the GPU delegate sets per pipeline. WGSL has no
-//! `#include`: code several kernels share (`epilogue.wgsl`) is prepended here.
+//! `#include`: code several kernels share (`activation.wgsl`, `epilogue.wgsl`,
+//! `conv_common.wgsl`, `attention_common.wgsl`) is prepended here.
 
 /// A WGSL kernel: its name, source text, compute entry point, and the
 /// optional GPU feature it needs (every kernel that needs one has a twin
@@ -35,27 +36,30 @@ macro_rules! kernel {
 
 /// Batched matmul with transposed operands and a fused bias + activation
 /// epilogue, tiled through workgroup memory (the path for real GPUs).
-pub const MATMUL: Kernel = kernel!("matmul", "epilogue.wgsl");
+pub const MATMUL: Kernel = kernel!("matmul", "activation.wgsl", "epilogue.wgsl");
 
 /// The same matmul for adapters with 8-wide subgroups (lavapipe): rows of A
 /// shared with `subgroupBroadcast` instead of workgroup memory.
-pub const MATMUL_SG8: Kernel = Kernel { needs: Needs::Subgroups8, ..kernel!("matmul_sg8", "epilogue.wgsl") };
+pub const MATMUL_SG8: Kernel =
+    Kernel { needs: Needs::Subgroups8, ..kernel!("matmul_sg8", "activation.wgsl", "epilogue.wgsl") };
 
 /// conv3d (stride, padding before/after, dilation, groups, bias, activation)
 /// as an implicit GEMM tiled through workgroup memory.
-pub const CONV3D: Kernel = kernel!("conv3d", "conv_common.wgsl");
+pub const CONV3D: Kernel = kernel!("conv3d", "activation.wgsl", "conv_common.wgsl");
 
 /// conv3d for adapters with 8-wide subgroups (lavapipe).
-pub const CONV3D_SG8: Kernel = Kernel { needs: Needs::Subgroups8, ..kernel!("conv3d_sg8", "conv_common.wgsl") };
+pub const CONV3D_SG8: Kernel =
+    Kernel { needs: Needs::Subgroups8, ..kernel!("conv3d_sg8", "activation.wgsl", "conv_common.wgsl") };
 
 /// Flash attention (online softmax), self or cross, optional mask, causal.
-pub const ATTENTION: Kernel = kernel!("attention");
+pub const ATTENTION: Kernel = kernel!("attention", "attention_common.wgsl");
 
 /// Flash attention for adapters with 8-wide subgroups (lavapipe).
-pub const ATTENTION_SG8: Kernel = Kernel { needs: Needs::Subgroups8, ..kernel!("attention_sg8") };
+pub const ATTENTION_SG8: Kernel =
+    Kernel { needs: Needs::Subgroups8, ..kernel!("attention_sg8", "attention_common.wgsl") };
 
 /// Elementwise unary math (activations, exp, log, sqrt, …) after `x·a + b`.
-pub const UNARY: Kernel = kernel!("unary");
+pub const UNARY: Kernel = kernel!("unary", "activation.wgsl");
 
 /// Elementwise binary math with broadcasting (add, sub, mul, div, max, min, pow).
 pub const BINARY: Kernel = kernel!("binary");

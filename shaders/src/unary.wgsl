@@ -1,6 +1,6 @@
 // Elementwise unary math: out[i] = f(x[i] * a + b), one element per thread.
 // `op` picks f; the affine pre-step (a = 1, b = 0 for plain ops) lets scale
-// and shift fuse in.
+// and shift fuse in. (activation.wgsl is prepended.)
 
 struct Params {
     len: u32,
@@ -15,23 +15,11 @@ struct Params {
 
 override WG: u32 = 256u;
 
-fn erf(v: f32) -> f32 {
-    // Abramowitz & Stegun 7.1.26: |error| < 1.5e-7.
-    let t = 1.0 / (1.0 + 0.3275911 * abs(v));
-    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-v * v);
-    return select(-y, y, v >= 0.0);
-}
-
 // The codes of `delegate::Unary`.
 fn apply(v: f32, op: u32) -> f32 {
     switch op {
-        case 1u: { return max(v, 0.0); }                       // relu
-        case 2u: { return v / (1.0 + exp(-v)); }               // silu
-        case 3u: {                                             // gelu (tanh)
-            let inner = 0.7978845608028654 * (v + 0.044715 * v * v * v);
-            return 0.5 * v * (1.0 + tanh(clamp(inner, -15.0, 15.0)));
-        }
-        case 4u: { return 0.5 * v * (1.0 + erf(v * 0.7071067811865476)); } // gelu (erf)
+        // 1 relu, 2 silu, 3 gelu (tanh), 4 gelu (erf): the codes of activation.wgsl.
+        case 1u, 2u, 3u, 4u: { return activate(v, op); }
         case 5u: { return 1.0 / (1.0 + exp(-v)); }             // sigmoid
         case 6u: { return tanh(clamp(v, -15.0, 15.0)); }       // tanh
         case 7u: { return exp(v); }

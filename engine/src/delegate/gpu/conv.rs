@@ -59,8 +59,7 @@ pub fn prepack(spec: &Conv3d, w: &[f32]) -> Vec<f32> {
 }
 
 fn u32_of(spec: &Conv3d, v: usize) -> Result<u32> {
-    u32::try_from(v)
-        .map_err(|_| Error::Invalid(format!("conv3d {spec:?}: {v} does not fit the kernel's 32-bit indices")))
+    super::device::u32_of(&format!("conv3d {spec:?}"), v)
 }
 
 /// `out = act(conv3d(x, w) + bias)` on the GPU, weights in PyTorch's layout; see [`Conv3d`].

@@ -158,11 +158,10 @@ impl GpuDevice {
         let pipeline = self.pipeline(kernel, overrides).await?;
         let buffers: Vec<wgpu::Buffer> = inputs.iter().map(|x| self.upload(kernel.name, x)).collect();
         let out = self.output(kernel.name, out_len);
-        let params = self.uniform(kernel.name, params);
-        let mut bound: Vec<&wgpu::Buffer> = buffers.iter().collect();
-        bound.extend([&out, &params]);
+        let mut views: Vec<View> = buffers.iter().zip(inputs).map(|(b, x)| View::whole(b, x.len())).collect();
+        views.push(View::whole(&out, out_len));
         let mut commands = self.commands();
-        commands.dispatch(&pipeline, &bound, groups);
+        commands.dispatch_views(&pipeline, &views, params, groups);
         commands.submit();
         let result = self.read(&out, out_len).await;
         self.recycle(buffers.into_iter().chain([out]));
@@ -275,6 +274,11 @@ impl GpuDevice {
     }
 }
 
+/// `v` as a kernel index, refused when it does not fit in 32 bits.
+pub(crate) fn u32_of(what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Invalid(format!("{what}: {v} does not fit the kernels' 32-bit indices")))
+}
+
 /// Bytes for `len` f32, rounded up to a whole, non-empty number of vec4.
 fn padded(len: usize) -> u64 {
     (len.max(1).div_ceil(4) * 16) as u64
@@ -317,16 +321,6 @@ pub struct Commands<'d> {
 }
 
 impl Commands<'_> {
-    /// Records one dispatch of `pipeline` with `buffers` bound at 0, 1, 2, … of group 0.
-    pub fn dispatch(&mut self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer], groups: [u32; 3]) {
-        let entries: Vec<_> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
-            .collect();
-        self.dispatch_entries(pipeline, &entries, groups);
-    }
-
     /// Records one dispatch with `views` bound at 0, 1, …, then `params` as a uniform.
     pub fn dispatch_views<P: bytemuck::Pod>(
         &mut self,

@@ -2,6 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+pub(crate) use super::device::u32_of;
 use super::{Commands, GpuDevice, View};
 use crate::delegate::elementwise::{MAX_RANK, check_len};
 use crate::delegate::{Binary, Broadcast, Unary};
@@ -25,10 +26,6 @@ pub(crate) fn dims(what: &str, v: &[usize]) -> Result<[u32; MAX_RANK]> {
         *o = u32::try_from(x).map_err(|_| Error::Invalid(format!("{what}: {x} does not fit 32-bit indices")))?;
     }
     Ok(out)
-}
-
-pub(crate) fn u32_of(what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Invalid(format!("{what}: {v} does not fit 32-bit indices")))
 }
 
 /// `out[i] = f(x[i]·a + b)` on the GPU, in windows of at most one storage binding.

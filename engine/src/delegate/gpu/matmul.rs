@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::GpuDevice;
-use super::device::{Commands, View};
+use super::device::{Commands, View, u32_of};
 use crate::delegate::{Matmul, Operand};
 use crate::error::{Error, Result};
 
@@ -81,11 +81,6 @@ impl Tiles {
     fn overrides(&self) -> [(&'static str, f64); 3] {
         [("WG_M", self.wg_m as f64), ("WG_N", self.wg_n as f64), ("BK", self.bk as f64)]
     }
-}
-
-fn u32_of(what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v)
-        .map_err(|_| Error::Invalid(format!("matmul: {what} = {v} does not fit the kernel's 32-bit indices")))
 }
 
 /// Which matmul kernel, with which tiles.
