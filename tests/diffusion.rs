@@ -76,7 +76,11 @@ fn pipeline_matches_diffusers(device: kinema_engine::delegate::DeviceChoice) {
     use kinema_engine::runtime::Options;
     let dir = fixture("pipelines/wan_tiny");
     let golden = pollster::block_on(Checkpoint::open(dir.join("golden.safetensors").to_str().unwrap())).unwrap();
-    let mut pipe = pollster::block_on(Pipeline::open(&dir, Options { device, profile: false })).unwrap();
+    let mut pipe = pollster::block_on(Pipeline::open(
+        &kinema_engine::diffusion::Folder::Dir(dir.clone()),
+        Options { device, profile: false },
+    ))
+    .unwrap();
     let (pe, ne, lat) =
         (read(&golden, "prompt_embeds"), read(&golden, "negative_prompt_embeds"), read(&golden, "latents"));
     let mut seen = Vec::new();
@@ -89,6 +93,7 @@ fn pipeline_matches_diffusers(device: kinema_engine::delegate::DeviceChoice) {
         seed: 0,
         steps,
         guidance,
+        frames: None,
         on_step: Some(&mut on_step),
         cancel: None,
     }))
@@ -108,6 +113,7 @@ fn pipeline_matches_diffusers(device: kinema_engine::delegate::DeviceChoice) {
         seed: 42,
         steps: 2,
         guidance,
+        frames: None,
         on_step: None,
         cancel,
     };
@@ -128,4 +134,162 @@ fn wan_pipeline_matches_diffusers_on_the_cpu() {
 #[test]
 fn wan_pipeline_matches_diffusers_on_the_gpu() {
     pipeline_matches_diffusers(kinema_engine::delegate::DeviceChoice::Gpu);
+}
+
+// ---------------------------------------------------------------------------
+// The embedded model (models/wan-shapes, tools/train).
+
+fn embedded(device: kinema_engine::delegate::DeviceChoice) -> kinema_engine::diffusion::Pipeline {
+    use kinema_engine::diffusion::{Folder, Pipeline};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/wan-shapes");
+    pollster::block_on(Pipeline::open(&Folder::Dir(dir), kinema_engine::runtime::Options { device, profile: false }))
+        .unwrap()
+}
+
+fn generate(
+    pipe: &mut kinema_engine::diffusion::Pipeline,
+    pe: &[f32],
+    ne: &[f32],
+    latents: Option<&[f32]>,
+    seed: u64,
+    steps: usize,
+) -> kinema_engine::diffusion::Video {
+    let guidance = pipe.manifest.defaults.guidance;
+    pollster::block_on(pipe.generate(kinema_engine::diffusion::Request {
+        prompt_embeds: pe,
+        negative_embeds: Some(ne),
+        latents,
+        seed,
+        steps,
+        guidance,
+        frames: None,
+        on_step: None,
+        cancel: None,
+    }))
+    .unwrap()
+}
+
+/// The word table, guidance batched into one transformer run (the program has
+/// batch 2) and the Euler loop against diffusers' WanPipeline running the same
+/// model on the same embeddings and noise (tools/train/export.py).
+/// Tolerance: 1e-4 per pixel in [0, 1].
+fn embedded_matches_diffusers(device: kinema_engine::delegate::DeviceChoice) {
+    let golden =
+        pollster::block_on(Checkpoint::open(fixture("pipelines/wan_shapes_golden.safetensors").to_str().unwrap()))
+            .unwrap();
+    let meta = &golden.shards()[0].header.metadata;
+    let (prompt, steps) = (meta["prompt"].clone(), meta["steps"].parse::<usize>().unwrap());
+    let mut pipe = embedded(device);
+    let (pe, ne) = pipe.encode(&prompt).unwrap();
+    let (pe_want, ne_want) = (read(&golden, "prompt_embeds"), read(&golden, "negative_prompt_embeds"));
+    assert!(close(&pe, &pe_want, 0.0) <= 1e-7 && close(&ne, &ne_want, 0.0) <= 1e-7, "the word table's embeddings");
+    let video = generate(&mut pipe, &pe, &ne, Some(&read(&golden, "latents")), 0, steps);
+    let want = read(&golden, "video"); // [1, 3, F, H, W] in [-1, 1]
+    let plane = video.frames * video.height * video.width;
+    let mut err = 0f32;
+    for c in 0..3 {
+        for i in 0..plane {
+            let w = (want[c * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0);
+            err = err.max((video.rgb[i * 3 + c] - w).abs());
+        }
+    }
+    eprintln!("{device:?}: max abs pixel error {err:.3e} vs diffusers' WanPipeline ({prompt:?}, {steps} steps)");
+    assert!(err <= 1e-4, "{device:?}: {err}");
+}
+
+#[test]
+fn embedded_model_matches_diffusers_on_the_cpu() {
+    embedded_matches_diffusers(kinema_engine::delegate::DeviceChoice::Cpu);
+}
+
+#[test]
+fn embedded_model_matches_diffusers_on_the_gpu() {
+    embedded_matches_diffusers(kinema_engine::delegate::DeviceChoice::Gpu);
+}
+
+#[test]
+fn embedded_model_refuses_words_it_does_not_know() {
+    let pipe = embedded(kinema_engine::delegate::DeviceChoice::Cpu);
+    for (prompt, expect) in [
+        ("a purple circle moving left", "unknown word \"purple\""),
+        ("a red circle moving", "has 4 words"),
+        ("", "has 0 words"),
+        ("a red circle moving left now", "unknown word \"now\""),
+    ] {
+        let err = pipe.encode(prompt).unwrap_err().to_string();
+        assert!(err.contains(expect) && err.contains("red green blue yellow white"), "{prompt:?}: {err}");
+    }
+    // Case and spacing do not matter.
+    assert_eq!(pipe.encode("A  Red circle moving LEFT").unwrap(), pipe.encode("a red circle moving left").unwrap());
+}
+
+/// The checker reads clips drawn by hand: every colour, shape and direction.
+#[test]
+fn checker_reads_drawn_clips() {
+    use kinema_tests::checker::{DIRECTIONS, PALETTE, SHAPES, check, draw};
+    for (colour, _) in PALETTE {
+        for shape in SHAPES {
+            for direction in DIRECTIONS {
+                let start = match direction {
+                    "left" => (24.0, 14.0),
+                    "right" => (8.0, 17.0),
+                    "up" => (15.0, 24.0),
+                    _ => (16.5, 8.0),
+                };
+                let clip = draw(colour, shape, direction, 8, 32, start, 5.5, 2.0);
+                let seen = check(&clip, 8, 32, 32);
+                assert_eq!(
+                    (seen.colour, seen.shape, seen.direction),
+                    (Some(colour), Some(shape), Some(direction)),
+                    "{colour} {shape} {direction}"
+                );
+            }
+        }
+    }
+    let still = draw("red", "circle", "left", 8, 32, (16.0, 16.0), 5.0, 0.0);
+    assert_eq!(check(&still, 8, 32, 32).direction, None, "a shape that does not move");
+    let blank = vec![kinema_tests::checker::BACKGROUND; 8 * 32 * 32 * 3];
+    assert_eq!(check(&blank, 8, 32, 32).colour, None);
+}
+
+/// The embedded model does its job: every one of the 60 prompts
+/// "a {colour} {shape} moving {direction}", the model's default steps and
+/// guidance, seed = the prompt's index; the checker must see the right colour
+/// in ≥ 95% and the right colour and direction in ≥ 80% (shape is reported).
+/// Same seed → the same video.
+#[test]
+fn embedded_model_draws_what_the_prompt_says() {
+    use kinema_tests::checker::{DIRECTIONS, PALETTE, SHAPES, check};
+    let mut pipe = embedded(kinema_engine::delegate::DeviceChoice::Cpu);
+    let steps = pipe.manifest.defaults.steps;
+    let (mut colour, mut shape, mut both, mut n) = (0, 0, 0, 0);
+    let mut first = None;
+    for (c, _) in PALETTE {
+        for s in SHAPES {
+            for d in DIRECTIONS {
+                let prompt = format!("a {c} {s} moving {d}");
+                let (pe, ne) = pipe.encode(&prompt).unwrap();
+                let video = generate(&mut pipe, &pe, &ne, None, n, steps);
+                let seen = check(&video.rgb, video.frames, video.height, video.width);
+                eprintln!("{prompt:34} → {:?} {:?} {:?}", seen.colour, seen.shape, seen.direction);
+                colour += (seen.colour == Some(c)) as usize;
+                shape += (seen.shape == Some(s)) as usize;
+                both += (seen.colour == Some(c) && seen.direction == Some(d)) as usize;
+                if n == 0 {
+                    first = Some((pe, ne, video));
+                }
+                n += 1;
+            }
+        }
+    }
+    let pct = |k: usize| 100.0 * k as f64 / n as f64;
+    eprintln!(
+        "embedded model over {n} prompts: colour {:.0}%, colour and direction {:.0}%, shape {:.0}%",
+        pct(colour),
+        pct(both),
+        pct(shape)
+    );
+    let (pe, ne, video) = first.unwrap();
+    assert_eq!(generate(&mut pipe, &pe, &ne, None, 0, steps), video, "same seed, same video");
+    assert!(pct(colour) >= 95.0 && pct(both) >= 80.0, "colour {:.0}%, colour+direction {:.0}%", pct(colour), pct(both));
 }

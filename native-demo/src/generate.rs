@@ -1,31 +1,33 @@
 //! `kinema generate`: a prompt in, a video out.
 //!
-//! Today it runs a pipeline folder (`--pipeline DIR`: diffusers layout +
-//! programs + kinema.json) with prompt embeddings from a file
+//! Without `--pipeline` it runs the embedded default model (models/wan-shapes:
+//! its own word-table text encoder reads the prompt). With `--pipeline DIR` it
+//! runs a pipeline folder (diffusers layout + programs + kinema.json): its text
+//! encoder if it has one, else prompt embeddings from a file
 //! (`--prompt-embeds FILE.safetensors`, keys `prompt_embeds` and optionally
 //! `negative_prompt_embeds`) — the path for real Wan, whose umT5 text encoder
-//! is outside Kinema. The embedded default model with its own text encoder
-//! is being trained (tools/train); until it lands, a prompt without
-//! `--pipeline` is a clear error.
+//! is outside Kinema.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use kinema_engine::delegate::DeviceChoice;
-use kinema_engine::diffusion::{Pipeline, Request, Video};
+use kinema_engine::diffusion::{Folder, Pipeline, Request, Video};
 use kinema_engine::runtime::Options;
 use kinema_engine::weights::Checkpoint;
 use kinema_engine::{Error, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// What to generate (the embedded model's words; see --pipeline for real Wan).
+    /// What to generate, e.g. "a red circle moving left" (the embedded model's words).
     prompt: Option<String>,
-    /// A pipeline folder: diffusers layout plus Kinema's programs and kinema.json.
+    /// A pipeline folder (diffusers layout plus Kinema's programs and kinema.json) or
+    /// its http(s) URL; default: the embedded model.
     #[arg(long)]
-    pipeline: Option<PathBuf>,
+    pipeline: Option<String>,
     /// Prompt embeddings: a safetensors file with `prompt_embeds` [1, L, D] and
-    /// optionally `negative_prompt_embeds` (for guidance).
+    /// optionally `negative_prompt_embeds` (for pipelines without a text encoder).
     #[arg(long)]
     prompt_embeds: Option<PathBuf>,
     /// Denoising steps (default: the pipeline's).
@@ -37,12 +39,21 @@ pub struct Args {
     /// Seed of the initial noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where to write the animated GIF.
-    #[arg(long, short, default_value = "kinema.gif")]
-    output: PathBuf,
+    /// Video frames (default and, for now, only value: what the programs were exported for).
+    #[arg(long)]
+    frames: Option<usize>,
+    /// euler or unipc (default: the pipeline's scheduler_config.json), with the pipeline's shift.
+    #[arg(long)]
+    scheduler: Option<String>,
     /// gpu, cpu or auto (KINEMA_DEVICE overrides).
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Where to write the animated GIF.
+    #[arg(long, short, default_value = "kinema.gif")]
+    output: PathBuf,
+    /// Also write each frame as a PNG (frame_000.png, …) in this folder.
+    #[arg(long)]
+    frames_dir: Option<PathBuf>,
 }
 
 async fn tensor(ckpt: &Checkpoint, name: &str) -> Result<Vec<f32>> {
@@ -52,29 +63,59 @@ async fn tensor(ckpt: &Checkpoint, name: &str) -> Result<Vec<f32>> {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let (Some(dir), Some(embeds)) = (&args.pipeline, &args.prompt_embeds) else {
-        return Err(Error::Invalid(match &args.prompt {
-            Some(p) => format!(
-                "cannot generate {p:?}: the embedded default model is not trained yet (tools/train); \
-                 run a pipeline folder with --pipeline DIR --prompt-embeds FILE.safetensors"
-            ),
-            None => "give --pipeline DIR and --prompt-embeds FILE.safetensors".into(),
-        }));
-    };
     let device = DeviceChoice::from_env_or(args.device.parse()?)?;
+    let folder = match &args.pipeline {
+        Some(p) => Folder::at(p)?,
+        None => crate::embedded::folder(),
+    };
     let t0 = Instant::now();
-    let mut pipe = Pipeline::open(dir, Options { device, profile: false }).await?;
-    let embeds = Checkpoint::open(&embeds.display().to_string()).await?;
-    let pe = tensor(&embeds, "prompt_embeds").await?;
-    let ne = match embeds.get("negative_prompt_embeds") {
-        Ok(_) => Some(tensor(&embeds, "negative_prompt_embeds").await?),
-        Err(_) => None,
+    let mut pipe = Pipeline::open(&folder, Options { device, profile: false }).await?;
+    if let Some(kind) = &args.scheduler {
+        let config = pipe.scheduler().as_kind(kind)?;
+        pipe.set_scheduler(config);
+    }
+    let (pe, ne) = match (&args.prompt_embeds, &args.prompt, pipe.text_encoder()) {
+        (Some(file), _, _) => {
+            let embeds = Checkpoint::open(&file.display().to_string()).await?;
+            let ne = match embeds.get("negative_prompt_embeds") {
+                Ok(_) => Some(tensor(&embeds, "negative_prompt_embeds").await?),
+                Err(_) => None,
+            };
+            (tensor(&embeds, "prompt_embeds").await?, ne)
+        }
+        (None, Some(prompt), Some(_)) => {
+            let (pe, ne) = pipe.encode(prompt)?;
+            (pe, Some(ne))
+        }
+        (None, None, Some(t)) => {
+            return Err(Error::Invalid(format!(
+                "give a prompt, e.g. kinema generate {:?} (words: {})",
+                t.example,
+                t.vocabulary.join(" ")
+            )));
+        }
+        (None, _, None) => {
+            return Err(Error::Invalid(format!(
+                "{} has no text encoder: give --prompt-embeds FILE.safetensors",
+                folder.name()
+            )));
+        }
     };
     let steps = args.steps.unwrap_or(pipe.manifest.defaults.steps);
     let guidance = args.guidance.unwrap_or(pipe.manifest.defaults.guidance);
-    eprintln!("kinema: loaded {} in {:.2} s", dir.display(), t0.elapsed().as_secs_f64());
+    let load_s = t0.elapsed().as_secs_f64();
+    eprintln!("kinema: loaded {} in {load_s:.2} s; running on {}", folder.name(), pipe.device());
+
+    let bar = ProgressBar::new(steps as u64).with_style(
+        ProgressStyle::with_template("kinema: denoising {bar:30} {pos}/{len} steps {elapsed_precise} (eta {eta})")
+            .expect("a valid template"),
+    );
     let t1 = Instant::now();
-    let mut progress = |i: usize, n: usize| eprintln!("kinema: step {i}/{n} ({:.2} s)", t1.elapsed().as_secs_f64());
+    let mut denoise_s = 0.0;
+    let mut progress = |i: usize, _: usize| {
+        bar.set_position(i as u64);
+        denoise_s = t1.elapsed().as_secs_f64();
+    };
     let video = pipe
         .generate(Request {
             prompt_embeds: &pe,
@@ -83,36 +124,61 @@ pub async fn run(args: Args) -> Result<()> {
             seed: args.seed,
             steps,
             guidance,
+            frames: args.frames,
             on_step: Some(&mut progress),
             cancel: None,
         })
-        .await?;
+        .await;
+    bar.finish_and_clear();
+    let video = video?;
+    let decode_s = t1.elapsed().as_secs_f64() - denoise_s;
     write_gif(&args.output, &video)?;
+    if let Some(dir) = &args.frames_dir {
+        write_pngs(dir, &video)?;
+    }
     eprintln!(
-        "kinema: {} frames of {}×{} in {:.2} s → {}",
+        "kinema: {} frames of {}×{}: load {load_s:.2} s, denoise {denoise_s:.2} s ({steps} steps, {:.0} ms/step), \
+         decode {decode_s:.2} s → {}",
         video.frames,
         video.width,
         video.height,
-        t1.elapsed().as_secs_f64(),
+        denoise_s * 1e3 / steps as f64,
         args.output.display()
     );
     Ok(())
 }
 
+fn io_error(path: &std::path::Path) -> impl Fn(&dyn std::fmt::Display) -> Error + '_ {
+    move |e| Error::Io { file: path.display().to_string(), message: e.to_string() }
+}
+
 /// Writes `video` as a looping animated GIF (each frame quantised to 256 colours).
 pub fn write_gif(path: &std::path::Path, video: &Video) -> Result<()> {
-    let file = path.display().to_string();
-    let io = |e: &dyn std::fmt::Display| Error::Io { file: file.clone(), message: e.to_string() };
+    let io = io_error(path);
     let (w, h) = (u16::try_from(video.width).map_err(|e| io(&e))?, u16::try_from(video.height).map_err(|e| io(&e))?);
     let out = std::fs::File::create(path).map_err(|e| io(&e))?;
     let mut enc = gif::Encoder::new(std::io::BufWriter::new(out), w, h, &[]).map_err(|e| io(&e))?;
     enc.set_repeat(gif::Repeat::Infinite).map_err(|e| io(&e))?;
-    let plane = video.width * video.height * 3;
     for f in 0..video.frames {
-        let rgb: Vec<u8> = video.rgb[f * plane..][..plane].iter().map(|&x| (x * 255.0).round() as u8).collect();
-        let mut frame = gif::Frame::from_rgb_speed(w, h, &rgb, 10);
+        let mut frame = gif::Frame::from_rgb_speed(w, h, &video.rgb8(f), 10);
         frame.delay = (100 / video.fps.max(1)) as u16;
         enc.write_frame(&frame).map_err(|e| io(&e))?;
+    }
+    Ok(())
+}
+
+/// Writes each frame of `video` as `dir/frame_NNN.png` (8-bit RGB, lossless).
+pub fn write_pngs(dir: &std::path::Path, video: &Video) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir)(&e))?;
+    for f in 0..video.frames {
+        let path = dir.join(format!("frame_{f:03}.png"));
+        let io = io_error(&path);
+        let file = std::fs::File::create(&path).map_err(|e| io(&e))?;
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), video.width as u32, video.height as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().map_err(|e| io(&e))?;
+        writer.write_image_data(&video.rgb8(f)).map_err(|e| io(&e))?;
     }
     Ok(())
 }

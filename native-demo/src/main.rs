@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod embedded;
 mod generate;
 mod inspect;
 mod run;
@@ -18,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate a video: a pipeline folder with prompt embeddings today (the embedded model follows).
+    /// Generate a video from a prompt: the embedded model, or a pipeline folder (--pipeline).
     Generate(generate::Args),
     /// Show what a safetensors checkpoint holds (a file, a sharded folder, an index, or an http(s) URL of any of
     /// these), or the plan of a program (program.json).

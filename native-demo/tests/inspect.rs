@@ -200,7 +200,11 @@ fn generate_writes_the_pipelines_video_as_a_gif() {
     ]);
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     // The same generation in-process, to compare the GIF's frames with.
-    let mut pipe = pollster::block_on(Pipeline::open(&dir, kinema_engine::runtime::Options::default())).unwrap();
+    let mut pipe = pollster::block_on(Pipeline::open(
+        &kinema_engine::diffusion::Folder::Dir(dir.clone()),
+        kinema_engine::runtime::Options::default(),
+    ))
+    .unwrap();
     let golden = pollster::block_on(kinema_engine::weights::Checkpoint::open(&embeds)).unwrap();
     let read = |n: &str| {
         let mut v = vec![0f32; golden.get(n).unwrap().info.numel() as usize];
@@ -216,6 +220,7 @@ fn generate_writes_the_pipelines_video_as_a_gif() {
         seed: 7,
         steps: 2,
         guidance,
+        frames: None,
         on_step: None,
         cancel: None,
     }))

@@ -2,6 +2,7 @@
 //! safetensors builder for hand-made (often broken) files, and a tiny HTTP
 //! server with range support that logs every request.
 
+pub mod checker;
 pub mod server;
 
 use std::path::PathBuf;

@@ -42,7 +42,12 @@ def sample(transformer, text, ids, steps=20, guidance=4.0, seed=0) -> torch.Tens
     g = torch.Generator().manual_seed(seed)
     b = ids.shape[0]
     x = torch.randn(b, 3, FRAMES, SIZE, SIZE, generator=g)
-    sig = shifted(torch.linspace(1.0, 0.0, steps + 1))
+    # The sigmas of diffusers' FlowMatchEulerDiscreteScheduler(shift=SHIFT): what `kinema generate` runs.
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    sched = FlowMatchEulerDiscreteScheduler(shift=SHIFT)
+    sched.set_timesteps(steps)
+    sig = sched.sigmas.float()
     cond = text(ids)
     uncond = text(ids, drop=torch.ones(b, dtype=torch.bool))
     for i in range(steps):

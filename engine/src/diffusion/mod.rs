@@ -1,9 +1,14 @@
 //! The video diffusion loop: flow-matching schedulers ported from diffusers
-//! and matched step for step, and the text-to-video pipeline that drives the
-//! transformer and VAE programs with them.
+//! and matched step for step, the text-to-video pipeline that drives the
+//! transformer and VAE programs with them, the folders pipelines are read
+//! from, and the embedded model's word-table text encoder.
 
+pub mod folder;
 pub mod pipeline;
 pub mod scheduler;
+pub mod text;
 
+pub use folder::Folder;
 pub use pipeline::{Manifest, Pipeline, Request, Video};
 pub use scheduler::{Scheduler, SchedulerConfig};
+pub use text::WordTable;

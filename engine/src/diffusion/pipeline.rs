@@ -2,18 +2,21 @@
 //! `transformer/`, `vae/`, `scheduler/scheduler_config.json`, sharded
 //! safetensors) plus Kinema's exported programs and its `kinema.json`
 //! manifest. `generate` runs the denoising loop — the transformer for the
-//! conditional and the unconditional text, classifier-free guidance, the
-//! scheduler — then un-normalises the latents and decodes them with the VAE.
+//! conditional and the unconditional text (in one batch when the program was
+//! exported with batch 2), classifier-free guidance, the scheduler — then
+//! un-normalises the latents and decodes them with the VAE (pixel-space
+//! models, like the embedded one, have none).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
 
+use super::folder::Folder;
 use super::scheduler::{Scheduler, SchedulerConfig};
+use super::text::WordTable;
 use crate::error::{Error, Result};
-use crate::runtime::Session;
-#[cfg(not(target_arch = "wasm32"))]
-use crate::{program::Program, runtime::Options, weights::Checkpoint};
+use crate::program::Program;
+use crate::runtime::{Options, Session};
 
 /// `kinema.json`.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,7 +26,9 @@ pub struct Manifest {
     pub version: u32,
     pub architecture: String,
     pub transformer: Model,
-    pub vae_decoder: Model,
+    /// Absent for pixel-space models: the latents are the video in [-1, 1].
+    #[serde(default)]
+    pub vae_decoder: Option<Model>,
     pub scheduler: String,
     pub latent: Latent,
     pub video: VideoShape,
@@ -64,10 +69,18 @@ pub struct VideoShape {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Text {
-    /// "prompt_embeds": the caller gives embeddings (real Wan: umT5 is outside Kinema).
+    /// "prompt_embeds": the caller gives embeddings (real Wan: umT5 is outside
+    /// Kinema); "word_table": the model's own encoder ([`WordTable`]).
     pub kind: String,
     pub length: usize,
     pub dim: usize,
+    /// word_table: the table's checkpoint, its words, and a prompt it knows.
+    #[serde(default)]
+    pub weights: Option<String>,
+    #[serde(default)]
+    pub vocabulary: Vec<String>,
+    #[serde(default)]
+    pub example: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +101,9 @@ pub struct Request<'a> {
     pub seed: u64,
     pub steps: usize,
     pub guidance: f32,
+    /// Video frames; `None`: the pipeline's. The programs are exported for one
+    /// frame count, so another is a clear error.
+    pub frames: Option<usize>,
     /// Called after each denoising step with (steps done, steps).
     pub on_step: Option<&'a mut dyn FnMut(usize, usize)>,
     /// Set to stop between steps.
@@ -108,45 +124,94 @@ pub struct Pipeline {
     pub manifest: Manifest,
     scheduler: SchedulerConfig,
     transformer: Session,
-    vae: Session,
+    /// The transformer's batch: 2 runs cond and uncond together.
+    batch: usize,
+    vae: Option<Session>,
+    text: Option<WordTable>,
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn err(dir: &str, msg: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("{dir}: {msg}"))
+fn err(folder: &Folder, msg: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("{}: {msg}", folder.name()))
 }
 
 impl Pipeline {
-    /// Opens a pipeline folder.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub async fn open(dir: &std::path::Path, options: Options) -> Result<Pipeline> {
-        let name = dir.display().to_string();
-        let read = |rel: &str| -> Result<String> {
-            let p = dir.join(rel);
-            let meta = std::fs::metadata(&p).map_err(|e| Error::io(p.display().to_string(), e))?;
-            if meta.len() > 1 << 20 {
-                return Err(err(&name, format!("{rel} is over 1 MiB")));
-            }
-            std::fs::read_to_string(&p).map_err(|e| Error::io(p.display().to_string(), e))
-        };
-        let manifest: Manifest =
-            serde_json::from_str(&read("kinema.json")?).map_err(|e| err(&name, format!("kinema.json: {e}")))?;
+    /// Opens a pipeline folder (on disk, at a URL, or in memory).
+    pub async fn open(folder: &Folder, options: Options) -> Result<Pipeline> {
+        let manifest: Manifest = serde_json::from_str(&folder.read_text("kinema.json").await?)
+            .map_err(|e| err(folder, format!("kinema.json: {e}")))?;
         if manifest.format != "kinema.pipeline" || manifest.version != 1 {
-            return Err(err(&name, "kinema.json: format must be \"kinema.pipeline\", version 1"));
+            return Err(err(folder, "kinema.json: format must be \"kinema.pipeline\", version 1"));
         }
-        let l = &manifest.latent;
+        let (l, v) = (&manifest.latent, &manifest.video);
         if l.mean.len() != l.channels || l.std.len() != l.channels {
-            return Err(err(&name, "kinema.json: latent mean and std need one value per channel"));
+            return Err(err(folder, "kinema.json: latent mean and std need one value per channel"));
         }
-        let scheduler = SchedulerConfig::from_json(&read(&manifest.scheduler)?)?;
-        let session = |m: &Model| {
-            let program = Program::open(&dir.join(&m.program));
-            let weights = dir.join(&m.weights).display().to_string();
-            async move { Session::new(program?, Some(Checkpoint::open(&weights).await?), options).await }
+        if manifest.vae_decoder.is_none()
+            && (l.channels != 3 || (l.frames, l.height, l.width) != (v.frames, v.height, v.width))
+        {
+            return Err(err(
+                folder,
+                "kinema.json: without a VAE the latents must be the video: 3 channels, its frames and size",
+            ));
+        }
+        let scheduler = SchedulerConfig::from_json(&folder.read_text(&manifest.scheduler).await?)?;
+        let text = match manifest.text.kind.as_str() {
+            "prompt_embeds" => None,
+            "word_table" => {
+                let t = &manifest.text;
+                let weights =
+                    t.weights.as_deref().ok_or_else(|| err(folder, "kinema.json: a word_table needs \"weights\""))?;
+                let example = t.example.clone().unwrap_or_else(|| t.vocabulary.join(" "));
+                Some(
+                    WordTable::load(&folder.checkpoint(weights).await?, t.vocabulary.clone(), example, t.length, t.dim)
+                        .await?,
+                )
+            }
+            other => return Err(err(folder, format!("kinema.json: text kind {other:?} (prompt_embeds, word_table)"))),
         };
-        let transformer = session(&manifest.transformer).await?;
-        let vae = session(&manifest.vae_decoder).await?;
-        Ok(Pipeline { manifest, scheduler, transformer, vae })
+        let session = |m: Model| async move {
+            let program = Program::from_json(&folder.read_text(&m.program).await?)
+                .map_err(|e| err(folder, format!("{}: {e}", m.program)))?;
+            Session::new(program, Some(folder.checkpoint(&m.weights).await?), options).await
+        };
+        let transformer = session(manifest.transformer.clone()).await?;
+        let batch = transformer.program().shape("hidden_states").and_then(|s| s.first().copied()).unwrap_or(1);
+        if !(1..=2).contains(&batch) {
+            return Err(err(folder, format!("the transformer program has batch {batch} (1 or 2)")));
+        }
+        let vae = match manifest.vae_decoder.clone() {
+            Some(m) => Some(session(m).await?),
+            None => None,
+        };
+        Ok(Pipeline { manifest, scheduler, transformer, batch, vae, text })
+    }
+
+    /// Which delegate runs the transformer, and why.
+    pub fn device(&self) -> &str {
+        self.transformer.device()
+    }
+
+    /// The scheduler `generate` uses.
+    pub fn scheduler(&self) -> &SchedulerConfig {
+        &self.scheduler
+    }
+
+    /// Replaces the scheduler (e.g. [`SchedulerConfig::as_kind`] of the folder's).
+    pub fn set_scheduler(&mut self, config: SchedulerConfig) {
+        self.scheduler = config;
+    }
+
+    /// The model's own text encoder, if it has one.
+    pub fn text_encoder(&self) -> Option<&WordTable> {
+        self.text.as_ref()
+    }
+
+    /// Prompt and unconditional embeddings from the model's text encoder.
+    pub fn encode(&self, prompt: &str) -> Result<(Vec<f32>, Vec<f32>)> {
+        let t = self.text.as_ref().ok_or_else(|| {
+            Error::Invalid("this pipeline has no text encoder: give prompt embeddings (--prompt-embeds)".into())
+        })?;
+        Ok((t.encode(prompt)?, t.null().to_vec()))
     }
 
     /// The denoising loop and the decode.
@@ -160,23 +225,50 @@ impl Pipeline {
                 self.manifest.text.length, self.manifest.text.dim
             )));
         }
+        if let Some(f) = req.frames.filter(|&f| f != self.manifest.video.frames) {
+            return Err(Error::Invalid(format!(
+                "{f} frames: this pipeline's programs are exported for {} frames (export others with \
+                 `python -m kinema_export … --latent-shape`)",
+                self.manifest.video.frames
+            )));
+        }
+        if req.steps == 0 || req.steps > 1000 {
+            return Err(Error::Invalid(format!("{} steps (1–1000)", req.steps)));
+        }
+        if !req.guidance.is_finite() {
+            return Err(Error::Invalid("the guidance scale must be a finite number".into()));
+        }
         let mut latents = match req.latents {
             Some(x) if x.len() == n => x.to_vec(),
             Some(x) => return Err(Error::Invalid(format!("latents have {} values, expected {n}", x.len()))),
             None => crate::random::normal(n, req.seed),
         };
         let mut scheduler = Scheduler::new(&self.scheduler, req.steps)?;
-        let guided = req.guidance > 1.0 && req.negative_embeds.is_some();
+        let uncond = req.negative_embeds.filter(|_| req.guidance > 1.0);
         let mut on_step = req.on_step;
         for (i, &t) in scheduler.timesteps.clone().iter().enumerate() {
             if req.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                 return Err(Error::Invalid("generation cancelled".into()));
             }
-            let mut v = velocity(&mut self.transformer, &latents, t, req.prompt_embeds).await?;
-            if guided {
-                let u = velocity(&mut self.transformer, &latents, t, req.negative_embeds.expect("guided")).await?;
-                v.iter_mut().zip(&u).for_each(|(c, u)| *c = u + req.guidance * (*c - u));
-            }
+            let v = match (uncond, self.batch) {
+                (Some(u), 2) => {
+                    let both = self.velocity(&[&latents, &latents], t, &[req.prompt_embeds, u]).await?;
+                    let (c, u) = both.split_at(n);
+                    c.iter().zip(u).map(|(c, u)| u + req.guidance * (c - u)).collect()
+                }
+                (Some(u), _) => {
+                    let mut c = self.velocity(&[&latents], t, &[req.prompt_embeds]).await?;
+                    let u = self.velocity(&[&latents], t, &[u]).await?;
+                    c.iter_mut().zip(&u).for_each(|(c, u)| *c = u + req.guidance * (*c - u));
+                    c
+                }
+                (None, 2) => {
+                    let mut both = self.velocity(&[&latents, &latents], t, &[req.prompt_embeds; 2]).await?;
+                    both.truncate(n);
+                    both
+                }
+                (None, _) => self.velocity(&[&latents], t, &[req.prompt_embeds]).await?,
+            };
             latents = scheduler.step(&v, &latents)?;
             if let Some(f) = on_step.as_deref_mut() {
                 f(i + 1, req.steps);
@@ -187,9 +279,15 @@ impl Pipeline {
         for (c, chunk) in latents.chunks_mut(per_channel).enumerate() {
             chunk.iter_mut().for_each(|x| *x = *x * l.std[c] + l.mean[c]);
         }
-        let decoded = self.vae.run(&[("z", &latents)]).await?.swap_remove(0);
-        let [_, ch, f, h, w] = decoded.shape[..] else {
-            return Err(Error::Invalid(format!("the VAE decoder gave {:?}, not [1, 3, F, H, W]", decoded.shape)));
+        let (data, shape) = match &mut self.vae {
+            Some(vae) => {
+                let t = vae.run(&[("z", &latents)]).await?.swap_remove(0);
+                (t.data, t.shape)
+            }
+            None => (latents, vec![1, l.channels, l.frames, l.height, l.width]),
+        };
+        let [_, ch, f, h, w] = shape[..] else {
+            return Err(Error::Invalid(format!("the VAE decoder gave {shape:?}, not [1, 3, F, H, W]")));
         };
         if ch != 3 {
             return Err(Error::Invalid(format!("the VAE decoder gave {ch} channels")));
@@ -197,16 +295,41 @@ impl Pipeline {
         let plane = f * h * w;
         let mut rgb = vec![0f32; plane * 3];
         for c in 0..3 {
-            for (i, &x) in decoded.data[c * plane..][..plane].iter().enumerate() {
+            for (i, &x) in data[c * plane..][..plane].iter().enumerate() {
                 rgb[i * 3 + c] = (x / 2.0 + 0.5).clamp(0.0, 1.0);
             }
         }
         Ok(Video { frames: f, height: h, width: w, fps: self.manifest.video.fps, rgb })
     }
+
+    /// The transformer's prediction for each (latents, text) pair at timestep `t`,
+    /// concatenated; `latents.len()` is the program's batch.
+    async fn velocity(&mut self, latents: &[&[f32]], t: f32, embeds: &[&[f32]]) -> Result<Vec<f32>> {
+        let x = latents.concat();
+        let e = embeds.concat();
+        let ts = vec![t; latents.len()];
+        let inputs = [("hidden_states", &x[..]), ("timestep", &ts[..]), ("encoder_hidden_states", &e[..])];
+        Ok(self.transformer.run(&inputs).await?.swap_remove(0).data)
+    }
 }
 
-/// The transformer's prediction at `latents`, timestep `t`, text `embeds`.
-async fn velocity(transformer: &mut Session, latents: &[f32], t: f32, embeds: &[f32]) -> Result<Vec<f32>> {
-    let inputs = [("hidden_states", latents), ("timestep", &[t][..]), ("encoder_hidden_states", embeds)];
-    Ok(transformer.run(&inputs).await?.swap_remove(0).data)
+impl Video {
+    /// Frame `f` as RGBA bytes (for canvases and image encoders).
+    pub fn rgba8(&self, f: usize) -> Vec<u8> {
+        let plane = self.width * self.height * 3;
+        self.rgb[f * plane..][..plane]
+            .chunks_exact(3)
+            .flat_map(|p| [to_u8(p[0]), to_u8(p[1]), to_u8(p[2]), 255])
+            .collect()
+    }
+
+    /// Frame `f` as RGB bytes.
+    pub fn rgb8(&self, f: usize) -> Vec<u8> {
+        let plane = self.width * self.height * 3;
+        self.rgb[f * plane..][..plane].iter().map(|&x| to_u8(x)).collect()
+    }
+}
+
+fn to_u8(x: f32) -> u8 {
+    (x * 255.0).round().clamp(0.0, 255.0) as u8
 }

@@ -39,6 +39,32 @@ fn bad(msg: String) -> Error {
 }
 
 impl SchedulerConfig {
+    /// The same schedule shift under another sampler: `"euler"`
+    /// (FlowMatchEulerDiscrete) or `"unipc"` (UniPC, diffusers' Wan defaults:
+    /// order 2, bh2, lower-order final steps, final sigma zero).
+    pub fn as_kind(&self, kind: &str) -> Result<SchedulerConfig> {
+        let (num_train_timesteps, shift) = match *self {
+            SchedulerConfig::FlowMatchEuler { num_train_timesteps, shift } => (num_train_timesteps, shift),
+            SchedulerConfig::UniPc { num_train_timesteps, flow_shift, .. } => (num_train_timesteps, flow_shift),
+        };
+        match kind {
+            "euler" => Ok(SchedulerConfig::FlowMatchEuler { num_train_timesteps, shift }),
+            "unipc" => Ok(match self {
+                unipc @ SchedulerConfig::UniPc { .. } => unipc.clone(),
+                _ => SchedulerConfig::UniPc {
+                    num_train_timesteps,
+                    flow_shift: shift,
+                    solver_order: 2,
+                    solver_type: SolverType::Bh2,
+                    lower_order_final: true,
+                    final_sigma_zero: true,
+                    disable_corrector: Vec::new(),
+                },
+            }),
+            other => Err(Error::Invalid(format!("scheduler {other:?}: euler or unipc"))),
+        }
+    }
+
     /// Reads a diffusers `scheduler_config.json`.
     pub fn from_json(text: &str) -> Result<SchedulerConfig> {
         let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;

@@ -1,10 +1,11 @@
 """Export diffusers' Wan models to Kinema programs, referencing their weights.
 
-    python -m kinema_export wan <model_dir> --latent-shape C,F,H,W --text-len N -o <out_dir>
+    python -m kinema_export wan <model_dir> --latent-shape C,F,H,W --text-len N [--batch 2] -o <out_dir>
     python -m kinema_export wan-vae <vae_dir> --latent-shape C,F,H,W -o <out_dir>
 
-`wan` exports `WanTransformer3DModel` (inputs: hidden_states [1,C,F,H,W],
-timestep [1], encoder_hidden_states [1,N,text_dim]); `wan-vae` exports
+`wan` exports `WanTransformer3DModel` (inputs: hidden_states [B,C,F,H,W],
+timestep [B], encoder_hidden_states [B,N,text_dim]; B = --batch, 2 lets a
+pipeline run guidance's conditional and unconditional passes together); `wan-vae` exports
 `AutoencoderKLWan.decode` (input: z [1,C,F,H,W]). Either model directory is a
 diffusers folder (config.json + safetensors, sharded or not; a pipeline folder's
 `transformer/` or `vae/`); the program references its weights by key.
@@ -46,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("model_dir")
     ap.add_argument("--latent-shape", type=shape, required=True)
     ap.add_argument("--text-len", type=int, default=512)
+    ap.add_argument("--batch", type=int, choices=[1, 2], default=1, help="transformer batch (wan only)")
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -56,7 +58,8 @@ def main(argv=None) -> int:
 
             model = WanTransformer3DModel.from_pretrained(args.model_dir, torch_dtype=torch.float32).eval()
             text_dim = model.config.text_dim
-            inputs = (torch.randn(1, c, f, h, w), torch.tensor([500.0]), torch.randn(1, args.text_len, text_dim))
+            b = args.batch
+            inputs = (torch.randn(b, c, f, h, w), torch.full((b,), 500.0), torch.randn(b, args.text_len, text_dim))
             export_module(model, inputs, args.out, weights=args.model_dir, kwargs={"return_dict": False})
         else:
             from diffusers import AutoencoderKLWan

@@ -20,20 +20,116 @@ fn erf(x: f32) -> f32 {
     (if x >= 0.0 { 1.0 - r } else { r - 1.0 }) as f32
 }
 
+/// `e^x` to a few ulp, branch-free so loops over it vectorise; 0 below −87.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let c = x.clamp(-87.0, 88.0);
+    // n = round(x / ln 2) with the 1.5·2²³ trick (no SSE4.1 `round` needed);
+    // r = x − n·ln 2 in two parts (Cody–Waite), so r is exact to f32.
+    let n = (c * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let r = (c - n * 0.693_145_75) - n * 1.428_606_8e-6;
+    // e^r on [−ln2/2, ln2/2], Taylor to degree 7 (error < 1e-8).
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
+    let e = f32::from_bits((p.to_bits() as i32 + ((n as i32) << 23)) as u32);
+    if x < -87.0 { 0.0 } else { e }
+}
+
+/// `tanh x` through [`exp`] (absolute error < 1e-7), branch-free.
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    let e = exp(2.0 * x.clamp(-9.0, 9.0));
+    (e - 1.0) / (e + 1.0)
+}
+
+/// `1 / (1 + e^-x)`.
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
 /// Applies `act` to one value.
+#[inline(always)]
 pub fn apply(act: Activation, x: f32) -> f32 {
     match act {
         Activation::None => x,
         Activation::Relu => x.max(0.0),
-        Activation::Silu => x / (1.0 + (-x).exp()),
-        Activation::GeluTanh => 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x * x * x)).tanh()),
+        Activation::Silu => x * sigmoid(x),
+        Activation::GeluTanh => 0.5 * x * (1.0 + tanh(0.797_884_6 * (x + 0.044715 * x * x * x))),
         Activation::GeluErf => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+    }
+}
+
+/// `row[i] = act(row[i] + bias[i])` — a matmul or conv epilogue, one loop per
+/// activation so it vectorises (with AVX2 and FMA where the CPU has them).
+pub fn apply_row(act: Activation, row: &mut [f32], bias: Option<&[f32]>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        return unsafe { apply_row_avx2(act, row, bias) };
+    }
+    apply_row_portable(act, row, bias)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn apply_row_avx2(act: Activation, row: &mut [f32], bias: Option<&[f32]>) {
+    apply_row_portable(act, row, bias)
+}
+
+#[inline(always)]
+fn apply_row_portable(act: Activation, row: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+    }
+    match act {
+        Activation::None => {}
+        Activation::Relu => row.iter_mut().for_each(|v| *v = apply(Activation::Relu, *v)),
+        Activation::Silu => row.iter_mut().for_each(|v| *v = apply(Activation::Silu, *v)),
+        Activation::GeluTanh => row.iter_mut().for_each(|v| *v = apply(Activation::GeluTanh, *v)),
+        Activation::GeluErf => row.iter_mut().for_each(|v| *v = apply(Activation::GeluErf, *v)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_is_accurate() {
+        for i in -8700..=8800 {
+            let x = i as f32 / 100.0;
+            let (got, want) = (exp(x), (x as f64).exp());
+            assert!(((got as f64 - want) / want).abs() < 3e-7, "exp({x}) = {got}, want {want}");
+        }
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-100.0), 0.0);
+    }
+
+    #[test]
+    fn tanh_and_sigmoid_are_accurate() {
+        for i in -2000..=2000 {
+            let x = i as f32 / 100.0;
+            assert!((tanh(x) as f64 - (x as f64).tanh()).abs() < 1.5e-7, "tanh({x}) = {}", tanh(x));
+            let s = 1.0 / (1.0 + (-(x as f64)).exp());
+            assert!((sigmoid(x) as f64 - s).abs() < 1.5e-7, "sigmoid({x}) = {}", sigmoid(x));
+        }
+        assert_eq!((tanh(f32::INFINITY), tanh(f32::NEG_INFINITY)), (1.0, -1.0));
+    }
+
+    #[test]
+    fn rows_match_one_value_at_a_time() {
+        let xs: Vec<f32> = (0..37).map(|i| i as f32 * 0.37 - 6.0).collect();
+        let bias: Vec<f32> = (0..37).map(|i| (i % 5) as f32 * 0.1).collect();
+        for act in [Activation::None, Activation::Relu, Activation::Silu, Activation::GeluTanh, Activation::GeluErf] {
+            let mut row = xs.clone();
+            apply_row(act, &mut row, Some(&bias));
+            for ((got, x), b) in row.iter().zip(&xs).zip(&bias) {
+                assert!((got - apply(act, x + b)).abs() <= 1e-6, "{act:?}({x} + {b})");
+            }
+        }
+    }
 
     #[test]
     fn erf_known_values() {

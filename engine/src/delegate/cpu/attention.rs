@@ -5,6 +5,7 @@
 //! sgemm. No `q_len × kv_len` matrix is ever held: memory per thread is
 //! `BQ × (BK + head_dim)` floats.
 
+use super::activation::exp;
 use super::parallel;
 use crate::Result;
 use crate::delegate::Attention;
@@ -179,36 +180,9 @@ fn exp_shifted_portable(row: &mut [f32], shift: f32) -> f32 {
     acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
-/// `e^x` to a few ulp, branch-free so loops over it vectorise; 0 below −87.
-#[inline(always)]
-pub fn exp(x: f32) -> f32 {
-    let c = x.clamp(-87.0, 88.0);
-    // n = round(x / ln 2) with the 1.5·2²³ trick (no SSE4.1 `round` needed);
-    // r = x − n·ln 2 in two parts (Cody–Waite), so r is exact to f32.
-    let n = (c * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
-    let r = (c - n * 0.693_145_75) - n * 1.428_606_8e-6;
-    // e^r on [−ln2/2, ln2/2], Taylor to degree 7 (error < 1e-8).
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
-    let e = f32::from_bits((p.to_bits() as i32 + ((n as i32) << 23)) as u32);
-    if x < -87.0 { 0.0 } else { e }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_is_accurate() {
-        for i in -8700..=8800 {
-            let x = i as f32 / 100.0;
-            let (got, want) = (exp(x), (x as f64).exp());
-            assert!(((got as f64 - want) / want).abs() < 3e-7, "exp({x}) = {got}, want {want}");
-        }
-        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp(-100.0), 0.0);
-    }
 
     /// The definition: the whole score matrix, in f64.
     fn direct(spec: &Attention, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Vec<f32> {

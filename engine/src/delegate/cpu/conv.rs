@@ -163,8 +163,10 @@ unsafe fn gemm_chunk(spec: &Conv3d, w: &[f32], bias: Option<&[f32]>, chunk: &Chu
     for i in 0..m {
         // SAFETY: row i of the block: `cols` floats inside the output.
         let row = unsafe { std::slice::from_raw_parts_mut(block.add(i * positions), cols) };
-        let b = bias.map_or(0.0, |b| b[c0 + i]);
-        row.iter_mut().for_each(|v| *v = activation::apply(spec.activation, *v + b));
+        if let Some(b) = bias.map(|b| b[c0 + i]) {
+            row.iter_mut().for_each(|v| *v += b);
+        }
+        activation::apply_row(spec.activation, row, None);
     }
 }
 

@@ -12,7 +12,7 @@ pub fn unary_one(op: Unary, v: f32) -> f32 {
         Unary::Silu => activation::apply(Activation::Silu, v),
         Unary::GeluTanh => activation::apply(Activation::GeluTanh, v),
         Unary::GeluErf => activation::apply(Activation::GeluErf, v),
-        Unary::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+        Unary::Sigmoid => activation::sigmoid(v),
         Unary::Tanh => v.tanh(),
         Unary::Exp => v.exp(),
         Unary::Log => v.ln(),
@@ -29,7 +29,22 @@ pub fn unary_one(op: Unary, v: f32) -> f32 {
 
 /// `out[i] = f(x[i]·a + b)`.
 pub fn unary(op: Unary, x: &[f32], a: f32, b: f32) -> Vec<f32> {
-    x.iter().map(|&v| unary_one(op, v * a + b)).collect()
+    let act = match op {
+        Unary::Identity => Some(Activation::None),
+        Unary::Relu => Some(Activation::Relu),
+        Unary::Silu => Some(Activation::Silu),
+        Unary::GeluTanh => Some(Activation::GeluTanh),
+        Unary::GeluErf => Some(Activation::GeluErf),
+        _ => None,
+    };
+    match act {
+        Some(act) => {
+            let mut out: Vec<f32> = x.iter().map(|&v| v * a + b).collect();
+            activation::apply_row(act, &mut out, None);
+            out
+        }
+        None => x.iter().map(|&v| unary_one(op, v * a + b)).collect(),
+    }
 }
 
 /// `f(x, y)` for one pair.
@@ -50,29 +65,62 @@ pub fn binary(op: Binary, a: &[f32], a_shape: &[usize], b: &[f32], b_shape: &[us
     crate::delegate::elementwise::check_len("binary a", a_shape, a.len())?;
     crate::delegate::elementwise::check_len("binary b", b_shape, b.len())?;
     let bc = Broadcast::new(a_shape, b_shape)?;
-    let mut out = Vec::with_capacity(bc.len());
-    // The same-shape case is a zip; otherwise walk the output index.
-    if a_shape == b_shape {
-        out.extend(a.iter().zip(b).map(|(&x, &y)| binary_one(op, x, y)));
-        return Ok(out);
+    // One monomorphic loop per op, so the inner loops vectorise.
+    Ok(match op {
+        Binary::Add => broadcast(&bc, a, b, |x, y| x + y),
+        Binary::Sub => broadcast(&bc, a, b, |x, y| x - y),
+        Binary::Mul => broadcast(&bc, a, b, |x, y| x * y),
+        Binary::Div => broadcast(&bc, a, b, |x, y| x / y),
+        Binary::Max => broadcast(&bc, a, b, f32::max),
+        Binary::Min => broadcast(&bc, a, b, f32::min),
+        Binary::Pow => broadcast(&bc, a, b, f32::powf),
+    })
+}
+
+/// Dimensions merged where both operands step through them as one (their
+/// strides chain), so rows are as long as they can be.
+fn coalesce(shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<(usize, usize, usize)> {
+    let mut dims: Vec<(usize, usize, usize)> = Vec::with_capacity(shape.len());
+    for ((&n, &a), &b) in shape.iter().zip(sa).zip(sb) {
+        if n == 1 {
+            continue;
+        }
+        match dims.last_mut() {
+            Some(last) if last.1 == a * n && last.2 == b * n => *last = (last.0 * n, a, b),
+            _ => dims.push((n, a, b)),
+        }
     }
-    let rank = bc.shape.len();
-    let mut index = vec![0usize; rank];
+    if dims.is_empty() {
+        dims.push((1, 0, 0));
+    }
+    dims
+}
+
+fn broadcast(bc: &Broadcast, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+    let dims = coalesce(&bc.shape, &bc.a_strides, &bc.b_strides);
+    let (&(inner, ia_step, ib_step), outer) = dims.split_last().expect("at least one dimension");
+    let mut out = Vec::with_capacity(bc.len());
+    let mut index = vec![0usize; outer.len()];
     let (mut ia, mut ib) = (0usize, 0usize);
-    for _ in 0..bc.len() {
-        out.push(binary_one(op, a[ia], b[ib]));
-        // Odometer increment, keeping the operand offsets in step.
-        for d in (0..rank).rev() {
+    for _ in 0..bc.len() / inner {
+        match (ia_step, ib_step) {
+            (1, 1) => out.extend(a[ia..ia + inner].iter().zip(&b[ib..ib + inner]).map(|(&x, &y)| f(x, y))),
+            (1, 0) => out.extend(a[ia..ia + inner].iter().map(|&x| f(x, b[ib]))),
+            (0, 1) => out.extend(b[ib..ib + inner].iter().map(|&y| f(a[ia], y))),
+            _ => out.extend((0..inner).map(|i| f(a[ia + i * ia_step], b[ib + i * ib_step]))),
+        }
+        // Odometer over the outer dimensions, keeping the operand offsets in step.
+        for (d, &(n, sa, sb)) in outer.iter().enumerate().rev() {
             index[d] += 1;
-            ia += bc.a_strides[d];
-            ib += bc.b_strides[d];
-            if index[d] < bc.shape[d] {
+            ia += sa;
+            ib += sb;
+            if index[d] < n {
                 break;
             }
-            ia -= bc.a_strides[d] * index[d];
-            ib -= bc.b_strides[d] * index[d];
+            ia -= sa * n;
+            ib -= sb * n;
             index[d] = 0;
         }
     }
-    Ok(out)
+    out
 }

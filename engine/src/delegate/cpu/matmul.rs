@@ -77,11 +77,8 @@ fn gemm_block(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, block: 
             );
         }
     }
-    for row in c.chunks_exact_mut(spec.n) {
-        match bias {
-            Some(bias) => row.iter_mut().zip(bias).for_each(|(v, b)| *v = activation::apply(spec.activation, *v + b)),
-            None => row.iter_mut().for_each(|v| *v = activation::apply(spec.activation, *v)),
-        }
+    if bias.is_some() || spec.activation != crate::delegate::Activation::None {
+        c.chunks_exact_mut(spec.n).for_each(|row| activation::apply_row(spec.activation, row, bias));
     }
 }
 

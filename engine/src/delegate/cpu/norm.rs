@@ -1,7 +1,7 @@
 //! layer_norm, rms_norm, group_norm, softmax and reductions on the host
 //! (statistics accumulated in f64).
 
-use super::attention::exp;
+use super::activation::exp;
 use crate::Result;
 use crate::delegate::{Norm, NormKind, Reduce, ReduceOp, Softmax};
 

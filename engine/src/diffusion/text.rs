@@ -1,0 +1,98 @@
+//! Text conditioning. Real Wan takes umT5 embeddings from the caller
+//! (`prompt_embeds`); the embedded model carries its own tiny encoder: a
+//! learned word table plus position vectors, and a learned null sequence as
+//! the unconditional text for classifier-free guidance.
+//!
+//! Embedding of a prompt of words `w₀ … w_{L-1}`: row `i` is
+//! `words[id(wᵢ)] + positions[i]`, giving `[1, L, D]`.
+
+use crate::error::{Error, Result};
+use crate::weights::Checkpoint;
+
+/// A word-table text encoder (`text_encoder/model.safetensors`: `words`
+/// `[V, D]`, `positions` `[L, D]`, `null` `[L, D]`).
+#[derive(Debug, Clone)]
+pub struct WordTable {
+    pub vocabulary: Vec<String>,
+    /// A prompt the model knows, shown in errors.
+    pub example: String,
+    pub length: usize,
+    pub dim: usize,
+    words: Vec<f32>,
+    positions: Vec<f32>,
+    null: Vec<f32>,
+}
+
+impl WordTable {
+    /// Reads the table and checks it against the manifest's vocabulary and sizes.
+    pub async fn load(
+        ckpt: &Checkpoint,
+        vocabulary: Vec<String>,
+        example: String,
+        length: usize,
+        dim: usize,
+    ) -> Result<WordTable> {
+        if vocabulary.is_empty() || length == 0 || dim == 0 || length > 4096 || dim > 65536 {
+            return Err(Error::Invalid(format!(
+                "text encoder: vocabulary of {}, length {length}, dim {dim}",
+                vocabulary.len()
+            )));
+        }
+        let tensor = |name: &'static str, rows: usize| async move {
+            let t = ckpt.get(name)?;
+            if t.info.shape != [rows as u64, dim as u64] {
+                return Err(Error::Invalid(format!(
+                    "{}: {name} is {:?}, expected [{rows}, {dim}]",
+                    ckpt.name(),
+                    t.info.shape
+                )));
+            }
+            let mut v = vec![0f32; rows * dim];
+            ckpt.read_f32(name, &mut v).await?;
+            Ok(v)
+        };
+        let words = tensor("words", vocabulary.len()).await?;
+        let positions = tensor("positions", length).await?;
+        let null = tensor("null", length).await?;
+        let table = WordTable { vocabulary, example, length, dim, words, positions, null };
+        table.encode(&table.example.clone())?;
+        Ok(table)
+    }
+
+    /// `[1, length, dim]` for `prompt`; unknown words and wrong lengths are
+    /// errors that list the vocabulary.
+    pub fn encode(&self, prompt: &str) -> Result<Vec<f32>> {
+        let words: Vec<String> = prompt.split_whitespace().map(str::to_lowercase).collect();
+        let unknown: Vec<&str> = words.iter().filter(|w| !self.vocabulary.contains(w)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            return Err(Error::Invalid(format!(
+                "unknown word{} {} in {prompt:?}; the model knows: {} (e.g. {:?})",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.iter().map(|w| format!("{w:?}")).collect::<Vec<_>>().join(", "),
+                self.vocabulary.join(" "),
+                self.example
+            )));
+        }
+        if words.len() != self.length {
+            return Err(Error::Invalid(format!(
+                "{prompt:?} has {} words; the model reads prompts of {} words like {:?} (words: {})",
+                words.len(),
+                self.length,
+                self.example,
+                self.vocabulary.join(" ")
+            )));
+        }
+        let mut out = self.positions.clone();
+        for (i, w) in words.iter().enumerate() {
+            let id = self.vocabulary.iter().position(|v| v == w).expect("checked above");
+            let row = &self.words[id * self.dim..][..self.dim];
+            out[i * self.dim..][..self.dim].iter_mut().zip(row).for_each(|(o, x)| *o += x);
+        }
+        Ok(out)
+    }
+
+    /// The unconditional text `[1, length, dim]`.
+    pub fn null(&self) -> &[f32] {
+        &self.null
+    }
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Exports a training checkpoint (its EMA weights) as Kinema's embedded model:
+a pipeline folder in diffusers' layout plus the transformer program and
+kinema.json, which `kinema generate` embeds and `www/` serves.
+
+    python tools/train/export.py [--checkpoint tools/train/runs/main/checkpoint.pt] [-o models/wan-shapes]
+
+    models/wan-shapes/
+        kinema.json                      manifest: programs, latent = the video (pixel space), word table, defaults
+        model_index.json
+        transformer/                     config.json + diffusion_pytorch_model.safetensors (diffusers)
+        text_encoder/model.safetensors   words [V, D], positions [L, D], null [L, D]
+        scheduler/scheduler_config.json  FlowMatchEulerDiscreteScheduler, shift 2
+        programs/transformer/program.json  batch 2: guidance's two passes in one run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+from safetensors.torch import save_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tools", "export"))
+from data import VOCAB, prompt_text  # noqa: E402
+from kinema_export.__main__ import main as export  # noqa: E402
+from model import TEXT_DIM, TEXT_LEN, build  # noqa: E402
+from train import FRAMES, SHIFT, SIZE  # noqa: E402
+
+STEPS, GUIDANCE, FPS = 20, 4.0, 8
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", default=os.path.join(HERE, "runs", "main", "checkpoint.pt"))
+    ap.add_argument("-o", "--out", default=os.path.join(ROOT, "models", "wan-shapes"))
+    args = ap.parse_args()
+    ck = torch.load(args.checkpoint, weights_only=False)
+    transformer, text = build()
+    transformer.load_state_dict(ck["ema_transformer"])
+    text.load_state_dict(ck["ema_text"])
+    transformer.eval()
+
+    shutil.rmtree(args.out, ignore_errors=True)
+    os.makedirs(args.out)
+    transformer.save_pretrained(os.path.join(args.out, "transformer"))
+    os.makedirs(os.path.join(args.out, "text_encoder"))
+    save_file({"words": text.words.weight.detach().contiguous(), "positions": text.positions.detach().contiguous(),
+               "null": text.null.detach().contiguous()},
+              os.path.join(args.out, "text_encoder", "model.safetensors"),
+              metadata={"vocabulary": " ".join(VOCAB), "step": str(ck["step"])})
+    FlowMatchEulerDiscreteScheduler(shift=SHIFT).save_pretrained(os.path.join(args.out, "scheduler"))
+    with open(os.path.join(args.out, "model_index.json"), "w") as fh:
+        json.dump({"_class_name": "KinemaWordTablePipeline", "transformer": ["diffusers", "WanTransformer3DModel"],
+                   "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+                   "text_encoder": ["kinema", "WordTable"]}, fh, indent=2)
+    if export(["wan", os.path.join(args.out, "transformer"), "--latent-shape", f"3,{FRAMES},{SIZE},{SIZE}",
+               "--text-len", str(TEXT_LEN), "--batch", "2", "-o", os.path.join(args.out, "programs", "transformer")]):
+        return 1
+    manifest = {
+        "format": "kinema.pipeline",
+        "version": 1,
+        "architecture": "wan2.1-t2v, pixel space",
+        "transformer": {"program": "programs/transformer/program.json",
+                        "weights": "transformer/diffusion_pytorch_model.safetensors"},
+        "scheduler": "scheduler/scheduler_config.json",
+        "latent": {"channels": 3, "frames": FRAMES, "height": SIZE, "width": SIZE, "mean": [0.0] * 3,
+                   "std": [1.0] * 3},
+        "video": {"frames": FRAMES, "height": SIZE, "width": SIZE, "fps": FPS},
+        "text": {"kind": "word_table", "length": TEXT_LEN, "dim": TEXT_DIM,
+                 "weights": "text_encoder/model.safetensors", "vocabulary": VOCAB,
+                 "example": prompt_text("red", "circle", "left")},
+        "defaults": {"steps": STEPS, "guidance": GUIDANCE},
+    }
+    with open(os.path.join(args.out, "kinema.json"), "w") as fh:
+        json.dump(manifest, fh, indent=2)
+    golden(args.out, os.path.join(ROOT, "tests", "fixtures", "pipelines", "wan_shapes_golden.safetensors"))
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.out) for f in fs)
+    print(f"wrote {args.out} ({size / 1e6:.1f} MB) from step {ck['step']}")
+    return 0
+
+
+def golden(folder: str, out: str, prompt: str = "a yellow square moving up", steps: int = 6) -> None:
+    from diffusers import WanPipeline, WanTransformer3DModel
+    from safetensors.torch import load_file
+
+    from data import tokens
+
+    transformer = WanTransformer3DModel.from_pretrained(os.path.join(folder, "transformer")).eval()
+    table = load_file(os.path.join(folder, "text_encoder", "model.safetensors"))
+    ids = torch.tensor(tokens(prompt))
+    pe = (table["words"][ids] + table["positions"])[None]
+    ne = table["null"][None]
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(os.path.join(folder, "scheduler"))
+    pipe = WanPipeline(tokenizer=None, text_encoder=None, transformer=transformer, vae=None, scheduler=scheduler)
+    latents = torch.randn(1, 3, FRAMES, SIZE, SIZE, generator=torch.Generator().manual_seed(7))
+    # WanPipeline sizes latents by its VAE factors (8 spatial, 4 temporal); with
+    # the latents given and output_type="latent" they are only used for checks.
+    with torch.no_grad():
+        video = pipe(prompt_embeds=pe, negative_prompt_embeds=ne, latents=latents.clone(), num_inference_steps=steps,
+                     guidance_scale=GUIDANCE, height=SIZE * 8, width=SIZE * 8, num_frames=(FRAMES - 1) * 4 + 1,
+                     output_type="latent", return_dict=False)[0]
+    save_file({"prompt_embeds": pe.contiguous(), "negative_prompt_embeds": ne.contiguous(), "latents": latents,
+               "video": video.contiguous()}, out, metadata={"prompt": prompt, "steps": str(steps)})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
