@@ -293,3 +293,26 @@ fn embedded_model_draws_what_the_prompt_says() {
     assert_eq!(generate(&mut pipe, &pe, &ne, None, 0, steps), video, "same seed, same video");
     assert!(pct(colour) >= 95.0 && pct(both) >= 80.0, "colour {:.0}%, colour+direction {:.0}%", pct(colour), pct(both));
 }
+
+/// The tiny pipeline decodes chunk by chunk (kinema.json's `chunk_program`; the
+/// pipeline tests above check its video against diffusers' whole-clip decode);
+/// a chunk's arena does not depend on the clip's length, while the decoder
+/// exported for a whole clip plans every frame's activations: for 17 frames
+/// (5 latent frames) it needs more than either chunk program.
+#[test]
+fn chunked_vae_decode_needs_less_memory_than_the_whole_clip() {
+    use kinema_engine::program::Program;
+    use kinema_engine::runtime::{Options, Session};
+    let dir = fixture("pipelines/wan_tiny");
+    let arena = |rel: &str| {
+        let program = Program::open(&dir.join(rel)).unwrap();
+        let ckpt = pollster::block_on(Checkpoint::open(dir.join("vae").to_str().unwrap())).unwrap();
+        let options = Options { device: kinema_engine::delegate::DeviceChoice::Cpu, profile: false };
+        pollster::block_on(Session::new(program, Some(ckpt), options)).unwrap().arena_bytes()
+    };
+    let whole = arena("programs/vae_decoder_17_frames/program.json");
+    let first = arena("programs/vae_decoder_chunks/first/program.json");
+    let chunk = arena("programs/vae_decoder_chunks/chunk/program.json");
+    eprintln!("VAE decoder arena: whole 17-frame clip {whole} B, first chunk {first} B, each further chunk {chunk} B");
+    assert!(first.max(chunk) < whole, "{first} / {chunk} vs {whole}");
+}

@@ -31,7 +31,7 @@ ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools", "export"))
 from data import VOCAB, prompt_text  # noqa: E402
-from kinema_export.__main__ import main as export  # noqa: E402
+from kinema_export import export_module  # noqa: E402
 from model import TEXT_DIM, TEXT_LEN, build  # noqa: E402
 from train import FRAMES, SHIFT, SIZE  # noqa: E402
 
@@ -51,7 +51,7 @@ def main() -> int:
 
     shutil.rmtree(args.out, ignore_errors=True)
     os.makedirs(args.out)
-    transformer.save_pretrained(os.path.join(args.out, "transformer"))
+    transformer.wan.save_pretrained(os.path.join(args.out, "transformer"))
     os.makedirs(os.path.join(args.out, "text_encoder"))
     save_file({"words": text.words.weight.detach().contiguous(), "positions": text.positions.detach().contiguous(),
                "null": text.null.detach().contiguous()},
@@ -62,9 +62,11 @@ def main() -> int:
         json.dump({"_class_name": "KinemaWordTablePipeline", "transformer": ["diffusers", "WanTransformer3DModel"],
                    "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
                    "text_encoder": ["kinema", "WordTable"]}, fh, indent=2)
-    if export(["wan", os.path.join(args.out, "transformer"), "--latent-shape", f"3,{FRAMES},{SIZE},{SIZE}",
-               "--text-len", str(TEXT_LEN), "--batch", "2", "-o", os.path.join(args.out, "programs", "transformer")]):
-        return 1
+    # The coordinate channels are folded into the program as a constant; batch 2
+    # runs guidance's conditional and unconditional passes together.
+    example = (torch.randn(2, 3, FRAMES, SIZE, SIZE), torch.full((2,), 500.0), torch.randn(2, TEXT_LEN, TEXT_DIM))
+    export_module(transformer, example, os.path.join(args.out, "programs", "transformer"),
+                  weights=os.path.join(args.out, "transformer"), strip_prefix="wan.")
     manifest = {
         "format": "kinema.pipeline",
         "version": 1,
@@ -89,27 +91,28 @@ def main() -> int:
 
 
 def golden(folder: str, out: str, prompt: str = "a yellow square moving up", steps: int = 6) -> None:
-    from diffusers import WanPipeline, WanTransformer3DModel
+    from diffusers import WanTransformer3DModel
     from safetensors.torch import load_file
 
     from data import tokens
+    from model import CoordWan
 
-    transformer = WanTransformer3DModel.from_pretrained(os.path.join(folder, "transformer")).eval()
+    model = CoordWan(WanTransformer3DModel.from_pretrained(os.path.join(folder, "transformer"))).eval()
     table = load_file(os.path.join(folder, "text_encoder", "model.safetensors"))
     ids = torch.tensor(tokens(prompt))
     pe = (table["words"][ids] + table["positions"])[None]
     ne = table["null"][None]
     scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(os.path.join(folder, "scheduler"))
-    pipe = WanPipeline(tokenizer=None, text_encoder=None, transformer=transformer, vae=None, scheduler=scheduler)
+    scheduler.set_timesteps(steps)
     latents = torch.randn(1, 3, FRAMES, SIZE, SIZE, generator=torch.Generator().manual_seed(7))
-    # WanPipeline sizes latents by its VAE factors (8 spatial, 4 temporal); with
-    # the latents given and output_type="latent" they are only used for checks.
+    x = latents.clone()
     with torch.no_grad():
-        video = pipe(prompt_embeds=pe, negative_prompt_embeds=ne, latents=latents.clone(), num_inference_steps=steps,
-                     guidance_scale=GUIDANCE, height=SIZE * 8, width=SIZE * 8, num_frames=(FRAMES - 1) * 4 + 1,
-                     output_type="latent", return_dict=False)[0]
+        for t in scheduler.timesteps:
+            ts = t.expand(1).float()
+            v_c, v_u = model(x, ts, pe), model(x, ts, ne)
+            x = scheduler.step(v_u + GUIDANCE * (v_c - v_u), t, x, return_dict=False)[0]
     save_file({"prompt_embeds": pe.contiguous(), "negative_prompt_embeds": ne.contiguous(), "latents": latents,
-               "video": video.contiguous()}, out, metadata={"prompt": prompt, "steps": str(steps)})
+               "video": x.contiguous()}, out, metadata={"prompt": prompt, "steps": str(steps)})
 
 
 if __name__ == "__main__":

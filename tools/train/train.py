@@ -52,8 +52,8 @@ def sample(transformer, text, ids, steps=20, guidance=4.0, seed=0) -> torch.Tens
     uncond = text(ids, drop=torch.ones(b, dtype=torch.bool))
     for i in range(steps):
         t = sig[i].expand(b) * 1000
-        v_c = transformer(x, t, cond, return_dict=False)[0]
-        v_u = transformer(x, t, uncond, return_dict=False)[0]
+        v_c = transformer(x, t, cond)
+        v_u = transformer(x, t, uncond)
         v = v_u + guidance * (v_c - v_u)
         x = x + (sig[i + 1] - sig[i]) * v
     return x
@@ -121,7 +121,7 @@ def main():
         noise = torch.randn_like(x0)
         s = shifted(torch.rand(args.batch))
         xt = (1 - s)[:, None, None, None, None] * x0 + s[:, None, None, None, None] * noise
-        pred = transformer(xt, s * 1000, text(ids, drop), return_dict=False)[0]
+        pred = transformer(xt, s * 1000, text(ids, drop))
         loss = torch.mean((pred - (noise - x0)) ** 2)
         if args.motion_weight > 0:
             # x0 as the model predicts it, and its motion: differences between frames.

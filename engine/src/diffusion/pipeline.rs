@@ -43,6 +43,12 @@ pub struct Model {
     pub program: String,
     /// The checkpoint (file, sharded folder or index), relative to the folder.
     pub weights: String,
+    /// VAE decoders only: decode chunk by chunk — `program` turns latent frame 0
+    /// into the first video frames and the feature cache, this program each
+    /// further latent frame and the cache into the next frames and the cache
+    /// (`python -m kinema_export wan-vae-chunks`).
+    #[serde(default)]
+    pub chunk_program: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,8 +132,20 @@ pub struct Pipeline {
     transformer: Session,
     /// The transformer's batch: 2 runs cond and uncond together.
     batch: usize,
-    vae: Option<Session>,
+    vae: Option<Vae>,
     text: Option<WordTable>,
+}
+
+/// The VAE decoder: one program for the whole clip, or a first chunk and the rest.
+enum Vae {
+    Whole(Session),
+    Chunked { first: Session, chunk: Session },
+}
+
+/// Latent frame `f` of `[1, C, F, H, W]`, as `[1, C, 1, H, W]`.
+fn latent_frame(latents: &[f32], l: &Latent, f: usize) -> Vec<f32> {
+    let plane = l.height * l.width;
+    (0..l.channels).flat_map(|c| &latents[(c * l.frames + f) * plane..][..plane]).copied().collect()
 }
 
 fn err(folder: &Folder, msg: impl std::fmt::Display) -> Error {
@@ -169,18 +187,34 @@ impl Pipeline {
             }
             other => return Err(err(folder, format!("kinema.json: text kind {other:?} (prompt_embeds, word_table)"))),
         };
-        let session = |m: Model| async move {
-            let program = Program::from_json(&folder.read_text(&m.program).await?)
-                .map_err(|e| err(folder, format!("{}: {e}", m.program)))?;
-            Session::new(program, Some(folder.checkpoint(&m.weights).await?), options).await
+        let session = |program: String, weights: String| async move {
+            let parsed = Program::from_json(&folder.read_text(&program).await?)
+                .map_err(|e| err(folder, format!("{program}: {e}")))?;
+            Session::new(parsed, Some(folder.checkpoint(&weights).await?), options).await
         };
-        let transformer = session(manifest.transformer.clone()).await?;
+        let m = &manifest.transformer;
+        let transformer = session(m.program.clone(), m.weights.clone()).await?;
         let batch = transformer.program().shape("hidden_states").and_then(|s| s.first().copied()).unwrap_or(1);
         if !(1..=2).contains(&batch) {
             return Err(err(folder, format!("the transformer program has batch {batch} (1 or 2)")));
         }
         let vae = match manifest.vae_decoder.clone() {
-            Some(m) => Some(session(m).await?),
+            Some(Model { program, weights, chunk_program: None }) => Some(Vae::Whole(session(program, weights).await?)),
+            Some(Model { program, weights, chunk_program: Some(chunk) }) => {
+                let first = session(program, weights.clone()).await?;
+                let chunk = session(chunk, weights).await?;
+                let caches = chunk.program().inputs.len().saturating_sub(1);
+                if first.program().outputs.len() != caches + 1 {
+                    return Err(err(
+                        folder,
+                        format!(
+                            "the VAE's first chunk gives {} outputs, the chunk program takes {caches} cache inputs",
+                            first.program().outputs.len()
+                        ),
+                    ));
+                }
+                Some(Vae::Chunked { first, chunk })
+            }
             None => None,
         };
         Ok(Pipeline { manifest, scheduler, transformer, batch, vae, text })
@@ -279,24 +313,44 @@ impl Pipeline {
         for (c, chunk) in latents.chunks_mut(per_channel).enumerate() {
             chunk.iter_mut().for_each(|x| *x = *x * l.std[c] + l.mean[c]);
         }
-        let (data, shape) = match &mut self.vae {
-            Some(vae) => {
-                let t = vae.run(&[("z", &latents)]).await?.swap_remove(0);
-                (t.data, t.shape)
+        // Each decoded piece is [1, 3, f, h, w] in [-1, 1].
+        let pieces = match &mut self.vae {
+            Some(Vae::Whole(vae)) => vec![vae.run(&[("z", &latents)]).await?.swap_remove(0)],
+            Some(Vae::Chunked { first, chunk }) => {
+                let mut out = first.run(&[("z", &latent_frame(&latents, &l, 0))]).await?;
+                let mut pieces = vec![out.remove(0)];
+                let names: Vec<String> = (0..out.len()).map(|i| format!("cache_{i}")).collect();
+                for f in 1..l.frames {
+                    let z = latent_frame(&latents, &l, f);
+                    let mut inputs: Vec<(&str, &[f32])> = vec![("z", &z)];
+                    inputs.extend(names.iter().map(String::as_str).zip(out.iter().map(|t| &t.data[..])));
+                    let mut next = chunk.run(&inputs).await?;
+                    pieces.push(next.remove(0));
+                    out = next; // the cache for the next chunk; this chunk's is dropped
+                }
+                pieces
             }
-            None => (latents, vec![1, l.channels, l.frames, l.height, l.width]),
+            None => vec![crate::runtime::Tensor {
+                name: "latents".into(),
+                shape: vec![1, l.channels, l.frames, l.height, l.width],
+                data: latents,
+            }],
         };
-        let [_, ch, f, h, w] = shape[..] else {
-            return Err(Error::Invalid(format!("the VAE decoder gave {shape:?}, not [1, 3, F, H, W]")));
-        };
-        if ch != 3 {
-            return Err(Error::Invalid(format!("the VAE decoder gave {ch} channels")));
+        let (mut f, mut h, mut w) = (0, 0, 0);
+        for p in &pieces {
+            let [_, 3, pf, ph, pw] = p.shape[..] else {
+                return Err(Error::Invalid(format!("the VAE decoder gave {:?}, not [1, 3, F, H, W]", p.shape)));
+            };
+            if f > 0 && (ph, pw) != (h, w) {
+                return Err(Error::Invalid("the VAE decoder's chunks differ in size".into()));
+            }
+            (f, h, w) = (f + pf, ph, pw);
         }
-        let plane = f * h * w;
-        let mut rgb = vec![0f32; plane * 3];
-        for c in 0..3 {
-            for (i, &x) in data[c * plane..][..plane].iter().enumerate() {
-                rgb[i * 3 + c] = (x / 2.0 + 0.5).clamp(0.0, 1.0);
+        let mut rgb = Vec::with_capacity(f * h * w * 3);
+        for p in &pieces {
+            let plane = p.shape[2] * h * w;
+            for i in 0..plane {
+                rgb.extend((0..3).map(|c| (p.data[c * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0)));
             }
         }
         Ok(Video { frames: f, height: h, width: w, fps: self.manifest.video.fps, rgb })

@@ -2,11 +2,14 @@
 
     python -m kinema_export wan <model_dir> --latent-shape C,F,H,W --text-len N [--batch 2] -o <out_dir>
     python -m kinema_export wan-vae <vae_dir> --latent-shape C,F,H,W -o <out_dir>
+    python -m kinema_export wan-vae-chunks <vae_dir> --latent-shape C,F,H,W -o <out_dir>
 
 `wan` exports `WanTransformer3DModel` (inputs: hidden_states [B,C,F,H,W],
 timestep [B], encoder_hidden_states [B,N,text_dim]; B = --batch, 2 lets a
 pipeline run guidance's conditional and unconditional passes together); `wan-vae` exports
-`AutoencoderKLWan.decode` (input: z [1,C,F,H,W]). Either model directory is a
+`AutoencoderKLWan.decode` (input: z [1,C,F,H,W]); `wan-vae-chunks` exports
+the same decoder as `first/` and `chunk/` programs that decode one latent frame
+at a time with its feature cache (see wan_vae.py). Either model directory is a
 diffusers folder (config.json + safetensors, sharded or not; a pipeline folder's
 `transformer/` or `vae/`); the program references its weights by key.
 """
@@ -43,7 +46,7 @@ def shape(text: str) -> list[int]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kinema_export", description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", choices=["wan", "wan-vae"])
+    ap.add_argument("model", choices=["wan", "wan-vae", "wan-vae-chunks"])
     ap.add_argument("model_dir")
     ap.add_argument("--latent-shape", type=shape, required=True)
     ap.add_argument("--text-len", type=int, default=512)
@@ -61,6 +64,16 @@ def main(argv=None) -> int:
             b = args.batch
             inputs = (torch.randn(b, c, f, h, w), torch.full((b,), 500.0), torch.randn(b, args.text_len, text_dim))
             export_module(model, inputs, args.out, weights=args.model_dir, kwargs={"return_dict": False})
+        elif args.model == "wan-vae-chunks":
+            from diffusers import AutoencoderKLWan
+
+            from .wan_vae import export_chunks
+
+            vae = AutoencoderKLWan.from_pretrained(args.model_dir, torch_dtype=torch.float32).eval()
+            n = export_chunks(vae, args.latent_shape, args.out, args.model_dir)
+            print(f"kinema_export: {n} feature-cache entries")
+            print(f"kinema_export: wrote {args.out}/first/program.json and {args.out}/chunk/program.json")
+            return 0
         else:
             from diffusers import AutoencoderKLWan
 

@@ -93,6 +93,11 @@ class Lowering:
             t = self.known[arg]
             if not isinstance(t, torch.Tensor):
                 raise ExportError(f"{arg} is not a tensor")
+            if t.numel() > 64 and t.dim() > 0 and bool((t == t.flatten()[0]).all()):
+                # One value everywhere (zeros, ones): a scalar broadcast by the runtime.
+                one = self.constant(t.flatten()[:1].reshape([1] * t.dim()), "const")
+                self.names[arg] = self.emit("expand", [one], {"shape": list(t.shape)}, _path(arg))[0]
+                return self.names[arg]
             if t.numel() > MAX_INLINE:
                 raise ExportError(f"folded constant {arg} has {t.numel()} elements (limit {MAX_INLINE})")
             self.names[arg] = self.constant(t, "const")
@@ -393,6 +398,12 @@ class Lowering:
             return False
         if node.target in (aten.empty_like.default, aten.slice_scatter.default):
             return False
+        # A broadcast of a constant stays an op: folding it would write every
+        # repeated value into the program (e.g. coordinate grids).
+        if node.target == aten.expand.default:
+            src = node.args[0]
+            if isinstance(src, torch.fx.Node) and _numel(node) > self.known[src].numel():
+                return False
         sub = lambda v: self.known[v] if isinstance(v, torch.fx.Node) else v  # noqa: E731
         args = torch.fx.node.map_aggregate(node.args, sub)
         kwargs = torch.fx.node.map_aggregate(node.kwargs, sub)
@@ -504,16 +515,22 @@ def _checkpoint_keys(path: str) -> set[str]:
     return keys
 
 
+def _numel(node) -> int:
+    val = node.meta.get("val")
+    return val.numel() if isinstance(val, torch.Tensor) else 0
+
+
 def export_module(module: torch.nn.Module, example_inputs: tuple, out_dir: str, *, weights: str | None = None,
-                  kwargs: dict | None = None, strip_prefix: str = "") -> dict:
+                  kwargs: dict | None = None, strip_prefix: str = "", input_names: list[str] | None = None) -> dict:
     """Exports `module` to `out_dir/program.json` (and `weights.safetensors`
     unless `weights` names an existing checkpoint, whose keys are checked).
     Inputs are named after `forward`'s parameters; `kwargs` are fixed
     non-tensor arguments (e.g. `{"return_dict": False}`); `strip_prefix` is
     removed from parameter keys (a wrapper's attribute name, so keys match the
-    wrapped model's checkpoint)."""
+    wrapped model's checkpoint); `input_names` overrides the names taken from
+    `forward`'s signature (needed when an argument is a list of tensors)."""
     module = module.eval()
-    names = [p for p in inspect.signature(module.forward).parameters if p not in ("self",)]
+    names = input_names or [p for p in inspect.signature(module.forward).parameters if p not in ("self",)]
     with torch.no_grad():
         ep = torch.export.export(module, tuple(example_inputs), kwargs=kwargs or {})
         # Functional form (in-place slice writes become slice_scatter), nothing decomposed.

@@ -26,13 +26,17 @@ pub fn exp(x: f32) -> f32 {
     let c = x.clamp(-87.0, 88.0);
     // n = round(x / ln 2) with the 1.5·2²³ trick (no SSE4.1 `round` needed);
     // r = x − n·ln 2 in two parts (Cody–Waite), so r is exact to f32.
-    let n = (c * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let t = c * std::f32::consts::LOG2_E + 12_582_912.0;
+    let n = t - 12_582_912.0;
+    // n as an integer, read from t's low mantissa bits (no float→int conversion,
+    // whose saturating semantics keep loops from vectorising).
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
     let r = (c - n * 0.693_145_75) - n * 1.428_606_8e-6;
     // e^r on [−ln2/2, ln2/2], Taylor to degree 7 (error < 1e-8).
     let p = 1.0
         + r * (1.0
             + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
-    let e = f32::from_bits((p.to_bits() as i32 + ((n as i32) << 23)) as u32);
+    let e = f32::from_bits((p.to_bits() as i32).wrapping_add(ni << 23) as u32);
     if x < -87.0 { 0.0 } else { e }
 }
 
