@@ -66,8 +66,8 @@ done
 fixtures_url="$(head -n1 "$server_out")"
 [ -n "$fixtures_url" ] || { echo "fixture-server did not start" >&2; exit 1; }
 KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
-    cargo test --target wasm32-unknown-unknown -p kinema-engine --test web_fetch --test web_kernels --test web_program --locked
+    cargo test --target wasm32-unknown-unknown -p kinema-engine --test web_fetch --test web_kernels --test web_program --test web_pipeline --locked
 KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
-    cargo test --target wasm32-unknown-unknown -p kinema-web --test inspect --locked
+    cargo test --target wasm32-unknown-unknown -p kinema-web --test inspect --test generate --locked
 
 step "all passed"

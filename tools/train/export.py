@@ -90,7 +90,7 @@ def main() -> int:
     return 0
 
 
-def golden(folder: str, out: str, prompt: str = "a yellow square moving up", steps: int = 6) -> None:
+def golden(folder: str, out: str, prompt: str = "a yellow square moving up", steps: int = 3) -> None:
     from diffusers import WanTransformer3DModel
     from safetensors.torch import load_file
 

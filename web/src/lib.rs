@@ -1,8 +1,10 @@
 //! Kinema in the browser. This crate is the wasm-bindgen API of the `kinema`
-//! npm package; today it exposes checkpoint inspection over HTTP range
-//! requests, and grows with the runtime and the pipeline.
+//! npm package: checkpoint inspection over HTTP range requests, and text-to-video
+//! pipelines (`Kinema.create`, `loadPipeline`, `generate`) on WebGPU or the
+//! CPU delegate compiled to wasm32.
 
 use kinema_engine::weights::Checkpoint;
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 /// Opens the safetensors checkpoint at `url` (a file, an index, or a folder)
@@ -24,4 +26,168 @@ pub async fn inspect_checkpoint(url: String) -> Result<String, JsError> {
         })
         .collect();
     Ok(serde_json::json!({"tensors": tensors, "total_bytes": ckpt.total_bytes()}).to_string())
+}
+
+// ---------------------------------------------------------------------------
+// Pipelines: `Kinema.create` → `loadPipeline(url)` → `generate({...})`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kinema_engine::delegate::DeviceChoice;
+use kinema_engine::diffusion::{Folder, Pipeline, Request};
+use kinema_engine::runtime::Options;
+
+fn js_error(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// `obj[key]`, or undefined when `obj` is not an object.
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    if obj.is_object() {
+        js_sys::Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    } else {
+        JsValue::UNDEFINED
+    }
+}
+
+fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) {
+    js_sys::Reflect::set(obj, &JsValue::from_str(key), &value.into()).expect("setting a property of a new object");
+}
+
+/// A number option: absent → `None`; present, it must be a finite number ≥ 0.
+fn number(options: &JsValue, key: &str) -> Result<Option<f64>, JsError> {
+    let v = get(options, key);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    match v.as_f64() {
+        Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+        _ => Err(JsError::new(&format!("{key} must be a finite number ≥ 0"))),
+    }
+}
+
+/// The engine: which delegate runs (WebGPU when the browser gives an adapter).
+#[wasm_bindgen]
+pub struct Kinema {
+    device: DeviceChoice,
+    adapter: String,
+}
+
+#[wasm_bindgen]
+impl Kinema {
+    /// `await Kinema.create({ device: "auto" | "gpu" | "cpu" })`: "auto" uses
+    /// WebGPU when `navigator.gpu` gives an adapter, else the CPU delegate.
+    pub async fn create(options: JsValue) -> Result<Kinema, JsError> {
+        let asked = get(&options, "device").as_string().unwrap_or_else(|| "auto".into());
+        let choice: DeviceChoice = asked.parse().map_err(js_error)?;
+        let (gpu, adapter) = choice.open().await.map_err(js_error)?;
+        let device = if gpu.is_some() { DeviceChoice::Gpu } else { DeviceChoice::Cpu };
+        Ok(Kinema { device, adapter })
+    }
+
+    /// "gpu" or "cpu".
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> String {
+        if self.device == DeviceChoice::Gpu { "gpu" } else { "cpu" }.into()
+    }
+
+    /// The adapter (or CPU delegate) that runs, and why.
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.adapter.clone()
+    }
+
+    /// `await kinema.loadPipeline(url)`: reads `kinema.json` at `url` and
+    /// opens its programs and checkpoints with HTTP range requests.
+    #[wasm_bindgen(js_name = loadPipeline)]
+    pub async fn load_pipeline(&self, url: String) -> Result<KinemaPipeline, JsError> {
+        let folder = Folder::at(&url).map_err(js_error)?;
+        let pipe = Pipeline::open(&folder, Options { device: self.device, profile: false }).await.map_err(js_error)?;
+        Ok(KinemaPipeline { inner: Rc::new(RefCell::new(pipe)) })
+    }
+}
+
+/// A loaded pipeline.
+#[wasm_bindgen]
+pub struct KinemaPipeline {
+    inner: Rc<RefCell<Pipeline>>,
+}
+
+#[wasm_bindgen]
+impl KinemaPipeline {
+    /// The words the model's text encoder knows (empty for embeddings-only pipelines).
+    #[wasm_bindgen(getter)]
+    pub fn vocabulary(&self) -> Vec<String> {
+        self.inner.borrow().text_encoder().map(|t| t.vocabulary.clone()).unwrap_or_default()
+    }
+
+    /// A prompt the model knows.
+    #[wasm_bindgen(getter)]
+    pub fn example(&self) -> String {
+        self.inner.borrow().text_encoder().map(|t| t.example.clone()).unwrap_or_default()
+    }
+
+    /// The default number of denoising steps.
+    #[wasm_bindgen(getter, js_name = defaultSteps)]
+    pub fn default_steps(&self) -> usize {
+        self.inner.borrow().manifest.defaults.steps
+    }
+
+    /// `await pipeline.generate({ prompt, steps, guidance, seed, onStep, signal })`
+    /// → `{ width, height, fps, frames: Uint8ClampedArray[] }` (RGBA).
+    /// `onStep(done, total)` is called after every step; an aborted `signal`
+    /// stops between steps with an Error.
+    // The borrow is held across the loop's awaits on purpose: a second
+    // `generate` on the same pipeline meanwhile gets a clear error (try_borrow_mut).
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub async fn generate(&self, options: JsValue) -> Result<JsValue, JsError> {
+        let inner = self.inner.clone();
+        let mut pipe = inner
+            .try_borrow_mut()
+            .map_err(|_| JsError::new("this pipeline is already generating; wait for it or load another"))?;
+        let prompt = get(&options, "prompt").as_string().ok_or_else(|| JsError::new("give a prompt (a string)"))?;
+        let (pe, ne) = pipe.encode(&prompt).map_err(js_error)?;
+        let steps = number(&options, "steps")?.map_or(pipe.manifest.defaults.steps, |s| s as usize);
+        let guidance = number(&options, "guidance")?.map_or(pipe.manifest.defaults.guidance, |g| g as f32);
+        let seed = number(&options, "seed")?.map_or(0, |s| s as u64);
+        let frames = number(&options, "frames")?.map(|f| f as usize);
+        let on_step = get(&options, "onStep").dyn_into::<js_sys::Function>().ok();
+        let signal = get(&options, "signal");
+        let aborted = || get(&signal, "aborted").as_bool() == Some(true);
+        let cancel = AtomicBool::new(aborted());
+        let mut progress = |i: usize, n: usize| {
+            if let Some(f) = &on_step {
+                let _ = f.call2(&JsValue::NULL, &JsValue::from(i as u32), &JsValue::from(n as u32));
+            }
+            if aborted() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        };
+        let video = pipe
+            .generate(Request {
+                prompt_embeds: &pe,
+                negative_embeds: Some(&ne),
+                latents: None,
+                seed,
+                steps,
+                guidance,
+                frames,
+                on_step: Some(&mut progress),
+                cancel: Some(&cancel),
+            })
+            .await
+            .map_err(js_error)?;
+        let out = js_sys::Object::new();
+        set(&out, "width", video.width as u32);
+        set(&out, "height", video.height as u32);
+        set(&out, "fps", video.fps);
+        let list = js_sys::Array::new();
+        for f in 0..video.frames {
+            list.push(&js_sys::Uint8ClampedArray::from(&video.rgba8(f)[..]));
+        }
+        set(&out, "frames", list);
+        Ok(out.into())
+    }
 }

@@ -138,8 +138,8 @@ pub struct Pipeline {
 
 /// The VAE decoder: one program for the whole clip, or a first chunk and the rest.
 enum Vae {
-    Whole(Session),
-    Chunked { first: Session, chunk: Session },
+    Whole(Box<Session>),
+    Chunked { first: Box<Session>, chunk: Box<Session> },
 }
 
 /// Latent frame `f` of `[1, C, F, H, W]`, as `[1, C, 1, H, W]`.
@@ -199,7 +199,9 @@ impl Pipeline {
             return Err(err(folder, format!("the transformer program has batch {batch} (1 or 2)")));
         }
         let vae = match manifest.vae_decoder.clone() {
-            Some(Model { program, weights, chunk_program: None }) => Some(Vae::Whole(session(program, weights).await?)),
+            Some(Model { program, weights, chunk_program: None }) => {
+                Some(Vae::Whole(Box::new(session(program, weights).await?)))
+            }
             Some(Model { program, weights, chunk_program: Some(chunk) }) => {
                 let first = session(program, weights.clone()).await?;
                 let chunk = session(chunk, weights).await?;
@@ -213,7 +215,7 @@ impl Pipeline {
                         ),
                     ));
                 }
-                Some(Vae::Chunked { first, chunk })
+                Some(Vae::Chunked { first: Box::new(first), chunk: Box::new(chunk) })
             }
             None => None,
         };

@@ -1,0 +1,94 @@
+//! The npm package's pipeline API in headless Chromium: `Kinema.create`,
+//! `loadPipeline` on the embedded model served by the fixture server, and
+//! `generate` — its RGBA frames equal the engine's own video for the same
+//! seed (which tests/diffusion.rs and engine/tests/web_pipeline.rs check
+//! against PyTorch), errors come back as JS Errors, and an aborted signal stops.
+#![cfg(target_arch = "wasm32")]
+
+use kinema_engine::delegate::DeviceChoice;
+use kinema_engine::diffusion::{Folder, Pipeline, Request};
+use kinema_engine::runtime::Options;
+use kinema_web::Kinema;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn base() -> &'static str {
+    match option_env!("KINEMA_FIXTURES_URL") {
+        Some(url) => url,
+        None => panic!("build with KINEMA_FIXTURES_URL set to the fixture server (scripts/test.sh does)"),
+    }
+}
+
+fn options(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = js_sys::Object::new();
+    for (k, v) in pairs {
+        js_sys::Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
+    }
+    o.into()
+}
+
+fn message(e: wasm_bindgen::JsError) -> String {
+    let v: JsValue = e.into();
+    v.dyn_into::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default()
+}
+
+#[wasm_bindgen_test]
+async fn generate_gives_the_engines_frames_and_clear_errors() {
+    let url = format!("{}models/wan-shapes", base());
+    let kinema = Kinema::create(options(&[("device", "cpu".into())])).await.unwrap();
+    assert_eq!(kinema.device(), "cpu");
+    let pipe = kinema.load_pipeline(url.clone()).await.unwrap();
+    assert!(pipe.vocabulary().contains(&"triangle".to_string()));
+    let prompt = "a green triangle moving down";
+    let (steps, seed) = (2usize, 5u64);
+    let out = pipe
+        .generate(options(&[
+            ("prompt", prompt.into()),
+            ("steps", (steps as f64).into()),
+            ("seed", (seed as f64).into()),
+        ]))
+        .await
+        .unwrap();
+    let frames: js_sys::Array = js_sys::Reflect::get(&out, &"frames".into()).unwrap().dyn_into().unwrap();
+
+    // The same generation through the engine.
+    let options_cpu = Options { device: DeviceChoice::Cpu, profile: false };
+    let mut engine = Pipeline::open(&Folder::at(&url).unwrap(), options_cpu).await.unwrap();
+    let (pe, ne) = engine.encode(prompt).unwrap();
+    let guidance = engine.manifest.defaults.guidance;
+    let video = engine
+        .generate(Request {
+            prompt_embeds: &pe,
+            negative_embeds: Some(&ne),
+            latents: None,
+            seed,
+            steps,
+            guidance,
+            frames: None,
+            on_step: None,
+            cancel: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(frames.length() as usize, video.frames);
+    for f in 0..video.frames {
+        let got: js_sys::Uint8ClampedArray = frames.get(f as u32).dyn_into().unwrap();
+        assert_eq!(got.to_vec(), video.rgba8(f), "frame {f}");
+    }
+
+    let err = message(pipe.generate(options(&[("prompt", "a purple circle moving left".into())])).await.unwrap_err());
+    assert!(err.contains("unknown word \"purple\""), "{err}");
+    let err =
+        message(pipe.generate(options(&[("prompt", prompt.into()), ("steps", (-1.0).into())])).await.unwrap_err());
+    assert!(err.contains("steps must be"), "{err}");
+    let controller = web_sys::AbortController::new().unwrap();
+    controller.abort();
+    let err = message(
+        pipe.generate(options(&[("prompt", prompt.into()), ("signal", controller.signal().into())])).await.unwrap_err(),
+    );
+    assert!(err.contains("cancelled"), "{err}");
+    let err = message(kinema.load_pipeline(format!("{}models/nothing-here", base())).await.err().unwrap());
+    assert!(err.contains("kinema.json"), "{err}");
+}
