@@ -1,0 +1,95 @@
+// The demo page: the `kinema` package (web/pkg, built by web/build.sh) and the
+// embedded model (models/wan-shapes), both served by a static server from the
+// repository root: `npx http-server -p 8000 .` then http://localhost:8000/www/
+import init, { Kinema } from "../web/pkg/kinema.js";
+import { encodeGif } from "../web/pkg/gif.js";
+
+const MODEL = new URL("../models/wan-shapes", import.meta.url).href;
+const $ = (id) => document.getElementById(id);
+const log = (line, cls) => {
+  const div = document.createElement("div");
+  div.textContent = line;
+  if (cls) div.className = cls;
+  $("log").prepend(div);
+};
+
+let kinema, pipeline, device, controller;
+
+async function load(choice) {
+  const t0 = performance.now();
+  $("status").textContent = "loading the model…";
+  kinema = await Kinema.create({ device: choice });
+  pipeline = await kinema.loadPipeline(MODEL);
+  device = choice;
+  log(`loaded ${MODEL} in ${((performance.now() - t0) / 1000).toFixed(2)} s on ${kinema.device}: ${kinema.adapter}`);
+  $("words").replaceChildren(...pipeline.vocabulary.map((w) => {
+    const s = document.createElement("span");
+    s.textContent = w;
+    s.onclick = () => { $("prompt").value = `${$("prompt").value.trim()} ${w}`.trim(); };
+    return s;
+  }));
+  $("status").textContent = `ready (${kinema.device})`;
+}
+
+function show(video, f) {
+  const canvas = $("canvas");
+  canvas.width = video.width;
+  canvas.height = video.height;
+  canvas.getContext("2d").putImageData(new ImageData(video.frames[f], video.width, video.height), 0, 0);
+}
+
+let playing = 0;
+function play(video) {
+  const id = ++playing;
+  let f = 0;
+  const tick = () => {
+    if (id !== playing) return;
+    show(video, f);
+    f = (f + 1) % video.frames.length;
+    setTimeout(tick, 1000 / video.fps);
+  };
+  tick();
+}
+
+$("form").onsubmit = async (e) => {
+  e.preventDefault();
+  $("go").disabled = true;
+  $("stop").disabled = false;
+  try {
+    if ($("device").value !== device) await load($("device").value);
+    const steps = Number($("steps").value);
+    controller = new AbortController();
+    $("progress").max = steps;
+    $("progress").value = 0;
+    $("status").textContent = "denoising…";
+    const t0 = performance.now();
+    const video = await pipeline.generate({
+      prompt: $("prompt").value, steps, seed: Number($("seed").value), signal: controller.signal,
+      onStep: (done) => { $("progress").value = done; },
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    play(video);
+    $("download").href = URL.createObjectURL(encodeGif(video));
+    $("download").hidden = false;
+    $("status").textContent = `done in ${seconds.toFixed(2)} s on ${kinema.device}`;
+    log(`"${$("prompt").value}": ${video.frames.length} frames of ${video.width}×${video.height}, ${steps} steps in ` +
+        `${seconds.toFixed(2)} s (${(seconds * 1000 / steps).toFixed(0)} ms/step) on ${kinema.adapter}`);
+    window.kinemaLast = video; // for tests
+  } catch (err) {
+    $("status").textContent = "error";
+    log(String(err.message ?? err), "error");
+  } finally {
+    $("go").disabled = false;
+    $("stop").disabled = true;
+  }
+};
+$("stop").onclick = () => controller?.abort();
+
+await init();
+try {
+  await load("auto");
+  $("go").disabled = false;
+} catch (err) {
+  $("status").textContent = "error";
+  log(String(err.message ?? err), "error");
+}
