@@ -197,3 +197,49 @@ fn the_buffer_pool_reuses_and_stays_bounded() {
     let (err, ok) = compare(&got, &cpu::matmul::matmul(&spec, &a, &b, None).unwrap(), 2, 1e-4);
     assert!(ok, "{err}");
 }
+
+/// Values over one storage binding are bound in windows by norm, softmax and
+/// attention too (here on a device whose bindings hold 4 KiB: 1024 f32), and
+/// agree with the CPU delegate.
+#[test]
+fn norm_softmax_and_attention_bind_large_values_in_windows() {
+    use kinema_engine::delegate::{Attention, Norm, Softmax};
+    let limits = wgpu::Limits { max_storage_buffer_binding_size: 4096, ..Default::default() };
+    let dev = pollster::block_on(GpuDevice::with_limits(Some(limits))).unwrap();
+    // 100 rows of 30: 3000 values; windows of 32 rows (960 values) start on 256 bytes.
+    let x = random(100 * 30, 1);
+    let (w, b) = (random(30, 2), random(30, 3));
+    for (spec, bias) in [(Norm::layer(100, 30, 1e-5), Some(&b[..])), (Norm::rms(100, 30, 1e-6), None)] {
+        let want = cpu::norm::norm(&spec, &x, Some(&w), bias).unwrap();
+        let got = pollster::block_on(gpu::norm::norm(&dev, &spec, &x, Some(&w), bias)).unwrap();
+        let (err, ok) = compare(&got, &want, 30, 1e-4);
+        assert!(ok, "{spec:?}: max abs error {err}");
+    }
+    // Group norm: 2 batches × 48 channels × 16 positions in 4 groups: 8 rows of
+    // 192, bound as windows of whole groups (4 rows).
+    let spec = Norm::group(2, 48, 16, 4, 1e-5).unwrap();
+    let (x, w, b) = (random(2 * 48 * 16, 4), random(48, 5), random(48, 6));
+    let want = cpu::norm::norm(&spec, &x, Some(&w), Some(&b)).unwrap();
+    let got = pollster::block_on(gpu::norm::norm(&dev, &spec, &x, Some(&w), Some(&b))).unwrap();
+    assert!(compare(&got, &want, 192, 1e-4).1, "group norm in windows");
+    let spec = Softmax { rows: 70, n: 48 };
+    let x = random(70 * 48, 7);
+    let got = pollster::block_on(gpu::norm::softmax(&dev, &spec, &x)).unwrap();
+    assert!(compare(&got, &cpu::norm::softmax(&spec, &x).unwrap(), 48, 1e-5).1, "softmax in windows");
+    // Attention: 6 batches × 4 heads of 8 × 8: 1536 values per operand.
+    let mut spec = Attention::new(6, 4, 8, 8, 8);
+    let (q, k, v) = (random(6 * 4 * 64, 8), random(6 * 4 * 64, 9), random(6 * 4 * 64, 10));
+    let shared = random(64, 11);
+    let per_batch = random(6 * 64, 12);
+    for (mask, per) in [(None, false), (Some(&shared[..]), false), (Some(&per_batch[..]), true)] {
+        spec.mask_per_batch = per;
+        let want = cpu::attention::attention(&spec, &q, &k, &v, mask).unwrap();
+        let got = pollster::block_on(gpu::attention::attention(&dev, &spec, &q, &k, &v, mask)).unwrap();
+        let (err, ok) = compare(&got, &want, 8, 1e-4);
+        assert!(ok, "attention (mask {:?}, per batch {per}) in windows: max abs error {err}", mask.map(<[f32]>::len));
+    }
+    // A row that cannot fit is still a clear error.
+    let wide = Norm::layer(1, 2000, 1e-5);
+    let err = pollster::block_on(gpu::norm::norm(&dev, &wide, &random(2000, 13), None, None)).unwrap_err();
+    assert!(err.to_string().contains("storage binding limit"), "{err}");
+}

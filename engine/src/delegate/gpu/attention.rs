@@ -95,6 +95,28 @@ pub async fn encode_attention(
     out: View<'_>,
 ) -> Result<()> {
     let len = spec.check(q.len, k.len, v.len, mask.map(|m| m.len))?;
+    // Over one binding? Bind (batch, head) pairs in windows — whole batches when
+    // the mask is per batch, so each window takes its batches' masks.
+    let per_batch_mask = mask.is_some() && spec.mask_per_batch;
+    let unit = if per_batch_mask { spec.heads } else { 1 };
+    let (ql, kl) = (spec.q_len * spec.head_dim, spec.kv_len * spec.head_dim);
+    let mask_len = if per_batch_mask { spec.q_len * spec.kv_len } else { 0 };
+    let units = (spec.batch * spec.heads).checked_div(unit).unwrap_or(0);
+    let windows = dev.row_windows(&format!("attention {spec:?}"), units, &[unit * ql, unit * kl, mask_len], 1)?;
+    if windows.len() > 1 {
+        for (u0, n) in windows {
+            let (b0, sub) = if per_batch_mask {
+                (u0, Attention { batch: n, ..*spec })
+            } else {
+                (0, Attention { batch: n, heads: 1, mask_per_batch: false, ..*spec })
+            };
+            let (bh0, bhs) = (u0 * unit, n * unit);
+            let views = [q.slice(bh0 * ql, bhs * ql), k.slice(bh0 * kl, bhs * kl), v.slice(bh0 * kl, bhs * kl)];
+            let mask = mask.map(|m| if per_batch_mask { m.slice(b0 * mask_len, n * mask_len) } else { m });
+            Box::pin(encode_attention(dev, cmds, variant, &sub, views, mask, out.slice(bh0 * ql, bhs * ql))).await?;
+        }
+        return Ok(());
+    }
     let limits = dev.device.limits();
     for (what, n) in [("q", q.len), ("k", k.len), ("mask", mask.map_or(0, |m| m.len))] {
         if u32::try_from(n).is_err() {

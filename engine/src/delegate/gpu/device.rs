@@ -179,6 +179,47 @@ impl GpuDevice {
         Ok(())
     }
 
+    /// Splits `rows` rows into windows `(first row, rows)` that each fit one
+    /// storage binding and begin on the binding-offset alignment (for views
+    /// that begin on it, as buffers and arena slots do). A row is `row_lens[i]`
+    /// floats in the i-th operand (0: an operand not windowed); window starts
+    /// are also multiples of `multiple`. One window when everything fits.
+    pub fn row_windows(
+        &self,
+        what: &str,
+        rows: usize,
+        row_lens: &[usize],
+        multiple: usize,
+    ) -> Result<Vec<(usize, usize)>> {
+        let limits = self.device.limits();
+        // Whole vec4s, as bindings are rounded up to them.
+        let max = (limits.max_storage_buffer_binding_size as usize / 16) * 4;
+        if row_lens.iter().all(|&n| rows.saturating_mul(n) <= max) {
+            return Ok(vec![(0, rows)]);
+        }
+        let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let gcd = |mut a: usize, mut b: usize| {
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        };
+        let lcm = |a: usize, b: usize| a / gcd(a, b) * b;
+        let mut step = multiple.max(1);
+        let mut fit = usize::MAX;
+        for &n in row_lens.iter().filter(|&&n| n > 0) {
+            step = lcm(step, align / gcd(n % align, align).max(1));
+            fit = fit.min(max / n);
+        }
+        let per = fit / step * step;
+        if per == 0 {
+            return Err(Error::Gpu(format!(
+                "{what}: {step} row(s) of {row_lens:?} floats exceed the device's storage binding limit"
+            )));
+        }
+        Ok((0..rows).step_by(per).map(|r0| (r0, per.min(rows - r0))).collect())
+    }
+
     /// Starts recording dispatches to submit together.
     pub fn commands(&self) -> Commands<'_> {
         Commands { dev: self, encoder: self.device.create_command_encoder(&Default::default()), keep: Vec::new() }
@@ -297,6 +338,11 @@ impl<'a> View<'a> {
     /// The first `len` values of `buffer`.
     pub fn whole(buffer: &'a wgpu::Buffer, len: usize) -> View<'a> {
         View { buffer, offset: 0, len }
+    }
+
+    /// Values `start .. start + len` of this view.
+    pub fn slice(&self, start: usize, len: usize) -> View<'a> {
+        View { buffer: self.buffer, offset: self.offset + start as u64 * 4, len }
     }
 
     /// The binding: `len` rounded up to whole vec4 (kernels may read vec4;

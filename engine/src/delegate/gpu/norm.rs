@@ -26,14 +26,23 @@ struct NormParams {
 /// layer_norm / rms_norm / group_norm on the GPU; see [`Norm`].
 pub async fn norm(dev: &GpuDevice, spec: &Norm, x: &[f32], w: Option<&[f32]>, b: Option<&[f32]>) -> Result<Vec<f32>> {
     let len = spec.check(x.len(), w.map(<[f32]>::len), b.map(<[f32]>::len))?;
-    let params = norm_params(spec, w.is_some(), b.is_some())?;
-    u32_of("norm", len)?;
-    let grid = dev.grid("norm", spec.rows, 1)?;
-    let inputs = [x, w.unwrap_or(&[]), b.unwrap_or(&[])];
-    dev.run(&kinema_shaders::NORM, &[("WG", WG as f64)], &inputs, len, &params, grid).await
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let bufs =
+        [dev.upload("norm.x", x), dev.upload("norm.w", w.unwrap_or(&[])), dev.upload("norm.b", b.unwrap_or(&[]))];
+    let out = dev.output("norm.out", len);
+    let mut cmds = dev.commands();
+    let (wv, bv) = (w.map(|w| View::whole(&bufs[1], w.len())), b.map(|b| View::whole(&bufs[2], b.len())));
+    encode_norm(dev, &mut cmds, spec, View::whole(&bufs[0], len), wv, bv, View::whole(&out, len)).await?;
+    cmds.submit();
+    let result = dev.read(&out, len).await;
+    dev.recycle(bufs.into_iter().chain([out]));
+    result
 }
 
-/// Records a norm over device views (`w`, `b` optional).
+/// Records a norm over device views (`w`, `b` optional); rows are bound in
+/// windows when x is over one storage binding (group norms by whole groups).
 pub async fn encode_norm(
     dev: &GpuDevice,
     cmds: &mut Commands<'_>,
@@ -44,10 +53,18 @@ pub async fn encode_norm(
     out: View<'_>,
 ) -> Result<()> {
     spec.check(x.len, w.map(|v| v.len), b.map(|v| v.len))?;
-    let params = norm_params(spec, w.is_some(), b.is_some())?;
+    let groups = match spec.kind {
+        NormKind::Group { groups, .. } => groups,
+        _ => 1,
+    };
     let pipeline = dev.pipeline(&kinema_shaders::NORM, &[("WG", WG as f64)]).await?;
-    // Absent parameters bind x in their place (never read).
-    cmds.dispatch_views(&pipeline, &[x, w.unwrap_or(x), b.unwrap_or(x), out], &params, dev.grid("norm", spec.rows, 1)?);
+    for (r0, rows) in dev.row_windows(&format!("norm {spec:?}"), spec.rows, &[spec.n], groups)? {
+        let sub = Norm { rows, ..*spec };
+        let params = norm_params(&sub, w.is_some(), b.is_some())?;
+        let (x, out) = (x.slice(r0 * spec.n, rows * spec.n), out.slice(r0 * spec.n, rows * spec.n));
+        // Absent parameters bind x in their place (never read).
+        cmds.dispatch_views(&pipeline, &[x, w.unwrap_or(x), b.unwrap_or(x), out], &params, dev.grid("norm", rows, 1)?);
+    }
     Ok(())
 }
 
@@ -84,9 +101,12 @@ pub async fn encode_softmax(
     out: View<'_>,
 ) -> Result<()> {
     spec.check(x.len)?;
-    let params = SoftmaxParams { rows: u32_of("softmax", spec.rows)?, n: u32_of("softmax", spec.n)? };
     let pipeline = dev.pipeline(&kinema_shaders::SOFTMAX, &[("WG", WG as f64)]).await?;
-    cmds.dispatch_views(&pipeline, &[x, out], &params, dev.grid("softmax", spec.rows, 1)?);
+    for (r0, rows) in dev.row_windows(&format!("softmax {spec:?}"), spec.rows, &[spec.n], 1)? {
+        let params = SoftmaxParams { rows: u32_of("softmax", rows)?, n: u32_of("softmax", spec.n)? };
+        let (x, out) = (x.slice(r0 * spec.n, rows * spec.n), out.slice(r0 * spec.n, rows * spec.n));
+        cmds.dispatch_views(&pipeline, &[x, out], &params, dev.grid("softmax", rows, 1)?);
+    }
     Ok(())
 }
 
@@ -113,10 +133,17 @@ pub async fn encode_reduce(
 /// Softmax over the last axis on the GPU.
 pub async fn softmax(dev: &GpuDevice, spec: &Softmax, x: &[f32]) -> Result<Vec<f32>> {
     let len = spec.check(x.len())?;
-    let params = SoftmaxParams { rows: u32_of("softmax", spec.rows)?, n: u32_of("softmax", spec.n)? };
-    u32_of("softmax", len)?;
-    let grid = dev.grid("softmax", spec.rows, 1)?;
-    dev.run(&kinema_shaders::SOFTMAX, &[("WG", WG as f64)], &[x], len, &params, grid).await
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let xb = dev.upload("softmax.x", x);
+    let out = dev.output("softmax.out", len);
+    let mut cmds = dev.commands();
+    encode_softmax(dev, &mut cmds, spec, View::whole(&xb, len), View::whole(&out, len)).await?;
+    cmds.submit();
+    let result = dev.read(&out, len).await;
+    dev.recycle([xb, out]);
+    result
 }
 
 #[repr(C)]
