@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Kinema's tests need on a fresh Debian/Ubuntu machine, then runs
 # the whole suite: formatting, clippy (native and wasm32), the wasm32 build,
-# and every native test. Safe to run again: installed pieces are skipped.
+# every native test, the browser tests, and the demo page end to end. Safe to run again: installed pieces are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,9 @@ missing=()
 for pkg in mesa-vulkan-drivers libvulkan1 chromium chromium-driver; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# Node and npm, for the npm package's build (wasm-opt from binaryen) and the
+# Playwright end-to-end test of www/.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]}"
     $SUDO apt-get update -qq
@@ -65,9 +68,13 @@ for _ in $(seq 100); do
 done
 fixtures_url="$(head -n1 "$server_out")"
 [ -n "$fixtures_url" ] || { echo "fixture-server did not start" >&2; exit 1; }
-KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
+WASM_BINDGEN_TEST_TIMEOUT=900 KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
     cargo test --target wasm32-unknown-unknown -p kinema-engine --test web_fetch --test web_kernels --test web_program --test web_pipeline --locked
-KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
+WASM_BINDGEN_TEST_TIMEOUT=900 KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
     cargo test --target wasm32-unknown-unknown -p kinema-web --test inspect --test generate --locked
+
+step "end to end: www/ in headless Chromium (Playwright), WebGPU and wasm CPU vs native frames"
+kill $server_pid 2>/dev/null || true
+./web/e2e/run.sh
 
 step "all passed"

@@ -159,8 +159,9 @@ fn serve(
             _ => (200, &file[..], None),
         };
         let mut head = format!(
-            "HTTP/1.1 {status} {}\r\n{CORS}Content-Length: {}\r\nAccept-Ranges: bytes\r\n",
+            "HTTP/1.1 {status} {}\r\n{CORS}Content-Type: {}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n",
             if status == 206 { "Partial Content" } else { "OK" },
+            content_type(&path),
             body.len()
         );
         if let Some(cr) = content_range {
@@ -224,4 +225,18 @@ fn parse_range(v: &str) -> Option<(u64, u64)> {
     let r = v.strip_prefix("bytes=")?;
     let (s, e) = r.split_once('-')?;
     Some((s.parse().ok()?, e.parse().ok()?))
+}
+
+/// The media type browsers need for pages, modules and wasm (the e2e tests
+/// serve `www/` from this server).
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript",
+        "wasm" => "application/wasm",
+        "json" => "application/json",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        _ => "application/octet-stream",
+    }
 }
