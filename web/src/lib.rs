@@ -191,3 +191,50 @@ impl KinemaPipeline {
         Ok(out.into())
     }
 }
+
+#[wasm_bindgen]
+impl Kinema {
+    /// `await kinema.run(programUrl, weightsUrl, inputs)`: runs a portable
+    /// program (program.json at `programUrl`; its parameters read by range
+    /// requests from the checkpoint at `weightsUrl`) on `inputs`, an object of
+    /// `name: Float32Array` in the program's input shapes. Returns
+    /// `{ out0: { shape, data: Float32Array }, … }`.
+    pub async fn run(&self, program_url: String, weights_url: String, inputs: JsValue) -> Result<JsValue, JsError> {
+        use kinema_engine::program::Program;
+        use kinema_engine::runtime::Session;
+        let (dir, file) = program_url
+            .rsplit_once('/')
+            .ok_or_else(|| JsError::new(&format!("{program_url}: not a URL of a program.json")))?;
+        let text = Folder::at(dir).map_err(js_error)?.read_text(file).await.map_err(js_error)?;
+        let program = Program::from_json(&text).map_err(js_error)?;
+        let weights = if program.parameters.is_empty() {
+            None
+        } else {
+            Some(Checkpoint::open(&weights_url).await.map_err(js_error)?)
+        };
+        let mut values = Vec::new();
+        for input in &program.inputs {
+            let v = get(&inputs, &input.name);
+            let array = v
+                .dyn_into::<js_sys::Float32Array>()
+                .map_err(|_| JsError::new(&format!("input {:?} must be a Float32Array", input.name)))?;
+            values.push((input.name.clone(), array.to_vec()));
+        }
+        let mut session =
+            Session::new(program, weights, Options { device: self.device, profile: false }).await.map_err(js_error)?;
+        let named: Vec<(&str, &[f32])> = values.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+        let outputs = session.run(&named).await.map_err(js_error)?;
+        let out = js_sys::Object::new();
+        for t in outputs {
+            let o = js_sys::Object::new();
+            let shape = js_sys::Array::new();
+            t.shape.iter().for_each(|&d| {
+                shape.push(&JsValue::from(d as u32));
+            });
+            set(&o, "shape", shape);
+            set(&o, "data", js_sys::Float32Array::from(&t.data[..]));
+            set(&out, &t.name, o);
+        }
+        Ok(out.into())
+    }
+}

@@ -92,3 +92,48 @@ async fn generate_gives_the_engines_frames_and_clear_errors() {
     let err = message(kinema.load_pipeline(format!("{}models/nothing-here", base())).await.err().unwrap());
     assert!(err.contains("kinema.json"), "{err}");
 }
+
+/// `kinema.run(programUrl, weightsUrl, inputs)`: the exported video_net program
+/// with its weights over range requests, against PyTorch's output (io.safetensors).
+#[wasm_bindgen_test]
+async fn run_executes_a_portable_program() {
+    let dir = format!("{}programs/video_net/", base());
+    let io = kinema_engine::weights::Checkpoint::open(&format!("{dir}io.safetensors")).await.unwrap();
+    let read = |name: String| {
+        let io = &io;
+        async move {
+            let mut v = vec![0f32; io.get(&name).unwrap().info.numel() as usize];
+            io.read_f32(&name, &mut v).await.unwrap();
+            v
+        }
+    };
+    let program = kinema_engine::program::Program::from_json(
+        &kinema_engine::diffusion::Folder::at(&dir).unwrap().read_text("program.json").await.unwrap(),
+    )
+    .unwrap();
+    let inputs = js_sys::Object::new();
+    for i in &program.inputs {
+        let v = read(i.name.clone()).await;
+        js_sys::Reflect::set(&inputs, &i.name.as_str().into(), &js_sys::Float32Array::from(&v[..])).unwrap();
+    }
+    let want = read("out0".into()).await;
+    for device in ["gpu", "cpu"] {
+        let kinema = Kinema::create(options(&[("device", device.into())])).await.unwrap();
+        let out = kinema
+            .run(format!("{dir}program.json"), format!("{dir}weights.safetensors"), inputs.clone().into())
+            .await
+            .unwrap();
+        let out0 = js_sys::Reflect::get(&out, &"out0".into()).unwrap();
+        let data: js_sys::Float32Array = js_sys::Reflect::get(&out0, &"data".into()).unwrap().dyn_into().unwrap();
+        let err = data.to_vec().iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err <= 1e-4, "{device}: max abs error {err}");
+    }
+    let err =
+        message(kinema_web_error(Kinema::create(options(&[("device", "cpu".into())])).await.unwrap(), &dir).await);
+    assert!(err.contains("must be a Float32Array"), "{err}");
+}
+
+async fn kinema_web_error(kinema: Kinema, dir: &str) -> wasm_bindgen::JsError {
+    let bad = options(&[("x", JsValue::from_f64(1.0))]);
+    kinema.run(format!("{dir}program.json"), format!("{dir}weights.safetensors"), bad).await.err().unwrap()
+}
