@@ -99,11 +99,23 @@ impl Kinema {
         self.adapter.clone()
     }
 
-    /// `await kinema.loadPipeline(url)`: reads `kinema.json` at `url` and
-    /// opens its programs and checkpoints with HTTP range requests.
+    /// `await kinema.loadPipeline(url, { cache })`: reads `kinema.json` at `url`
+    /// and opens its programs and checkpoints. With `cache` (a Cache API cache
+    /// name; default "kinema-v1") each file is downloaded once and kept, so a
+    /// reload reads it from disk; `cache: false` reads with HTTP range requests
+    /// only. A cache that cannot store (quota) falls back to the network.
     #[wasm_bindgen(js_name = loadPipeline)]
-    pub async fn load_pipeline(&self, url: String) -> Result<KinemaPipeline, JsError> {
-        let folder = Folder::at(&url).map_err(js_error)?;
+    pub async fn load_pipeline(&self, url: String, options: JsValue) -> Result<KinemaPipeline, JsError> {
+        let mut folder = Folder::at(&url).map_err(js_error)?;
+        let cache = get(&options, "cache");
+        let name = match (cache.as_bool(), cache.as_string()) {
+            (Some(false), _) => None,
+            (_, Some(name)) => Some(name),
+            _ => Some("kinema-v1".to_string()),
+        };
+        if let (Folder::Url { client, .. }, Some(name)) = (&mut folder, name) {
+            *client = kinema_engine::weights::HttpClient::with_cache(&name);
+        }
         let pipe = Pipeline::open(&folder, Options { device: self.device, profile: false }).await.map_err(js_error)?;
         Ok(KinemaPipeline { inner: Rc::new(RefCell::new(pipe)) })
     }

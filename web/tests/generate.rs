@@ -39,7 +39,7 @@ async fn generate_gives_the_engines_frames_and_clear_errors() {
     let url = format!("{}models/wan-shapes", base());
     let kinema = Kinema::create(options(&[("device", "cpu".into())])).await.unwrap();
     assert_eq!(kinema.device(), "cpu");
-    let pipe = kinema.load_pipeline(url.clone()).await.unwrap();
+    let pipe = kinema.load_pipeline(url.clone(), options(&[("cache", false.into())])).await.unwrap();
     assert!(pipe.vocabulary().contains(&"triangle".to_string()));
     let prompt = "a green triangle moving down";
     let (steps, seed) = (2usize, 5u64);
@@ -89,7 +89,9 @@ async fn generate_gives_the_engines_frames_and_clear_errors() {
         pipe.generate(options(&[("prompt", prompt.into()), ("signal", controller.signal().into())])).await.unwrap_err(),
     );
     assert!(err.contains("cancelled"), "{err}");
-    let err = message(kinema.load_pipeline(format!("{}models/nothing-here", base())).await.err().unwrap());
+    let err = message(
+        kinema.load_pipeline(format!("{}models/nothing-here", base()), JsValue::UNDEFINED).await.err().unwrap(),
+    );
     assert!(err.contains("kinema.json"), "{err}");
 }
 
@@ -136,4 +138,43 @@ async fn run_executes_a_portable_program() {
 async fn kinema_web_error(kinema: Kinema, dir: &str) -> wasm_bindgen::JsError {
     let bad = options(&[("x", JsValue::from_f64(1.0))]);
     kinema.run(format!("{dir}program.json"), format!("{dir}weights.safetensors"), bad).await.err().unwrap()
+}
+
+/// Requests the fixture server has logged for paths under `prefix`.
+async fn requests(prefix: &str) -> usize {
+    let window: web_sys::Window = js_sys::global().unchecked_into();
+    let resp: web_sys::Response =
+        wasm_bindgen_futures::JsFuture::from(window.fetch_with_str(&format!("{}__log", base())))
+            .await
+            .unwrap()
+            .unchecked_into();
+    let log = wasm_bindgen_futures::JsFuture::from(resp.json().unwrap()).await.unwrap();
+    let log: js_sys::Array = log.unchecked_into();
+    log.iter()
+        .filter(|e| js_sys::Reflect::get(e, &"path".into()).unwrap().as_string().unwrap().starts_with(prefix))
+        .count()
+}
+
+/// With a cache, the first load downloads each file of the pipeline once and a
+/// second load (a page reload) makes no request at all; its video is the same.
+#[wasm_bindgen_test]
+async fn a_second_load_reads_the_cache() {
+    let name = format!("kinema-test-{}", js_sys::Math::random());
+    let url = format!("{}models/wan-shapes", base());
+    let prompt = options(&[("prompt", "a white square moving up".into()), ("steps", 1.0.into())]);
+    let mut videos = Vec::new();
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        let before = requests("models/wan-shapes/").await;
+        let kinema = Kinema::create(options(&[("device", "cpu".into())])).await.unwrap();
+        let pipe = kinema.load_pipeline(url.clone(), options(&[("cache", name.as_str().into())])).await.unwrap();
+        let out = pipe.generate(prompt.clone()).await.unwrap();
+        let frames: js_sys::Array = js_sys::Reflect::get(&out, &"frames".into()).unwrap().dyn_into().unwrap();
+        let first: js_sys::Uint8ClampedArray = frames.get(0).dyn_into().unwrap();
+        videos.push(first.to_vec());
+        counts.push(requests("models/wan-shapes/").await - before);
+    }
+    assert!(counts[0] >= 4, "the first load fetches kinema.json, the program and the weights: {counts:?}");
+    assert_eq!(counts[1], 0, "the second load hits the cache: {counts:?}");
+    assert_eq!(videos[0], videos[1]);
 }

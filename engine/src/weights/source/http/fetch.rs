@@ -8,10 +8,12 @@ use web_sys::{Request, RequestInit, Response};
 use super::RangeResponse;
 use crate::error::{Error, Result};
 
-/// `fetch` needs no state; the type keeps the API the same as natively.
+/// `fetch`, optionally through a persistent Cache API cache.
 #[derive(Clone, Default)]
 pub struct HttpClient {
-    _private: (),
+    /// The cache's name: files are downloaded whole once, kept, and read by
+    /// slicing the cached Blob (on disk, not in memory).
+    cache: Option<String>,
 }
 
 fn js_err(url: &str, what: &str, e: JsValue) -> Error {
@@ -36,9 +38,74 @@ async fn fetch(url: &str, request: &Request) -> Result<Response> {
     resp.dyn_into::<Response>().map_err(|e| js_err(url, "fetch returned no Response", e))
 }
 
+/// The global scope's `caches`, if it has one.
+fn cache_storage() -> Option<web_sys::CacheStorage> {
+    let global = js_sys::global();
+    if let Some(w) = global.dyn_ref::<web_sys::Window>() {
+        w.caches().ok()
+    } else {
+        global.dyn_ref::<web_sys::WorkerGlobalScope>().and_then(|w| w.caches().ok())
+    }
+}
+
+async fn promise<T: JsCast>(p: std::result::Result<js_sys::Promise, JsValue>) -> std::result::Result<T, JsValue> {
+    Ok(JsFuture::from(p?).await?.unchecked_into())
+}
+
 impl HttpClient {
+    /// A client that keeps every file it reads in the Cache API cache `name`,
+    /// so a reload does not download again. Where there is no Cache API, or
+    /// storing fails (quota, private mode), it reads from the network as usual.
+    pub fn with_cache(name: &str) -> HttpClient {
+        HttpClient { cache: Some(name.to_string()) }
+    }
+
+    /// Bytes `start..=end` from the cached copy of `url`, fetching the whole
+    /// file into the cache first when it is not there; `None`: no cache.
+    async fn cached_range(&self, url: &str, start: u64, end: u64, cap: usize) -> Option<RangeResponse> {
+        let name = self.cache.as_deref()?;
+        let cache: web_sys::Cache = promise(Ok(cache_storage()?.open(name))).await.ok()?;
+        let mut hit: JsValue = JsFuture::from(cache.match_with_str(url)).await.ok()?;
+        if hit.is_undefined() {
+            let init = RequestInit::new();
+            init.set_method("GET");
+            let request = Request::new_with_str_and_init(url, &init).ok()?;
+            let resp = fetch(url, &request).await.ok()?;
+            if resp.status() != 200 {
+                return None; // not cacheable whole: use range requests
+            }
+            // Streams the body to the cache, not into memory.
+            JsFuture::from(cache.put_with_str(url, &resp)).await.ok()?;
+            hit = JsFuture::from(cache.match_with_str(url)).await.ok()?;
+        }
+        let resp: Response = hit.dyn_into().ok()?;
+        let blob: web_sys::Blob = promise(resp.blob()).await.ok()?;
+        let total = blob.size() as u64;
+        if start >= total {
+            return Some(RangeResponse {
+                status: 416,
+                content_range: Some(format!("bytes */{total}")),
+                body: Vec::new(),
+            });
+        }
+        let end = end.min(total - 1);
+        if end - start + 1 > cap as u64 {
+            return None;
+        }
+        let part = blob.slice_with_f64_and_f64(start as f64, (end + 1) as f64).ok()?;
+        let buf: ArrayBuffer = promise(Ok(part.array_buffer())).await.ok()?;
+        Some(RangeResponse {
+            status: 206,
+            content_range: Some(format!("bytes {start}-{end}/{total}")),
+            body: Uint8Array::new(&buf).to_vec(),
+        })
+    }
+
     /// GETs bytes `start..=end` of `url`, reading at most `cap` body bytes.
     pub(crate) async fn get_range(&self, url: &str, start: u64, end: u64, cap: usize) -> Result<RangeResponse> {
+        if let Some(resp) = self.cached_range(url, start, end, cap).await {
+            return Ok(resp);
+        }
         let init = RequestInit::new();
         init.set_method("GET");
         let request = Request::new_with_str_and_init(url, &init).map_err(|e| js_err(url, "bad request", e))?;
