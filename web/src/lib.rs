@@ -250,3 +250,65 @@ impl Kinema {
         Ok(out.into())
     }
 }
+
+// ---------------------------------------------------------------------------
+// The reference workloads of `kinema bench`, in the browser (www/bench.html).
+
+fn now_ms() -> f64 {
+    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .and_then(|p| js_sys::Reflect::get(&p, &"now".into()).ok().map(|f| (p, f)))
+        .and_then(|(p, f)| f.dyn_into::<js_sys::Function>().ok()?.call0(&p).ok()?.as_f64())
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+/// `await benchmark({ device: "gpu" | "cpu", runs })`: times `matmul`
+/// [1024,1024]×[1024,1024], `conv3d` [1,64,8,32,32]×[64,64,3,3,3] (pad 1) and
+/// `attention` [1,8,1024,64] after two warm-up runs, readback included, and
+/// returns a JSON list of `{workload, device, adapter, ms_min, ms_median, gflops}`
+/// — the same rows as `kinema bench --json`.
+#[wasm_bindgen]
+pub async fn benchmark(options: JsValue) -> Result<String, JsError> {
+    use kinema_engine::delegate::{Attention, Conv3d, Matmul, cpu, gpu};
+    use kinema_engine::random::uniform;
+    let device = get(&options, "device").as_string().unwrap_or_else(|| "cpu".into());
+    let runs = number(&options, "runs")?.map_or(5, |r| (r as usize).clamp(1, 100));
+    let mm = Matmul::new(1, 1024, 1024, 1024);
+    let conv = Conv3d::new(1, 64, 64, [8, 32, 32], [3, 3, 3]).padded([1, 1, 1]);
+    let att = Attention { scale: 1.0 / 8.0, ..Attention::new(1, 8, 1024, 1024, 64) };
+    let (a, b) = (uniform(1024 * 1024, 1), uniform(1024 * 1024, 2));
+    let (x, k) = (uniform(64 * 8 * 32 * 32, 3), uniform(64 * 64 * 27, 4));
+    let (q, kk, v) = (uniform(8 * 1024 * 64, 5), uniform(8 * 1024 * 64, 6), uniform(8 * 1024 * 64, 7));
+    let flops = [2.0 * 1024f64.powi(3), 2.0 * conv.macs(), 2.0 * att.macs()];
+    let gpu_dev = match device.as_str() {
+        "gpu" => Some(kinema_engine::delegate::gpu::GpuDevice::new().await.map_err(js_error)?),
+        "cpu" => None,
+        other => return Err(JsError::new(&format!("device {other:?}: gpu or cpu"))),
+    };
+    let adapter =
+        gpu_dev.as_ref().map_or_else(|| "wasm32 CPU delegate (1 thread)".to_string(), |d| d.info.name.clone());
+    let mut rows = Vec::new();
+    for (w, workload) in ["matmul", "conv3d", "attention"].into_iter().enumerate() {
+        let mut ms = Vec::new();
+        for i in 0..runs + 2 {
+            let t0 = now_ms();
+            match (&gpu_dev, w) {
+                (None, 0) => drop(cpu::matmul::matmul(&mm, &a, &b, None).map_err(js_error)?),
+                (None, 1) => drop(cpu::conv::conv3d(&conv, &x, &k, None).map_err(js_error)?),
+                (None, _) => drop(cpu::attention::attention(&att, &q, &kk, &v, None).map_err(js_error)?),
+                (Some(d), 0) => drop(gpu::matmul::matmul(d, &mm, &a, &b[..], None).await.map_err(js_error)?),
+                (Some(d), 1) => drop(gpu::conv::conv3d(d, &conv, &x, &k, None).await.map_err(js_error)?),
+                (Some(d), _) => drop(gpu::attention::attention(d, &att, &q, &kk, &v, None).await.map_err(js_error)?),
+            }
+            if i >= 2 {
+                ms.push(now_ms() - t0);
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        rows.push(serde_json::json!({
+            "workload": workload, "device": device, "adapter": adapter,
+            "ms_min": ms[0], "ms_median": ms[ms.len() / 2], "gflops": flops[w] / ms[0] / 1e6,
+        }));
+    }
+    Ok(serde_json::Value::Array(rows).to_string())
+}
