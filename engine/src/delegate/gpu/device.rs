@@ -50,7 +50,17 @@ impl GpuDevice {
             })
             .await
             .map_err(|e| Error::Gpu(format!("no GPU adapter: {e}")))?;
-        let info = adapter.get_info();
+        let mut info = adapter.get_info();
+        if info.name.is_empty() {
+            // Browsers hide the adapter's name; say what they do tell.
+            let what: Vec<&str> =
+                [info.driver.as_str(), info.driver_info.as_str()].into_iter().filter(|s| !s.is_empty()).collect();
+            info.name = format!(
+                "{:?} adapter{}",
+                info.device_type,
+                if what.is_empty() { String::new() } else { format!(" ({})", what.join(", ")) }
+            );
+        }
         let features = adapter.features()
             & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = adapter
