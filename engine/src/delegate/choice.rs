@@ -43,7 +43,9 @@ impl DeviceChoice {
     }
 
     /// Opens what this choice asks for: `Some(device)` for the GPU delegate,
-    /// `None` for the CPU one, with the reason the GPU was not used.
+    /// `None` for the CPU one, with the reason the GPU was not used. `Auto`
+    /// takes a hardware GPU; a software one (lavapipe, SwiftShader) only when
+    /// asked for by `Gpu`.
     pub async fn open(self) -> Result<(Option<GpuDevice>, String)> {
         match self {
             DeviceChoice::Cpu => Ok((None, "the CPU delegate was asked for".into())),
@@ -53,6 +55,12 @@ impl DeviceChoice {
                 Ok((Some(dev), why))
             }
             DeviceChoice::Auto => match GpuDevice::new().await {
+                // A software rasterizer (lavapipe, SwiftShader) runs on the same
+                // cores as the CPU delegate, an order of magnitude slower.
+                Ok(dev) if dev.info.device_type == wgpu::DeviceType::Cpu => Ok((
+                    None,
+                    format!("CPU delegate, because the only GPU adapter, {}, is a software renderer", dev.info.name),
+                )),
                 Ok(dev) => {
                     let why = format!("GPU: {} ({:?})", dev.info.name, dev.info.backend);
                     Ok((Some(dev), why))
