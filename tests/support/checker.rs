@@ -106,6 +106,7 @@ pub fn check(rgb: &[f32], frames: usize, height: usize, width: usize) -> Seen {
 /// A clip drawn by hand (no anti-aliasing): `shape` of radius `r` in `colour`
 /// moving `step` pixels per frame in `direction`, starting at `(cx, cy)` —
 /// to test the checker without the training code.
+#[allow(clippy::too_many_arguments)] // a test helper: every argument is one property of the clip
 pub fn draw(
     colour: &str,
     shape: &str,

@@ -22,6 +22,12 @@ impl Default for HttpClient {
 }
 
 impl HttpClient {
+    /// The browser's cached client ([`HttpClient::with_cache`] there); natively
+    /// there is no Cache API, so this is the default client (range requests).
+    pub fn with_cache(_name: &str) -> Self {
+        HttpClient::default()
+    }
+
     /// A client whose connect, response and per-read waits are each bounded by `timeout`.
     pub fn with_timeout(timeout: Duration) -> Self {
         let agent = ureq::Agent::config_builder()
