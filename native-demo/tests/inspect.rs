@@ -244,8 +244,38 @@ fn generate_writes_the_pipelines_video_as_a_gif() {
     assert_eq!(frames, video.frames);
     // 256-colour quantisation per frame: small mean error.
     assert!(sum / (count as f64) < 0.03, "mean abs error {}", sum / count as f64);
-    // A prompt without a pipeline: one clear line until the embedded model lands.
-    let out = kinema(&["generate", "a red circle moving left"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not trained yet"));
+    // A prompt without a pipeline: the embedded model, its frames as PNGs too.
+    let gif = tmp.0.join("embedded.gif");
+    let pngs = tmp.0.join("embedded-frames");
+    let out = kinema(&[
+        "generate",
+        "a red circle moving left",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "-o",
+        &gif.display().to_string(),
+        "--frames-dir",
+        &pngs.display().to_string(),
+    ]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("denoise"));
+    for f in 0..8 {
+        let png = png::Decoder::new(std::io::BufReader::new(
+            std::fs::File::open(pngs.join(format!("frame_{f:03}.png"))).unwrap(),
+        ));
+        let info = png.read_info().unwrap().info().clone();
+        assert_eq!((info.width, info.height), (32, 32));
+    }
+    // Words it does not know, and a frame count its programs were not exported for.
+    for (args, expect) in [
+        (vec!["generate", "a purple circle moving left"], "unknown word \"purple\""),
+        (vec!["generate", "a red circle moving left", "--frames", "9", "--steps", "1"], "9 frames"),
+    ] {
+        let out = kinema(&args);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{err}");
+    }
 }
