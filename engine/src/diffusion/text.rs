@@ -55,7 +55,7 @@ impl WordTable {
         let positions = tensor("positions", length).await?;
         let null = tensor("null", length).await?;
         let table = WordTable { vocabulary, example, length, dim, words, positions, null };
-        table.encode(&table.example.clone())?;
+        table.encode(&table.example)?;
         Ok(table)
     }
 

@@ -14,6 +14,8 @@ pub struct HttpClient {
     /// The cache's name: files are downloaded whole once, kept, and read by
     /// slicing the cached Blob (on disk, not in memory).
     cache: Option<String>,
+    /// The cached Blob of each URL read so far, so later reads only slice.
+    blobs: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<String, web_sys::Blob>>>,
 }
 
 fn js_err(url: &str, what: &str, e: JsValue) -> Error {
@@ -57,29 +59,22 @@ impl HttpClient {
     /// so a reload does not download again. Where there is no Cache API, or
     /// storing fails (quota, private mode), it reads from the network as usual.
     pub fn with_cache(name: &str) -> HttpClient {
-        HttpClient { cache: Some(name.to_string()) }
+        HttpClient { cache: Some(name.to_string()), blobs: Default::default() }
     }
 
     /// Bytes `start..=end` from the cached copy of `url`, fetching the whole
     /// file into the cache first when it is not there; `None`: no cache.
     async fn cached_range(&self, url: &str, start: u64, end: u64, cap: usize) -> Option<RangeResponse> {
         let name = self.cache.as_deref()?;
-        let cache: web_sys::Cache = promise(Ok(cache_storage()?.open(name))).await.ok()?;
-        let mut hit: JsValue = JsFuture::from(cache.match_with_str(url)).await.ok()?;
-        if hit.is_undefined() {
-            let init = RequestInit::new();
-            init.set_method("GET");
-            let request = Request::new_with_str_and_init(url, &init).ok()?;
-            let resp = fetch(url, &request).await.ok()?;
-            if resp.status() != 200 {
-                return None; // not cacheable whole: use range requests
+        let known = self.blobs.borrow().get(url).cloned();
+        let blob = match known {
+            Some(blob) => blob,
+            None => {
+                let blob = Self::cached_blob(name, url).await?;
+                self.blobs.borrow_mut().insert(url.to_string(), blob.clone());
+                blob
             }
-            // Streams the body to the cache, not into memory.
-            JsFuture::from(cache.put_with_str(url, &resp)).await.ok()?;
-            hit = JsFuture::from(cache.match_with_str(url)).await.ok()?;
-        }
-        let resp: Response = hit.dyn_into().ok()?;
-        let blob: web_sys::Blob = promise(resp.blob()).await.ok()?;
+        };
         let total = blob.size() as u64;
         if start >= total {
             return Some(RangeResponse {
@@ -99,6 +94,27 @@ impl HttpClient {
             content_range: Some(format!("bytes {start}-{end}/{total}")),
             body: Uint8Array::new(&buf).to_vec(),
         })
+    }
+
+    /// The cached copy of `url` in cache `name`, fetched whole into it first
+    /// when it is not there.
+    async fn cached_blob(name: &str, url: &str) -> Option<web_sys::Blob> {
+        let cache: web_sys::Cache = promise(Ok(cache_storage()?.open(name))).await.ok()?;
+        let mut hit: JsValue = JsFuture::from(cache.match_with_str(url)).await.ok()?;
+        if hit.is_undefined() {
+            let init = RequestInit::new();
+            init.set_method("GET");
+            let request = Request::new_with_str_and_init(url, &init).ok()?;
+            let resp = fetch(url, &request).await.ok()?;
+            if resp.status() != 200 {
+                return None; // not cacheable whole: use range requests
+            }
+            // Streams the body to the cache, not into memory.
+            JsFuture::from(cache.put_with_str(url, &resp)).await.ok()?;
+            hit = JsFuture::from(cache.match_with_str(url)).await.ok()?;
+        }
+        let resp: Response = hit.dyn_into().ok()?;
+        promise(resp.blob()).await.ok()
     }
 
     /// GETs bytes `start..=end` of `url`, reading at most `cap` body bytes.
