@@ -315,6 +315,38 @@ fn chunked_vae_decode_needs_less_memory_than_the_whole_clip() {
     assert!(first.max(chunk) < whole, "{first} / {chunk} vs {whole}");
 }
 
+/// Opening a pipeline over HTTP downloads it: every parameter is read then
+/// (onto the GPU or into memory), the client's progress ends at every byte of
+/// every file, and generating afterwards makes no request.
+#[test]
+fn a_pipeline_over_http_is_downloaded_when_opened() {
+    use kinema_engine::diffusion::{Folder, Pipeline};
+    use kinema_engine::weights::{HttpClient, Progress};
+    use std::sync::{Arc, Mutex};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/wan-shapes");
+    let server = kinema_tests::server::Server::serve_dir(&dir, kinema_tests::server::Behaviour::Honest);
+    for device in [kinema_engine::delegate::DeviceChoice::Cpu, kinema_engine::delegate::DeviceChoice::Gpu] {
+        let last = Arc::new(Mutex::new((0, 0)));
+        let sink = last.clone();
+        let progress = Progress::new(Box::new(move |loaded, total| *sink.lock().unwrap() = (loaded, total)));
+        let folder = Folder::Url { base: server.url(""), client: HttpClient::default().with_progress(progress) };
+        let options = kinema_engine::runtime::Options { device, profile: false };
+        let mut pipe = pollster::block_on(Pipeline::open(&folder, options)).unwrap();
+        let (loaded, total) = *last.lock().unwrap();
+        // diffusers' own descriptions (model_index.json, config.json) are not Kinema's to read.
+        let files: u64 = kinema_tests::server::read_tree(&dir)
+            .iter()
+            .filter(|(path, _)| !["model_index.json", "transformer/config.json"].contains(&path.as_str()))
+            .map(|(_, f)| f.len() as u64)
+            .sum();
+        assert_eq!((loaded, total), (files, files), "{device:?}: every byte of every file read, once");
+        let requests = server.log().len();
+        let (pe, ne) = pipe.encode("a red circle moving left").unwrap();
+        generate(&mut pipe, &pe, &ne, None, 1, 1);
+        assert_eq!(server.log().len(), requests, "{device:?}: generating reads nothing more");
+    }
+}
+
 /// Same seed → the same video (and another seed → another), on each delegate.
 #[test]
 fn embedded_model_same_seed_same_video() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kinema_engine::Error;
 use kinema_engine::weights::source::http::PREFIX_LEN;
 use kinema_engine::weights::writer::{TensorSpec, to_bytes};
-use kinema_engine::weights::{Checkpoint, Dtype, HttpClient, IndexError};
+use kinema_engine::weights::{Checkpoint, Dtype, HttpClient, IndexError, Progress};
 use kinema_tests::server::{Behaviour, Server};
 use kinema_tests::{big_file, fixture};
 
@@ -50,6 +50,31 @@ fn opening_reads_only_the_header_and_reads_fetch_only_their_bytes() {
     assert_eq!(log.len(), 3);
     let total_sent: u64 = log.iter().map(|l| l.sent).sum();
     assert!(total_sent < 2 * file.len() as u64 + PREFIX_LEN, "no whole-file downloads");
+}
+
+/// A client's progress counts the bytes of the file read so far (the prefix
+/// once, then each range's bytes past it), out of the file's size: reading
+/// every tensor ends at exactly the file's size.
+#[test]
+fn progress_reports_the_bytes_read_out_of_the_files_size() {
+    use std::sync::{Arc, Mutex};
+    let file = big_file();
+    let server = serve(&[("m.safetensors", file.clone())], Behaviour::Honest);
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let progress = Progress::new(Box::new(move |loaded, total| sink.lock().unwrap().push((loaded, total))));
+    let client = HttpClient::default().with_progress(progress);
+    let ckpt = pollster::block_on(Checkpoint::open_with(&server.url("m.safetensors"), &client)).unwrap();
+    assert_eq!(*reports.lock().unwrap(), [(PREFIX_LEN, file.len() as u64)]);
+    for name in ["a_small", "b_big", "c_tail"] {
+        let mut buf = vec![0u8; ckpt.get(name).unwrap().info.byte_len() as usize];
+        pollster::block_on(ckpt.read_bytes(name, &mut buf)).unwrap();
+    }
+    let reports = reports.lock().unwrap();
+    let sent: u64 = server.log().iter().map(|l| l.sent).sum();
+    assert_eq!(reports.last(), Some(&(file.len() as u64, file.len() as u64)), "{reports:?}");
+    assert!(sent >= file.len() as u64, "the wire carried at least those bytes ({sent})");
+    assert!(reports.windows(2).all(|w| w[0].0 <= w[1].0), "{reports:?}");
 }
 
 #[test]

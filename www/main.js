@@ -19,7 +19,13 @@ async function load(choice) {
   const t0 = performance.now();
   $("status").textContent = "loading the model…";
   kinema = await Kinema.create({ device: choice });
-  pipeline = await kinema.loadPipeline(MODEL);
+  pipeline = await kinema.loadPipeline(MODEL, {
+    onProgress: ({ loaded, total }) => {
+      $("progress").max = total || 1;
+      $("progress").value = loaded;
+      $("status").textContent = `loading the model… ${(loaded / 1e6).toFixed(1)} / ${(total / 1e6).toFixed(1)} MB`;
+    },
+  });
   device = choice;
   log(`loaded ${MODEL} in ${((performance.now() - t0) / 1000).toFixed(2)} s on ${kinema.device}: ${kinema.adapter}`);
   $("words").replaceChildren(...pipeline.vocabulary.map((w) => {

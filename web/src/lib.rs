@@ -99,11 +99,15 @@ impl Kinema {
         self.adapter.clone()
     }
 
-    /// `await kinema.loadPipeline(url, { cache })`: reads `kinema.json` at `url`
-    /// and opens its programs and checkpoints. With `cache` (a Cache API cache
-    /// name; default "kinema-v1") each file is downloaded once and kept, so a
-    /// reload reads it from disk; `cache: false` reads with HTTP range requests
+    /// `await kinema.loadPipeline(url, { cache, onProgress })`: reads `kinema.json`
+    /// at `url` and opens its programs and checkpoints. With `cache` (a Cache API
+    /// cache name; default "kinema-v1") each file is downloaded once and kept, so
+    /// a reload reads it from disk; `cache: false` reads with HTTP range requests
     /// only. A cache that cannot store (quota) falls back to the network.
+    /// `onProgress({ loaded, total })` is called after every read: the bytes of
+    /// the pipeline's files read so far, out of the sizes of the files opened so
+    /// far (`total` grows as each file is opened; the last call has the final
+    /// figures).
     #[wasm_bindgen(js_name = loadPipeline)]
     pub async fn load_pipeline(&self, url: String, options: JsValue) -> Result<KinemaPipeline, JsError> {
         let mut folder = Folder::at(&url).map_err(js_error)?;
@@ -115,6 +119,19 @@ impl Kinema {
         };
         if let (Folder::Url { client, .. }, Some(name)) = (&mut folder, name) {
             *client = kinema_engine::weights::HttpClient::with_cache(&name);
+        }
+        let on_progress = get(&options, "onProgress");
+        if let (Folder::Url { client, .. }, Some(f)) = (&mut folder, on_progress.dyn_ref::<js_sys::Function>()) {
+            let f = f.clone();
+            let report = move |loaded: u64, total: u64| {
+                let o = js_sys::Object::new();
+                let _ = js_sys::Reflect::set(&o, &"loaded".into(), &(loaded as f64).into());
+                let _ = js_sys::Reflect::set(&o, &"total".into(), &(total as f64).into());
+                // A throwing callback must not stop the load.
+                let _ = f.call1(&JsValue::NULL, &o);
+            };
+            let progress = kinema_engine::weights::Progress::new(Box::new(report));
+            *client = client.clone().with_progress(progress);
         }
         let pipe = Pipeline::open(&folder, Options { device: self.device, profile: false }).await.map_err(js_error)?;
         Ok(KinemaPipeline { inner: Rc::new(RefCell::new(pipe)) })

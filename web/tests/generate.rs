@@ -39,8 +39,21 @@ async fn generate_gives_the_engines_frames_and_clear_errors() {
     let url = format!("{}models/wan-shapes", base());
     let kinema = Kinema::create(options(&[("device", "cpu".into())])).await.unwrap();
     assert_eq!(kinema.device(), "cpu");
-    let pipe = kinema.load_pipeline(url.clone(), options(&[("cache", false.into())])).await.unwrap();
+    let reports = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = reports.clone();
+    let on_progress = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |p: JsValue| {
+        let n = |k: &str| js_sys::Reflect::get(&p, &k.into()).unwrap().as_f64().unwrap();
+        sink.borrow_mut().push((n("loaded"), n("total")));
+    });
+    let load = options(&[("cache", false.into()), ("onProgress", on_progress.as_ref().clone())]);
+    let pipe = kinema.load_pipeline(url.clone(), load).await.unwrap();
     assert!(pipe.vocabulary().contains(&"triangle".to_string()));
+    // Progress in bytes: rising, and at the end every byte of every file read once.
+    let reports = reports.borrow().clone();
+    assert!(reports.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1), "{reports:?}");
+    let (loaded, total) = *reports.last().unwrap();
+    assert!(total > 4e6, "the model's files are about 5 MB: {reports:?}");
+    assert_eq!(loaded, total, "{reports:?}");
     let prompt = "a green triangle moving down";
     let (steps, seed) = (2usize, 5u64);
     let out = pipe

@@ -190,7 +190,9 @@ impl Pipeline {
         let session = |program: String, weights: String| async move {
             let parsed = Program::from_json(&folder.read_text(&program).await?)
                 .map_err(|e| err(folder, format!("{program}: {e}")))?;
-            Session::new(parsed, Some(folder.checkpoint(&weights).await?), options).await
+            let mut session = Session::new(parsed, Some(folder.checkpoint(&weights).await?), options).await?;
+            session.load_parameters().await?;
+            Ok::<_, crate::Error>(session)
         };
         let m = &manifest.transformer;
         let transformer = session(m.program.clone(), m.weights.clone()).await?;

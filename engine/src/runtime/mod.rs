@@ -125,6 +125,21 @@ impl Session {
         &self.profile
     }
 
+    /// Reads every parameter the plan uses now — onto the device for GPU
+    /// steps, into memory for CPU ones — rather than on first use in [`run`]
+    /// (a pipeline loads this way, so its download happens, with its progress,
+    /// when it is opened).
+    ///
+    /// [`run`]: Session::run
+    pub async fn load_parameters(&mut self) -> Result<()> {
+        if let (Some(dev), Some(resident)) = (&self.gpu, &mut self.resident) {
+            return resident.load_all(dev, &self.program, &self.plan, self.checkpoint.as_ref()).await;
+        }
+        let names: Vec<String> =
+            self.plan.steps.iter().flat_map(|s| self.program.nodes[s.node].inputs.iter().cloned()).collect();
+        self.load(&names).await
+    }
+
     /// Reads the parameters `names` that are not loaded yet.
     async fn load(&mut self, names: &[String]) -> Result<()> {
         for name in names {

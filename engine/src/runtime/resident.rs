@@ -166,6 +166,26 @@ impl Resident {
         Ok(results)
     }
 
+    /// Uploads every parameter of the plan's GPU steps (see `Session::load_parameters`).
+    pub(super) async fn load_all(
+        &mut self,
+        dev: &GpuDevice,
+        program: &Program,
+        plan: &Plan,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<()> {
+        for step in &plan.steps {
+            if step.delegate == Delegate::Cpu || step.kernel.starts_with("view") {
+                continue;
+            }
+            let node = &program.nodes[step.node];
+            for (i, name) in node.inputs.iter().enumerate() {
+                self.ensure_resident(dev, program, checkpoint, &node.op, i, name, &node.inputs).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// A value's data on the host (from the arena, a constant, or the checkpoint).
     async fn host_value(
         &self,

@@ -23,4 +23,4 @@ pub use index::{Index, IndexError};
 pub use integrity::Manifest;
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::MmapSource;
-pub use source::{BytesSource, HttpClient, HttpSource, Source};
+pub use source::{BytesSource, HttpClient, HttpSource, Progress, Source};

@@ -5,7 +5,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Request, RequestInit, Response};
 
-use super::RangeResponse;
+use super::{Progress, RangeResponse};
 use crate::error::{Error, Result};
 
 /// `fetch`, optionally through a persistent Cache API cache.
@@ -16,6 +16,7 @@ pub struct HttpClient {
     cache: Option<String>,
     /// The cached Blob of each URL read so far, so later reads only slice.
     blobs: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<String, web_sys::Blob>>>,
+    progress: Option<Progress>,
 }
 
 fn js_err(url: &str, what: &str, e: JsValue) -> Error {
@@ -59,7 +60,16 @@ impl HttpClient {
     /// so a reload does not download again. Where there is no Cache API, or
     /// storing fails (quota, private mode), it reads from the network as usual.
     pub fn with_cache(name: &str) -> HttpClient {
-        HttpClient { cache: Some(name.to_string()), blobs: Default::default() }
+        HttpClient { cache: Some(name.to_string()), ..HttpClient::default() }
+    }
+
+    /// This client, reporting what its sources read to `progress`.
+    pub fn with_progress(self, progress: Progress) -> Self {
+        HttpClient { progress: Some(progress), ..self }
+    }
+
+    pub(crate) fn progress(&self) -> Option<&Progress> {
+        self.progress.as_ref()
     }
 
     /// Bytes `start..=end` from the cached copy of `url`, fetching the whole

@@ -20,6 +20,8 @@ use fetch as transport;
 
 pub use transport::HttpClient;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::{ReadFuture, Source, check_range};
 use crate::error::{Error, Result};
 
@@ -33,6 +35,50 @@ pub(crate) struct RangeResponse {
     pub content_range: Option<String>,
     /// The body: at most the cap the request was made with.
     pub body: Vec<u8>,
+}
+
+/// Where a client reports its transfers: `report(loaded, total)` after each
+/// read, `loaded` counting the bytes its sources have read (network or
+/// cache) and `total` the sizes of the files they have opened so far.
+#[derive(Clone)]
+pub struct Progress(Shared<ProgressState>);
+
+struct ProgressState {
+    loaded: AtomicU64,
+    total: AtomicU64,
+    report: Box<Report>,
+}
+
+/// The callback a [`Progress`] calls; in the browser it may hold a JS function.
+#[cfg(not(target_arch = "wasm32"))]
+pub type Report = dyn Fn(u64, u64) + Send + Sync;
+/// The callback a [`Progress`] calls; in the browser it may hold a JS function.
+#[cfg(target_arch = "wasm32")]
+pub type Report = dyn Fn(u64, u64);
+
+#[cfg(not(target_arch = "wasm32"))]
+type Shared<T> = std::sync::Arc<T>;
+#[cfg(target_arch = "wasm32")]
+type Shared<T> = std::rc::Rc<T>;
+
+impl Progress {
+    /// Reports to `report(loaded, total)`.
+    pub fn new(report: Box<Report>) -> Progress {
+        Progress(Shared::new(ProgressState { loaded: AtomicU64::new(0), total: AtomicU64::new(0), report }))
+    }
+
+    fn add(&self, loaded: u64, opened: u64) {
+        let l = self.0.loaded.fetch_add(loaded, Ordering::Relaxed) + loaded;
+        let t = self.0.total.fetch_add(opened, Ordering::Relaxed) + opened;
+        (self.0.report)(l, t);
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (l, t) = (self.0.loaded.load(Ordering::Relaxed), self.0.total.load(Ordering::Relaxed));
+        write!(f, "Progress({l}/{t})")
+    }
 }
 
 /// A file at a URL, read by byte ranges.
@@ -64,6 +110,9 @@ impl HttpSource {
             404 => return Err(Error::http(url, "not found (HTTP 404)")),
             s => return Err(Error::http(url, format!("unexpected HTTP status {s}"))),
         };
+        if let Some(p) = client.progress() {
+            p.add(prefix.len() as u64, len);
+        }
         Ok(HttpSource { url: url.to_string(), client: client.clone(), len, prefix })
     }
 
@@ -98,6 +147,10 @@ impl HttpSource {
             ));
         }
         buf.copy_from_slice(&resp.body);
+        if let Some(p) = self.client.progress() {
+            // Only the bytes past the prefix are new: those were counted at open.
+            p.add(end - offset.max(self.prefix.len() as u64), 0);
+        }
         Ok(())
     }
 }

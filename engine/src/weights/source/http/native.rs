@@ -6,13 +6,14 @@
 use std::io::Read;
 use std::time::Duration;
 
-use super::RangeResponse;
+use super::{Progress, RangeResponse};
 use crate::error::{Error, Result};
 
 /// A shared connection pool; cloning is cheap.
 #[derive(Clone)]
 pub struct HttpClient {
     agent: ureq::Agent,
+    progress: Option<Progress>,
 }
 
 impl Default for HttpClient {
@@ -38,7 +39,16 @@ impl HttpClient {
             .user_agent(concat!("kinema/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        HttpClient { agent }
+        HttpClient { agent, progress: None }
+    }
+
+    /// This client, reporting what its sources read to `progress`.
+    pub fn with_progress(self, progress: Progress) -> Self {
+        HttpClient { progress: Some(progress), ..self }
+    }
+
+    pub(crate) fn progress(&self) -> Option<&Progress> {
+        self.progress.as_ref()
     }
 
     /// GETs bytes `start..=end` of `url`, reading at most `cap` body bytes.
