@@ -2,6 +2,8 @@
 """Times Kinema's three reference workloads in the peers, on this machine, now.
 
     python tools/bench_peers.py [--json] [--runs N]     # needs onnxruntime, onnx, torch
+    python tools/bench_peers.py --write-onnx DIR         # the three graphs as DIR/{name}.onnx
+                                                        # (onnxruntime-web's models: web/bench/)
 
 - ONNX Runtime, CPU execution provider, 2 intra-op threads, graphs built with onnx.helper;
 - PyTorch CPU, 2 threads.
@@ -49,12 +51,14 @@ def onnx_models():
         graph = helper.make_graph(
             nodes, "g", [helper.make_tensor_value_info(n, f, s) for n, s in inputs],
             [helper.make_tensor_value_info(output, f, shape)])
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        # IR 8 goes with opset 17; onnx would stamp its newest, which older runtimes refuse.
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
     return {
         "matmul": model([helper.make_node("MatMul", ["a", "b"], ["y"])],
                         [("a", [1024, 1024]), ("b", [1024, 1024])], "y", [1024, 1024]),
-        "conv3d": model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1] * 6, strides=[1, 1, 1])],
+        "conv3d": model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1] * 6, strides=[1, 1, 1],
+                                          dilations=[1, 1, 1], kernel_shape=[3, 3, 3])],
                         [("x", [1, 64, 8, 32, 32]), ("w", [64, 64, 3, 3, 3])], "y", [1, 64, 8, 32, 32]),
         "attention": model([
             helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
@@ -81,7 +85,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--write-onnx", metavar="DIR", help="write the three ONNX graphs there and stop")
     args = ap.parse_args()
+    if args.write_onnx:
+        import os
+        os.makedirs(args.write_onnx, exist_ok=True)
+        for name, model in onnx_models().items():
+            with open(os.path.join(args.write_onnx, f"{name}.onnx"), "wb") as f:
+                f.write(model.SerializeToString())
+        return
     rng = np.random.default_rng(0)
     data = inputs(rng)
     rows = []

@@ -96,7 +96,9 @@ fn serve(
             return Ok(());
         }
         let method = line.split_whitespace().next().unwrap_or("").to_string();
-        let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+        // The file is the path without its query (pages take parameters).
+        let target = line.split_whitespace().nth(1).unwrap_or("/");
+        let path = target.split('?').next().unwrap_or("").trim_start_matches('/').to_string();
         let mut range = None;
         loop {
             let mut h = String::new();
@@ -217,9 +219,14 @@ pub fn read_tree(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-/// Lets pages of any origin read files, send `Range`, and see `Content-Range`.
+/// Lets pages of any origin read files, send `Range`, and see `Content-Range`;
+/// and makes the pages this server serves cross-origin isolated (COOP + COEP,
+/// with every response embeddable: CORP), which `SharedArrayBuffer` — threads
+/// in wasm — needs.
 const CORS: &str = "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: Range\r\n\
-                    Access-Control-Allow-Methods: GET, OPTIONS\r\nAccess-Control-Expose-Headers: Content-Range, Content-Length\r\n";
+                    Access-Control-Allow-Methods: GET, OPTIONS\r\nAccess-Control-Expose-Headers: Content-Range, Content-Length\r\n\
+                    Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n\
+                    Cross-Origin-Resource-Policy: cross-origin\r\n";
 
 fn parse_range(v: &str) -> Option<(u64, u64)> {
     let r = v.strip_prefix("bytes=")?;

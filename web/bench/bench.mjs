@@ -1,17 +1,54 @@
-// Runs www/bench.html in headless Chromium (WebGPU on SwiftShader, and the wasm
-// CPU delegate) and prints its JSON rows: `node bench.mjs BASE_URL`, where
-// BASE_URL serves www/ and web/pkg/ (web/e2e/run.sh's staging does; or
-// `npx http-server -p 8000 .` from the repository root).
+// Kinema's browser benchmark side by side with onnxruntime-web, in one headless
+// Chromium (WebGPU on SwiftShader): `node bench.mjs BASE_URL [--json]`, where
+// BASE_URL serves www/, web/pkg/ and ort/ (web/bench/run.sh stages them).
+// Pages run one after another, never together; every row is measured now.
 import { chromium } from "playwright-core";
 
 const base = process.argv[2];
+const json = process.argv.includes("--json");
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/lib/chromium/chromium",
   args: ["--headless=new", "--no-sandbox", "--no-first-run", "--enable-unsafe-webgpu",
     "--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader"],
 });
-const page = await browser.newPage();
-await page.goto(`${base}www/bench.html`);
-await page.waitForFunction(() => window.kinemaBench, null, { timeout: 900_000, polling: 500 });
-console.log(JSON.stringify(await page.evaluate(() => window.kinemaBench)));
+
+async function rowsOf(path, global) {
+  const page = await browser.newPage();
+  page.on("pageerror", (err) => console.error(`${path}: ${err.message}`));
+  await page.goto(`${base}${path}`);
+  await page.waitForFunction((g) => window[g], global, { timeout: 1_800_000, polling: 500 });
+  const rows = await page.evaluate((g) => window[g], global);
+  await page.close();
+  return rows;
+}
+
+const rows = [
+  ...(await rowsOf("www/bench.html?device=cpu", "kinemaBench")),
+  ...(await rowsOf("ort/index.html?ep=wasm&threads=1", "peerBench")),
+  ...(await rowsOf("ort/index.html?ep=wasm&threads=2", "peerBench")),
+  ...(await rowsOf("www/bench.html?device=gpu", "kinemaBench")),
+  ...(await rowsOf("ort/index.html?ep=webgpu", "peerBench")),
+];
 await browser.close();
+
+if (json) {
+  console.log(JSON.stringify(rows));
+} else {
+  const gflops = (device, workload) => rows.find((r) => r.device === device && r.workload === workload)?.gflops;
+  for (const r of rows) {
+    const what = r.error ? `error: ${r.error}` : `min ${r.ms_min.toFixed(1).padStart(9)} ms  ${r.gflops.toFixed(2).padStart(7)} GFLOP/s`;
+    console.log(`${(r.workload ?? "").padEnd(10)} ${r.device.padEnd(28)} ${what}`);
+  }
+  // Kinema's delegates are named after the adapter kind: "cpu" (wasm) and "gpu".
+  const kinema = (kind) => rows.find((r) => r.device === kind || r.device?.startsWith?.(kind))?.device;
+  console.log("\nratios (Kinema / peer, GFLOP/s at the min time):");
+  for (const workload of ["matmul", "conv3d", "attention"]) {
+    const cpu = gflops(kinema("cpu"), workload);
+    const gpu = gflops(kinema("gpu"), workload);
+    const w1 = gflops("onnxruntime-web-wasm-1t", workload);
+    const w2 = gflops("onnxruntime-web-wasm-2t", workload);
+    const wg = gflops("onnxruntime-web-webgpu", workload);
+    const r = (a, b) => (a && b ? (a / b).toFixed(2) : "—");
+    console.log(`${workload.padEnd(10)} wasm vs ORT wasm 1t ${r(cpu, w1)}, vs 2t ${r(cpu, w2)}; WebGPU vs ORT WebGPU ${r(gpu, wg)}`);
+  }
+}
