@@ -81,6 +81,18 @@ fn float_conversions_match_pytorch_bit_for_bit() {
         for (i, (a, b)) in got32.iter().zip(&want32).enumerate() {
             assert!(same_f32(*a, *b), "{}[{i}] → f32: {a} vs PyTorch {b}", t.name);
         }
+        // The same values a window at a time (windows of 6 bytes: whole elements, in order).
+        let mut windows = Vec::new();
+        let mut next = 0;
+        pollster::block_on(ckpt.read_f32_windows(t.name, 6, |at, values| {
+            assert_eq!(at, next, "{}: windows in order", t.name);
+            assert!(!values.is_empty() && values.len() * t.info.dtype.size() <= 6.max(t.info.dtype.size()));
+            next += values.len();
+            windows.extend_from_slice(values);
+            Ok(())
+        }))
+        .unwrap();
+        assert!(windows.iter().zip(&want32).all(|(a, b)| same_f32(*a, *b)) && windows.len() == n, "{}", t.name);
         let mut got16 = vec![f16::ZERO; n];
         let mut want16 = vec![f16::ZERO; n];
         pollster::block_on(ckpt.read_f16(t.name, &mut got16)).unwrap();

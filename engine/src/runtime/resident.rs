@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::plan::{ALIGN, Delegate, Plan};
 use crate::program::{Op, Program};
 use crate::weights::Checkpoint;
+use crate::weights::checkpoint::READ_WINDOW;
 
 pub(super) struct Resident {
     arena: wgpu::Buffer,
@@ -232,14 +233,26 @@ impl Resident {
             }
             return Ok(()); // an arena value
         };
-        let mut data = vec![0f32; p.shape.iter().product()];
-        checkpoint.expect("checked in Session::new").read_f32(&p.key, &mut data).await?;
+        let checkpoint = checkpoint.expect("checked in Session::new");
+        let len: usize = p.shape.iter().product();
         if conv_weight {
+            // Repacked on the host for the conv kernel, so read whole.
+            let mut data = vec![0f32; len];
+            checkpoint.read_f32(&p.key, &mut data).await?;
             let x = program.shape(&inputs[0]).expect("validated");
-            data = execute::prepack_conv(op, x, &p.shape, &data)?;
+            let data = execute::prepack_conv(op, x, &p.shape, &data)?;
+            self.tensors.insert(key, (dev.upload(name, &data), data.len()));
+            return Ok(());
         }
-        let len = data.len();
-        self.tensors.insert(key, (dev.upload(name, &data), len));
+        // Straight into the GPU buffer, a window at a time.
+        let buffer = dev.storage(name, len);
+        checkpoint
+            .read_f32_windows(&p.key, READ_WINDOW, |at, values| {
+                dev.queue.write_buffer(&buffer, (at * 4) as u64, bytemuck::cast_slice(values));
+                Ok(())
+            })
+            .await?;
+        self.tensors.insert(key, (buffer, len));
         Ok(())
     }
 

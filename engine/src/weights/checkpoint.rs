@@ -332,6 +332,31 @@ impl Checkpoint {
         self.read_converted(name, out, convert::to_f32).await
     }
 
+    /// Reads a floating-point tensor as f32 a window at a time: `f(at, values)`
+    /// gets elements `at..at + values.len()`, at most `window` bytes of the
+    /// file each, in order — so a tensor goes to its destination (a GPU buffer)
+    /// without ever being whole in memory.
+    pub async fn read_f32_windows(
+        &self,
+        name: &str,
+        window: usize,
+        mut f: impl FnMut(usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        let dtype = self.get(name)?.info.dtype;
+        let mut values = Vec::new();
+        let mut at = 0;
+        self.stream(name, window, |bytes| {
+            let n = bytes.len() / dtype.size();
+            values.resize(n, 0f32);
+            convert::to_f32(dtype, bytes, &mut values)
+                .map_err(|e| Error::Invalid(format!("{}: tensor {name:?}: {e}", self.name)))?;
+            f(at, &values)?;
+            at += n;
+            Ok(())
+        })
+        .await
+    }
+
     /// Reads a floating-point tensor into `out` as f16 (exactly its element count).
     pub async fn read_f16(&self, name: &str, out: &mut [f16]) -> Result<()> {
         self.read_converted(name, out, convert::to_f16).await

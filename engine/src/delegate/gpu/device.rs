@@ -241,6 +241,19 @@ impl GpuDevice {
         self.upload_bytes(label, bytemuck::cast_slice(data))
     }
 
+    /// A storage buffer for `len` f32 values, to be filled with
+    /// `queue.write_buffer` (in windows: see `Checkpoint::read_f32_windows`);
+    /// the padding past `len` is zeroed here.
+    pub fn storage(&self, label: &str, len: usize) -> wgpu::Buffer {
+        let bytes = len * 4;
+        let buffer = self.take(label, (bytes.max(1).div_ceil(16) * 16) as u64, STORAGE);
+        let pad = buffer.size() as usize - bytes;
+        if pad > 0 {
+            self.queue.write_buffer(&buffer, bytes as u64, &[0u8; 16][..pad]);
+        }
+        buffer
+    }
+
     /// [`upload`](Self::upload) for raw bytes (f16 data, packed words).
     pub fn upload_bytes(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
         let buffer = self.take(label, (data.len().max(1).div_ceil(16) * 16) as u64, STORAGE);
