@@ -198,11 +198,11 @@ fn the_buffer_pool_reuses_and_stays_bounded() {
     assert!(ok, "{err}");
 }
 
-/// Values over one storage binding are bound in windows by norm, softmax and
-/// attention too (here on a device whose bindings hold 4 KiB: 1024 f32), and
-/// agree with the CPU delegate.
+/// Values over one storage binding are bound in windows by norm, softmax,
+/// attention and broadcast binary ops too (here on a device whose bindings
+/// hold 4 KiB: 1024 f32), and agree with the CPU delegate.
 #[test]
-fn norm_softmax_and_attention_bind_large_values_in_windows() {
+fn norm_softmax_attention_and_binary_bind_large_values_in_windows() {
     use kinema_engine::delegate::{Attention, Norm, Softmax};
     let limits = wgpu::Limits { max_storage_buffer_binding_size: 4096, ..Default::default() };
     let dev = pollster::block_on(GpuDevice::with_limits(Some(limits))).unwrap();
@@ -238,6 +238,33 @@ fn norm_softmax_and_attention_bind_large_values_in_windows() {
         let (err, ok) = compare(&got, &want, 8, 1e-4);
         assert!(ok, "attention (mask {:?}, per batch {per}) in windows: max abs error {err}", mask.map(<[f32]>::len));
     }
+    // Broadcast binary ops, windowed along their outermost axis longer than 1:
+    // a broadcast operand bound whole, both operands windowed past a leading 1,
+    // and a long vector minus a scalar.
+    use kinema_engine::delegate::Binary;
+    let cases: [(Binary, &[usize], &[usize]); 4] = [
+        (Binary::Add, &[100, 30], &[30]),
+        (Binary::Mul, &[1, 96, 16], &[1, 96, 16]),
+        (Binary::Sub, &[3000], &[1]),
+        (Binary::Div, &[40, 1, 64], &[40, 2, 64]),
+    ];
+    for (i, (op, a_shape, b_shape)) in cases.into_iter().enumerate() {
+        let a = random(a_shape.iter().product(), 20 + i as u64);
+        let b: Vec<f32> = random(b_shape.iter().product(), 30 + i as u64).iter().map(|v| v + 2.0).collect();
+        let want = cpu::elementwise::binary(op, &a, a_shape, &b, b_shape).unwrap();
+        let got = pollster::block_on(gpu::elementwise::binary(&dev, op, &a, a_shape, &b, b_shape)).unwrap();
+        assert!(compare(&got, &want, 1, 1e-6).1, "{op:?} {a_shape:?} with {b_shape:?} in windows");
+    }
+    let err = pollster::block_on(gpu::elementwise::binary(
+        &dev,
+        Binary::Add,
+        &random(4000, 40),
+        &[2, 2000],
+        &random(2000, 41),
+        &[2000],
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("storage binding limit"), "{err}");
     // A row that cannot fit is still a clear error.
     let wide = Norm::layer(1, 2000, 1e-5);
     let err = pollster::block_on(gpu::norm::norm(&dev, &wide, &random(2000, 13), None, None)).unwrap_err();

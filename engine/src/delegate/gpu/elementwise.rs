@@ -56,7 +56,10 @@ pub async fn encode_unary(
     Ok(())
 }
 
-/// Records `out = f(a, b)` with broadcasting over device views.
+/// Records `out = f(a, b)` with broadcasting over device views. Values over
+/// one storage binding are bound in windows along the outermost axis longer
+/// than 1: the output's rows, and each operand's where it has that axis (an
+/// operand broadcast along it is bound whole in every window).
 pub async fn encode_binary(
     dev: &GpuDevice,
     cmds: &mut Commands<'_>,
@@ -65,23 +68,46 @@ pub async fn encode_binary(
     (b, b_shape): (View<'_>, &[usize]),
     out: View<'_>,
 ) -> Result<()> {
-    let params = binary_params(op, a_shape, b_shape)?;
-    let pipeline = dev.pipeline(&kinema_shaders::BINARY, &[]).await?;
-    cmds.dispatch_views(&pipeline, &[a, b, out], &params, dev.grid("binary", params.len as usize, WG)?);
-    Ok(())
-}
-
-fn binary_params(op: Binary, a_shape: &[usize], b_shape: &[usize]) -> Result<BinaryParams> {
     let bc = Broadcast::new(a_shape, b_shape)?;
-    Ok(BinaryParams {
-        len: u32_of("binary", bc.len())?,
-        op: op as u32,
-        rank: bc.shape.len() as u32,
-        _pad: 0,
-        shape: dims("binary", &bc.shape)?,
-        a_strides: dims("binary", &bc.a_strides)?,
-        b_strides: dims("binary", &bc.b_strides)?,
-    })
+    if bc.is_empty() {
+        return Ok(());
+    }
+    let pipeline = dev.pipeline(&kinema_shaders::BINARY, &[]).await?;
+    // The axes before `axis` are all 1, so a window of its rows is contiguous
+    // in the output and in every operand that has the axis.
+    let axis = bc.shape.iter().position(|&d| d > 1).unwrap_or(0);
+    let rows = bc.shape.get(axis).copied().unwrap_or(1);
+    let row = |strides: &[usize]| strides.get(axis).copied().unwrap_or(0);
+    let out_row = bc.len() / rows;
+    let (a_row, b_row) = (row(&bc.a_strides), row(&bc.b_strides));
+    let windows = dev.row_windows("binary", rows, &[out_row, a_row, b_row], 1)?;
+    fn window(v: View<'_>, per_row: usize, r0: usize, n: usize) -> View<'_> {
+        match per_row {
+            0 => v,
+            _ => v.slice(r0 * per_row, n * per_row),
+        }
+    }
+    for (r0, n) in windows {
+        let (av, bv, ov) = (window(a, a_row, r0, n), window(b, b_row, r0, n), window(out, out_row, r0, n));
+        for (what, v) in [("binary a", av), ("binary b", bv)] {
+            dev.check_binding(what, v.len * 4)?;
+        }
+        let mut shape = bc.shape.clone();
+        if let Some(d) = shape.get_mut(axis) {
+            *d = n;
+        }
+        let params = BinaryParams {
+            len: u32_of("binary", ov.len)?,
+            op: op as u32,
+            rank: bc.shape.len() as u32,
+            _pad: 0,
+            shape: dims("binary", &shape)?,
+            a_strides: dims("binary", &bc.a_strides)?,
+            b_strides: dims("binary", &bc.b_strides)?,
+        };
+        cmds.dispatch_views(&pipeline, &[av, bv, ov], &params, dev.grid("binary", ov.len, WG)?);
+    }
+    Ok(())
 }
 
 #[repr(C)]
@@ -96,7 +122,8 @@ struct BinaryParams {
     b_strides: [u32; MAX_RANK],
 }
 
-/// `out = f(a, b)` over the broadcast of their shapes, on the GPU.
+/// `out = f(a, b)` over the broadcast of their shapes, on the GPU (in
+/// windows when over one storage binding, see [`encode_binary`]).
 pub async fn binary(
     dev: &GpuDevice,
     op: Binary,
@@ -107,8 +134,18 @@ pub async fn binary(
 ) -> Result<Vec<f32>> {
     check_len("binary a", a_shape, a.len())?;
     check_len("binary b", b_shape, b.len())?;
-    let params = binary_params(op, a_shape, b_shape)?;
-    let len = params.len as usize;
-    let groups = dev.grid("binary", len, WG)?;
-    dev.run(&kinema_shaders::BINARY, &[], &[a, b], len, &params, groups).await
+    let len = Broadcast::new(a_shape, b_shape)?.len();
+    u32_of("binary", len)?;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let bufs = [dev.upload("binary.a", a), dev.upload("binary.b", b)];
+    let out = dev.output("binary.out", len);
+    let mut cmds = dev.commands();
+    let (av, bv) = (View::whole(&bufs[0], a.len()), View::whole(&bufs[1], b.len()));
+    encode_binary(dev, &mut cmds, op, (av, a_shape), (bv, b_shape), View::whole(&out, len)).await?;
+    cmds.submit();
+    let result = dev.read(&out, len).await;
+    dev.recycle(bufs.into_iter().chain([out]));
+    result
 }
