@@ -199,10 +199,10 @@ fn the_buffer_pool_reuses_and_stays_bounded() {
 }
 
 /// Values over one storage binding are bound in windows by norm, softmax,
-/// attention and broadcast binary ops too (here on a device whose bindings
+/// attention, broadcast binary ops and copy plans too (here on a device whose bindings
 /// hold 4 KiB: 1024 f32), and agree with the CPU delegate.
 #[test]
-fn norm_softmax_attention_and_binary_bind_large_values_in_windows() {
+fn norms_attention_binary_and_copies_bind_large_values_in_windows() {
     use kinema_engine::delegate::{Attention, Norm, Softmax};
     let limits = wgpu::Limits { max_storage_buffer_binding_size: 4096, ..Default::default() };
     let dev = pollster::block_on(GpuDevice::with_limits(Some(limits))).unwrap();
@@ -265,6 +265,24 @@ fn norm_softmax_attention_and_binary_bind_large_values_in_windows() {
     ))
     .unwrap_err();
     assert!(err.to_string().contains("storage binding limit"), "{err}");
+    // Copy plans, split into pieces whose input and output spans fit: a
+    // transpose, a slice with steps, a concat, a pad (its fill in windows too)
+    // and a nearest upsample (cut at multiples of its factors).
+    use kinema_engine::delegate::layout;
+    let (m, n) = (random(40 * 50, 50), random(30 * 40, 51));
+    let plans: [(&str, layout::CopyPlan, Vec<&[f32]>); 5] = [
+        ("transpose", layout::permute(&[40, 50], &[1, 0]).unwrap(), vec![&m]),
+        ("slice", layout::slice(&[40, 50], &[1, 3], &[39, 50], &[1, 2]).unwrap(), vec![&m]),
+        ("concat", layout::concat(&[&[30, 40], &[30, 40]], 0).unwrap(), vec![&n, &n]),
+        ("pad", layout::pad(&[30, 40], &[[3, 2], [5, 7]], -1.5).unwrap(), vec![&n]),
+        ("upsample", layout::upsample_nearest(&[1, 30, 40], &[1, 2, 3]).unwrap(), vec![&n]),
+    ];
+    for (what, plan, xs) in plans {
+        let want = cpu::layout::copy(&plan, &xs).unwrap();
+        let got = pollster::block_on(gpu::layout::copy(&dev, &plan, &xs)).unwrap();
+        assert!(want.len().max(xs[0].len()) > 1024, "{what}: bigger than one binding");
+        assert_eq!(got, want, "{what} in windows");
+    }
     // A row that cannot fit is still a clear error.
     let wide = Norm::layer(1, 2000, 1e-5);
     let err = pollster::block_on(gpu::norm::norm(&dev, &wide, &random(2000, 13), None, None)).unwrap_err();
