@@ -93,9 +93,8 @@ fn pipeline_matches_diffusers(device: kinema_engine::delegate::DeviceChoice) {
         seed: 0,
         steps,
         guidance,
-        frames: None,
         on_step: Some(&mut on_step),
-        cancel: None,
+        ..Default::default()
     }))
     .unwrap();
     assert_eq!((video.frames, video.height, video.width), (5, 64, 64));
@@ -109,13 +108,11 @@ fn pipeline_matches_diffusers(device: kinema_engine::delegate::DeviceChoice) {
     let req = |cancel| Request {
         prompt_embeds: &pe,
         negative_embeds: Some(&ne),
-        latents: None,
         seed: 42,
         steps: 2,
         guidance,
-        frames: None,
-        on_step: None,
         cancel,
+        ..Default::default()
     };
     assert!(pollster::block_on(pipe.generate(req(Some(&stop)))).unwrap_err().to_string().contains("cancelled"));
     let a = pollster::block_on(pipe.generate(req(None))).unwrap();
@@ -162,9 +159,7 @@ fn generate(
         seed,
         steps,
         guidance,
-        frames: None,
-        on_step: None,
-        cancel: None,
+        ..Default::default()
     }))
     .unwrap()
 }

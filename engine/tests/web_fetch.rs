@@ -15,12 +15,8 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 const GOLDEN: &str = include_str!("../../tests/fixtures/weights/golden.json");
 
-fn base() -> &'static str {
-    match option_env!("KINEMA_FIXTURES_URL") {
-        Some(url) => url,
-        None => panic!("build with KINEMA_FIXTURES_URL set to the fixture server (scripts/test.sh does)"),
-    }
-}
+mod web_support;
+use web_support::base;
 
 /// The server's log of the requests whose path starts with `prefix`. (The
 /// log endpoint ignores `Range`; a small enough answer is still accepted.)

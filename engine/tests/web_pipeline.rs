@@ -15,18 +15,8 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn base() -> &'static str {
-    match option_env!("KINEMA_FIXTURES_URL") {
-        Some(url) => url,
-        None => panic!("build with KINEMA_FIXTURES_URL set to the fixture server (scripts/test.sh does)"),
-    }
-}
-
-async fn read_all(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
-    let mut v = vec![0f32; ckpt.get(name).unwrap().info.numel() as usize];
-    ckpt.read_f32(name, &mut v).await.unwrap();
-    v
-}
+mod web_support;
+use web_support::{base, read_all};
 
 #[wasm_bindgen_test]
 async fn the_embedded_model_generates_in_the_browser_on_both_delegates() {
@@ -48,9 +38,7 @@ async fn the_embedded_model_generates_in_the_browser_on_both_delegates() {
                 seed: 0,
                 steps,
                 guidance,
-                frames: None,
-                on_step: None,
-                cancel: None,
+                ..Default::default()
             })
             .await
             .unwrap();

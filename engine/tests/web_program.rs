@@ -14,18 +14,8 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 const PROGRAM: &str = include_str!("../../tests/fixtures/programs/wan_transformer/program.json");
 
-fn base() -> &'static str {
-    match option_env!("KINEMA_FIXTURES_URL") {
-        Some(url) => url,
-        None => panic!("build with KINEMA_FIXTURES_URL set to the fixture server (scripts/test.sh does)"),
-    }
-}
-
-async fn read_all(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
-    let mut v = vec![0f32; ckpt.get(name).unwrap().info.numel() as usize];
-    ckpt.read_f32(name, &mut v).await.unwrap();
-    v
-}
+mod web_support;
+use web_support::{base, read_all};
 
 #[wasm_bindgen_test]
 async fn the_wan_transformer_program_runs_in_the_browser_on_both_delegates() {

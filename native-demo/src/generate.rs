@@ -120,13 +120,12 @@ pub async fn run(args: Args) -> Result<()> {
         .generate(Request {
             prompt_embeds: &pe,
             negative_embeds: ne.as_deref(),
-            latents: None,
             seed: args.seed,
             steps,
             guidance,
             frames: args.frames,
             on_step: Some(&mut progress),
-            cancel: None,
+            ..Default::default()
         })
         .await;
     bar.finish_and_clear();

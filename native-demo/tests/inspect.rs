@@ -216,13 +216,10 @@ fn generate_writes_the_pipelines_video_as_a_gif() {
     let video = pollster::block_on(pipe.generate(Request {
         prompt_embeds: &pe,
         negative_embeds: Some(&ne),
-        latents: None,
         seed: 7,
         steps: 2,
         guidance,
-        frames: None,
-        on_step: None,
-        cancel: None,
+        ..Default::default()
     }))
     .unwrap();
     let mut opts = gif::DecodeOptions::new();

@@ -39,12 +39,11 @@ if (json) {
     const what = r.error ? `error: ${r.error}` : `min ${r.ms_min.toFixed(1).padStart(9)} ms  ${r.gflops.toFixed(2).padStart(7)} GFLOP/s`;
     console.log(`${(r.workload ?? "").padEnd(10)} ${r.device.padEnd(28)} ${what}`);
   }
-  // Kinema's delegates are named after the adapter kind: "cpu" (wasm) and "gpu".
-  const kinema = (kind) => rows.find((r) => r.device === kind || r.device?.startsWith?.(kind))?.device;
   console.log("\nratios (Kinema / peer, GFLOP/s at the min time):");
   for (const workload of ["matmul", "conv3d", "attention"]) {
-    const cpu = gflops(kinema("cpu"), workload);
-    const gpu = gflops(kinema("gpu"), workload);
+    // Kinema's rows are named after the delegate: "cpu" (wasm) and "gpu".
+    const cpu = gflops("cpu", workload);
+    const gpu = gflops("gpu", workload);
     const w1 = gflops("onnxruntime-web-wasm-1t", workload);
     const w2 = gflops("onnxruntime-web-wasm-2t", workload);
     const wg = gflops("onnxruntime-web-webgpu", workload);

@@ -198,13 +198,13 @@ impl KinemaPipeline {
             .generate(Request {
                 prompt_embeds: &pe,
                 negative_embeds: Some(&ne),
-                latents: None,
                 seed,
                 steps,
                 guidance,
                 frames,
                 on_step: Some(&mut progress),
                 cancel: Some(&cancel),
+                ..Default::default()
             })
             .await
             .map_err(js_error)?;

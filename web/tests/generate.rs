@@ -14,12 +14,9 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn base() -> &'static str {
-    match option_env!("KINEMA_FIXTURES_URL") {
-        Some(url) => url,
-        None => panic!("build with KINEMA_FIXTURES_URL set to the fixture server (scripts/test.sh does)"),
-    }
-}
+#[path = "../../engine/tests/web_support/mod.rs"]
+mod web_support;
+use web_support::base;
 
 fn options(pairs: &[(&str, JsValue)]) -> JsValue {
     let o = js_sys::Object::new();
@@ -75,13 +72,10 @@ async fn generate_gives_the_engines_frames_and_clear_errors() {
         .generate(Request {
             prompt_embeds: &pe,
             negative_embeds: Some(&ne),
-            latents: None,
             seed,
             steps,
             guidance,
-            frames: None,
-            on_step: None,
-            cancel: None,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -8,12 +8,9 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 const GOLDEN: &str = include_str!("../../tests/fixtures/weights/golden.json");
 
-fn base() -> &'static str {
-    match option_env!("KINEMA_FIXTURES_URL") {
-        Some(url) => url,
-        None => panic!("build with KINEMA_FIXTURES_URL set to the fixture server (scripts/test.sh does)"),
-    }
-}
+#[path = "../../engine/tests/web_support/mod.rs"]
+mod web_support;
+use web_support::base;
 
 #[wasm_bindgen_test]
 async fn inspect_checkpoint_lists_the_tensors_of_a_sharded_folder() {

@@ -96,7 +96,9 @@ pub struct Defaults {
     pub guidance: f32,
 }
 
-/// One generation.
+/// One generation. `..Default::default()` leaves no guidance, seeded noise,
+/// the pipeline's frame count, no callback and no cancellation.
+#[derive(Default)]
 pub struct Request<'a> {
     /// `[1, text length, text dim]`.
     pub prompt_embeds: &'a [f32],

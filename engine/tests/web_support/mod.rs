@@ -1,0 +1,20 @@
+//! What the browser tests share (engine/tests/web_*.rs and web/tests/*.rs,
+//! the latter by `#[path]`): where the fixture server is, and whole-tensor reads.
+#![allow(dead_code)] // each test file uses what it needs
+
+use kinema_engine::weights::Checkpoint;
+
+/// The fixture server's base URL, compiled in (scripts/test.sh sets it).
+pub fn base() -> &'static str {
+    match option_env!("KINEMA_FIXTURES_URL") {
+        Some(url) => url,
+        None => panic!("build with KINEMA_FIXTURES_URL set to the fixture server (scripts/test.sh does)"),
+    }
+}
+
+/// A whole tensor as f32.
+pub async fn read_all(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
+    let mut v = vec![0f32; ckpt.get(name).unwrap().info.numel() as usize];
+    ckpt.read_f32(name, &mut v).await.unwrap();
+    v
+}
