@@ -1,7 +1,8 @@
 // conv3d as an implicit GEMM, tiled through workgroup memory (the path for
 // real GPUs). Parameters, bindings, gather and epilogue: conv_common.wgsl.
 //
-// Weights come prepacked as [groups][k][c_out_g] so a tile row is contiguous.
+// Weights come prepacked as [groups][k][c_out_g] so a tile row is contiguous
+// (rows of w_row: a window of channels reads part of each).
 // Each workgroup computes BM output channels x BN positions of one (batch,
 // group); each thread a TM x TN block in registers; k advances BK at a time.
 
@@ -32,7 +33,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let tid = lid.y * WG_N + lid.x;
     let threads = WG_M * WG_N;
     let x_base = (batch * p.groups + g) * p.c_in_g * p.d * p.h * p.w;
-    let w_base = g * p.k * p.c_out_g;
+    let w_base = p.w_off + g * p.k * p.w_row;
     let taps = p.kd * p.kh * p.kw;
 
     var acc0 = vec4<f32>();
@@ -44,7 +45,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             let r = i % BM;
             let k = k0 + i / BM;
             let inside = k < p.k && row0 + r < p.c_out_g;
-            tile_a[i] = select(0.0, weight(select(0u, w_base + k * p.c_out_g + row0 + r, inside)), inside);
+            tile_a[i] = select(0.0, weight(select(0u, w_base + k * p.w_row + row0 + r, inside)), inside);
         }
         for (var i = tid; i < B_TILE; i += threads) {
             let c = i % BN;

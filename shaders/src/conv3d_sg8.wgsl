@@ -8,11 +8,11 @@
 // reduction walks (ci, kz, ky, kx) as nested loops: no divisions inside.
 
 override WG_ROWS: u32 = 8u;
-// True when c_out_g is a multiple of 4: a lane's weights are two vec4 loads.
+// True when w_row and w_off are multiples of 4: a lane's weights are two vec4 loads.
 override CONTIGUOUS: bool = false;
 
 fn weights4(i: u32, c: u32) -> vec4<f32> {
-    // Channels c .. c + 3 at flat index i of [groups][k][c_out_g]; 0 past c_out_g.
+    // Channels c .. c + 3 at flat index i of [groups][k][w_row]; 0 past c_out_g.
     let inside = (vec4<u32>(c) + vec4<u32>(0u, 1u, 2u, 3u)) < vec4<u32>(p.c_out_g);
     if (CONTIGUOUS) {
         return select(vec4<f32>(), wt[select(0u, i / 4u, inside.x)], inside);
@@ -46,7 +46,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let ok_hi = pos0 + 8u + lane < p.positions;
 
     var acc: array<vec4<f32>, 32>;
-    var wi = g * p.k * p.c_out_g + c0;
+    var wi = p.w_off + g * p.k * p.w_row + c0;
     for (var ci = 0u; ci < p.c_in_g; ci++) {
         for (var kz = 0u; kz < p.kd; kz++) {
             for (var ky = 0u; ky < p.kh; ky++) {
@@ -55,7 +55,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
                     let hi = gather(x_base, o_hi, ok_hi, ci, kz, ky, kx);
                     let w0 = weights4(wi, c0);
                     let w1 = weights4(wi + 4u, c0 + 4u);
-                    wi += p.c_out_g;
+                    wi += p.w_row;
                     { let v = subgroupBroadcast(lo, 0u); acc[0] += v * w0; acc[1] += v * w1; }
                     { let v = subgroupBroadcast(lo, 1u); acc[2] += v * w0; acc[3] += v * w1; }
                     { let v = subgroupBroadcast(lo, 2u); acc[4] += v * w0; acc[5] += v * w1; }

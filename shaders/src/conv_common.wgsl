@@ -35,11 +35,22 @@ struct Params {
     pd: u32,
     ph: u32,
     pw: u32,
-    _pad0: u32,
+    // Packed weights: the length of a row of [groups][k][row] (c_out_g of the
+    // whole conv; c_out_g above counts this dispatch's channels) and where this
+    // dispatch's first weight sits in the binding.
+    w_row: u32,
     dd: u32,
     dh: u32,
     dw: u32,
-    _pad1: u32,
+    w_off: u32,
+    // Where this dispatch's x, out and bias begin in their bindings (a window
+    // of a larger conv is bound from an aligned start before it).
+    x_off: u32,
+    out_off: u32,
+    bias_off: u32,
+    // 1: add to what `out` holds (a window over more input channels of the
+    // same outputs; `activation` is then applied by the last such window).
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -63,7 +74,7 @@ fn origin(pos: u32) -> vec3<i32> {
 fn gather(x_base: u32, o: vec3<i32>, valid: bool, ci: u32, kz: u32, ky: u32, kx: u32) -> f32 {
     let at = o + vec3<i32>(vec3<u32>(kz * p.dd, ky * p.dh, kx * p.dw));
     let inside = valid && all(at >= vec3<i32>(0)) && all(vec3<u32>(at) < vec3<u32>(p.d, p.h, p.w));
-    let i = x_base + ((ci * p.d + u32(at.x)) * p.h + u32(at.y)) * p.w + u32(at.z);
+    let i = p.x_off + x_base + ((ci * p.d + u32(at.x)) * p.h + u32(at.y)) * p.w + u32(at.z);
     return select(0.0, x[select(0u, i, inside)], inside);
 }
 
@@ -73,9 +84,13 @@ fn store(batch: u32, g: u32, c: u32, pos: u32, v: f32) {
         return;
     }
     let channel = g * p.c_out_g + c;
+    let i = p.out_off + (batch * p.c_out + channel) * p.positions + pos;
     var r = v;
-    if (p.has_bias == 1u) {
-        r += bias[channel];
+    if (p.accumulate == 1u) {
+        r += out[i];
     }
-    out[(batch * p.c_out + channel) * p.positions + pos] = activate(r, p.activation);
+    if (p.has_bias == 1u) {
+        r += bias[p.bias_off + channel];
+    }
+    out[i] = activate(r, p.activation);
 }

@@ -79,6 +79,52 @@ fn gpu_conv3d_matches_cpu_on_awkward_shapes() {
     }
 }
 
+/// A conv over one storage binding is dispatched in windows and agrees with
+/// the CPU delegate, on a device whose bindings hold 4 KiB (1024 f32, bound
+/// from 256-byte starts): whole groups per window; and one group split into
+/// ranges of output channels and of input channels that accumulate (bias on
+/// the first, activation on the last), for both kernels.
+#[test]
+fn gpu_conv3d_binds_large_values_in_windows() {
+    use kinema_engine::delegate::Activation;
+    let limits = wgpu::Limits { max_storage_buffer_binding_size: 4096, ..Default::default() };
+    let dev = pollster::block_on(kinema_engine::delegate::gpu::GpuDevice::with_limits(Some(limits))).unwrap();
+    let specs = [
+        // One group of 8 × 189 inputs, 12 × 189 outputs, 8 × 27 × 12 weights:
+        // input ranges of 2 channels (the weights' limit), output ranges of 4.
+        Conv3d { activation: Activation::Silu, ..Conv3d::new(2, 8, 12, [3, 7, 9], [3, 3, 3]).padded([1, 1, 1]) },
+        // Causal time padding, strides and dilation, the same splits.
+        Conv3d {
+            stride: [1, 2, 1],
+            dilation: [1, 1, 2],
+            padding: [[2, 0], [1, 1], [2, 2]],
+            activation: Activation::GeluErf,
+            ..Conv3d::new(1, 7, 9, [4, 6, 11], [3, 3, 3])
+        },
+        // Four groups of 2 × 200: two whole groups per window, per batch.
+        Conv3d { groups: 4, ..Conv3d::new(2, 8, 8, [2, 10, 10], [1, 3, 3]).padded([0, 1, 1]) },
+        // Depthwise, 6 channels of 330, each output doubled: one group per window.
+        Conv3d { groups: 6, ..Conv3d::new(1, 6, 12, [3, 10, 11], [3, 3, 3]).padded([1, 1, 1]) },
+    ];
+    for (i, spec) in specs.into_iter().enumerate() {
+        let x = random(spec.batch * spec.c_in * spec.input.iter().product::<usize>(), 300 + i as u64);
+        assert!(x.len() > 1024 || spec.batch * spec.c_out * spec.positions() > 1024, "case {i} fits one binding");
+        let w = random(spec.c_out * spec.k(), 400 + i as u64);
+        for bias in [Some(random(spec.c_out, 500 + i as u64)), None] {
+            let want = cpu::conv::conv3d(&spec, &x, &w, bias.as_deref()).unwrap();
+            for config in configs(&dev) {
+                let got = pollster::block_on(gpu::conv::conv3d_with(&dev, config, &spec, &x, &w, bias.as_deref()));
+                let (err, ok) = compare(&got.unwrap(), &want, spec.k(), 1e-4);
+                assert!(ok, "{config:?} {spec:?} (bias {}): max abs error {err}", bias.is_some());
+            }
+        }
+    }
+    // One input channel over a binding (1600 floats) cannot be split: a clear error.
+    let spec = Conv3d::new(1, 1, 1, [1, 40, 40], [1, 1, 1]);
+    let err = pollster::block_on(gpu::conv::conv3d(&dev, &spec, &random(1600, 1), &[1.0], None)).unwrap_err();
+    assert!(err.to_string().contains("storage binding limit"), "{err}");
+}
+
 #[test]
 fn bad_convs_are_errors() {
     let spec = Conv3d::new(1, 2, 2, [3, 3, 3], [3, 3, 3]);

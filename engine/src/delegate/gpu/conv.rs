@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::matmul::{Config, Tiles};
 use super::{Commands, GpuDevice, View};
-use crate::delegate::Conv3d;
+use crate::delegate::{Activation, Conv3d};
 use crate::error::{Error, Result};
 
 /// The kernels' `Params` uniform, field for field (conv_common.wgsl).
@@ -36,11 +36,86 @@ struct Params {
     pd: u32,
     ph: u32,
     pw: u32,
-    _pad0: u32,
+    w_row: u32,
     dd: u32,
     dh: u32,
     dw: u32,
-    _pad1: u32,
+    w_off: u32,
+    x_off: u32,
+    out_off: u32,
+    bias_off: u32,
+    accumulate: u32,
+}
+
+/// One dispatch's share of a conv: `(first, count)` of batches, of groups,
+/// and of the input and output channels within a group.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Window {
+    batches: (usize, usize),
+    groups: (usize, usize),
+    c_in: (usize, usize),
+    c_out: (usize, usize),
+}
+
+/// Splits a conv whose input, weights or output are over one storage binding
+/// into dispatches that each bind less (from an aligned start, a vec4 short of
+/// the limit): one batch and as many whole groups as fit, or, when one group is
+/// over a binding, ranges of its output channels and of its input channels,
+/// the later input ranges adding to what the earlier ones wrote. One window
+/// when everything fits.
+fn windows(dev: &GpuDevice, spec: &Conv3d) -> Result<Vec<Window>> {
+    let limits = dev.device.limits();
+    let max = (limits.max_storage_buffer_binding_size as usize / 16) * 4;
+    let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
+    let (n, groups, cig, cog) = (spec.batch, spec.groups, spec.c_in_g(), spec.c_out_g());
+    let taps: usize = spec.kernel.iter().product();
+    let (volume, positions): (usize, usize) = (spec.input.iter().product(), spec.positions());
+    let whole = Window { batches: (0, n), groups: (0, groups), c_in: (0, cig), c_out: (0, cog) };
+    // Floats of one group of one batch in x, w and out.
+    let per_group = [cig * volume, spec.k() * cog, cog * positions];
+    let fits = |count: usize, per: usize| count.checked_mul(per).is_some_and(|v| v <= max);
+    if fits(n * groups, per_group[0]) && fits(groups, per_group[1]) && fits(n * groups, per_group[2]) {
+        return Ok(vec![whole]);
+    }
+    let room = max.saturating_sub(align);
+    let each = per_group.iter().map(|&v| room / v.max(1)).min().unwrap_or(0).min(groups);
+    let mut out = Vec::new();
+    if each > 0 {
+        for b in 0..n {
+            for g in (0..groups).step_by(each) {
+                out.push(Window { batches: (b, 1), groups: (g, each.min(groups - g)), ..whole });
+            }
+        }
+        return Ok(out);
+    }
+    let c_in_step = (room / volume.max(1)).min(room / (taps * cog).max(1)).min(cig);
+    let mut c_out_step = (room / positions.max(1)).min(cog);
+    if c_out_step >= 4 {
+        // Window starts on whole vec4s of a weight row.
+        c_out_step -= c_out_step % 4;
+    }
+    if c_in_step == 0 || c_out_step == 0 {
+        return Err(Error::Gpu(format!(
+            "conv3d {spec:?}: one channel ({volume} input or {positions} output floats, or {} weights) exceeds the \
+             device's storage binding limit",
+            taps * cog
+        )));
+    }
+    for b in 0..n {
+        for g in 0..groups {
+            for co in (0..cog).step_by(c_out_step) {
+                for ci in (0..cig).step_by(c_in_step) {
+                    out.push(Window {
+                        batches: (b, 1),
+                        groups: (g, 1),
+                        c_in: (ci, c_in_step.min(cig - ci)),
+                        c_out: (co, c_out_step.min(cog - co)),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// PyTorch's `[c_out, c_in/groups, kd, kh, kw]` weights as the kernels read
@@ -92,78 +167,107 @@ pub async fn conv3d_with(
     result
 }
 
-/// Records the conv over device views; `w` must hold the [`prepack`]ed weights.
-pub async fn encode_conv3d(
+/// Records the conv over device views; `w` must hold the [`prepack`]ed
+/// weights. A conv over one storage binding is dispatched in windows
+/// ([`windows`]), each bound from an aligned start.
+pub async fn encode_conv3d<'a>(
     dev: &GpuDevice,
     cmds: &mut Commands<'_>,
     config: Config,
     spec: &Conv3d,
-    [x, w]: [View<'_>; 2],
-    bias: Option<View<'_>>,
-    out: View<'_>,
+    [x, w]: [View<'a>; 2],
+    bias: Option<View<'a>>,
+    out: View<'a>,
 ) -> Result<()> {
     let len = spec.check(x.len, w.len, bias.map(|b| b.len))?;
-    for (what, n) in [("x", x.len), ("w", w.len), ("out", len)] {
-        u32_of(spec, n)?;
-        dev.check_binding(&format!("conv3d {spec:?}: {what}"), n * 4)?;
-    }
+    let limits = dev.device.limits();
+    let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
     let [d, h, wd] = spec.input;
     let [od, oh, ow] = spec.output();
+    let (groups, cig, cog, k) = (spec.groups, spec.c_in_g(), spec.c_out_g(), spec.k());
+    let taps: usize = spec.kernel.iter().product();
+    let (volume, positions): (usize, usize) = (spec.input.iter().product(), spec.positions());
     let u = |v: usize| u32_of(spec, v);
-    let params = Params {
-        c_in_g: u(spec.c_in_g())?,
-        c_out_g: u(spec.c_out_g())?,
-        groups: u(spec.groups)?,
-        c_out: u(spec.c_out)?,
-        d: u(d)?,
-        h: u(h)?,
-        w: u(wd)?,
-        k: u(spec.k())?,
-        od: u(od)?,
-        oh: u(oh)?,
-        ow: u(ow)?,
-        positions: u(spec.positions())?,
-        kd: u(spec.kernel[0])?,
-        kh: u(spec.kernel[1])?,
-        kw: u(spec.kernel[2])?,
-        has_bias: bias.is_some() as u32,
-        sd: u(spec.stride[0])?,
-        sh: u(spec.stride[1])?,
-        sw: u(spec.stride[2])?,
-        activation: spec.activation.code(),
-        pd: u(spec.padding[0][0])?,
-        ph: u(spec.padding[1][0])?,
-        pw: u(spec.padding[2][0])?,
-        _pad0: 0,
-        dd: u(spec.dilation[0])?,
-        dh: u(spec.dilation[1])?,
-        dw: u(spec.dilation[2])?,
-        _pad1: 0,
-    };
-    let (kernel, overrides, groups) = match config {
-        Config::Tiled(t) => {
-            t.check(&dev.device.limits())?;
-            let (bm, bn) = (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN);
-            let groups = [spec.positions().div_ceil(bn as usize), spec.c_out_g().div_ceil(bm as usize)];
-            let overrides = vec![("WG_M", t.wg_m as f64), ("WG_N", t.wg_n as f64), ("BK", t.bk as f64)];
-            (&kinema_shaders::CONV3D, overrides, groups)
-        }
+    match config {
+        Config::Tiled(t) => t.check(&limits)?,
         Config::Subgroups8 { wg_rows } => {
-            if wg_rows == 0 || 8 * wg_rows > dev.device.limits().max_compute_invocations_per_workgroup {
+            if wg_rows == 0 || 8 * wg_rows > limits.max_compute_invocations_per_workgroup {
                 return Err(Error::Gpu(format!("conv3d {config:?} exceeds the device's limits")));
             }
-            let contiguous = if spec.c_out_g().is_multiple_of(4) { 1.0 } else { 0.0 };
-            let overrides = vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", contiguous)];
-            let groups = [spec.c_out_g().div_ceil(64), spec.positions().div_ceil(16 * wg_rows as usize)];
-            (&kinema_shaders::CONV3D_SG8, overrides, groups)
         }
-    };
-    let groups = dev.check_groups(&format!("conv3d {spec:?}"), [groups[0], groups[1], spec.batch * spec.groups])?;
+    }
     if len == 0 {
         return Ok(());
     }
-    let pipeline = dev.pipeline(kernel, &overrides).await?;
-    // Without a bias, x stands in for it (never read).
-    cmds.dispatch_views(&pipeline, &[x, w, bias.unwrap_or(x), out], &params, groups);
+    // `len` values of `v` from `start`, bound from the aligned start before it.
+    let bind = |v: View<'a>, what: &str, start: usize, len: usize| -> Result<(View<'a>, u32)> {
+        let from = start / align * align;
+        let view = v.slice(from, start - from + len);
+        dev.check_binding(&format!("conv3d {spec:?}: {what}"), view.len * 4)?;
+        Ok((view, u(start - from)?))
+    };
+    for win in windows(dev, spec)? {
+        let ((b0, nb), (g0, ng), (ci0, nci), (co0, nco)) = (win.batches, win.groups, win.c_in, win.c_out);
+        let (xv, x_off) = bind(x, "x", ((b0 * groups + g0) * cig + ci0) * volume, nb * ng * nci * volume)?;
+        let (ov, out_off) = bind(out, "out", ((b0 * groups + g0) * cog + co0) * positions, nb * ng * nco * positions)?;
+        let w_len = if nci == cig && nco == cog { ng * k * cog } else { (nci * taps - 1) * cog + nco };
+        let (wv, w_off) = bind(w, "w", (g0 * k + ci0 * taps) * cog + co0, w_len)?;
+        let (bv, bias_off) = match bias {
+            Some(b) => bind(b, "bias", g0 * cog + co0, ng * nco)?,
+            None => (xv, 0),
+        };
+        let last = ci0 + nci == cig;
+        let params = Params {
+            c_in_g: u(nci)?,
+            c_out_g: u(nco)?,
+            groups: u(ng)?,
+            c_out: u(ng * nco)?,
+            d: u(d)?,
+            h: u(h)?,
+            w: u(wd)?,
+            k: u(nci * taps)?,
+            od: u(od)?,
+            oh: u(oh)?,
+            ow: u(ow)?,
+            positions: u(positions)?,
+            kd: u(spec.kernel[0])?,
+            kh: u(spec.kernel[1])?,
+            kw: u(spec.kernel[2])?,
+            has_bias: (bias.is_some() && ci0 == 0) as u32,
+            sd: u(spec.stride[0])?,
+            sh: u(spec.stride[1])?,
+            sw: u(spec.stride[2])?,
+            activation: if last { spec.activation.code() } else { Activation::None.code() },
+            pd: u(spec.padding[0][0])?,
+            ph: u(spec.padding[1][0])?,
+            pw: u(spec.padding[2][0])?,
+            w_row: u(cog)?,
+            dd: u(spec.dilation[0])?,
+            dh: u(spec.dilation[1])?,
+            dw: u(spec.dilation[2])?,
+            w_off,
+            x_off,
+            out_off,
+            bias_off,
+            accumulate: (ci0 > 0) as u32,
+        };
+        let (kernel, overrides, grid) = match config {
+            Config::Tiled(t) => {
+                let (bm, bn) = (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN);
+                let grid = [positions.div_ceil(bn as usize), nco.div_ceil(bm as usize)];
+                let overrides = vec![("WG_M", t.wg_m as f64), ("WG_N", t.wg_n as f64), ("BK", t.bk as f64)];
+                (&kinema_shaders::CONV3D, overrides, grid)
+            }
+            Config::Subgroups8 { wg_rows } => {
+                let contiguous = cog.is_multiple_of(4) && w_off.is_multiple_of(4);
+                let overrides = vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", if contiguous { 1.0 } else { 0.0 })];
+                (&kinema_shaders::CONV3D_SG8, overrides, [nco.div_ceil(64), positions.div_ceil(16 * wg_rows as usize)])
+            }
+        };
+        let grid = dev.check_groups(&format!("conv3d {spec:?}"), [grid[0], grid[1], nb * ng])?;
+        let pipeline = dev.pipeline(kernel, &overrides).await?;
+        // Without a bias, x stands in for it (never read).
+        cmds.dispatch_views(&pipeline, &[xv, wv, bv, ov], &params, grid);
+    }
     Ok(())
 }
