@@ -3,11 +3,13 @@
 //!
 //! Workloads: `matmul` [1024,1024]×[1024,1024]; `conv3d` x [1,64,8,32,32],
 //! w [64,64,3,3,3], stride 1, pad 1; `attention` q, k, v [1,8,1024,64],
-//! softmax(qkᵀ/8)v. Peers: `tools/bench_peers.py`, run side by side.
+//! softmax(qkᵀ/8)v. Peers: `tools/bench_peers.py`, run side by side. On a GPU
+//! with `TIMESTAMP_QUERY`, each row also gives the kernel alone (inputs on the
+//! device, no readback) by the GPU's own clock.
 
 use std::time::Instant;
 
-use kinema_engine::delegate::gpu::GpuDevice;
+use kinema_engine::delegate::gpu::{GpuDevice, View};
 use kinema_engine::delegate::gpu::{attention::Variant, matmul::Config, tuning};
 use kinema_engine::delegate::{Attention, Conv3d, DeviceChoice, Matmul, cpu, gpu};
 use kinema_engine::random::uniform;
@@ -23,7 +25,8 @@ pub enum Which {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Print a JSON list of {workload, device, adapter, ms_min, ms_median, gflops}.
+    /// Print a JSON list of {workload, device, adapter, ms_min, ms_median, gflops, gpu_ms_min}
+    /// (gpu_ms_min: the kernel alone by GPU timestamps, null without them).
     #[arg(long)]
     json: bool,
     /// Which delegates to time.
@@ -44,6 +47,8 @@ struct Row {
     adapter: String,
     ms: Vec<f64>,
     flops: f64,
+    /// The best kernel time on the GPU's own clock (no upload or readback).
+    gpu_ms: Option<f64>,
 }
 
 fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
@@ -58,6 +63,72 @@ fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
     }
     ms.sort_by(f64::total_cmp);
     Ok(ms)
+}
+
+/// The best of `runs` kernel times (after 2 warm-up runs) of `workload` by
+/// the GPU's timestamps, inputs already on the device: what the kernel costs
+/// without upload and readback. `None` where the device has no timestamps.
+async fn kernel_ms(dev: &GpuDevice, w: &Workloads, workload: &str, runs: usize) -> Result<Option<f64>> {
+    if !dev.has_timestamps() {
+        return Ok(None);
+    }
+    let (mm, a, b) = &w.matmul;
+    let (conv, x, k) = &w.conv3d;
+    let (att, [q, kk, v]) = &w.attention;
+    let packed;
+    let (inputs, out_len): (Vec<&[f32]>, usize) = match workload {
+        "matmul" => (vec![a, b], mm.m * mm.n),
+        "conv3d" => {
+            packed = gpu::conv::prepack(conv, k);
+            (vec![x, &packed], conv.c_out * conv.positions())
+        }
+        _ => (vec![q, kk, v], q.len()),
+    };
+    let bufs: Vec<_> = inputs.iter().map(|x| dev.upload(workload, x)).collect();
+    let out = dev.output(workload, out_len);
+    let mut best: Option<f64> = None;
+    for run in 0..runs.max(1) + 2 {
+        let views: Vec<View> = bufs.iter().zip(&inputs).map(|(b, x)| View::whole(b, x.len())).collect();
+        let o = View::whole(&out, out_len);
+        let Some(mut cmds) = dev.timed_commands(64) else { return Ok(None) };
+        match workload {
+            "matmul" => {
+                gpu::matmul::encode_matmul(
+                    dev,
+                    &mut cmds,
+                    Config::for_device(dev),
+                    mm,
+                    views[0],
+                    (views[1], false),
+                    None,
+                    o,
+                )
+                .await?
+            }
+            "conv3d" => {
+                gpu::conv::encode_conv3d(dev, &mut cmds, Config::for_device(dev), conv, [views[0], views[1]], None, o)
+                    .await?
+            }
+            _ => {
+                gpu::attention::encode_attention(
+                    dev,
+                    &mut cmds,
+                    Variant::for_device(dev),
+                    att,
+                    [views[0], views[1], views[2]],
+                    None,
+                    o,
+                )
+                .await?
+            }
+        }
+        let Some(ms) = cmds.submit_timed().await? else { return Ok(None) };
+        if run >= 2 {
+            best = Some(best.map_or(ms, |b| b.min(ms)));
+        }
+    }
+    dev.recycle(bufs.into_iter().chain([out]));
+    Ok(best)
 }
 
 /// The reference workloads (fp32), with their inputs.
@@ -103,24 +174,55 @@ pub fn run(mut args: Args) -> Result<()> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let adapter = format!("host, {threads} threads");
         let ms = time(args.runs, || cpu::matmul::matmul(mm, a, b, None).map(drop))?;
-        rows.push(Row { workload: "matmul", device: "cpu", adapter: adapter.clone(), ms, flops: flops[0] });
+        rows.push(Row {
+            workload: "matmul",
+            device: "cpu",
+            adapter: adapter.clone(),
+            ms,
+            flops: flops[0],
+            gpu_ms: None,
+        });
         let ms = time(args.runs, || cpu::conv::conv3d(conv, x, k, None).map(drop))?;
-        rows.push(Row { workload: "conv3d", device: "cpu", adapter: adapter.clone(), ms, flops: flops[1] });
+        rows.push(Row {
+            workload: "conv3d",
+            device: "cpu",
+            adapter: adapter.clone(),
+            ms,
+            flops: flops[1],
+            gpu_ms: None,
+        });
         let ms = time(args.runs, || cpu::attention::attention(att, q, kk, v, None).map(drop))?;
-        rows.push(Row { workload: "attention", device: "cpu", adapter, ms, flops: flops[2] });
+        rows.push(Row { workload: "attention", device: "cpu", adapter, ms, flops: flops[2], gpu_ms: None });
     }
     if args.device != Which::Cpu {
         match pollster::block_on(GpuDevice::new()) {
             Ok(dev) => {
                 let adapter = format!("{} ({:?})", dev.info.name, dev.info.backend);
                 let ms = time(args.runs, || pollster::block_on(gpu::matmul::matmul(&dev, mm, a, b, None)).map(drop))?;
-                rows.push(Row { workload: "matmul", device: "gpu", adapter: adapter.clone(), ms, flops: flops[0] });
+                let gpu_ms = pollster::block_on(kernel_ms(&dev, &w, "matmul", args.runs))?;
+                rows.push(Row {
+                    workload: "matmul",
+                    device: "gpu",
+                    adapter: adapter.clone(),
+                    ms,
+                    flops: flops[0],
+                    gpu_ms,
+                });
                 let ms = time(args.runs, || pollster::block_on(gpu::conv::conv3d(&dev, conv, x, k, None)).map(drop))?;
-                rows.push(Row { workload: "conv3d", device: "gpu", adapter: adapter.clone(), ms, flops: flops[1] });
+                let gpu_ms = pollster::block_on(kernel_ms(&dev, &w, "conv3d", args.runs))?;
+                rows.push(Row {
+                    workload: "conv3d",
+                    device: "gpu",
+                    adapter: adapter.clone(),
+                    ms,
+                    flops: flops[1],
+                    gpu_ms,
+                });
                 let ms = time(args.runs, || {
                     pollster::block_on(gpu::attention::attention(&dev, att, q, kk, v, None)).map(drop)
                 })?;
-                rows.push(Row { workload: "attention", device: "gpu", adapter, ms, flops: flops[2] });
+                let gpu_ms = pollster::block_on(kernel_ms(&dev, &w, "attention", args.runs))?;
+                rows.push(Row { workload: "attention", device: "gpu", adapter, ms, flops: flops[2], gpu_ms });
             }
             Err(e) if args.device == Which::Gpu => return Err(e),
             Err(e) => eprintln!("kinema: no GPU delegate: {e}"),
@@ -141,16 +243,37 @@ fn tune(args: &Args) -> Result<()> {
     for config in tuning::candidates(&dev) {
         let ms =
             time(args.runs, || pollster::block_on(gpu::matmul::matmul_with(&dev, config, mm, a, b, None)).map(drop))?;
-        rows.push(Row { workload: "matmul", device: "gpu", adapter: name(&config), ms, flops: 2.0 * 1024f64.powi(3) });
+        rows.push(Row {
+            workload: "matmul",
+            device: "gpu",
+            adapter: name(&config),
+            ms,
+            flops: 2.0 * 1024f64.powi(3),
+            gpu_ms: None,
+        });
         let ms =
             time(args.runs, || pollster::block_on(gpu::conv::conv3d_with(&dev, config, conv, x, k, None)).map(drop))?;
-        rows.push(Row { workload: "conv3d", device: "gpu", adapter: name(&config), ms, flops: 2.0 * conv.macs() });
+        rows.push(Row {
+            workload: "conv3d",
+            device: "gpu",
+            adapter: name(&config),
+            ms,
+            flops: 2.0 * conv.macs(),
+            gpu_ms: None,
+        });
     }
     for variant in tuning::attention_candidates(&dev) {
         let ms = time(args.runs, || {
             pollster::block_on(gpu::attention::attention_with(&dev, variant, att, q, kk, v, None)).map(drop)
         })?;
-        rows.push(Row { workload: "attention", device: "gpu", adapter: name(&variant), ms, flops: 2.0 * att.macs() });
+        rows.push(Row {
+            workload: "attention",
+            device: "gpu",
+            adapter: name(&variant),
+            ms,
+            flops: 2.0 * att.macs(),
+            gpu_ms: None,
+        });
     }
     let chosen: (Config, Variant) = (tuning::matmul(&dev), tuning::attention(&dev));
     eprintln!("tuning table's choice here: {chosen:?}");
@@ -168,15 +291,16 @@ fn report(args: &Args, rows: &[Row]) -> Result<()> {
             .map(|r| {
                 let (min, median, gflops) = summary(r);
                 json!({"workload": r.workload, "device": r.device, "adapter": r.adapter,
-                       "ms_min": min, "ms_median": median, "gflops": gflops})
+                       "ms_min": min, "ms_median": median, "gflops": gflops, "gpu_ms_min": r.gpu_ms})
             })
             .collect();
         println!("{}", serde_json::Value::Array(list));
     } else {
         for r in rows {
             let (min, median, gflops) = summary(r);
+            let kernel = r.gpu_ms.map(|ms| format!("  (kernel {ms:.2} ms by GPU timestamps)")).unwrap_or_default();
             println!(
-                "{:10} {:4} min {min:9.2} ms  median {median:9.2} ms  {gflops:7.1} GFLOP/s  {}",
+                "{:10} {:4} min {min:9.2} ms  median {median:9.2} ms  {gflops:7.1} GFLOP/s  {}{kernel}",
                 r.workload, r.device, r.adapter
             );
         }

@@ -6,6 +6,7 @@
 
 mod attention;
 mod conv3d;
+mod device;
 mod matmul;
 mod ops;
 

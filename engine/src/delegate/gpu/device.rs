@@ -232,7 +232,12 @@ impl GpuDevice {
 
     /// Starts recording dispatches to submit together.
     pub fn commands(&self) -> Commands<'_> {
-        Commands { dev: self, encoder: self.device.create_command_encoder(&Default::default()), keep: Vec::new() }
+        Commands {
+            dev: self,
+            encoder: self.device.create_command_encoder(&Default::default()),
+            keep: Vec::new(),
+            timer: None,
+        }
     }
 
     /// A storage buffer holding `data`, padded with zeros to a multiple of 16
@@ -321,6 +326,13 @@ impl GpuDevice {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, view.offset, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
+        let data = self.map_read(&staging, size as usize).await;
+        self.recycle([staging]);
+        Ok(bytemuck::pod_collect_to_vec(&data?))
+    }
+
+    /// The first `size` bytes of a staging buffer whose copy is submitted.
+    async fn map_read(&self, staging: &wgpu::Buffer, size: usize) -> Result<Vec<u8>> {
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -330,11 +342,35 @@ impl GpuDevice {
         rx.await
             .map_err(|_| Error::Gpu("readback cancelled (device lost?)".into()))?
             .map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
-        let data =
-            staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu(format!("readback failed: {e}")))?.to_vec();
+        let data = staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu(format!("readback failed: {e}")))?
+            [..size]
+            .to_vec();
         staging.unmap();
-        self.recycle([staging]);
-        Ok(bytemuck::pod_collect_to_vec(&data[..size as usize]))
+        Ok(data)
+    }
+
+    /// Whether the device writes GPU timestamps ([`timed_commands`](Self::timed_commands)).
+    pub fn has_timestamps(&self) -> bool {
+        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Like [`commands`](Self::commands), but each of the first `passes`
+    /// dispatches writes a GPU timestamp as it begins and ends, and
+    /// [`Commands::submit_timed`] reports the time they took on the GPU;
+    /// `None` where the device has no `TIMESTAMP_QUERY`.
+    pub fn timed_commands(&self, passes: u32) -> Option<Commands<'_>> {
+        if !self.has_timestamps() || passes == 0 {
+            return None;
+        }
+        let count = (2 * passes).min(wgpu::QUERY_SET_MAX_QUERIES);
+        let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let mut commands = self.commands();
+        commands.timer = Some(Timer { set, capacity: count / 2, passes: 0 });
+        Some(commands)
     }
 }
 
@@ -387,6 +423,16 @@ pub struct Commands<'d> {
     encoder: wgpu::CommandEncoder,
     /// Uniforms and temporaries the recorded work reads, alive until submission.
     keep: Vec<wgpu::Buffer>,
+    timer: Option<Timer>,
+}
+
+/// The timestamps of timed [`Commands`]: a begin and an end per pass.
+struct Timer {
+    set: wgpu::QuerySet,
+    /// Passes it has room for.
+    capacity: u32,
+    /// Passes recorded (timed or, past the capacity, not).
+    passes: u32,
 }
 
 impl Commands<'_> {
@@ -420,7 +466,16 @@ impl Commands<'_> {
             layout: &pipeline.get_bind_group_layout(0),
             entries,
         });
-        let mut pass = self.encoder.begin_compute_pass(&Default::default());
+        let timestamp_writes = self.timer.as_mut().and_then(|t| {
+            let i = t.passes;
+            t.passes += 1;
+            (i < t.capacity).then_some(wgpu::ComputePassTimestampWrites {
+                query_set: &t.set,
+                beginning_of_pass_write_index: Some(2 * i),
+                end_of_pass_write_index: Some(2 * i + 1),
+            })
+        });
+        let mut pass = self.encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &bind, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -439,5 +494,41 @@ impl Commands<'_> {
     /// Submits everything recorded.
     pub fn submit(self) {
         self.dev.queue.submit([self.encoder.finish()]);
+    }
+
+    /// Submits everything recorded and waits for it; for commands from
+    /// [`GpuDevice::timed_commands`], returns the milliseconds the GPU took
+    /// from the first pass's start to the last pass's end (`None` when more
+    /// passes were recorded than timed, or none).
+    pub async fn submit_timed(mut self) -> Result<Option<f64>> {
+        let Some(timer) = self.timer.take() else {
+            self.submit();
+            return Ok(None);
+        };
+        let timed = timer.passes.min(timer.capacity);
+        let bytes = u64::from(timed.max(1)) * 2 * wgpu::QUERY_SIZE as u64;
+        let resolve = self.dev.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps.resolve"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = self.dev.take("timestamps.read", bytes, STAGING);
+        if timed > 0 {
+            self.encoder.resolve_query_set(&timer.set, 0..2 * timed, &resolve, 0);
+            self.encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+        }
+        let dev = self.dev;
+        self.submit();
+        let data = dev.map_read(&staging, bytes as usize).await;
+        dev.recycle([staging]);
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&data?);
+        if timed == 0 || timer.passes > timer.capacity {
+            return Ok(None);
+        }
+        let first = ticks.iter().step_by(2).min().copied().unwrap_or(0);
+        let last = ticks.iter().skip(1).step_by(2).max().copied().unwrap_or(0);
+        let ns = last.saturating_sub(first) as f64 * f64::from(dev.queue.get_timestamp_period());
+        Ok(Some(ns / 1e6))
     }
 }
