@@ -27,6 +27,14 @@ fi
 step "rust toolchain: wasm32 target, rustfmt, clippy"
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-unknown-unknown
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# The npm package's threaded build (web/pkg/threads) rebuilds std with wasm
+# atomics: the pinned nightly named in web/threads-toolchain, with rust-src.
+nightly="$(cat web/threads-toolchain)"
+if ! rustup run "$nightly" rustc --version >/dev/null 2>&1 \
+    || [ ! -d "$(rustup run "$nightly" rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
+    step "installing $nightly with rust-src (the threaded wasm build)"
+    rustup toolchain install "$nightly" --profile minimal --component rust-src
+fi
 
 # wasm-bindgen-test-runner, at exactly the version of the wasm-bindgen crate.
 wbg_version="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')"

@@ -1,7 +1,9 @@
 // The demo page: the `kinema` package (web/pkg, built by web/build.sh) and the
 // embedded model (models/wan-shapes), both served by a static server from the
 // repository root: `npx http-server -p 8000 .` then http://localhost:8000/www/
-import init, { Kinema } from "../web/pkg/kinema.js";
+// load.js picks the threaded build when the server sends COOP/COEP (the
+// fixture server does; a plain static server runs the CPU delegate on one thread).
+import { loadKinema } from "../web/pkg/load.js";
 import { encodeGif } from "../web/pkg/gif.js";
 
 const MODEL = new URL("../models/wan-shapes", import.meta.url).href;
@@ -13,7 +15,7 @@ const log = (line, cls) => {
   $("log").prepend(div);
 };
 
-let kinema, pipeline, device, controller;
+let Kinema, threads, kinema, pipeline, device, controller;
 
 async function load(choice) {
   const t0 = performance.now();
@@ -27,7 +29,8 @@ async function load(choice) {
     },
   });
   device = choice;
-  log(`loaded ${MODEL} in ${((performance.now() - t0) / 1000).toFixed(2)} s on ${kinema.device}: ${kinema.adapter}`);
+  const cpu = kinema.device === "cpu" ? ` (${threads()} CPU thread${threads() > 1 ? "s" : ""})` : "";
+  log(`loaded ${MODEL} in ${((performance.now() - t0) / 1000).toFixed(2)} s on ${kinema.device}: ${kinema.adapter}${cpu}`);
   $("words").replaceChildren(...pipeline.vocabulary.map((w) => {
     const s = document.createElement("span");
     s.textContent = w;
@@ -91,8 +94,8 @@ $("form").onsubmit = async (e) => {
 };
 $("stop").onclick = () => controller?.abort();
 
-await init();
 try {
+  ({ Kinema, threads } = await loadKinema());
   await load("auto");
   $("go").disabled = false;
 } catch (err) {

@@ -23,8 +23,9 @@ async function rowsOf(path, global) {
 }
 
 const rows = [
-  ...(await rowsOf("www/bench.html?device=cpu", "kinemaBench")),
+  ...(await rowsOf("www/bench.html?device=cpu&threads=1", "kinemaBench")),
   ...(await rowsOf("ort/index.html?ep=wasm&threads=1", "peerBench")),
+  ...(await rowsOf("www/bench.html?device=cpu&threads=2", "kinemaBench")),
   ...(await rowsOf("ort/index.html?ep=wasm&threads=2", "peerBench")),
   ...(await rowsOf("www/bench.html?device=gpu", "kinemaBench")),
   ...(await rowsOf("ort/index.html?ep=webgpu", "peerBench")),
@@ -41,13 +42,14 @@ if (json) {
   }
   console.log("\nratios (Kinema / peer, GFLOP/s at the min time):");
   for (const workload of ["matmul", "conv3d", "attention"]) {
-    // Kinema's rows are named after the delegate: "cpu" (wasm) and "gpu".
-    const cpu = gflops("cpu", workload);
+    // Kinema's rows are named after the delegate: "cpu-1t", "cpu-2t" (wasm) and "gpu".
+    const cpu1 = gflops("cpu-1t", workload);
+    const cpu2 = gflops("cpu-2t", workload);
     const gpu = gflops("gpu", workload);
     const w1 = gflops("onnxruntime-web-wasm-1t", workload);
     const w2 = gflops("onnxruntime-web-wasm-2t", workload);
     const wg = gflops("onnxruntime-web-webgpu", workload);
     const r = (a, b) => (a && b ? (a / b).toFixed(2) : "—");
-    console.log(`${workload.padEnd(10)} wasm vs ORT wasm 1t ${r(cpu, w1)}, vs 2t ${r(cpu, w2)}; WebGPU vs ORT WebGPU ${r(gpu, wg)}`);
+    console.log(`${workload.padEnd(10)} wasm 1t vs ORT wasm 1t ${r(cpu1, w1)}, 2t vs 2t ${r(cpu2, w2)}; WebGPU vs ORT WebGPU ${r(gpu, wg)}`);
   }
 }

@@ -65,6 +65,13 @@ for (const [mode, flags, tolerance] of [["gpu", WEBGPU, 8], ["cpu", [], 1]]) {
     return { frames: video.frames.length, max, distinct: distinct.size, n };
   }, Number(steps));
   if (result.error) fail(`${mode}: ${result.error}`);
+  // With the threaded build staged (run.sh says how many threads to expect),
+  // the CPU delegate ran on that many: the frames above came from the workers.
+  const threads = process.env.KINEMA_E2E_THREADS;
+  if (mode === "cpu" && threads) {
+    const text = await page.textContent("#log");
+    if (!text.includes(`(${threads} CPU threads)`)) fail(`cpu: expected ${threads} CPU threads; the log says: ${text}`);
+  }
   await page.locator("#canvas").screenshot({ path: `${outDir}/e2e-${mode}.png` });
   console.log(`e2e: ${mode}: "${prompt}", ${steps} steps in ${seconds.toFixed(1)} s; ${result.frames} frames, ` +
     `max difference from native ${result.max}/255, ${result.distinct} colours on the canvas`);

@@ -20,4 +20,8 @@ out="$(mktemp)"
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$site"' EXIT
 for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.1; done
+# The threaded build, when built, runs the CPU delegate on every core (up to 8):
+# the fixture server's COOP/COEP headers let load.js pick it.
+threads=$(( $(nproc) < 8 ? $(nproc) : 8 ))
+if [ -f web/pkg/threads/kinema_bg.wasm ] && [ "$threads" -gt 1 ]; then export KINEMA_E2E_THREADS=$threads; fi
 OUT_DIR="${OUT_DIR:-$(mktemp -d)}" node web/e2e/e2e.mjs "$(head -n1 "$out")" "$prompt" "$steps" "$seed"

@@ -68,6 +68,22 @@ fn number(options: &JsValue, key: &str) -> Result<Option<f64>, JsError> {
     }
 }
 
+/// `threads()`: how many threads the CPU delegate spreads its work over (1
+/// unless this is the threaded build and `initThreads` has run).
+#[wasm_bindgen]
+pub fn threads() -> usize {
+    kinema_engine::delegate::cpu::parallel::threads()
+}
+
+/// `await initThreads(n)` (the threaded build, `threads/kinema.js`): starts
+/// `n` Web Workers sharing this module's memory for the CPU delegate; returns
+/// how many run. The page must be cross-origin isolated (COOP/COEP headers).
+#[cfg(feature = "threads")]
+#[wasm_bindgen(js_name = initThreads)]
+pub async fn init_threads(n: usize) -> Result<usize, JsError> {
+    kinema_engine::delegate::cpu::parallel::init_pool(n).await.map_err(js_error)
+}
+
 /// The engine: which delegate runs (WebGPU when the browser gives an adapter).
 #[wasm_bindgen]
 pub struct Kinema {
@@ -302,8 +318,9 @@ pub async fn benchmark(options: JsValue) -> Result<String, JsError> {
         "cpu" => None,
         other => return Err(JsError::new(&format!("device {other:?}: gpu or cpu"))),
     };
-    let adapter =
-        gpu_dev.as_ref().map_or_else(|| "wasm32 CPU delegate (1 thread)".to_string(), |d| d.info.name.clone());
+    let adapter = gpu_dev
+        .as_ref()
+        .map_or_else(|| format!("wasm32 CPU delegate ({} thread(s))", threads()), |d| d.info.name.clone());
     let mut rows = Vec::new();
     for (w, workload) in ["matmul", "conv3d", "attention"].into_iter().enumerate() {
         let mut ms = Vec::new();

@@ -8,5 +8,5 @@ pub mod elementwise;
 pub mod layout;
 pub mod matmul;
 pub mod norm;
-mod parallel;
+pub mod parallel;
 pub mod rotary;
