@@ -6,7 +6,7 @@
 //! `BQ × (BK + head_dim)` floats.
 
 use super::activation::exp;
-use super::parallel;
+use super::{gemm, parallel};
 use crate::Result;
 use crate::delegate::Attention;
 
@@ -82,7 +82,7 @@ fn query_block(
         // SAFETY: q is rows × d, k[k0..] read as d × cols (column stride d),
         // scores is rows × cols; all in bounds by the slicing above.
         unsafe {
-            matrixmultiply::sgemm(
+            gemm::sgemm(
                 rows,
                 d,
                 cols,
@@ -125,7 +125,7 @@ fn query_block(
         }
         // SAFETY: scores is rows × cols, v[k0..] is cols × d, out is rows × d.
         unsafe {
-            matrixmultiply::sgemm(
+            gemm::sgemm(
                 rows,
                 cols,
                 d,

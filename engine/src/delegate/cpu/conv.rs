@@ -5,7 +5,7 @@
 //! Chunks are spread over the cores; each thread reuses one column buffer of
 //! at most [`COLUMN_BUDGET`] floats, so memory does not grow with the video.
 
-use super::{activation, parallel};
+use super::{activation, gemm, parallel};
 use crate::Result;
 use crate::delegate::Conv3d;
 
@@ -143,7 +143,7 @@ unsafe fn gemm_chunk(spec: &Conv3d, w: &[f32], bias: Option<&[f32]>, chunk: &Chu
     // SAFETY: w holds c_out × k; columns holds k rows of `cols` at its row
     // stride (checked above in debug builds; by construction in all); the block as above.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::sgemm(
             m,
             k,
             cols,

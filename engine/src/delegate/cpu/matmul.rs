@@ -3,7 +3,7 @@
 //! over the cores with scoped threads; the epilogue adds the bias and applies
 //! the activation.
 
-use super::{activation, parallel};
+use super::{activation, gemm, parallel};
 use crate::Result;
 use crate::delegate::Matmul;
 
@@ -59,7 +59,7 @@ fn gemm_block(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, block: 
         // `block.rows` (< m) of batch `block.batch` (< batch) of A, all of that
         // batch of B, and writes exactly the `rows × n` elements of `c`.
         unsafe {
-            matrixmultiply::sgemm(
+            gemm::sgemm(
                 rows,
                 spec.k,
                 spec.n,
