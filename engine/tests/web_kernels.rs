@@ -31,6 +31,30 @@ async fn webgpu_matmul_matches_the_cpu_delegate() {
     }
 }
 
+/// The CPU delegate's own sgemm in wasm (packed panels, SIMD128 micro-kernel)
+/// against a direct f64 sum, on shapes that cross its panels of k (256) and
+/// n (1024) and leave partial tiles, with both layouts of each operand.
+#[wasm_bindgen_test]
+fn wasm_cpu_matmul_matches_a_direct_sum() {
+    for (i, &(m, n, k)) in [(70, 1030, 300), (5, 9, 513), (33, 17, 1)].iter().enumerate() {
+        for (trans_a, trans_b) in [(false, false), (true, true), (false, true)] {
+            let spec = Matmul { trans_a, trans_b, ..Matmul::new(1, m, n, k) };
+            let (a, b) = (random(m * k, 70 + i as u64), random(k * n, 80 + i as u64));
+            let got = cpu::matmul::matmul(&spec, &a, &b, None).unwrap();
+            let at = |r: usize, p: usize| if trans_a { a[p * m + r] } else { a[r * k + p] } as f64;
+            let bt = |p: usize, c: usize| if trans_b { b[c * k + p] } else { b[p * n + c] } as f64;
+            let mut err = 0f64;
+            for r in 0..m {
+                for c in 0..n {
+                    let want: f64 = (0..k).map(|p| at(r, p) * bt(p, c)).sum();
+                    err = err.max((got[r * n + c] as f64 - want).abs());
+                }
+            }
+            assert!(err <= 1e-5 * (k as f64).sqrt() * 4.0, "{spec:?}: max abs error {err}");
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 async fn webgpu_conv3d_matches_the_cpu_delegate() {
     use kinema_engine::delegate::Conv3d;

@@ -84,8 +84,22 @@ pub(crate) mod blocked {
                         let b_strip = &bp[js * kc * NR..][..kc * NR];
                         for (is, ir) in (0..mc).step_by(MR).enumerate() {
                             kernel(kc, &ap[is * kc * MR..][..kc * MR], b_strip, &mut tile);
-                            for i in 0..MR.min(mc - ir) {
-                                for j in 0..NR.min(nc - jr) {
+                            let (rows, cols) = (MR.min(mc - ir), NR.min(nc - jr));
+                            if cols == NR && csc == 1 {
+                                // Whole rows of the tile, contiguous in C: loops that vectorise.
+                                for (i, t) in tile.chunks_exact(NR).take(rows).enumerate() {
+                                    // SAFETY: row ic+ir+i, columns jc+jr .. +NR of C (csc = 1).
+                                    let dst = unsafe { std::slice::from_raw_parts_mut(at(ic + ir + i, jc + jr), NR) };
+                                    if beta == 0.0 {
+                                        dst.iter_mut().zip(t).for_each(|(d, &v)| *d = alpha * v);
+                                    } else {
+                                        dst.iter_mut().zip(t).for_each(|(d, &v)| *d = alpha * v + beta * *d);
+                                    }
+                                }
+                                continue;
+                            }
+                            for i in 0..rows {
+                                for j in 0..cols {
                                     let v = alpha * tile[i * NR + j];
                                     let dst = at(ic + ir + i, jc + jr + j);
                                     // SAFETY: as `at`.
