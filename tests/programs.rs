@@ -254,3 +254,62 @@ fn weights_stream_over_http_once_and_stay_resident() {
         assert!(rel <= 1e-4, "{device:?}: {rel}");
     }
 }
+
+/// Weights stored as f16 that only linears read stay f16 on the GPU — half
+/// the bytes, streamed in windows with an odd element count — and give the
+/// CPU's result; the same weight also read by another op stays f32.
+#[test]
+fn f16_weights_stay_f16_on_the_gpu() {
+    use std::collections::BTreeMap;
+
+    use kinema_engine::delegate::{Matmul, cpu};
+    use kinema_engine::weights::dtype::Dtype;
+    use kinema_engine::weights::writer::{TensorSpec, to_bytes};
+
+    // 2049 × 2049 f16: 8.4 MB, over one 8 MiB read window, an odd count.
+    let (n, k) = (2049usize, 2049usize);
+    let w: Vec<half::f16> = kinema_engine::random::uniform(n * k, 11).into_iter().map(half::f16::from_f32).collect();
+    let (b, x) = (kinema_engine::random::uniform(n, 12), kinema_engine::random::uniform(3 * k, 13));
+    let file = to_bytes(
+        &[
+            (TensorSpec::new("lin.weight", Dtype::F16, &[n as u64, k as u64]), bytemuck::cast_slice(&w)),
+            (TensorSpec::new("lin.bias", Dtype::F32, &[n as u64]), bytemuck::cast_slice(&b)),
+        ],
+        &BTreeMap::new(),
+    );
+    let path = std::env::temp_dir().join(format!("kinema-f16-weights-{}.safetensors", std::process::id()));
+    std::fs::write(&path, file).unwrap();
+    let want = cpu::matmul::matmul_f16(&Matmul { trans_b: true, ..Matmul::new(1, 3, n, k) }, &x, &w, Some(&b)).unwrap();
+    let pad = |bytes: usize| bytes.div_ceil(16) as u64 * 16;
+    let linear = r#"{"op":"linear","inputs":["x","w","b"],"outputs":["y"]}"#;
+    let also_gelu = r#"{"op":"gelu","inputs":["w"],"outputs":["g"]}"#;
+    for (nodes, outputs, w_bytes) in [
+        (format!("[{linear}]"), r#"[{"name":"out0","value":"y"}]"#, pad(n * k * 2)),
+        (
+            format!("[{linear},{also_gelu}]"),
+            r#"[{"name":"out0","value":"y"},{"name":"out1","value":"g"}]"#,
+            pad(n * k * 4),
+        ),
+    ] {
+        let program = Program::from_json(&format!(
+            r#"{{"format":"kinema.program","version":1,
+                "inputs":[{{"name":"x","dtype":"f32","shape":[3,{k}]}}],
+                "parameters":[{{"name":"w","key":"lin.weight","dtype":"f16","shape":[{n},{k}]}},
+                              {{"name":"b","key":"lin.bias","dtype":"f32","shape":[{n}]}}],
+                "nodes":{nodes},"outputs":{outputs}}}"#
+        ))
+        .unwrap();
+        for device in [DeviceChoice::Gpu, DeviceChoice::Cpu] {
+            let weights = pollster::block_on(Checkpoint::open(path.to_str().unwrap())).unwrap();
+            let options = Options { device, profile: false };
+            let mut session = pollster::block_on(Session::new(program.clone(), Some(weights), options)).unwrap();
+            let out = pollster::block_on(session.run(&[("x", &x)])).unwrap();
+            let (_, rel) = errors(&out[0].data, &want);
+            assert!(rel <= 1e-4, "{device:?} {nodes}: {rel}");
+            if device == DeviceChoice::Gpu {
+                assert_eq!(session.gpu_parameter_bytes(), w_bytes + pad(n * 4), "{nodes}: bytes on the GPU");
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}

@@ -168,12 +168,15 @@ fn cast(x: &[f32], to_f16: bool) -> Vec<f32> {
 
 /// Records `op` on the GPU over device views: `inputs` with their shapes, one
 /// output view per output. Conv weights must already be prepacked
-/// ([`gpu::conv::prepack`]).
+/// ([`gpu::conv::prepack`]); with `b_f16` the second input of a linear or
+/// matmul holds f16 pairs.
+#[allow(clippy::too_many_arguments)]
 pub async fn encode(
     dev: &gpu::GpuDevice,
     cmds: &mut gpu::Commands<'_>,
     op: &Op,
     inputs: &[(&[usize], gpu::View<'_>)],
+    b_f16: bool,
     fused: Option<Activation>,
     outs: &[gpu::View<'_>],
 ) -> Result<()> {
@@ -181,14 +184,18 @@ pub async fn encode(
     let shapes: Vec<&[usize]> = inputs.iter().map(|i| i.0).collect();
     let v: Vec<gpu::View> = inputs.iter().map(|i| i.1).collect();
     let out = outs[0];
-    match work(op, &shapes, fused)? {
+    let work = work(op, &shapes, fused)?;
+    if b_f16 && !matches!(work, Work::Matmul(_)) {
+        return Err(Error::Program(format!("{}: only a matmul's weight may be f16", op.kind())));
+    }
+    match work {
         Work::Unary(f, a, b) => gpu::elementwise::encode_unary(dev, cmds, f, a, b, v[0], out).await,
         Work::Binary(b) => {
             gpu::elementwise::encode_binary(dev, cmds, b, (v[0], shapes[0]), (v[1], shapes[1]), out).await
         }
         Work::Matmul(m) => {
             let config = tuning::matmul(dev);
-            gpu::matmul::encode_matmul(dev, cmds, config, &m, v[0], (v[1], false), v.get(2).copied(), out).await
+            gpu::matmul::encode_matmul(dev, cmds, config, &m, v[0], (v[1], b_f16), v.get(2).copied(), out).await
         }
         Work::Conv(c) => {
             let config = tuning::matmul(dev);

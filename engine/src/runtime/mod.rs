@@ -120,6 +120,13 @@ impl Session {
         }
     }
 
+    /// Bytes of parameters and constants held on the device (0 for CPU
+    /// sessions, which read parameters from the checkpoint). Weights stored as
+    /// f16 that only linears and matmuls read stay f16 there: half the bytes.
+    pub fn gpu_parameter_bytes(&self) -> u64 {
+        self.resident.as_ref().map_or(0, |r| r.parameter_bytes())
+    }
+
     /// Per-node times of the last run with `profile`.
     pub fn profile(&self) -> &[NodeTime] {
         &self.profile

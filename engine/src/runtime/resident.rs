@@ -5,7 +5,7 @@
 //! one submission; nodes the plan gives the CPU read their inputs back and
 //! write their outputs into the arena.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::execute;
 use crate::delegate::gpu::{GpuDevice, View};
@@ -14,12 +14,30 @@ use crate::plan::{ALIGN, Delegate, Plan};
 use crate::program::{Op, Program};
 use crate::weights::Checkpoint;
 use crate::weights::checkpoint::READ_WINDOW;
+use crate::weights::dtype::Dtype;
 
 pub(super) struct Resident {
     arena: wgpu::Buffer,
     scratch: wgpu::Buffer,
-    /// Parameters (conv weights prepacked, under `name#conv`) and constants.
+    /// Parameters (conv weights prepacked, under `name#conv`) and constants:
+    /// each buffer and its length in 32-bit words.
     tensors: HashMap<String, (wgpu::Buffer, usize)>,
+    /// Parameters kept as f16, two per word (see [`stays_f16`]).
+    halves: HashSet<String>,
+}
+
+/// Whether parameter `name` lives on the GPU as f16, at half the memory: the
+/// checkpoint stores it as f16 and every node that reads it is a linear or a
+/// matmul reading it as its weight (B), which the matmul kernel widens as it
+/// loads (f32 accumulation, the same values as the f32 path).
+fn stays_f16(program: &Program, checkpoint: &Checkpoint, name: &str, key: &str) -> bool {
+    checkpoint.get(key).is_ok_and(|t| t.info.dtype == Dtype::F16)
+        && program.nodes.iter().all(|n| {
+            n.inputs
+                .iter()
+                .enumerate()
+                .all(|(i, v)| v != name || (i == 1 && matches!(n.op, Op::Linear { .. } | Op::Matmul)))
+        })
 }
 
 /// Floats padded to the arena's alignment.
@@ -67,7 +85,12 @@ impl Resident {
         for c in &program.constants {
             tensors.insert(c.name.clone(), (dev.upload(&c.name, &c.data), c.data.len()));
         }
-        Ok(Resident { arena: buffer("arena", bytes), scratch: buffer("scratch", (scratch_len * 4) as u64), tensors })
+        Ok(Resident {
+            arena: buffer("arena", bytes),
+            scratch: buffer("scratch", (scratch_len * 4) as u64),
+            tensors,
+            halves: HashSet::new(),
+        })
     }
 
     /// Runs every step; the program's inputs are in `inputs`, the outputs come back by value.
@@ -120,6 +143,7 @@ impl Resident {
                     self.ensure_resident(dev, program, checkpoint, &node.op, i, name, &node.inputs).await?;
                 }
                 let mut views = Vec::with_capacity(node.inputs.len());
+                let b_f16 = node.inputs.get(1).is_some_and(|b| self.halves.contains(b));
                 for (i, name) in node.inputs.iter().enumerate() {
                     let shape = program.shape(name).expect("validated");
                     let view = match slot(name) {
@@ -143,7 +167,8 @@ impl Resident {
                     out_views.push(View { buffer: &self.scratch, offset: (at * 4) as u64, len: n });
                     at += aligned(n);
                 }
-                execute::encode(dev, &mut cmds, &node.op, &views, step.fused.map(|(_, a)| a), &out_views).await?;
+                let fused = step.fused.map(|(_, a)| a);
+                execute::encode(dev, &mut cmds, &node.op, &views, b_f16, fused, &out_views).await?;
                 for (o, from) in outs.iter().zip(&out_views) {
                     let to = slot(o).expect("outputs have slots");
                     cmds.copy(*from, View { buffer: &self.arena, offset: (to.offset * 4) as u64, len: to.len }, to.len);
@@ -244,6 +269,31 @@ impl Resident {
             self.tensors.insert(key, (dev.upload(name, &data), data.len()));
             return Ok(());
         }
+        if stays_f16(program, checkpoint, name, &p.key) {
+            // f16 pairs into 32-bit words, a window at a time; an odd element
+            // waits for the next window (writes are whole words).
+            let words = len.div_ceil(2);
+            let buffer = dev.storage(name, words);
+            let (mut pending, mut written) = (Vec::new(), 0usize);
+            checkpoint
+                .read_f16_windows(&p.key, READ_WINDOW, |_, values| {
+                    pending.extend_from_slice(values);
+                    let even = pending.len() / 2 * 2;
+                    if even > 0 {
+                        dev.queue.write_buffer(&buffer, (written * 2) as u64, bytemuck::cast_slice(&pending[..even]));
+                        written += even;
+                        pending.drain(..even);
+                    }
+                    Ok(())
+                })
+                .await?;
+            if let Some(&last) = pending.first() {
+                dev.queue.write_buffer(&buffer, (written * 2) as u64, bytemuck::cast_slice(&[last, half::f16::ZERO]));
+            }
+            self.tensors.insert(key.clone(), (buffer, words));
+            self.halves.insert(key);
+            return Ok(());
+        }
         // Straight into the GPU buffer, a window at a time.
         let buffer = dev.storage(name, len);
         checkpoint
@@ -259,5 +309,10 @@ impl Resident {
     /// Bytes of the arena buffer on the device.
     pub(super) fn arena_bytes(&self) -> u64 {
         self.arena.size()
+    }
+
+    /// Bytes of the parameters and constants resident on the device.
+    pub(super) fn parameter_bytes(&self) -> u64 {
+        self.tensors.values().map(|(b, _)| b.size()).sum()
     }
 }

@@ -340,15 +340,35 @@ impl Checkpoint {
         &self,
         name: &str,
         window: usize,
-        mut f: impl FnMut(usize, &[f32]) -> Result<()>,
+        f: impl FnMut(usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        self.read_windows(name, window, convert::to_f32, f).await
+    }
+
+    /// [`read_f32_windows`](Self::read_f32_windows) as f16 (a GPU buffer of f16 weights).
+    pub async fn read_f16_windows(
+        &self,
+        name: &str,
+        window: usize,
+        f: impl FnMut(usize, &[f16]) -> Result<()>,
+    ) -> Result<()> {
+        self.read_windows(name, window, convert::to_f16, f).await
+    }
+
+    async fn read_windows<T: Copy + Default>(
+        &self,
+        name: &str,
+        window: usize,
+        conv: convert::Decoder<T>,
+        mut f: impl FnMut(usize, &[T]) -> Result<()>,
     ) -> Result<()> {
         let dtype = self.get(name)?.info.dtype;
         let mut values = Vec::new();
         let mut at = 0;
         self.stream(name, window, |bytes| {
             let n = bytes.len() / dtype.size();
-            values.resize(n, 0f32);
-            convert::to_f32(dtype, bytes, &mut values)
+            values.resize(n, T::default());
+            conv(dtype, bytes, &mut values)
                 .map_err(|e| Error::Invalid(format!("{}: tensor {name:?}: {e}", self.name)))?;
             f(at, &values)?;
             at += n;
