@@ -89,6 +89,7 @@ pub async fn init_threads(n: usize) -> Result<usize, JsError> {
 pub struct Kinema {
     device: DeviceChoice,
     adapter: String,
+    features: Vec<String>,
 }
 
 #[wasm_bindgen]
@@ -100,7 +101,8 @@ impl Kinema {
         let choice: DeviceChoice = asked.parse().map_err(js_error)?;
         let (gpu, adapter) = choice.open().await.map_err(js_error)?;
         let device = if gpu.is_some() { DeviceChoice::Gpu } else { DeviceChoice::Cpu };
-        Ok(Kinema { device, adapter })
+        let features = gpu.map(|d| d.optional_features().into_iter().map(String::from).collect()).unwrap_or_default();
+        Ok(Kinema { device, adapter, features })
     }
 
     /// "gpu" or "cpu".
@@ -113,6 +115,19 @@ impl Kinema {
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> String {
         self.adapter.clone()
+    }
+
+    /// The optional WebGPU features Kinema uses that the adapter gave
+    /// (`shader-f16`, `subgroups`, `timestamp-query`); empty on the CPU.
+    #[wasm_bindgen(getter)]
+    pub fn features(&self) -> Vec<String> {
+        self.features.clone()
+    }
+
+    /// Threads the CPU delegate uses (see `initThreads`).
+    #[wasm_bindgen(getter)]
+    pub fn threads(&self) -> usize {
+        threads()
     }
 
     /// `await kinema.loadPipeline(url, { cache, onProgress })`: reads `kinema.json`

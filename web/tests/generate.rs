@@ -128,6 +128,17 @@ async fn run_executes_a_portable_program() {
     let want = read("out0".into()).await;
     for device in ["gpu", "cpu"] {
         let kinema = Kinema::create(options(&[("device", device.into())])).await.unwrap();
+        // Which delegate, and the features it has: none on the CPU; on WebGPU
+        // those of the device wgpu opened, by their WebGPU names.
+        assert_eq!(kinema.device(), device);
+        let features = kinema.features();
+        if device == "cpu" {
+            assert!(features.is_empty(), "{features:?}");
+        } else {
+            let dev = kinema_engine::delegate::gpu::GpuDevice::new().await.unwrap();
+            assert_eq!(features, dev.optional_features(), "{}", kinema.adapter());
+        }
+        assert_eq!(kinema.threads(), 1, "the single-threaded build");
         let out = kinema
             .run(format!("{dir}program.json"), format!("{dir}weights.safetensors"), inputs.clone().into())
             .await

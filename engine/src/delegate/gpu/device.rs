@@ -349,6 +349,21 @@ impl GpuDevice {
         Ok(data)
     }
 
+    /// The optional features Kinema uses that this device has, by their
+    /// WebGPU names: `shader-f16`, `subgroups`, `timestamp-query`.
+    pub fn optional_features(&self) -> Vec<&'static str> {
+        let have = self.device.features();
+        [
+            (wgpu::Features::SHADER_F16, "shader-f16"),
+            (wgpu::Features::SUBGROUP, "subgroups"),
+            (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
+        ]
+        .into_iter()
+        .filter(|(f, _)| have.contains(*f))
+        .map(|(_, name)| name)
+        .collect()
+    }
+
     /// Whether the device writes GPU timestamps ([`timed_commands`](Self::timed_commands)).
     pub fn has_timestamps(&self) -> bool {
         self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
