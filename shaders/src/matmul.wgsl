@@ -24,6 +24,17 @@ struct Params {
     has_bias: u32,
     // 0 none, 1 relu, 2 silu, 3 gelu (tanh), 4 gelu (erf).
     activation: u32,
+    // A window of a larger matmul (over one storage binding) sees local batches,
+    // rows and columns: where its A, B, out and bias begin in their bindings,
+    // and the strides of out (a whole row of the full output apart).
+    a_off: u32,
+    b_off: u32,
+    out_off: u32,
+    out_row: u32,
+    out_batch: u32,
+    bias_off: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -65,8 +76,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let col0 = wid.x * BN;
     let tid = lid.y * WG_N + lid.x;
     let threads = WG_M * WG_N;
-    let a_base = batch * p.a_batch;
-    let b_base = batch * p.b_batch;
+    let a_base = p.a_off + batch * p.a_batch;
+    let b_base = p.b_off + batch * p.b_batch;
 
     // The 4 x 4 register block, one vec4 per row: straight-line FMAs that a
     // compiler keeps in registers (indexed arrays would spill to memory).

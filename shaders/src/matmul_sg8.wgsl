@@ -25,6 +25,17 @@ struct Params {
     b_col: u32,
     has_bias: u32,
     activation: u32,
+    // A window of a larger matmul (over one storage binding) sees local batches,
+    // rows and columns: where its A, B, out and bias begin in their bindings,
+    // and the strides of out (a whole row of the full output apart).
+    a_off: u32,
+    b_off: u32,
+    out_off: u32,
+    out_row: u32,
+    out_batch: u32,
+    bias_off: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 // Read as vec4: one load instruction for four values (buffers are padded to 16 bytes).
@@ -105,8 +116,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let lane = lid.x;
     let row0 = (wid.y * WG_ROWS + lid.y) * ROWS;
     let col0 = (wid.x * 8u + lane) * COLS;
-    let a_base = batch * p.a_batch;
-    let b_base = batch * p.b_batch;
+    let a_base = p.a_off + batch * p.a_batch;
+    let b_base = p.b_off + batch * p.b_batch;
 
     // acc[i * 2 + h]: row row0 + i, columns col0 + 4h .. col0 + 4h + 3.
     var acc: array<vec4<f32>, 32>;

@@ -145,18 +145,10 @@ fn kernels_fit_the_webgpu_default_limits() {
 
 #[test]
 fn operands_over_one_binding_are_bound_in_windows() {
-    // A device whose storage bindings hold 1 KiB (256 f32): A (40 × 30) and
-    // out (40 × 20) need several windows of rows; B (30 × 20) fits whole.
+    // A device whose storage bindings hold 1 KiB (256 f32; matmuls in windows:
+    // `gpu_matmul_binds_large_values_in_windows`).
     let limits = wgpu::Limits { max_storage_buffer_binding_size: 1024, ..Default::default() };
     let dev = pollster::block_on(GpuDevice::with_limits(Some(limits))).unwrap();
-    let spec = Matmul { activation: Activation::Relu, ..Matmul::new(2, 40, 8, 30) };
-    let (a, b, bias) = (random(2 * 40 * 30, 1), random(2 * 30 * 8, 2), random(8, 3));
-    let want = cpu::matmul::matmul(&spec, &a, &b, Some(&bias)).unwrap();
-    for config in configs(&dev) {
-        let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, &b, Some(&bias))).unwrap();
-        let (err, ok) = compare(&got, &want, spec.k, 1e-4);
-        assert!(ok, "{config:?}: max abs error {err}");
-    }
     let x = random(1000, 4);
     let got = pollster::block_on(gpu::elementwise::unary(&dev, kinema_engine::delegate::Unary::Exp, &x, 1.0, 0.0));
     let want = cpu::elementwise::unary(kinema_engine::delegate::Unary::Exp, &x, 1.0, 0.0);
@@ -286,5 +278,48 @@ fn norms_attention_binary_and_copies_bind_large_values_in_windows() {
     // A row that cannot fit is still a clear error.
     let wide = Norm::layer(1, 2000, 1e-5);
     let err = pollster::block_on(gpu::norm::norm(&dev, &wide, &random(2000, 13), None, None)).unwrap_err();
+    assert!(err.to_string().contains("storage binding limit"), "{err}");
+}
+
+/// A matmul over one storage binding is dispatched in windows and agrees with
+/// the CPU delegate, on a device whose bindings hold 4 KiB (1024 f32): A, B
+/// (f32 and f16, windows starting mid-word) and out each over it, batched, for
+/// both kernels; a transposed A whose every row spans the binding is a clear error.
+#[test]
+fn gpu_matmul_binds_large_values_in_windows() {
+    let limits = wgpu::Limits { max_storage_buffer_binding_size: 4096, ..Default::default() };
+    let dev = pollster::block_on(GpuDevice::with_limits(Some(limits))).unwrap();
+    let cases = [
+        Matmul { activation: Activation::Silu, ..Matmul::new(1, 100, 20, 30) },
+        Matmul { trans_b: true, ..Matmul::new(1, 9, 70, 40) },
+        Matmul::new(1, 40, 64, 8),
+        Matmul { activation: Activation::GeluErf, ..Matmul::new(3, 20, 20, 24) },
+    ];
+    for (i, spec) in cases.into_iter().enumerate() {
+        let a = random(spec.batch * spec.m * spec.k, 60 + i as u64);
+        let b = random(spec.batch * spec.k * spec.n, 70 + i as u64);
+        let bias = random(spec.n, 80 + i as u64);
+        let want = cpu::matmul::matmul(&spec, &a, &b, Some(&bias)).unwrap();
+        for config in configs(&dev) {
+            let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, &b[..], Some(&bias))).unwrap();
+            let (err, ok) = compare(&got, &want, spec.k, 1e-4);
+            assert!(ok, "{config:?} {spec:?}: max abs error {err}");
+        }
+    }
+    // f16 weights of a linear, 70 × 37: 2590 halves in 1295 words; column
+    // windows of a multiple of 4 rows of 37 start on odd elements.
+    let spec = Matmul { trans_b: true, ..Matmul::new(1, 5, 70, 37) };
+    let a = random(5 * 37, 90);
+    let b: Vec<half::f16> = random(70 * 37, 91).iter().map(|&v| half::f16::from_f32(v)).collect();
+    let want = cpu::matmul::matmul_f16(&spec, &a, &b, None).unwrap();
+    for config in configs(&dev) {
+        let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, &b[..], None)).unwrap();
+        let (err, ok) = compare(&got, &want, spec.k, 1e-4);
+        assert!(ok, "{config:?} f16 {spec:?}: max abs error {err}");
+    }
+    let spec = Matmul { trans_a: true, ..Matmul::new(1, 50, 4, 40) };
+    let err =
+        pollster::block_on(matmul_with(&dev, configs(&dev)[0], &spec, &random(2000, 1), &random(160, 2)[..], None))
+            .unwrap_err();
     assert!(err.to_string().contains("storage binding limit"), "{err}");
 }

@@ -25,6 +25,13 @@ struct Params {
     b_col: u32,
     has_bias: u32,
     activation: u32,
+    a_off: u32,
+    b_off: u32,
+    out_off: u32,
+    out_row: u32,
+    out_batch: u32,
+    bias_off: u32,
+    _pad: [u32; 2],
 }
 
 /// Tile configuration (the kernel's `override` constants).
@@ -119,8 +126,9 @@ impl Config {
         }
     }
 
-    /// The kernel and its `override` values for `spec` (B in f16 when `b_f16`).
-    fn kernel(&self, spec: &Matmul, b_f16: bool) -> (&'static kinema_shaders::Kernel, Vec<(&'static str, f64)>) {
+    /// The kernel and its `override` values (B in f16 when `b_f16`; vec4
+    /// loads of A and B when `contiguous`, see [`contiguous`]).
+    fn kernel(&self, contiguous: bool, b_f16: bool) -> (&'static kinema_shaders::Kernel, Vec<(&'static str, f64)>) {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         match *self {
             Config::Tiled(t) => {
@@ -129,9 +137,6 @@ impl Config {
                 (&kinema_shaders::MATMUL, overrides)
             }
             Config::Subgroups8 { wg_rows } => {
-                let (ab, ar, ac) = spec.a_strides();
-                let (bb, br, bc) = spec.b_strides();
-                let contiguous = ac == 1 && bc == 1 && [ab, ar, bb, br].iter().all(|s| s % 4 == 0);
                 let overrides =
                     vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", flag(contiguous)), ("B_F16", flag(b_f16))];
                 (&kinema_shaders::MATMUL_SG8, overrides)
@@ -151,7 +156,8 @@ pub async fn matmul<'b>(
     matmul_with(dev, Config::for_device(dev), spec, a, b, bias).await
 }
 
-/// [`matmul`] with a given kernel configuration.
+/// [`matmul`] with a given kernel configuration: uploads the operands,
+/// records the product (in windows when over one binding), reads it back.
 pub async fn matmul_with<'b>(
     dev: &GpuDevice,
     config: Config,
@@ -161,39 +167,6 @@ pub async fn matmul_with<'b>(
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
     let b = b.into();
-    let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
-    config.check(dev)?;
-    // Over one binding? Bind A and out in windows of whole rows (B stays whole).
-    let max = dev.device.limits().max_storage_buffer_binding_size as usize / 4;
-    if (a.len() > max || len > max) && !spec.trans_a {
-        let rows = max / spec.k.max(spec.n).max(1);
-        if rows == 0 {
-            return Err(Error::Gpu(format!("matmul {spec:?}: one row exceeds the device's storage binding limit")));
-        }
-        let mut out = Vec::with_capacity(len);
-        let b_batch = spec.k * spec.n;
-        for batch in 0..spec.batch {
-            let b = b.slice(batch * b_batch..(batch + 1) * b_batch);
-            for r0 in (0..spec.m).step_by(rows) {
-                let sub = Matmul { batch: 1, m: rows.min(spec.m - r0), ..*spec };
-                let a = &a[(batch * spec.m + r0) * spec.k..][..sub.m * spec.k];
-                out.extend(matmul_once(dev, config, &sub, a, b, bias).await?);
-            }
-        }
-        return Ok(out);
-    }
-    matmul_once(dev, config, spec, a, b, bias).await
-}
-
-/// One dispatch of the whole product (every operand within one binding).
-async fn matmul_once(
-    dev: &GpuDevice,
-    config: Config,
-    spec: &Matmul,
-    a: &[f32],
-    b: Operand<'_>,
-    bias: Option<&[f32]>,
-) -> Result<Vec<f32>> {
     let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
     let b_f16 = matches!(b, Operand::F16(_));
     let a_buf = dev.upload("matmul.a", a);
@@ -220,53 +193,178 @@ async fn matmul_once(
     result
 }
 
+/// Whether rows of A and B run along k and n contiguously from 16-byte
+/// boundaries (offsets `a_off`, `b_off` in elements), so the subgroup kernel
+/// loads them four at a time.
+fn contiguous(spec: &Matmul, a_off: usize, b_off: usize) -> bool {
+    let (ab, ar, ac) = spec.a_strides();
+    let (bb, br, bc) = spec.b_strides();
+    ac == 1 && bc == 1 && [ab, ar, bb, br, a_off, b_off].iter().all(|s| s % 4 == 0)
+}
+
+/// One dispatch's share of a matmul: `(first, count)` of batches, of rows of
+/// A and out, and of columns of B and out.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    batches: (usize, usize),
+    rows: (usize, usize),
+    cols: (usize, usize),
+}
+
+impl Window {
+    /// `(start, len)` in elements of what the window reads of A and B and
+    /// writes of out (every element it touches lies in between).
+    fn spans(&self, spec: &Matmul) -> [(usize, usize); 3] {
+        let ((b0, nb), (m0, nm), (n0, nn)) = (self.batches, self.rows, self.cols);
+        let (ab, ar, ac) = spec.a_strides();
+        let (bb, br, bc) = spec.b_strides();
+        let k = spec.k;
+        let span = |start: usize, reach: usize, empty: bool| (start, if empty { 0 } else { reach + 1 });
+        [
+            span(b0 * ab + m0 * ar, (nb - 1) * ab + (nm - 1) * ar + k.saturating_sub(1) * ac, k == 0),
+            span(b0 * bb + n0 * bc, (nb - 1) * bb + k.saturating_sub(1) * br + (nn - 1) * bc, k == 0),
+            span(
+                b0 * spec.m * spec.n + m0 * spec.n + n0,
+                (nb - 1) * spec.m * spec.n + (nm - 1) * spec.n + nn - 1,
+                false,
+            ),
+        ]
+    }
+
+    /// How far each axis (batches, rows, columns) spreads operand `i`'s span.
+    fn reach(&self, spec: &Matmul, i: usize) -> [usize; 3] {
+        let (ab, ar, _) = spec.a_strides();
+        let (bb, _, bc) = spec.b_strides();
+        let (nb, nm, nn) = (self.batches.1 - 1, self.rows.1 - 1, self.cols.1 - 1);
+        match i {
+            0 => [nb * ab, nm * ar, 0],
+            1 => [nb * bb, 0, nn * bc],
+            _ => [nb * spec.m * spec.n, nm * spec.n, nn],
+        }
+    }
+
+    /// The two halves along `axis` (columns at a multiple of 4, so the
+    /// subgroup kernel's vec4 columns stay whole); `None` when too short.
+    fn split(&self, axis: usize) -> Option<(Window, Window)> {
+        let (first, count) = [self.batches, self.rows, self.cols][axis];
+        let h = if axis == 2 { count / 2 / 4 * 4 } else { count / 2 };
+        if h == 0 {
+            return None;
+        }
+        let (mut x, mut y) = (*self, *self);
+        let set = |w: &mut Window, v: (usize, usize)| match axis {
+            0 => w.batches = v,
+            1 => w.rows = v,
+            _ => w.cols = v,
+        };
+        set(&mut x, (first, h));
+        set(&mut y, (first + h, count - h));
+        Some((x, y))
+    }
+}
+
 /// Records `out = act(op(A) · op(B) + bias)` over device views; B holds f16
-/// pairs when its flag is set.
+/// pairs when its flag is set. Operands over one storage binding are split
+/// into windows — along whichever of batches, rows and columns spreads the
+/// offending operand most, columns at multiples of 4 — until each window's
+/// spans fit, each bound from an aligned start; a single row over a binding
+/// is an error.
 #[allow(clippy::too_many_arguments)]
-pub async fn encode_matmul(
+pub async fn encode_matmul<'a>(
     dev: &GpuDevice,
     cmds: &mut Commands<'_>,
     config: Config,
     spec: &Matmul,
-    a: View<'_>,
-    (b, b_f16): (View<'_>, bool),
-    bias: Option<View<'_>>,
-    out: View<'_>,
+    a: View<'a>,
+    (b, b_f16): (View<'a>, bool),
+    bias: Option<View<'a>>,
+    out: View<'a>,
 ) -> Result<()> {
     let len = spec.check(spec.batch * spec.m * spec.k, spec.batch * spec.k * spec.n, None)?;
     config.check(dev)?;
-    // Every index the kernel computes must fit in u32.
-    for (what, n) in [("A", spec.batch * spec.m * spec.k), ("B", spec.batch * spec.k * spec.n), ("out", len)] {
-        u32_of(what, n)?;
-        dev.check_binding(&format!("matmul {spec:?}: {what}"), n * 4)?;
-    }
-    let (ab, ar, ac) = spec.a_strides();
-    let (bb, br, bc) = spec.b_strides();
-    let params = Params {
-        m: u32_of("m", spec.m)?,
-        n: u32_of("n", spec.n)?,
-        k: u32_of("k", spec.k)?,
-        batch: u32_of("batch", spec.batch)?,
-        a_batch: u32_of("A stride", ab)?,
-        a_row: ar as u32,
-        a_col: ac as u32,
-        b_batch: u32_of("B stride", bb)?,
-        b_row: br as u32,
-        b_col: bc as u32,
-        has_bias: bias.is_some() as u32,
-        activation: spec.activation.code(),
-    };
-    let (rows, cols) = config.block();
-    let groups = dev.check_groups(
-        &format!("matmul {spec:?}"),
-        [spec.n.div_ceil(cols as usize), spec.m.div_ceil(rows as usize), spec.batch],
-    )?;
     if len == 0 {
         return Ok(());
     }
-    let (kernel, overrides) = config.kernel(spec, b_f16);
-    let pipeline = dev.pipeline(kernel, &overrides).await?;
-    // Without a bias, A stands in for it (never read).
-    cmds.dispatch_views(&pipeline, &[a, b, bias.unwrap_or(a), out], &params, groups);
+    let limits = dev.device.limits();
+    // Whole vec4s, as bindings are rounded up to them; starts on the offset alignment.
+    let max = (limits.max_storage_buffer_binding_size as usize / 16) * 4;
+    let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
+    // Elements → 32-bit words of each operand (B holds two f16 per word).
+    let words = |i: usize, (start, len): (usize, usize)| -> (usize, usize) {
+        if i == 1 && b_f16 && len > 0 { (start / 2, (start + len - 1) / 2 - start / 2 + 1) } else { (start, len) }
+    };
+    let (kernel_rows, kernel_cols) = config.block();
+    let mut pending = vec![Window { batches: (0, spec.batch), rows: (0, spec.m), cols: (0, spec.n) }];
+    while let Some(w) = pending.pop() {
+        let spans = w.spans(spec);
+        // The first operand whose span, bound from an aligned start, is over one binding.
+        let over = (0..3).find(|&i| {
+            let (start, len) = words(i, spans[i]);
+            start % align + len > max
+        });
+        if let Some(i) = over {
+            let reach = w.reach(spec, i);
+            let halves = (0..3).filter(|&d| reach[d] > 0).max_by_key(|&d| reach[d]).and_then(|d| w.split(d));
+            let Some((x, y)) = halves else {
+                return Err(Error::Gpu(format!(
+                    "matmul {spec:?}: a window of {} as small as it can be ({} values, bound from an aligned \
+                     start {} values before it) exceeds the device's storage binding limit",
+                    ["A", "B", "out"][i],
+                    spans[i].1,
+                    words(i, spans[i]).0 % align
+                )));
+            };
+            pending.push(x);
+            pending.push(y);
+            continue;
+        }
+        let bind = |v: View<'a>, i: usize| {
+            let (start, len) = words(i, spans[i]);
+            let from = start / align * align;
+            let elements_before = if i == 1 && b_f16 { 2 * from } else { from };
+            (v.slice(from, start - from + len), spans[i].0 - elements_before)
+        };
+        let ((av, a_off), (bv, b_off), (ov, out_off)) = (bind(a, 0), bind(b, 1), bind(out, 2));
+        let bias_view = bias.map(|v| {
+            let from = w.cols.0 / align * align;
+            (v.slice(from, w.cols.0 - from + w.cols.1), w.cols.0 - from)
+        });
+        let (ab, ar, ac) = spec.a_strides();
+        let (bb, br, bc) = spec.b_strides();
+        let params = Params {
+            m: u32_of("m", w.rows.1)?,
+            n: u32_of("n", w.cols.1)?,
+            k: u32_of("k", spec.k)?,
+            batch: u32_of("batch", w.batches.1)?,
+            a_batch: u32_of("A stride", ab)?,
+            a_row: u32_of("A stride", ar)?,
+            a_col: u32_of("A stride", ac)?,
+            b_batch: u32_of("B stride", bb)?,
+            b_row: u32_of("B stride", br)?,
+            b_col: u32_of("B stride", bc)?,
+            has_bias: bias.is_some() as u32,
+            activation: spec.activation.code(),
+            a_off: u32_of("A offset", a_off)?,
+            b_off: u32_of("B offset", b_off)?,
+            out_off: u32_of("out offset", out_off)?,
+            out_row: u32_of("n", spec.n)?,
+            out_batch: u32_of("out stride", spec.m * spec.n)?,
+            bias_off: bias_view.map_or(0, |(_, o)| o as u32),
+            _pad: [0; 2],
+        };
+        // Every index the kernel computes within a window must fit in u32.
+        for (what, v) in [("A", av.len), ("B", bv.len), ("out", ov.len)] {
+            u32_of(&format!("matmul {spec:?}: {what}"), v * if what == "B" && b_f16 { 2 } else { 1 })?;
+        }
+        let groups = dev.check_groups(
+            &format!("matmul {spec:?}"),
+            [w.cols.1.div_ceil(kernel_cols as usize), w.rows.1.div_ceil(kernel_rows as usize), w.batches.1],
+        )?;
+        let (kernel, overrides) = config.kernel(contiguous(spec, a_off, b_off), b_f16);
+        let pipeline = dev.pipeline(kernel, &overrides).await?;
+        // Without a bias, A stands in for it (never read).
+        let bias_v = bias_view.map_or(av, |(v, _)| v);
+        cmds.dispatch_views(&pipeline, &[av, bv, bias_v, ov], &params, groups);
+    }
     Ok(())
 }
