@@ -13,6 +13,9 @@ struct Params {
     inner: u32,
     dim: u32,
     interleaved: u32,
+    // The first row of this window (a window of a larger x sees local rows;
+    // positions come from the global row).
+    row0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -32,7 +35,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let half = p.dim / 2u;
     let row = i / half;
     let j = i % half;
-    let t = (row / p.inner) % p.len;
+    let t = ((p.row0 + row) / p.inner) % p.len;
     var i0 = row * p.dim + j;
     var i1 = i0 + half;
     if (p.interleaved == 1u) {

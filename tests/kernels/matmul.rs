@@ -7,8 +7,8 @@
 //! the same bound with 1e-4 for GPU vs CPU (different summation orders, f32
 //! accumulation, and the GPU's own exp/tanh).
 
-use kinema_engine::delegate::gpu::GpuDevice;
 use kinema_engine::delegate::gpu::matmul::{Config, Tiles, matmul_with};
+use kinema_engine::delegate::gpu::{GpuDevice, View};
 use kinema_engine::delegate::{Activation, Matmul, cpu, gpu};
 use kinema_engine::random::uniform as random;
 
@@ -191,7 +191,8 @@ fn the_buffer_pool_reuses_and_stays_bounded() {
 }
 
 /// Values over one storage binding are bound in windows by norm, softmax,
-/// attention, broadcast binary ops and copy plans too (here on a device whose bindings
+/// attention, broadcast binary ops, reductions, rotary embeddings, f16
+/// rounding and copy plans too (here on a device whose bindings
 /// hold 4 KiB: 1024 f32), and agree with the CPU delegate.
 #[test]
 fn norms_attention_binary_and_copies_bind_large_values_in_windows() {
@@ -247,6 +248,32 @@ fn norms_attention_binary_and_copies_bind_large_values_in_windows() {
         let got = pollster::block_on(gpu::elementwise::binary(&dev, op, &a, a_shape, &b, b_shape)).unwrap();
         assert!(compare(&got, &want, 1, 1e-6).1, "{op:?} {a_shape:?} with {b_shape:?} in windows");
     }
+    // Reductions in windows of whole outer rows (30 × 40 → 30 × 8 over axis 5),
+    // rotary embeddings in windows of rows whose positions stay global, and
+    // rounding through f16 in windows of even length.
+    use kinema_engine::delegate::{Reduce, ReduceOp, Rotary};
+    let x = random(30 * 5 * 8, 50);
+    for op in [ReduceOp::Sum, ReduceOp::Max] {
+        let spec = Reduce::over(op, &[30, 5, 8], 1).unwrap();
+        let got = pollster::block_on(gpu::norm::reduce(&dev, &spec, &x)).unwrap();
+        assert!(compare(&got, &cpu::norm::reduce(&spec, &x).unwrap(), 5, 1e-5).1, "{spec:?} in windows");
+    }
+    for interleaved in [false, true] {
+        let spec = Rotary { outer: 2, len: 12, inner: 5, dim: 16, interleaved };
+        let (x, cos, sin) = (random(2 * 12 * 5 * 16, 51), random(12 * 8, 52), random(12 * 8, 53));
+        let got = pollster::block_on(gpu::rotary::rotary(&dev, &spec, &x, &cos, &sin)).unwrap();
+        let want = cpu::rotary::rotary(&spec, &x, &cos, &sin).unwrap();
+        assert!(compare(&got, &want, 2, 1e-6).1, "{spec:?} in windows");
+    }
+    let x: Vec<f32> = random(3001, 54).iter().map(|v| v * 1000.0).collect();
+    let (xb, ob) = (dev.upload("x", &x), dev.output("out", x.len()));
+    let mut cmds = dev.commands();
+    let views = (View::whole(&xb, x.len()), View::whole(&ob, x.len()));
+    pollster::block_on(gpu::cast::encode_round_f16(&dev, &mut cmds, views.0, views.1)).unwrap();
+    cmds.submit();
+    let got = pollster::block_on(dev.read(&ob, x.len())).unwrap();
+    let want: Vec<f32> = x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    assert_eq!(got, want, "f16 rounding in windows");
     let err = pollster::block_on(gpu::elementwise::binary(
         &dev,
         Binary::Add,

@@ -34,16 +34,20 @@ pub async fn to_f32(dev: &GpuDevice, x: &[u16]) -> Result<Vec<f32>> {
 }
 
 /// Records `out = f32(f16(x))` (rounding through half precision) over device
-/// views, through a temporary of packed halves.
+/// views, through a temporary of packed halves; in windows when over one
+/// storage binding.
 pub async fn encode_round_f16(dev: &GpuDevice, cmds: &mut Commands<'_>, x: View<'_>, out: View<'_>) -> Result<()> {
-    let len = x.len;
-    let words = len.div_ceil(2);
     let pipeline = dev.pipeline(&kinema_shaders::CAST, &[]).await?;
-    let halves = dev.output("cast.halves", words);
-    let to = Params { len: u32_of("cast", len)?, to_f16: 1 };
-    cmds.dispatch_views(&pipeline, &[x, View::whole(&halves, words)], &to, dev.grid("cast", words, 256)?);
-    let back = Params { len: u32_of("cast", len)?, to_f16: 0 };
-    cmds.dispatch_views(&pipeline, &[View::whole(&halves, words), out], &back, dev.grid("cast", words, 256)?);
-    cmds.keep(halves);
+    // Windows start on even values, so each one's halves fill whole words.
+    for (at, len) in dev.row_windows("cast", x.len, &[1], 2)? {
+        let words = len.div_ceil(2);
+        let halves = dev.output("cast.halves", words);
+        let (xv, ov) = (x.slice(at, len), out.slice(at, len));
+        let to = Params { len: u32_of("cast", len)?, to_f16: 1 };
+        cmds.dispatch_views(&pipeline, &[xv, View::whole(&halves, words)], &to, dev.grid("cast", words, 256)?);
+        let back = Params { len: u32_of("cast", len)?, to_f16: 0 };
+        cmds.dispatch_views(&pipeline, &[View::whole(&halves, words), ov], &back, dev.grid("cast", words, 256)?);
+        cmds.keep(halves);
+    }
     Ok(())
 }

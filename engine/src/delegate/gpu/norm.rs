@@ -110,7 +110,8 @@ pub async fn encode_softmax(
     Ok(())
 }
 
-/// Records a reduction over device views.
+/// Records a reduction over device views, in windows of whole outer rows
+/// when x or out is over one storage binding.
 pub async fn encode_reduce(
     dev: &GpuDevice,
     cmds: &mut Commands<'_>,
@@ -118,15 +119,19 @@ pub async fn encode_reduce(
     x: View<'_>,
     out: View<'_>,
 ) -> Result<()> {
-    let len = spec.check(x.len)?;
-    let params = ReduceParams {
-        outer: u32_of("reduce", spec.outer)?,
-        axis: u32_of("reduce", spec.axis)?,
-        inner: u32_of("reduce", spec.inner)?,
-        op: spec.op as u32,
-    };
+    spec.check(x.len)?;
     let pipeline = dev.pipeline(&kinema_shaders::REDUCE, &[]).await?;
-    cmds.dispatch_views(&pipeline, &[x, out], &params, dev.grid("reduce", len, WG)?);
+    let (row_x, row_out) = (spec.axis * spec.inner, spec.inner);
+    for (r0, rows) in dev.row_windows(&format!("reduce {spec:?}"), spec.outer, &[row_x, row_out], 1)? {
+        let params = ReduceParams {
+            outer: u32_of("reduce", rows)?,
+            axis: u32_of("reduce", spec.axis)?,
+            inner: u32_of("reduce", spec.inner)?,
+            op: spec.op as u32,
+        };
+        let (xv, ov) = (x.slice(r0 * row_x, rows * row_x), out.slice(r0 * row_out, rows * row_out));
+        cmds.dispatch_views(&pipeline, &[xv, ov], &params, dev.grid("reduce", rows * row_out, WG)?);
+    }
     Ok(())
 }
 
@@ -159,12 +164,15 @@ struct ReduceParams {
 pub async fn reduce(dev: &GpuDevice, spec: &Reduce, x: &[f32]) -> Result<Vec<f32>> {
     let len = spec.check(x.len())?;
     u32_of("reduce", x.len())?;
-    let params = ReduceParams {
-        outer: u32_of("reduce", spec.outer)?,
-        axis: u32_of("reduce", spec.axis)?,
-        inner: u32_of("reduce", spec.inner)?,
-        op: spec.op as u32,
-    };
-    let grid = dev.grid("reduce", len, WG)?;
-    dev.run(&kinema_shaders::REDUCE, &[], &[x], len, &params, grid).await
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let xb = dev.upload("reduce.x", x);
+    let out = dev.output("reduce.out", len);
+    let mut cmds = dev.commands();
+    encode_reduce(dev, &mut cmds, spec, View::whole(&xb, x.len()), View::whole(&out, len)).await?;
+    cmds.submit();
+    let result = dev.read(&out, len).await;
+    dev.recycle([xb, out]);
+    result
 }
