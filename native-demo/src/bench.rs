@@ -51,6 +51,13 @@ struct Row {
     gpu_ms: Option<f64>,
 }
 
+impl Row {
+    /// A row without a kernel time (the CPU, or runs not timed by the GPU).
+    fn new(workload: &'static str, device: &'static str, adapter: String, ms: Vec<f64>, flops: f64) -> Row {
+        Row { workload, device, adapter, ms, flops, gpu_ms: None }
+    }
+}
+
 fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
     for _ in 0..2 {
         f()?;
@@ -174,25 +181,11 @@ pub fn run(mut args: Args) -> Result<()> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let adapter = format!("host, {threads} threads");
         let ms = time(args.runs, || cpu::matmul::matmul(mm, a, b, None).map(drop))?;
-        rows.push(Row {
-            workload: "matmul",
-            device: "cpu",
-            adapter: adapter.clone(),
-            ms,
-            flops: flops[0],
-            gpu_ms: None,
-        });
+        rows.push(Row::new("matmul", "cpu", adapter.clone(), ms, flops[0]));
         let ms = time(args.runs, || cpu::conv::conv3d(conv, x, k, None).map(drop))?;
-        rows.push(Row {
-            workload: "conv3d",
-            device: "cpu",
-            adapter: adapter.clone(),
-            ms,
-            flops: flops[1],
-            gpu_ms: None,
-        });
+        rows.push(Row::new("conv3d", "cpu", adapter.clone(), ms, flops[1]));
         let ms = time(args.runs, || cpu::attention::attention(att, q, kk, v, None).map(drop))?;
-        rows.push(Row { workload: "attention", device: "cpu", adapter, ms, flops: flops[2], gpu_ms: None });
+        rows.push(Row::new("attention", "cpu", adapter, ms, flops[2]));
     }
     if args.device != Which::Cpu {
         match pollster::block_on(GpuDevice::new()) {
@@ -200,29 +193,15 @@ pub fn run(mut args: Args) -> Result<()> {
                 let adapter = format!("{} ({:?})", dev.info.name, dev.info.backend);
                 let ms = time(args.runs, || pollster::block_on(gpu::matmul::matmul(&dev, mm, a, b, None)).map(drop))?;
                 let gpu_ms = pollster::block_on(kernel_ms(&dev, &w, "matmul", args.runs))?;
-                rows.push(Row {
-                    workload: "matmul",
-                    device: "gpu",
-                    adapter: adapter.clone(),
-                    ms,
-                    flops: flops[0],
-                    gpu_ms,
-                });
+                rows.push(Row { gpu_ms, ..Row::new("matmul", "gpu", adapter.clone(), ms, flops[0]) });
                 let ms = time(args.runs, || pollster::block_on(gpu::conv::conv3d(&dev, conv, x, k, None)).map(drop))?;
                 let gpu_ms = pollster::block_on(kernel_ms(&dev, &w, "conv3d", args.runs))?;
-                rows.push(Row {
-                    workload: "conv3d",
-                    device: "gpu",
-                    adapter: adapter.clone(),
-                    ms,
-                    flops: flops[1],
-                    gpu_ms,
-                });
+                rows.push(Row { gpu_ms, ..Row::new("conv3d", "gpu", adapter.clone(), ms, flops[1]) });
                 let ms = time(args.runs, || {
                     pollster::block_on(gpu::attention::attention(&dev, att, q, kk, v, None)).map(drop)
                 })?;
                 let gpu_ms = pollster::block_on(kernel_ms(&dev, &w, "attention", args.runs))?;
-                rows.push(Row { workload: "attention", device: "gpu", adapter, ms, flops: flops[2], gpu_ms });
+                rows.push(Row { gpu_ms, ..Row::new("attention", "gpu", adapter, ms, flops[2]) });
             }
             Err(e) if args.device == Which::Gpu => return Err(e),
             Err(e) => eprintln!("kinema: no GPU delegate: {e}"),
@@ -243,37 +222,16 @@ fn tune(args: &Args) -> Result<()> {
     for config in tuning::candidates(&dev) {
         let ms =
             time(args.runs, || pollster::block_on(gpu::matmul::matmul_with(&dev, config, mm, a, b, None)).map(drop))?;
-        rows.push(Row {
-            workload: "matmul",
-            device: "gpu",
-            adapter: name(&config),
-            ms,
-            flops: 2.0 * 1024f64.powi(3),
-            gpu_ms: None,
-        });
+        rows.push(Row::new("matmul", "gpu", name(&config), ms, 2.0 * 1024f64.powi(3)));
         let ms =
             time(args.runs, || pollster::block_on(gpu::conv::conv3d_with(&dev, config, conv, x, k, None)).map(drop))?;
-        rows.push(Row {
-            workload: "conv3d",
-            device: "gpu",
-            adapter: name(&config),
-            ms,
-            flops: 2.0 * conv.macs(),
-            gpu_ms: None,
-        });
+        rows.push(Row::new("conv3d", "gpu", name(&config), ms, 2.0 * conv.macs()));
     }
     for variant in tuning::attention_candidates(&dev) {
         let ms = time(args.runs, || {
             pollster::block_on(gpu::attention::attention_with(&dev, variant, att, q, kk, v, None)).map(drop)
         })?;
-        rows.push(Row {
-            workload: "attention",
-            device: "gpu",
-            adapter: name(&variant),
-            ms,
-            flops: 2.0 * att.macs(),
-            gpu_ms: None,
-        });
+        rows.push(Row::new("attention", "gpu", name(&variant), ms, 2.0 * att.macs()));
     }
     let chosen: (Config, Variant) = (tuning::matmul(&dev), tuning::attention(&dev));
     eprintln!("tuning table's choice here: {chosen:?}");

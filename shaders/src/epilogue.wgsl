@@ -1,7 +1,36 @@
-// The matmul epilogue shared by matmul.wgsl and matmul_sg8.wgsl (lib.rs
-// prepends it, after activation.wgsl): bias, activation, store. The including
-// kernel declares `bias`, `out` and `p` (with m, n, has_bias, activation and
-// the window's out_off, out_row, out_batch, bias_off).
+// What matmul.wgsl and matmul_sg8.wgsl share (lib.rs prepends it, after
+// activation.wgsl): their parameters, and the epilogue — bias, activation,
+// store. The including kernel declares `bias`, `out` and `p: Params`.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    // Strides of A in elements: per batch, per row (m), per column (k).
+    a_batch: u32,
+    a_row: u32,
+    a_col: u32,
+    // Strides of B in elements: per batch, per row (k), per column (n).
+    b_batch: u32,
+    b_row: u32,
+    b_col: u32,
+    // 1 when `bias` holds n values to add.
+    has_bias: u32,
+    // 0 none, 1 relu, 2 silu, 3 gelu (tanh), 4 gelu (erf).
+    activation: u32,
+    // A window of a larger matmul (over one storage binding) sees local batches,
+    // rows and columns: where its A, B, out and bias begin in their bindings,
+    // and the strides of out (a whole row of the full output apart).
+    a_off: u32,
+    b_off: u32,
+    out_off: u32,
+    out_row: u32,
+    out_batch: u32,
+    bias_off: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
 
 // Writes up to four outputs of row `r` from column `c0`, through the epilogue.
 fn store4(batch: u32, r: u32, c0: u32, v: vec4<f32>) {

@@ -7,35 +7,7 @@
 // BN = WG_N * TN); each thread a TM x TN block held in registers. K advances
 // BK at a time through workgroup memory. Accumulation is f32.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    // Strides of A in elements: per batch, per row (m), per column (k).
-    a_batch: u32,
-    a_row: u32,
-    a_col: u32,
-    // Strides of B in elements: per batch, per row (k), per column (n).
-    b_batch: u32,
-    b_row: u32,
-    b_col: u32,
-    // 1 when `bias` holds n values to add.
-    has_bias: u32,
-    // 0 none, 1 relu, 2 silu, 3 gelu (tanh), 4 gelu (erf).
-    activation: u32,
-    // A window of a larger matmul (over one storage binding) sees local batches,
-    // rows and columns: where its A, B, out and bias begin in their bindings,
-    // and the strides of out (a whole row of the full output apart).
-    a_off: u32,
-    b_off: u32,
-    out_off: u32,
-    out_row: u32,
-    out_batch: u32,
-    bias_off: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// Params: epilogue.wgsl.
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 // B holds f32 bits, or f16 pairs when B_F16 (f32 accumulation either way).

@@ -12,31 +12,7 @@
 // (Workgroup memory would not help: its loads are paid per invocation too.)
 // 16 x 8 accumulators per lane is the most that stays in registers.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a_batch: u32,
-    a_row: u32,
-    a_col: u32,
-    b_batch: u32,
-    b_row: u32,
-    b_col: u32,
-    has_bias: u32,
-    activation: u32,
-    // A window of a larger matmul (over one storage binding) sees local batches,
-    // rows and columns: where its A, B, out and bias begin in their bindings,
-    // and the strides of out (a whole row of the full output apart).
-    a_off: u32,
-    b_off: u32,
-    out_off: u32,
-    out_row: u32,
-    out_batch: u32,
-    bias_off: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// Params: epilogue.wgsl.
 
 // Read as vec4: one load instruction for four values (buffers are padded to 16 bytes).
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;

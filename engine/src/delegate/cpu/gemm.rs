@@ -192,6 +192,23 @@ pub(crate) mod blocked {
     mod tests {
         use crate::random::uniform;
 
+        type Sgemm = unsafe fn(
+            usize,
+            usize,
+            usize,
+            f32,
+            *const f32,
+            isize,
+            isize,
+            *const f32,
+            isize,
+            isize,
+            f32,
+            *mut f32,
+            isize,
+            isize,
+        );
+
         /// Against `matrixmultiply` over edge sizes, both layouts of each
         /// operand, panels of k and n, α and β (β = 0 never reads C: NaN there).
         #[test]
@@ -210,40 +227,26 @@ pub(crate) mod blocked {
                     let c0 = uniform(m * n, 200 + t as u64);
                     let mut want = c0.clone();
                     let mut got = if beta == 0.0 { vec![f32::NAN; m * n] } else { c0.clone() };
-                    // SAFETY: every view is within its vector.
-                    unsafe {
-                        matrixmultiply::sgemm(
-                            m,
-                            k,
-                            n,
-                            alpha,
-                            a.as_ptr(),
-                            rsa,
-                            csa,
-                            b.as_ptr(),
-                            rsb,
-                            csb,
-                            beta,
-                            want.as_mut_ptr(),
-                            n as isize,
-                            1,
-                        );
-                        super::sgemm(
-                            m,
-                            k,
-                            n,
-                            alpha,
-                            a.as_ptr(),
-                            rsa,
-                            csa,
-                            b.as_ptr(),
-                            rsb,
-                            csb,
-                            beta,
-                            got.as_mut_ptr(),
-                            n as isize,
-                            1,
-                        );
+                    for (f, c) in [(matrixmultiply::sgemm as Sgemm, &mut want), (super::sgemm, &mut got)] {
+                        // SAFETY: every view is within its vector.
+                        unsafe {
+                            f(
+                                m,
+                                k,
+                                n,
+                                alpha,
+                                a.as_ptr(),
+                                rsa,
+                                csa,
+                                b.as_ptr(),
+                                rsb,
+                                csb,
+                                beta,
+                                c.as_mut_ptr(),
+                                n as isize,
+                                1,
+                            )
+                        };
                     }
                     let err = got.iter().zip(&want).fold(0f32, |e, (g, w)| e.max((g - w).abs()));
                     let tol = 1e-5 * (k.max(1) as f32).sqrt() * 4.0;
