@@ -4,20 +4,51 @@
 //! and sum, and `P · V` accumulates into the block's output with a second
 //! sgemm. No `q_len × kv_len` matrix is ever held: memory per thread is
 //! `BQ × (BK + head_dim)` floats.
+//!
+//! In wasm32 the blocks go through our sgemm's packed layouts ([`Route`]):
+//! the query block is packed once for all key blocks, and the scores are
+//! written straight in the layout `P · V` reads, where the softmax sees each
+//! strip's four rows side by side — its max, exp and sum run four rows per
+//! vector, and the scores are never packed a second time.
 
 use super::activation::exp;
+use super::gemm::blocked::{KC, MR, Panels, sgemm_into_packed_a, sgemm_packed};
 use super::{gemm, parallel};
 use crate::Result;
 use crate::delegate::Attention;
 
+/// How a query block's products are formed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Route {
+    /// Row-major scores between two strided sgemms (`matrixmultiply`'s).
+    Strided,
+    /// Through the blocked sgemm's packed layouts.
+    Packed,
+}
+
+/// The route this target takes.
+const ROUTE: Route = if cfg!(target_arch = "wasm32") { Route::Packed } else { Route::Strided };
+
 /// Queries per block (each key block is packed once per query block, so
 /// larger blocks pack less; 128 × 256 scores stay in L2).
 const BQ: usize = 128;
-/// Keys per block.
+/// Keys per block (within one packed panel, so a strip of scores is one run).
 const BK: usize = 256;
+const _: () = assert!(BK <= KC);
 
 /// `out = softmax(q·kᵀ · scale + mask) · v`; see [`Attention`].
 pub fn attention(spec: &Attention, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
+    attention_by(ROUTE, spec, q, k, v, mask)
+}
+
+fn attention_by(
+    route: Route,
+    spec: &Attention,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+) -> Result<Vec<f32>> {
     let len = spec.check(q.len(), k.len(), v.len(), mask.map(<[f32]>::len))?;
     let mut out = vec![0f32; len];
     if len == 0 {
@@ -33,7 +64,10 @@ pub fn attention(spec: &Attention, q: &[f32], k: &[f32], v: &[f32], mask: Option
     parallel::for_each_share(work, parallel::threads_for(spec.macs()), |share| {
         let mut scratch = Scratch::default();
         for (bh, q0, block) in share {
-            query_block(spec, q, k, v, mask, bh, q0, block, &mut scratch);
+            match route {
+                Route::Strided => query_block(spec, q, k, v, mask, bh, q0, block, &mut scratch),
+                Route::Packed => query_block_packed(spec, q, k, v, mask, bh, q0, block, &mut scratch),
+            }
         }
     });
     Ok(out)
@@ -45,6 +79,12 @@ struct Scratch {
     scores: Vec<f32>,
     max: Vec<f32>,
     sum: Vec<f32>,
+    /// The packed route's: query block, key block, value block, and each row's
+    /// rescale for the current key block.
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    rescale: Vec<f32>,
 }
 
 /// Rows `q0 ..` of (batch × head) `bh` into `out` (those rows of the output).
@@ -149,6 +189,108 @@ fn query_block(
     }
 }
 
+/// [`query_block`] through the packed layouts (see the module's note).
+#[allow(clippy::too_many_arguments)]
+fn query_block_packed(
+    spec: &Attention,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    bh: usize,
+    q0: usize,
+    out: &mut [f32],
+    s: &mut Scratch,
+) {
+    let d = spec.head_dim;
+    let rows = out.len() / d;
+    let q = &q[(bh * spec.q_len + q0) * d..][..rows * d];
+    let k = &k[bh * spec.kv_len * d..][..spec.kv_len * d];
+    let v = &v[bh * spec.kv_len * d..][..spec.kv_len * d];
+    let mask = mask.map(|m| {
+        let batch = if spec.mask_per_batch { bh / spec.heads } else { 0 };
+        &m[(batch * spec.q_len + q0) * spec.kv_len..][..rows * spec.kv_len]
+    });
+    for (buf, fill) in [(&mut s.max, f32::NEG_INFINITY), (&mut s.sum, 0.0), (&mut s.rescale, 1.0)] {
+        buf.clear();
+        buf.resize(rows, fill);
+    }
+    out.fill(0.0);
+    let shift = spec.kv_len as isize - spec.q_len as isize;
+    // SAFETY: the query block is rows × d, row-major.
+    unsafe { Panels::a(rows, d).pack(&mut s.q, q.as_ptr(), d as isize, 1) };
+    for k0 in (0..spec.kv_len).step_by(BK) {
+        let cols = BK.min(spec.kv_len - k0);
+        // Kᵀ's block (d × cols): key j's element p at k[(k0 + j)·d + p].
+        // SAFETY: keys k0 .. k0 + cols are inside k.
+        unsafe { Panels::b(d, cols).pack(&mut s.k, k.as_ptr().add(k0 * d), d as isize, 1) };
+        let layout = Panels::a(rows, cols);
+        s.scores.resize(layout.len(), 0.0);
+        sgemm_into_packed_a(rows, d, cols, spec.scale, &s.q, &s.k, &mut s.scores);
+        if let Some(m) = mask {
+            for r in 0..rows {
+                for (j, m) in m[r * spec.kv_len + k0..][..cols].iter().enumerate() {
+                    s.scores[layout.index(j, r)] += m;
+                }
+            }
+        }
+        if spec.causal {
+            for r in 0..rows {
+                let first_hidden = ((q0 + r) as isize + shift + 1 - k0 as isize).clamp(0, cols as isize) as usize;
+                for j in first_hidden..cols {
+                    s.scores[layout.index(j, r)] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        // One strip of MR rows at a time, element (j, lane) at j·MR + lane.
+        for (is, strip) in s.scores[..layout.len()].chunks_exact_mut(cols * MR).enumerate() {
+            let lanes = MR.min(rows - is * MR);
+            let mut block_max = [f32::NEG_INFINITY; MR];
+            for x in strip.chunks_exact(MR) {
+                for (m, &x) in block_max.iter_mut().zip(x) {
+                    *m = if x > *m { x } else { *m };
+                }
+            }
+            // Each row's shift: its new running max, or 0 while it sees nothing
+            // (its scores are all −∞, whose exp is 0 either way). Padding lanes: 0.
+            let mut shifts = [0f32; MR];
+            for l in 0..lanes {
+                let r = is * MR + l;
+                let new_max = s.max[r].max(block_max[l]);
+                if new_max > f32::NEG_INFINITY {
+                    s.rescale[r] = exp(s.max[r] - new_max);
+                    (s.max[r], shifts[l]) = (new_max, new_max);
+                }
+            }
+            let mut sums = [0f32; MR];
+            for x in strip.chunks_exact_mut(MR) {
+                for ((x, sum), shift) in x.iter_mut().zip(&mut sums).zip(shifts) {
+                    *x = exp(*x - shift);
+                    *sum += *x;
+                }
+            }
+            for (l, sum) in sums.into_iter().enumerate().take(lanes) {
+                let r = is * MR + l;
+                s.sum[r] = s.sum[r] * s.rescale[r] + sum;
+            }
+        }
+        for (row, rescale) in out.chunks_exact_mut(d).zip(&mut s.rescale) {
+            if *rescale != 1.0 {
+                row.iter_mut().for_each(|o| *o *= *rescale);
+                *rescale = 1.0;
+            }
+        }
+        // SAFETY: values k0 .. k0 + cols are inside v, each d long.
+        unsafe { Panels::b(cols, d).pack(&mut s.v, v.as_ptr().add(k0 * d), 1, d as isize) };
+        // SAFETY: out is rows × d, row-major.
+        unsafe { sgemm_packed(rows, cols, d, 1.0, &s.scores, &s.v, 1.0, out.as_mut_ptr(), d as isize, 1) };
+    }
+    for (row, &sum) in out.chunks_exact_mut(d).zip(&s.sum) {
+        let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+        row.iter_mut().for_each(|o| *o *= inv);
+    }
+}
+
 /// `row[i] = e^(row[i] − shift)`, returning the sum: 8 lanes wide with AVX2
 /// when the CPU has it (detected at run time), else what the target gives.
 fn exp_shifted(row: &mut [f32], shift: f32) -> f32 {
@@ -241,10 +383,12 @@ mod tests {
                 m[5] = f32::NEG_INFINITY;
                 m
             });
-            let got = attention(spec, &q, &k, &v, mask.as_deref()).unwrap();
             let want = direct(spec, &q, &k, &v, mask.as_deref());
-            let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(err < 1e-5, "{spec:?}: {err}");
+            for route in [Route::Strided, Route::Packed] {
+                let got = attention_by(route, spec, &q, &k, &v, mask.as_deref()).unwrap();
+                let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(err < 1e-5, "{route:?} {spec:?}: {err}");
+            }
         }
     }
 }

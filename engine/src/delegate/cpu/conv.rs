@@ -1,16 +1,38 @@
 //! conv3d on the host as an explicit GEMM in bounded chunks: for a run of
 //! output rows, gather the input patches into a column matrix
-//! `[c_in/groups · kd·kh·kw, positions]` (im2col), then one `matrixmultiply`
-//! sgemm per chunk writes `weights · columns` straight into the output.
-//! Chunks are spread over the cores; each thread reuses one column buffer of
-//! at most [`COLUMN_BUDGET`] floats, so memory does not grow with the video.
+//! `[c_in/groups · kd·kh·kw, positions]` (im2col), then one sgemm per chunk
+//! writes `weights · columns` straight into the output. Natively the columns
+//! are a plain matrix that `matrixmultiply` packs; in wasm32 im2col writes
+//! them straight into our sgemm's packed layout and the weights are packed
+//! once per call ([`Route`]), so nothing is packed twice.
+//! Chunks are spread over the cores, as many per thread; each thread reuses
+//! one column buffer of at most [`COLUMN_BUDGET`] floats, so memory does not
+//! grow with the video.
 
-use super::{activation, gemm, parallel};
+use super::gemm::{self, blocked::Panels};
+use super::{activation, parallel};
 use crate::Result;
 use crate::delegate::Conv3d;
 
 /// Floats in one thread's column buffer (4 MiB).
 const COLUMN_BUDGET: usize = 1 << 20;
+
+/// Floats in one packed panel of columns (256 KiB): with the weights' panel and
+/// the chunk's output it stays in a core's L2 while the sgemm reads it.
+const PANEL_BUDGET: usize = 1 << 16;
+
+/// How a chunk's columns reach the sgemm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Route {
+    /// A `[k, positions]` matrix, packed by the sgemm (`matrixmultiply`, whose
+    /// packing is tuned to its AVX kernels).
+    Strided,
+    /// Written by im2col into the blocked sgemm's packed layout.
+    Packed,
+}
+
+/// The route this target takes.
+const ROUTE: Route = if cfg!(target_arch = "wasm32") { Route::Packed } else { Route::Strided };
 
 /// One chunk: output rows `rows` (flattened (oD, oH) pairs) of one (batch, group).
 struct Chunk {
@@ -29,140 +51,213 @@ unsafe impl Sync for OutPtr {}
 
 /// `out = act(conv3d(x, w) + bias)`; see [`Conv3d`].
 pub fn conv3d(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    conv3d_by(ROUTE, parallel::threads_for(spec.macs()), spec, x, w, bias)
+}
+
+fn conv3d_by(
+    route: Route,
+    threads: usize,
+    spec: &Conv3d,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
     let len = spec.check(x.len(), w.len(), bias.map(<[f32]>::len))?;
     let mut out = vec![0f32; len];
     if len == 0 {
         return Ok(out);
     }
-    let [od, oh, ow] = spec.output();
-    let k = spec.k();
-    let rows_per_chunk = (COLUMN_BUDGET / (k * ow).max(1)).clamp(1, od * oh);
-    let mut chunks = Vec::new();
-    for batch in 0..spec.batch {
-        for group in 0..spec.groups {
-            for start in (0..od * oh).step_by(rows_per_chunk) {
-                chunks.push(Chunk { batch, group, rows: start..(start + rows_per_chunk).min(od * oh) });
-            }
-        }
-    }
-    let threads = parallel::threads_for(spec.macs());
+    let [_, _, ow] = spec.output();
+    let (m, k) = (spec.c_out_g(), spec.k());
+    let chunks = chunks(spec, route, threads);
     let ptr = OutPtr(out.as_mut_ptr());
     // A pointwise conv reads its input as the column matrix itself.
     let pointwise = spec.kernel == [1; 3] && spec.stride == [1; 3] && spec.padding == [[0; 2]; 3];
+    let route = if pointwise { Route::Strided } else { route };
+    // The packed route packs each group's weights once, for every chunk.
+    let packed_w: Vec<Vec<f32>> = match route {
+        Route::Strided => Vec::new(),
+        Route::Packed => (0..spec.groups)
+            .map(|g| {
+                let mut packed = Vec::new();
+                // SAFETY: `check` verified w holds c_out × k: group g's m rows of k.
+                unsafe { Panels::a(m, k).pack(&mut packed, w[g * m * k..].as_ptr(), k as isize, 1) };
+                packed
+            })
+            .collect(),
+    };
     parallel::for_each_share(chunks, threads, |share| {
-        let mut columns = Vec::new();
+        let (mut columns, mut row) = (Vec::new(), Vec::new());
         for chunk in share {
-            let b = if pointwise {
-                let start = (chunk.batch * spec.c_in + chunk.group * spec.c_in_g()) * spec.positions();
-                Columns { data: &x[start + chunk.rows.start * ow..], row_stride: spec.positions() }
-            } else {
-                im2col(spec, x, &chunk, &mut columns);
-                Columns { data: &columns, row_stride: chunk.rows.len() * ow }
-            };
-            // SAFETY: `check` verified the lengths of x, w, bias and out; the
-            // chunk's output block lies inside `out` and no other chunk writes it.
-            unsafe { gemm_chunk(spec, w, bias, &chunk, b, ptr) };
+            let cols = chunk.rows.len() * ow;
+            // SAFETY (all three): `check` verified the lengths of x, w, bias
+            // and out; the chunk's output block lies inside `out` and no other
+            // chunk writes it.
+            let block = unsafe { out_block(spec, &chunk, ptr) };
+            match route {
+                _ if pointwise => {
+                    let start = (chunk.batch * spec.c_in + chunk.group * spec.c_in_g()) * spec.positions();
+                    unsafe {
+                        gemm_strided(spec, w, &chunk, &x[start + chunk.rows.start * ow..], spec.positions(), block)
+                    };
+                }
+                Route::Strided => {
+                    columns.resize(k * cols, 0.0);
+                    for (p, dst) in columns.chunks_exact_mut(cols).enumerate() {
+                        im2col_row(spec, x, &chunk, p, dst);
+                    }
+                    unsafe { gemm_strided(spec, w, &chunk, &columns, cols, block) };
+                }
+                Route::Packed => {
+                    // Panel by panel of k: im2col writes the panel's rows in
+                    // place, and the sgemm reads them while they are in cache.
+                    row.resize(cols, 0.0);
+                    let (weights, positions) = (Panels::a(m, k), spec.positions() as isize);
+                    for p0 in (0..k).step_by(gemm::blocked::KC) {
+                        let (offset, kc) = weights.panel(p0);
+                        let layout = Panels::b(kc, cols);
+                        columns.resize(layout.len(), 0.0);
+                        for p in 0..kc {
+                            im2col_row(spec, x, &chunk, p0 + p, &mut row);
+                            layout.put_row(&mut columns, p, &row);
+                        }
+                        let (a, beta) = (&packed_w[chunk.group][offset..], if p0 == 0 { 0.0 } else { 1.0 });
+                        unsafe {
+                            gemm::blocked::sgemm_packed(m, kc, cols, 1.0, a, &columns, beta, block, positions, 1)
+                        };
+                    }
+                }
+            }
+            unsafe { epilogue(spec, bias, &chunk, block) };
         }
     });
     Ok(out)
 }
 
-/// Gathers the chunk's input patches into `columns`, `[k, positions of the
-/// chunk]`, writing every element (zeros in the padding) so the buffer needs no
-/// clearing; along W the valid run is computed once and copied.
-fn im2col(spec: &Conv3d, x: &[f32], chunk: &Chunk, columns: &mut Vec<f32>) {
+/// The chunks: each (batch, group)'s output rows cut evenly into runs whose
+/// columns fit [`COLUMN_BUDGET`] (a packed panel of them [`PANEL_BUDGET`]),
+/// into a multiple of `threads` runs in all where the rows allow, so every
+/// thread gets as much work.
+fn chunks(spec: &Conv3d, route: Route, threads: usize) -> Vec<Chunk> {
+    let [od, oh, ow] = spec.output();
+    let rows = od * oh;
+    let (budget, depth) = match route {
+        Route::Strided => (COLUMN_BUDGET, spec.k()),
+        Route::Packed => (PANEL_BUDGET, spec.k().min(gemm::blocked::KC)),
+    };
+    let most = (budget / (depth * ow).max(1)).clamp(1, rows);
+    let blocks = spec.batch * spec.groups;
+    let mut per_block = rows.div_ceil(most);
+    while !(blocks * per_block).is_multiple_of(threads.max(1)) && per_block < rows {
+        per_block += 1;
+    }
+    let mut chunks = Vec::new();
+    for batch in 0..spec.batch {
+        for group in 0..spec.groups {
+            for i in 0..per_block {
+                chunks.push(Chunk { batch, group, rows: i * rows / per_block..(i + 1) * rows / per_block });
+            }
+        }
+    }
+    chunks
+}
+
+/// Row `p` of the chunk's column matrix — input channel, kz, ky, kx of the
+/// kernel, over the chunk's output positions — into `dst`, every element
+/// written (zeros in the padding) so buffers need no clearing; along W the
+/// valid run is computed once and copied.
+fn im2col_row(spec: &Conv3d, x: &[f32], chunk: &Chunk, p: usize, dst: &mut [f32]) {
     let [d, h, w] = spec.input;
-    let [kd, kh, kw] = spec.kernel;
+    let [_, kh, kw] = spec.kernel;
     let [_, oh, ow] = spec.output();
-    let cols = chunk.rows.len() * ow;
-    columns.resize(spec.k() * cols, 0.0);
-    let c_in_g = spec.c_in_g();
-    let x_base = (chunk.batch * spec.c_in + chunk.group * c_in_g) * d * h * w;
+    let taps = spec.kernel.iter().product::<usize>();
+    let (ci, kz, ky, kx) = (p / taps, p % taps / (kh * kw), p % (kh * kw) / kw, p % kw);
+    let plane = &x[((chunk.batch * spec.c_in + chunk.group * spec.c_in_g() + ci) * d * h * w)..][..d * h * w];
     let offset = |axis: usize, o: usize, kk: usize| {
         (o * spec.stride[axis] + kk * spec.dilation[axis]) as isize - spec.padding[axis][0] as isize
     };
     let (sw, pw) = (spec.stride[2], spec.padding[2][0] as isize);
-    let mut row = 0;
-    for ci in 0..c_in_g {
-        let plane = &x[x_base + ci * d * h * w..][..d * h * w];
-        for kz in 0..kd {
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let dst = &mut columns[row * cols..][..cols];
-                    row += 1;
-                    // Output columns ox with 0 <= ox·sw + shift < w read the input.
-                    let shift = (kx * spec.dilation[2]) as isize - pw;
-                    let lo = if shift >= 0 { 0 } else { ((-shift) as usize).div_ceil(sw) };
-                    let hi = if (w as isize) <= shift { 0 } else { ((w as isize - shift) as usize).div_ceil(sw) };
-                    let (lo, hi) = (lo.min(ow), hi.clamp(lo.min(ow), ow));
-                    for (r, out_row) in chunk.rows.clone().zip(dst.chunks_exact_mut(ow)) {
-                        let (iz, iy) = (offset(0, r / oh, kz), offset(1, r % oh, ky));
-                        if iz < 0 || iz >= d as isize || iy < 0 || iy >= h as isize || lo == hi {
-                            out_row.fill(0.0);
-                            continue;
-                        }
-                        let src = &plane[(iz as usize * h + iy as usize) * w..][..w];
-                        out_row[..lo].fill(0.0);
-                        out_row[hi..].fill(0.0);
-                        let start = (lo * sw) as isize + shift;
-                        if sw == 1 {
-                            out_row[lo..hi].copy_from_slice(&src[start as usize..][..hi - lo]);
-                        } else {
-                            for (v, s) in out_row[lo..hi].iter_mut().zip(src[start as usize..].iter().step_by(sw)) {
-                                *v = *s;
-                            }
-                        }
-                    }
-                }
+    // Output columns ox with 0 <= ox·sw + shift < w read the input.
+    let shift = (kx * spec.dilation[2]) as isize - pw;
+    let lo = if shift >= 0 { 0 } else { ((-shift) as usize).div_ceil(sw) };
+    let hi = if (w as isize) <= shift { 0 } else { ((w as isize - shift) as usize).div_ceil(sw) };
+    let (lo, hi) = (lo.min(ow), hi.clamp(lo.min(ow), ow));
+    for (r, out_row) in chunk.rows.clone().zip(dst.chunks_exact_mut(ow)) {
+        let (iz, iy) = (offset(0, r / oh, kz), offset(1, r % oh, ky));
+        if iz < 0 || iz >= d as isize || iy < 0 || iy >= h as isize || lo == hi {
+            out_row.fill(0.0);
+            continue;
+        }
+        let src = &plane[(iz as usize * h + iy as usize) * w..][..w];
+        out_row[..lo].fill(0.0);
+        out_row[hi..].fill(0.0);
+        let start = (lo * sw) as isize + shift;
+        if sw == 1 {
+            out_row[lo..hi].copy_from_slice(&src[start as usize..][..hi - lo]);
+        } else {
+            for (v, s) in out_row[lo..hi].iter_mut().zip(src[start as usize..].iter().step_by(sw)) {
+                *v = *s;
             }
         }
     }
 }
 
-/// The `[k, chunk positions]` matrix a chunk multiplies: im2col's buffer, or
-/// for a pointwise conv the input itself.
-struct Columns<'a> {
-    data: &'a [f32],
-    row_stride: usize,
-}
-
-/// `out[batch, group channels, chunk positions] = act(w[group] · columns + bias)`.
+/// Where the chunk's output block starts: (batch, the group's first
+/// channel, the chunk's first position); its rows are `positions` apart.
 ///
 /// # Safety
-/// `out` must point to the conv's whole output, and no other thread may
-/// touch this chunk's block of it.
-unsafe fn gemm_chunk(spec: &Conv3d, w: &[f32], bias: Option<&[f32]>, chunk: &Chunk, columns: Columns, out: OutPtr) {
+/// `out` must point to the conv's whole output.
+unsafe fn out_block(spec: &Conv3d, chunk: &Chunk, out: OutPtr) -> *mut f32 {
     let [_, _, ow] = spec.output();
-    let (m, k, positions) = (spec.c_out_g(), spec.k(), spec.positions());
+    let c0 = chunk.group * spec.c_out_g();
+    // SAFETY: that element is inside the output.
+    unsafe { out.0.add((chunk.batch * spec.c_out + c0) * spec.positions() + chunk.rows.start * ow) }
+}
+
+/// `block = w[group] · columns`, the columns a `[k, chunk positions]` matrix
+/// with rows `row_stride` apart (im2col's buffer, or a pointwise conv's input).
+///
+/// # Safety
+/// `block` must be the chunk's output block ([`out_block`]), which no other
+/// thread touches.
+unsafe fn gemm_strided(spec: &Conv3d, w: &[f32], chunk: &Chunk, columns: &[f32], row_stride: usize, block: *mut f32) {
+    let [_, _, ow] = spec.output();
+    let (m, k) = (spec.c_out_g(), spec.k());
     let cols = chunk.rows.len() * ow;
-    let c0 = chunk.group * m;
-    // SAFETY: the block starts at (batch, channel c0, position rows.start·ow)
-    // and spans m rows of stride `positions` and `cols` columns, inside out.
-    let block = unsafe { out.0.add((chunk.batch * spec.c_out + c0) * positions + chunk.rows.start * ow) };
-    debug_assert!(k == 0 || columns.data.len() >= (k - 1) * columns.row_stride + cols);
-    // SAFETY: w holds c_out × k; columns holds k rows of `cols` at its row
-    // stride (checked above in debug builds; by construction in all); the block as above.
+    assert!(k == 0 || columns.len() >= (k - 1) * row_stride + cols);
+    // SAFETY: w holds c_out × k (checked by `check`); columns holds k rows of
+    // `cols` at its row stride (asserted); the block as the caller promises.
     unsafe {
         gemm::sgemm(
             m,
             k,
             cols,
             1.0,
-            w.as_ptr().add(c0 * k),
+            w.as_ptr().add(chunk.group * m * k),
             k as isize,
             1,
-            columns.data.as_ptr(),
-            columns.row_stride as isize,
+            columns.as_ptr(),
+            row_stride as isize,
             1,
             0.0,
             block,
-            positions as isize,
+            spec.positions() as isize,
             1,
         );
     }
+}
+
+/// Bias and activation over the chunk's output block.
+///
+/// # Safety
+/// As [`gemm_strided`].
+unsafe fn epilogue(spec: &Conv3d, bias: Option<&[f32]>, chunk: &Chunk, block: *mut f32) {
+    let [_, _, ow] = spec.output();
+    let (m, positions) = (spec.c_out_g(), spec.positions());
+    let c0 = chunk.group * m;
     for i in 0..m {
         // SAFETY: row i of the block: `cols` floats inside the output.
-        let row = unsafe { std::slice::from_raw_parts_mut(block.add(i * positions), cols) };
+        let row = unsafe { std::slice::from_raw_parts_mut(block.add(i * positions), chunk.rows.len() * ow) };
         if let Some(b) = bias.map(|b| b[c0 + i]) {
             row.iter_mut().for_each(|v| *v += b);
         }
@@ -219,15 +314,53 @@ mod tests {
             Conv3d { stride: [2, 1, 3], dilation: [1, 2, 1], groups: 2, ..Conv3d::new(1, 4, 6, [5, 9, 8], [2, 3, 2]) },
             Conv3d { padding: [[2, 0], [0, 1], [1, 2]], ..Conv3d::new(1, 2, 3, [4, 4, 5], [3, 2, 3]) },
             Conv3d { groups: 2, ..Conv3d::new(2, 4, 6, [3, 5, 7], [1, 1, 1]) }, // pointwise
+            Conv3d::new(1, 12, 5, [3, 4, 11], [3, 3, 3]).padded([1, 1, 1]),     // k = 324: two panels
         ];
         for (i, spec) in specs.iter().enumerate() {
             let x = crate::random::uniform(spec.batch * spec.c_in * spec.input.iter().product::<usize>(), i as u64);
             let w = crate::random::uniform(spec.c_out * spec.k(), 10 + i as u64);
-            let got = conv3d(spec, &x, &w, None).unwrap();
             let want = direct(spec, &x, &w);
-            assert_eq!(got.len(), want.len());
-            let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(err < 1e-5, "{spec:?}: {err}");
+            // Three threads: several chunks per (batch, group) wherever there are rows.
+            for route in [Route::Strided, Route::Packed] {
+                let got = conv3d_by(route, 3, spec, &x, &w, None).unwrap();
+                assert_eq!(got.len(), want.len());
+                let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(err < 1e-5, "{route:?} {spec:?}: {err}");
+            }
+        }
+    }
+
+    /// Chunks cover every output row once, stay inside the column budget, and
+    /// come in whole rounds for the threads where the rows allow.
+    #[test]
+    fn chunks_cover_the_rows_in_whole_rounds() {
+        let specs = [
+            Conv3d::new(1, 64, 64, [8, 32, 32], [3, 3, 3]).padded([1, 1, 1]), // the benchmark's: 15 by budget
+            Conv3d { groups: 3, ..Conv3d::new(1, 3, 3, [1, 1, 5], [1, 1, 1]) }, // one row per group
+            Conv3d::new(2, 1, 1, [2, 3, 4], [1, 1, 1]),
+        ];
+        for spec in &specs {
+            let [od, oh, ow] = spec.output();
+            for (route, threads) in
+                [Route::Strided, Route::Packed].into_iter().flat_map(|r| (1..=4).map(move |t| (r, t)))
+            {
+                let chunks = chunks(spec, route, threads);
+                let (budget, depth) = match route {
+                    Route::Strided => (COLUMN_BUDGET, spec.k()),
+                    Route::Packed => (PANEL_BUDGET, spec.k().min(gemm::blocked::KC)),
+                };
+                let mut seen = vec![0; spec.batch * spec.groups * od * oh];
+                for c in &chunks {
+                    assert!(!c.rows.is_empty() && c.rows.len() * ow * depth <= budget.max(depth * ow));
+                    for r in c.rows.clone() {
+                        seen[(c.batch * spec.groups + c.group) * od * oh + r] += 1;
+                    }
+                }
+                assert!(seen.iter().all(|&n| n == 1), "{spec:?} {route:?} on {threads} threads");
+                if spec.batch * spec.groups * od * oh >= threads * 2 {
+                    assert_eq!(chunks.len() % threads, 0, "{spec:?} {route:?} on {threads} threads: {}", chunks.len());
+                }
+            }
         }
     }
 }
