@@ -43,6 +43,10 @@ pub const MATMUL: Kernel = kernel!("matmul", "activation.wgsl", "epilogue.wgsl")
 pub const MATMUL_SG8: Kernel =
     Kernel { needs: Needs::Subgroups8, ..kernel!("matmul_sg8", "activation.wgsl", "epilogue.wgsl") };
 
+/// The same matmul for adapters that run invocations on a CPU without 8-wide
+/// subgroups (SwiftShader): no workgroup memory, no barriers.
+pub const MATMUL_DIRECT: Kernel = kernel!("matmul_direct", "activation.wgsl", "epilogue.wgsl");
+
 /// conv3d (stride, padding before/after, dilation, groups, bias, activation)
 /// as an implicit GEMM tiled through workgroup memory.
 pub const CONV3D: Kernel = kernel!("conv3d", "activation.wgsl", "conv_common.wgsl");
@@ -89,6 +93,7 @@ pub const CAST: Kernel = kernel!("cast");
 pub const CATALOG: &[Kernel] = &[
     MATMUL,
     MATMUL_SG8,
+    MATMUL_DIRECT,
     CONV3D,
     CONV3D_SG8,
     ATTENTION,

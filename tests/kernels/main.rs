@@ -54,9 +54,10 @@ fn device() -> GpuDevice {
     pollster::block_on(GpuDevice::new()).unwrap_or_else(|e| panic!("GPU tests need an adapter (install lavapipe): {e}"))
 }
 
-/// Both kernel families where the adapter runs both (lavapipe does), else the tiled one.
+/// Every kernel family the adapter runs: tiled, direct (conv3d's tiled stands
+/// in for it), and the subgroup one where the adapter has 8-wide subgroups (lavapipe).
 fn configs(dev: &GpuDevice) -> Vec<Config> {
-    let mut list = vec![Config::Tiled(Tiles::DEFAULT)];
+    let mut list = vec![Config::Tiled(Tiles::DEFAULT), Config::Direct { wg_m: 8, wg_n: 8 }];
     if dev.supports(kinema_shaders::Needs::Subgroups8) {
         list.push(Config::Subgroups8 { wg_rows: 8 });
     }

@@ -107,6 +107,8 @@ fn gpu_matmul_tile_configurations_agree() {
         Config::Tiled(Tiles { wg_m: 8, wg_n: 8, bk: 8 }),
         Config::Tiled(Tiles { wg_m: 4, wg_n: 16, bk: 32 }),
         Config::Tiled(Tiles { wg_m: 8, wg_n: 32, bk: 4 }),
+        Config::Direct { wg_m: 4, wg_n: 16 },
+        Config::Direct { wg_m: 16, wg_n: 16 },
     ];
     if dev.supports(kinema_shaders::Needs::Subgroups8) {
         all.extend([1, 2, 4].map(|wg_rows| Config::Subgroups8 { wg_rows }));

@@ -2,7 +2,8 @@
 // Chromium (WebGPU on SwiftShader): `node bench.mjs BASE_URL [--json]`, where
 // BASE_URL serves www/, web/pkg/ and ort/ (web/bench/run.sh stages them).
 // Pages run one after another, never together; every row is measured now.
-// Flags: --json, --cpu (wasm rows only), --1t (one thread only), --rounds N.
+// Flags: --json, --cpu (wasm rows only), --1t (one thread only), --rounds N,
+// --tune (Kinema's WebGPU matmul and conv3d with every candidate tiling, alone).
 import { chromium } from "playwright-core";
 
 const base = process.argv[2];
@@ -30,7 +31,8 @@ async function rowsOf(path, global) {
   return rows;
 }
 
-const pages = [
+const tune = process.argv.includes("--tune");
+const pages = tune ? [["www/bench.html?device=gpu&tune=1", "kinemaBench"]] : [
   ["www/bench.html?device=cpu&threads=1", "kinemaBench"],
   ["ort/index.html?ep=wasm&threads=1", "peerBench"],
   ...(oneThread ? [] : [
@@ -46,7 +48,7 @@ const rows = [];
 for (let round = 0; round < rounds; round++) {
   for (const [path, global] of pages) {
     for (const r of await rowsOf(path, global)) {
-      const i = rows.findIndex((o) => o.workload === r.workload && o.device === r.device);
+      const i = rows.findIndex((o) => o.workload === r.workload && o.device === r.device && o.adapter === r.adapter);
       if (i < 0) rows.push(r);
       else if (!r.error && (rows[i].error || r.ms_min < rows[i].ms_min)) rows[i] = r;
     }
@@ -60,8 +62,9 @@ if (json) {
   const gflops = (device, workload) => rows.find((r) => r.device === device && r.workload === workload)?.gflops;
   for (const r of rows) {
     const what = r.error ? `error: ${r.error}` : `min ${r.ms_min.toFixed(1).padStart(9)} ms  ${r.gflops.toFixed(2).padStart(7)} GFLOP/s`;
-    console.log(`${(r.workload ?? "").padEnd(10)} ${r.device.padEnd(28)} ${what}`);
+    console.log(`${(r.workload ?? "").padEnd(10)} ${(tune ? r.adapter : r.device).padEnd(28)} ${what}`);
   }
+  if (tune) process.exit(0);
   console.log("\nratios (Kinema / peer, GFLOP/s at the min time):");
   for (const workload of ["matmul", "conv3d", "attention"]) {
     // Kinema's rows are named after the delegate: "cpu-1t", "cpu-2t" (wasm) and "gpu".

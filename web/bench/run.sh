@@ -5,7 +5,7 @@
 # `tools/bench_peers.py --write-onnx web/bench/models`), stages
 # the pages for the fixture server (which sends COOP/COEP, so pages are
 # cross-origin isolated and ORT-Web can use 2 threads) and prints every row and
-# the ratios. Extra arguments go to bench.mjs (--json; --cpu: wasm rows only;
+# the ratios. Extra arguments go to bench.mjs (--json; --cpu: wasm rows only; --tune: WebGPU tilings;
 # --1t: one thread only; --rounds N: interleaved, best round per row). Not part of the
 # test suite: a benchmark, minutes long.
 set -euo pipefail

@@ -314,7 +314,8 @@ fn now_ms() -> f64 {
 /// [1024,1024]×[1024,1024], `conv3d` [1,64,8,32,32]×[64,64,3,3,3] (pad 1) and
 /// `attention` [1,8,1024,64] after two warm-up runs, readback included, and
 /// returns a JSON list of `{workload, device, adapter, ms_min, ms_median, gflops}`
-/// — the same rows as `kinema bench --json`.
+/// — the same rows as `kinema bench --json`. With `tune: true` on the GPU:
+/// matmul and conv3d with every candidate tiling instead (`kinema bench --tune`).
 #[wasm_bindgen]
 pub async fn benchmark(options: JsValue) -> Result<String, JsError> {
     use kinema_engine::delegate::{Attention, Conv3d, Matmul, cpu, gpu};
@@ -337,6 +338,30 @@ pub async fn benchmark(options: JsValue) -> Result<String, JsError> {
         .as_ref()
         .map_or_else(|| format!("wasm32 CPU delegate ({} thread(s))", threads()), |d| d.info.name.clone());
     let mut rows = Vec::new();
+    if let (Some(d), true) = (&gpu_dev, get(&options, "tune").as_bool().unwrap_or(false)) {
+        // `tune: true`: every candidate tiling of matmul and conv3d on this adapter.
+        for config in gpu::tuning::candidates(d) {
+            for (w, workload) in ["matmul", "conv3d"].into_iter().enumerate() {
+                let mut ms = Vec::new();
+                for i in 0..runs + 2 {
+                    let t0 = now_ms();
+                    match w {
+                        0 => drop(gpu::matmul::matmul_with(d, config, &mm, &a, &b[..], None).await.map_err(js_error)?),
+                        _ => drop(gpu::conv::conv3d_with(d, config, &conv, &x, &k, None).await.map_err(js_error)?),
+                    }
+                    if i >= 2 {
+                        ms.push(now_ms() - t0);
+                    }
+                }
+                ms.sort_by(f64::total_cmp);
+                rows.push(serde_json::json!({
+                    "workload": workload, "device": device, "adapter": format!("{adapter} {config:?}"),
+                    "ms_min": ms[0], "ms_median": ms[ms.len() / 2], "gflops": flops[w] / ms[0] / 1e6,
+                }));
+            }
+        }
+        return Ok(serde_json::Value::Array(rows).to_string());
+    }
     for (w, workload) in ["matmul", "conv3d", "attention"].into_iter().enumerate() {
         let mut ms = Vec::new();
         for i in 0..runs + 2 {

@@ -195,6 +195,8 @@ pub async fn encode_conv3d<'a>(
                 return Err(Error::Gpu(format!("conv3d {config:?} exceeds the device's limits")));
             }
         }
+        // conv3d has no direct kernel: the tiled one stands in.
+        Config::Direct { .. } => Tiles::DEFAULT.check(&limits)?,
     }
     if len == 0 {
         return Ok(());
@@ -252,7 +254,8 @@ pub async fn encode_conv3d<'a>(
             accumulate: (ci0 > 0) as u32,
         };
         let (kernel, overrides, grid) = match config {
-            Config::Tiled(t) => {
+            Config::Tiled(_) | Config::Direct { .. } => {
+                let t = if let Config::Tiled(t) = config { t } else { Tiles::DEFAULT };
                 let (bm, bn) = (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN);
                 let grid = [positions.div_ceil(bn as usize), nco.div_ceil(bm as usize)];
                 let overrides = vec![("WG_M", t.wg_m as f64), ("WG_N", t.wg_n as f64), ("BK", t.bk as f64)];

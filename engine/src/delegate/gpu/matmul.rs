@@ -97,6 +97,10 @@ pub enum Config {
     Tiled(Tiles),
     /// `matmul_sg8.wgsl` with `wg_rows` subgroups per workgroup (each 16 rows × 64 columns).
     Subgroups8 { wg_rows: u32 },
+    /// `matmul_direct.wgsl`: `wg_m × wg_n` invocations of 4 rows × 8 columns,
+    /// no workgroup memory (conv3d, which has no such kernel, takes
+    /// `Tiled(Tiles::DEFAULT)` for it).
+    Direct { wg_m: u32, wg_n: u32 },
 }
 
 impl Config {
@@ -110,6 +114,7 @@ impl Config {
         match *self {
             Config::Tiled(t) => (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN),
             Config::Subgroups8 { wg_rows } => (16 * wg_rows, 64),
+            Config::Direct { wg_m, wg_n } => (4 * wg_m, 8 * wg_n),
         }
     }
 
@@ -119,6 +124,18 @@ impl Config {
             Config::Subgroups8 { wg_rows } => {
                 let limits = dev.device.limits();
                 if wg_rows == 0 || 8 * wg_rows > limits.max_compute_invocations_per_workgroup {
+                    return Err(Error::Gpu(format!("matmul {self:?} exceeds the device's limits")));
+                }
+                Ok(())
+            }
+            Config::Direct { wg_m, wg_n } => {
+                let limits = dev.device.limits();
+                let fits = wg_m > 0
+                    && wg_n > 0
+                    && wg_m * wg_n <= limits.max_compute_invocations_per_workgroup
+                    && wg_n <= limits.max_compute_workgroup_size_x
+                    && wg_m <= limits.max_compute_workgroup_size_y;
+                if !fits {
                     return Err(Error::Gpu(format!("matmul {self:?} exceeds the device's limits")));
                 }
                 Ok(())
@@ -140,6 +157,10 @@ impl Config {
                 let overrides =
                     vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", flag(contiguous)), ("B_F16", flag(b_f16))];
                 (&kinema_shaders::MATMUL_SG8, overrides)
+            }
+            Config::Direct { wg_m, wg_n } => {
+                let overrides = vec![("WG_M", wg_m as f64), ("WG_N", wg_n as f64), ("B_F16", flag(b_f16))];
+                (&kinema_shaders::MATMUL_DIRECT, overrides)
             }
         }
     }

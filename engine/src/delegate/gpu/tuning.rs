@@ -5,10 +5,14 @@
 //! | adapter                                  | matmul, conv3d        | attention        |
 //! |------------------------------------------|-----------------------|------------------|
 //! | CPU rasteriser with 8-wide subgroups (lavapipe) | `Subgroups8 { 8 }` | `Subgroups8 { 8 }` |
-//! | anything else (real GPUs, SwiftShader)   | `Tiled(16 × 16, BK 16)` | `Tiled`        |
+//! | other CPU adapters (SwiftShader)         | matmul `Direct(16 × 16)`, conv3d `Tiled` | `Tiled` |
+//! | anything else (real GPUs)                | `Tiled(16 × 16, BK 16)` | `Tiled`        |
 //!
 //! On lavapipe every load is paid per invocation, so the subgroup kernels
-//! (which share loads with subgroupBroadcast) win by 5–10×; on real GPUs
+//! (which share loads with subgroupBroadcast) win by 5–10×. On SwiftShader
+//! (Chromium's WebGPU without a GPU), whose invocations run on the CPU too but
+//! without 8-wide subgroups, the direct matmul — no workgroup memory, no
+//! barriers — ran 2.5× the tiled one (`web/bench/run.sh --tune`). On real GPUs
 //! workgroup-memory tiling is the known-good shape, and the subgroup kernels'
 //! assumption of 8-wide subgroups does not hold.
 
@@ -24,7 +28,13 @@ fn is_cpu_rasteriser(dev: &GpuDevice) -> bool {
 
 /// The matmul (and conv3d) configuration for this adapter.
 pub fn matmul(dev: &GpuDevice) -> Config {
-    if is_cpu_rasteriser(dev) { Config::Subgroups8 { wg_rows: 8 } } else { Config::Tiled(Tiles::DEFAULT) }
+    if is_cpu_rasteriser(dev) {
+        Config::Subgroups8 { wg_rows: 8 }
+    } else if dev.info.device_type == wgpu::DeviceType::Cpu {
+        Config::Direct { wg_m: 16, wg_n: 16 }
+    } else {
+        Config::Tiled(Tiles::DEFAULT)
+    }
 }
 
 /// The attention kernel for this adapter.
@@ -35,12 +45,23 @@ pub fn attention(dev: &GpuDevice) -> Variant {
 /// Matmul/conv3d configurations worth timing on this adapter.
 pub fn candidates(dev: &GpuDevice) -> Vec<Config> {
     let limits = dev.device.limits();
-    let mut list: Vec<Config> = [(16, 16, 16), (16, 16, 8), (8, 8, 16), (8, 32, 8), (16, 16, 32)]
-        .into_iter()
-        .map(|(wg_m, wg_n, bk)| Tiles { wg_m, wg_n, bk })
-        .filter(|t| t.check(&limits).is_ok())
-        .map(Config::Tiled)
-        .collect();
+    let mut list: Vec<Config> = [
+        (16, 16, 16),
+        (16, 16, 8),
+        (8, 8, 16),
+        (8, 8, 8),
+        (8, 16, 16),
+        (16, 8, 16),
+        (8, 32, 8),
+        (4, 16, 16),
+        (16, 16, 32),
+    ]
+    .into_iter()
+    .map(|(wg_m, wg_n, bk)| Tiles { wg_m, wg_n, bk })
+    .filter(|t| t.check(&limits).is_ok())
+    .map(Config::Tiled)
+    .collect();
+    list.extend([(8, 8), (4, 16), (16, 8), (16, 16)].map(|(wg_m, wg_n)| Config::Direct { wg_m, wg_n }));
     if dev.supports(Needs::Subgroups8) {
         list.extend([1, 2, 4, 8, 16].map(|wg_rows| Config::Subgroups8 { wg_rows }));
     }
