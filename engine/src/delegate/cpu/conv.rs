@@ -51,12 +51,13 @@ unsafe impl Sync for OutPtr {}
 
 /// `out = act(conv3d(x, w) + bias)`; see [`Conv3d`].
 pub fn conv3d(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    conv3d_by(ROUTE, parallel::threads_for(spec.macs()), spec, x, w, bias)
+    conv3d_by(ROUTE, None, spec, x, w, bias)
 }
 
+/// [`conv3d`] by `route`, on `threads` (or as many as its size is worth).
 fn conv3d_by(
     route: Route,
-    threads: usize,
+    threads: Option<usize>,
     spec: &Conv3d,
     x: &[f32],
     w: &[f32],
@@ -69,6 +70,8 @@ fn conv3d_by(
     }
     let [_, _, ow] = spec.output();
     let (m, k) = (spec.c_out_g(), spec.k());
+    // (After `check`: the spec's shape is only trusted from here.)
+    let threads = threads.unwrap_or_else(|| parallel::threads_for(spec.macs()));
     let chunks = chunks(spec, route, threads);
     let ptr = OutPtr(out.as_mut_ptr());
     // A pointwise conv reads its input as the column matrix itself.
@@ -322,7 +325,7 @@ mod tests {
             let want = direct(spec, &x, &w);
             // Three threads: several chunks per (batch, group) wherever there are rows.
             for route in [Route::Strided, Route::Packed] {
-                let got = conv3d_by(route, 3, spec, &x, &w, None).unwrap();
+                let got = conv3d_by(route, Some(3), spec, &x, &w, None).unwrap();
                 assert_eq!(got.len(), want.len());
                 let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
                 assert!(err < 1e-5, "{route:?} {spec:?}: {err}");
