@@ -1,6 +1,7 @@
-// What matmul.wgsl and matmul_sg8.wgsl share (lib.rs prepends it, after
-// activation.wgsl): their parameters, and the epilogue — bias, activation,
-// store. The including kernel declares `bias`, `out` and `p: Params`.
+// What the matmul kernels share (lib.rs prepends it, after activation.wgsl):
+// their parameters, and the epilogue — bias, activation, store. `bias`, `out`
+// and `p: Params` are declared by matmul_operands.wgsl or by the kernel
+// (matmul_sg8.wgsl, whose operands are vec4 arrays).
 
 struct Params {
     m: u32,

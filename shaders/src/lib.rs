@@ -36,7 +36,7 @@ macro_rules! kernel {
 
 /// Batched matmul with transposed operands and a fused bias + activation
 /// epilogue, tiled through workgroup memory (the path for real GPUs).
-pub const MATMUL: Kernel = kernel!("matmul", "activation.wgsl", "epilogue.wgsl");
+pub const MATMUL: Kernel = kernel!("matmul", "activation.wgsl", "epilogue.wgsl", "matmul_operands.wgsl");
 
 /// The same matmul for adapters with 8-wide subgroups (lavapipe): rows of A
 /// shared with `subgroupBroadcast` instead of workgroup memory.
@@ -45,7 +45,7 @@ pub const MATMUL_SG8: Kernel =
 
 /// The same matmul for adapters that run invocations on a CPU without 8-wide
 /// subgroups (SwiftShader): no workgroup memory, no barriers.
-pub const MATMUL_DIRECT: Kernel = kernel!("matmul_direct", "activation.wgsl", "epilogue.wgsl");
+pub const MATMUL_DIRECT: Kernel = kernel!("matmul_direct", "activation.wgsl", "epilogue.wgsl", "matmul_operands.wgsl");
 
 /// conv3d (stride, padding before/after, dilation, groups, bias, activation)
 /// as an implicit GEMM tiled through workgroup memory.

@@ -7,14 +7,7 @@
 // BN = WG_N * TN); each thread a TM x TN block held in registers. K advances
 // BK at a time through workgroup memory. Accumulation is f32.
 
-// Params: epilogue.wgsl.
-
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-// B holds f32 bits, or f16 pairs when B_F16 (f32 accumulation either way).
-@group(0) @binding(1) var<storage, read> b: array<u32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+// Params: epilogue.wgsl. Bindings, `load_b` and B_F16: matmul_operands.wgsl.
 
 // Register block per thread (function-scope arrays need constant sizes).
 const TM: u32 = 4u;
@@ -27,19 +20,10 @@ override BK: u32 = 16u;
 override BM: u32 = WG_M * TM;
 override BN: u32 = WG_N * TN;
 override A_TILE: u32 = BK * BM;
-// B stored as f16, two per u32 (low half first): weights at half the memory.
-override B_F16: bool = false;
 override B_TILE: u32 = BK * BN;
 
 var<workgroup> tile_a: array<f32, A_TILE>; // [BK][BM], k-major
 var<workgroup> tile_b: array<f32, B_TILE>; // [BK][BN]
-
-fn load_b(i: u32) -> f32 {
-    if (B_F16) {
-        return unpack2x16float(b[i / 2u])[i % 2u];
-    }
-    return bitcast<f32>(b[i]);
-}
 
 @compute @workgroup_size(WG_N, WG_M, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

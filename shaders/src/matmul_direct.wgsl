@@ -6,24 +6,11 @@
 // invocation computes a 4 x 8 block of `out` straight from A and B: per step
 // of k, four values of A and eight of B for 32 multiply-adds.
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-// B holds f32 bits, or f16 pairs when B_F16 (f32 accumulation either way).
-@group(0) @binding(1) var<storage, read> b: array<u32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+// Bindings, `load_b` and B_F16: matmul_operands.wgsl.
 
 // Invocations per workgroup along n and m; each covers 8 columns and 4 rows.
 override WG_M: u32 = 8u;
 override WG_N: u32 = 8u;
-override B_F16: bool = false;
-
-fn load_b(i: u32) -> f32 {
-    if (B_F16) {
-        return unpack2x16float(b[i / 2u])[i % 2u];
-    }
-    return bitcast<f32>(b[i]);
-}
 
 @compute @workgroup_size(WG_N, WG_M, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

@@ -328,6 +328,7 @@ pub async fn benchmark(options: JsValue) -> Result<String, JsError> {
     let (a, b) = (uniform(1024 * 1024, 1), uniform(1024 * 1024, 2));
     let (x, k) = (uniform(64 * 8 * 32 * 32, 3), uniform(64 * 64 * 27, 4));
     let (q, kk, v) = (uniform(8 * 1024 * 64, 5), uniform(8 * 1024 * 64, 6), uniform(8 * 1024 * 64, 7));
+    const WORKLOADS: [&str; 3] = ["matmul", "conv3d", "attention"];
     let flops = [2.0 * 1024f64.powi(3), 2.0 * conv.macs(), 2.0 * att.macs()];
     let gpu_dev = match device.as_str() {
         "gpu" => Some(kinema_engine::delegate::gpu::GpuDevice::new().await.map_err(js_error)?),
@@ -337,32 +338,17 @@ pub async fn benchmark(options: JsValue) -> Result<String, JsError> {
     let adapter = gpu_dev
         .as_ref()
         .map_or_else(|| format!("wasm32 CPU delegate ({} thread(s))", threads()), |d| d.info.name.clone());
+    // What to time: each workload (0 matmul, 1 conv3d, 2 attention) with the
+    // adapter's configuration, or with `tune: true` on the GPU matmul and conv3d
+    // with every candidate tiling.
+    let tune = gpu_dev.is_some() && get(&options, "tune").as_bool().unwrap_or(false);
+    let cases: Vec<(usize, Option<gpu::matmul::Config>)> = match &gpu_dev {
+        Some(d) if tune => gpu::tuning::candidates(d).into_iter().flat_map(|c| [(0, Some(c)), (1, Some(c))]).collect(),
+        _ => (0..3).map(|w| (w, None)).collect(),
+    };
     let mut rows = Vec::new();
-    if let (Some(d), true) = (&gpu_dev, get(&options, "tune").as_bool().unwrap_or(false)) {
-        // `tune: true`: every candidate tiling of matmul and conv3d on this adapter.
-        for config in gpu::tuning::candidates(d) {
-            for (w, workload) in ["matmul", "conv3d"].into_iter().enumerate() {
-                let mut ms = Vec::new();
-                for i in 0..runs + 2 {
-                    let t0 = now_ms();
-                    match w {
-                        0 => drop(gpu::matmul::matmul_with(d, config, &mm, &a, &b[..], None).await.map_err(js_error)?),
-                        _ => drop(gpu::conv::conv3d_with(d, config, &conv, &x, &k, None).await.map_err(js_error)?),
-                    }
-                    if i >= 2 {
-                        ms.push(now_ms() - t0);
-                    }
-                }
-                ms.sort_by(f64::total_cmp);
-                rows.push(serde_json::json!({
-                    "workload": workload, "device": device, "adapter": format!("{adapter} {config:?}"),
-                    "ms_min": ms[0], "ms_median": ms[ms.len() / 2], "gflops": flops[w] / ms[0] / 1e6,
-                }));
-            }
-        }
-        return Ok(serde_json::Value::Array(rows).to_string());
-    }
-    for (w, workload) in ["matmul", "conv3d", "attention"].into_iter().enumerate() {
+    for (w, config) in cases {
+        let tiling = |d| config.unwrap_or_else(|| gpu::matmul::Config::for_device(d));
         let mut ms = Vec::new();
         for i in 0..runs + 2 {
             let t0 = now_ms();
@@ -370,8 +356,12 @@ pub async fn benchmark(options: JsValue) -> Result<String, JsError> {
                 (None, 0) => drop(cpu::matmul::matmul(&mm, &a, &b, None).map_err(js_error)?),
                 (None, 1) => drop(cpu::conv::conv3d(&conv, &x, &k, None).map_err(js_error)?),
                 (None, _) => drop(cpu::attention::attention(&att, &q, &kk, &v, None).map_err(js_error)?),
-                (Some(d), 0) => drop(gpu::matmul::matmul(d, &mm, &a, &b[..], None).await.map_err(js_error)?),
-                (Some(d), 1) => drop(gpu::conv::conv3d(d, &conv, &x, &k, None).await.map_err(js_error)?),
+                (Some(d), 0) => {
+                    drop(gpu::matmul::matmul_with(d, tiling(d), &mm, &a, &b[..], None).await.map_err(js_error)?)
+                }
+                (Some(d), 1) => {
+                    drop(gpu::conv::conv3d_with(d, tiling(d), &conv, &x, &k, None).await.map_err(js_error)?)
+                }
                 (Some(d), _) => drop(gpu::attention::attention(d, &att, &q, &kk, &v, None).await.map_err(js_error)?),
             }
             if i >= 2 {
@@ -379,8 +369,9 @@ pub async fn benchmark(options: JsValue) -> Result<String, JsError> {
             }
         }
         ms.sort_by(f64::total_cmp);
+        let adapter = config.map_or_else(|| adapter.clone(), |c| format!("{adapter} {c:?}"));
         rows.push(serde_json::json!({
-            "workload": workload, "device": device, "adapter": adapter,
+            "workload": WORKLOADS[w], "device": device, "adapter": adapter,
             "ms_min": ms[0], "ms_median": ms[ms.len() / 2], "gflops": flops[w] / ms[0] / 1e6,
         }));
     }

@@ -12,22 +12,10 @@
 //! vector, and the scores are never packed a second time.
 
 use super::activation::exp;
-use super::gemm::blocked::{KC, MR, Panels, sgemm_into_packed_a, sgemm_packed};
+use super::gemm::blocked::{KC, MR, Panels, ROUTE, Route, sgemm_into_packed_a, sgemm_packed};
 use super::{gemm, parallel};
 use crate::Result;
 use crate::delegate::Attention;
-
-/// How a query block's products are formed.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Route {
-    /// Row-major scores between two strided sgemms (`matrixmultiply`'s).
-    Strided,
-    /// Through the blocked sgemm's packed layouts.
-    Packed,
-}
-
-/// The route this target takes.
-const ROUTE: Route = if cfg!(target_arch = "wasm32") { Route::Packed } else { Route::Strided };
 
 /// Queries per block (each key block is packed once per query block, so
 /// larger blocks pack less; 128 × 256 scores stay in L2).
@@ -64,10 +52,13 @@ fn attention_by(
     parallel::for_each_share(work, parallel::threads_for(spec.macs()), |share| {
         let mut scratch = Scratch::default();
         for (bh, q0, block) in share {
+            let views = Views::new(spec, [q, k, v], mask, bh, q0, block.len() / d);
+            scratch.reset(views.rows);
             match route {
-                Route::Strided => query_block(spec, q, k, v, mask, bh, q0, block, &mut scratch),
-                Route::Packed => query_block_packed(spec, q, k, v, mask, bh, q0, block, &mut scratch),
+                Route::Strided => query_block(spec, &views, block, &mut scratch),
+                Route::Packed => query_block_packed(spec, &views, block, &mut scratch),
             }
+            normalise(block, &scratch.sum, d);
         }
     });
     Ok(out)
@@ -87,32 +78,65 @@ struct Scratch {
     rescale: Vec<f32>,
 }
 
-/// Rows `q0 ..` of (batch × head) `bh` into `out` (those rows of the output).
-#[allow(clippy::too_many_arguments)]
-fn query_block(
-    spec: &Attention,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<&[f32]>,
-    bh: usize,
+impl Scratch {
+    /// Fresh running max, sum and rescale for `rows` queries.
+    fn reset(&mut self, rows: usize) {
+        for (buf, fill) in [(&mut self.max, f32::NEG_INFINITY), (&mut self.sum, 0.0), (&mut self.rescale, 1.0)] {
+            buf.clear();
+            buf.resize(rows, fill);
+        }
+    }
+}
+
+/// What one query block reads: its `rows` queries from `q0`, its (batch ×
+/// head)'s keys and values, and its rows of the mask.
+struct Views<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    mask: Option<&'a [f32]>,
     q0: usize,
-    out: &mut [f32],
-    s: &mut Scratch,
-) {
-    let d = spec.head_dim;
-    let rows = out.len() / d;
-    let q = &q[(bh * spec.q_len + q0) * d..][..rows * d];
-    let k = &k[bh * spec.kv_len * d..][..spec.kv_len * d];
-    let v = &v[bh * spec.kv_len * d..][..spec.kv_len * d];
-    let mask = mask.map(|m| {
-        let batch = if spec.mask_per_batch { bh / spec.heads } else { 0 };
-        &m[(batch * spec.q_len + q0) * spec.kv_len..][..rows * spec.kv_len]
-    });
-    s.max.clear();
-    s.max.resize(rows, f32::NEG_INFINITY);
-    s.sum.clear();
-    s.sum.resize(rows, 0.0);
+    rows: usize,
+}
+
+impl<'a> Views<'a> {
+    fn new(
+        spec: &Attention,
+        [q, k, v]: [&'a [f32]; 3],
+        mask: Option<&'a [f32]>,
+        bh: usize,
+        q0: usize,
+        rows: usize,
+    ) -> Self {
+        let d = spec.head_dim;
+        let mask = mask.map(|m| {
+            let batch = if spec.mask_per_batch { bh / spec.heads } else { 0 };
+            &m[(batch * spec.q_len + q0) * spec.kv_len..][..rows * spec.kv_len]
+        });
+        Views {
+            q: &q[(bh * spec.q_len + q0) * d..][..rows * d],
+            k: &k[bh * spec.kv_len * d..][..spec.kv_len * d],
+            v: &v[bh * spec.kv_len * d..][..spec.kv_len * d],
+            mask,
+            q0,
+            rows,
+        }
+    }
+}
+
+/// Each output row divided by its softmax sum (zeros for a row that saw no key).
+fn normalise(out: &mut [f32], sums: &[f32], d: usize) {
+    for (row, &sum) in out.chunks_exact_mut(d).zip(sums) {
+        let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+        row.iter_mut().for_each(|o| *o *= inv);
+    }
+}
+
+/// A query block's unnormalised output into `out` (those rows of the
+/// output), its softmax sums into `s.sum` (reset by the caller).
+fn query_block(spec: &Attention, views: &Views, out: &mut [f32], s: &mut Scratch) {
+    let (d, rows, q0) = (spec.head_dim, views.rows, views.q0);
+    let (q, k, v, mask) = (views.q, views.k, views.v, views.mask);
     out.fill(0.0);
     let shift = spec.kv_len as isize - spec.q_len as isize;
     for k0 in (0..spec.kv_len).step_by(BK) {
@@ -183,38 +207,12 @@ fn query_block(
             );
         }
     }
-    for (row, &sum) in out.chunks_exact_mut(d).zip(&s.sum) {
-        let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
-        row.iter_mut().for_each(|o| *o *= inv);
-    }
 }
 
 /// [`query_block`] through the packed layouts (see the module's note).
-#[allow(clippy::too_many_arguments)]
-fn query_block_packed(
-    spec: &Attention,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<&[f32]>,
-    bh: usize,
-    q0: usize,
-    out: &mut [f32],
-    s: &mut Scratch,
-) {
-    let d = spec.head_dim;
-    let rows = out.len() / d;
-    let q = &q[(bh * spec.q_len + q0) * d..][..rows * d];
-    let k = &k[bh * spec.kv_len * d..][..spec.kv_len * d];
-    let v = &v[bh * spec.kv_len * d..][..spec.kv_len * d];
-    let mask = mask.map(|m| {
-        let batch = if spec.mask_per_batch { bh / spec.heads } else { 0 };
-        &m[(batch * spec.q_len + q0) * spec.kv_len..][..rows * spec.kv_len]
-    });
-    for (buf, fill) in [(&mut s.max, f32::NEG_INFINITY), (&mut s.sum, 0.0), (&mut s.rescale, 1.0)] {
-        buf.clear();
-        buf.resize(rows, fill);
-    }
+fn query_block_packed(spec: &Attention, views: &Views, out: &mut [f32], s: &mut Scratch) {
+    let (d, rows, q0) = (spec.head_dim, views.rows, views.q0);
+    let (q, k, v, mask) = (views.q, views.k, views.v, views.mask);
     out.fill(0.0);
     let shift = spec.kv_len as isize - spec.q_len as isize;
     // SAFETY: the query block is rows × d, row-major.
@@ -284,10 +282,6 @@ fn query_block_packed(
         unsafe { Panels::b(cols, d).pack(&mut s.v, v.as_ptr().add(k0 * d), 1, d as isize) };
         // SAFETY: out is rows × d, row-major.
         unsafe { sgemm_packed(rows, cols, d, 1.0, &s.scores, &s.v, 1.0, out.as_mut_ptr(), d as isize, 1) };
-    }
-    for (row, &sum) in out.chunks_exact_mut(d).zip(&s.sum) {
-        let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
-        row.iter_mut().for_each(|o| *o *= inv);
     }
 }
 

@@ -9,7 +9,10 @@
 //! one column buffer of at most [`COLUMN_BUDGET`] floats, so memory does not
 //! grow with the video.
 
-use super::gemm::{self, blocked::Panels};
+use super::gemm::{
+    self,
+    blocked::{Panels, ROUTE, Route},
+};
 use super::{activation, parallel};
 use crate::Result;
 use crate::delegate::Conv3d;
@@ -20,19 +23,6 @@ const COLUMN_BUDGET: usize = 1 << 20;
 /// Floats in one packed panel of columns (256 KiB): with the weights' panel and
 /// the chunk's output it stays in a core's L2 while the sgemm reads it.
 const PANEL_BUDGET: usize = 1 << 16;
-
-/// How a chunk's columns reach the sgemm.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Route {
-    /// A `[k, positions]` matrix, packed by the sgemm (`matrixmultiply`, whose
-    /// packing is tuned to its AVX kernels).
-    Strided,
-    /// Written by im2col into the blocked sgemm's packed layout.
-    Packed,
-}
-
-/// The route this target takes.
-const ROUTE: Route = if cfg!(target_arch = "wasm32") { Route::Packed } else { Route::Strided };
 
 /// One chunk: output rows `rows` (flattened (oD, oH) pairs) of one (batch, group).
 struct Chunk {

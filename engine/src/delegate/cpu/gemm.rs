@@ -28,6 +28,19 @@ pub(crate) mod blocked {
     const MC: usize = 64;
     const NC: usize = 1024;
 
+    /// How an op of the CPU delegate forms its products.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub enum Route {
+        /// Strided operands handed to [`super::sgemm`] (natively `matrixmultiply`,
+        /// whose packing is tuned to its AVX kernels).
+        Strided,
+        /// Operands the op writes straight into this module's packed layouts.
+        Packed,
+    }
+
+    /// The route this target takes: packed where the blocked sgemm is the sgemm.
+    pub const ROUTE: Route = if cfg!(target_arch = "wasm32") { Route::Packed } else { Route::Strided };
+
     /// Where a packed operand keeps its elements: `lines` lines (A's rows, B's
     /// columns) of `depth` elements (the shared k), cut along depth into panels
     /// of [`KC`], each panel holding strips of `width` lines ([`MR`] for A, [`NR`]
@@ -156,18 +169,16 @@ pub(crate) mod blocked {
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                bp.clear();
-                bp.resize(kc * nc.div_ceil(NR) * NR, 0.0);
                 // SAFETY: rows pc..pc+kc and columns jc..jc+nc of B are inside it.
-                unsafe { pack(&mut bp, kc, nc, NR, b.offset(pc as isize * rsb + jc as isize * csb), csb, rsb) };
+                unsafe { Panels::b(kc, nc).pack(&mut bp, b.offset(pc as isize * rsb + jc as isize * csb), csb, rsb) };
                 // Later panels of k add to what the first wrote.
                 let beta = if pc == 0 { beta } else { 1.0 };
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    ap.clear();
-                    ap.resize(kc * mc.div_ceil(MR) * MR, 0.0);
                     // SAFETY: rows ic..ic+mc and columns pc..pc+kc of A are inside it.
-                    unsafe { pack(&mut ap, kc, mc, MR, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa) };
+                    unsafe {
+                        Panels::a(mc, kc).pack(&mut ap, a.offset(ic as isize * rsa + pc as isize * csa), rsa, csa)
+                    };
                     // SAFETY: the block of C at (ic, jc), mc × nc, is inside C.
                     unsafe {
                         block(
