@@ -353,3 +353,35 @@ fn embedded_model_same_seed_same_video() {
         assert_ne!(generate(&mut pipe, &pe, &ne, None, 12, 2), a, "{device:?}");
     }
 }
+
+/// `kinema.json` with a zero or oversized latent, video or text dimension is
+/// refused with a clear error when the pipeline opens (a zero channel count was
+/// a panic in the decode's per-channel loop; an oversized shape, an overflow).
+#[test]
+fn manifests_with_zero_or_oversized_dimensions_are_refused() {
+    use kinema_engine::diffusion::{Folder, Pipeline};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/wan-shapes");
+    let mut files = Vec::new();
+    for rel in ["kinema.json", "scheduler/scheduler_config.json"] {
+        files.push((rel.to_string(), std::fs::read(dir.join(rel)).unwrap()));
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&files[0].1).unwrap();
+    let edits: [(&str, &str, serde_json::Value, &str); 5] = [
+        ("latent", "channels", 0.into(), "must be ≥ 1"),
+        ("latent", "width", 0.into(), "must be ≥ 1"),
+        ("video", "fps", 0.into(), "must be ≥ 1"),
+        ("text", "dim", 0.into(), "must be ≥ 1"),
+        ("latent", "height", (1u64 << 40).into(), "over 2147483648 values"),
+    ];
+    for (section, key, value, expect) in edits {
+        let mut m = manifest.clone();
+        m[section][key] = value;
+        let mut files: Vec<(String, std::sync::Arc<[u8]>)> =
+            files.iter().map(|(n, b)| (n.clone(), b.clone().into())).collect();
+        files[0].1 = serde_json::to_vec(&m).unwrap().into();
+        let folder = Folder::Memory { name: "edited".into(), files };
+        let err = pollster::block_on(Pipeline::open(&folder, Default::default())).err().expect(key).to_string();
+        assert!(err.contains(expect), "{section}.{key}: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}

@@ -73,3 +73,12 @@ fn program_corpus_loads_or_is_refused_in_one_line() {
     }
     assert!(accepted >= 2, "the exported seeds load");
 }
+
+#[test]
+fn session_corpus_runs_or_is_refused_in_one_line() {
+    use kinema_tests::session_case::{Outcome, run};
+    let inputs = corpus("session");
+    assert!(inputs.len() >= 3);
+    let ran = inputs.iter().filter(|(_, data)| run(data) == Outcome::Ran).count();
+    assert!(ran >= 3, "the seeds run ({ran} did)");
+}

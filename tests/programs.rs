@@ -167,6 +167,18 @@ fn malformed_programs_are_refused_with_clear_errors() {
     bad_attr(r#"{"op":"reshape","inputs":["s"],"outputs":["y"],"attrs":{"shape":[5,-1]}}"#, "cannot be viewed");
     bad_attr(r#"{"op":"gelu","inputs":["s"],"outputs":["y"],"attrs":{"approximate":"fast"}}"#, "approximate");
     bad_attr(r#"{"op":"sum","inputs":["s"],"outputs":["y"],"attrs":{"dim":"one"}}"#, "must be an integer");
+    // i64::MIN has no absolute value (this was an overflow panic).
+    bad_attr(r#"{"op":"sum","inputs":["s"],"outputs":["y"],"attrs":{"dim":-9223372036854775808}}"#, "an integer");
+    // A kernel span dilation·(k − 1) + 1 past 2⁶⁴ (an overflow panic before).
+    refuse(
+        r#"{"format":"kinema.program","version":1,
+            "inputs":[{"name":"x","dtype":"f32","shape":[1,1,8]}],
+            "parameters":[{"name":"w","key":"w","dtype":"f32","shape":[1,1,2147483648]}],
+            "nodes":[{"op":"conv","inputs":["x","w"],"outputs":["y"],
+                      "attrs":{"stride":[1],"padding":[[0,0]],"dilation":[1099511627775],"groups":1}}],
+            "outputs":[{"name":"out0","value":"y"}]}"#,
+        "overflows",
+    );
     // Nodes out of file order are fine (sorted by dependencies).
     let shuffled = program(
         r#"[{"op":"relu","inputs":["h"],"outputs":["y"]},{"op":"linear","inputs":["x","w"],"outputs":["h"]}]"#,
@@ -312,4 +324,50 @@ fn f16_weights_stay_f16_on_the_gpu() {
         }
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// A reshape, squeeze or unsqueeze of a parameter or a constant (which live
+/// outside the arena) is copied into the arena, and views of that view alias it;
+/// on both delegates the values are the parameter's own. (Such a view once had
+/// no arena slot: a panic on the CPU.)
+#[test]
+fn views_of_parameters_and_constants_are_copied_into_the_arena() {
+    use std::collections::BTreeMap;
+
+    use kinema_engine::weights::dtype::Dtype;
+    use kinema_engine::weights::writer::{TensorSpec, to_bytes};
+
+    let w = kinema_engine::random::uniform(12, 5);
+    let file = to_bytes(&[(TensorSpec::new("w", Dtype::F32, &[4, 3]), bytemuck::cast_slice(&w))], &BTreeMap::new());
+    let program = Program::from_json(
+        r#"{"format":"kinema.program","version":1,
+            "inputs":[{"name":"x","dtype":"f32","shape":[1,12]}],
+            "parameters":[{"name":"w","key":"w","dtype":"f32","shape":[4,3]}],
+            "constants":[{"name":"c","dtype":"f32","shape":[2,1],"data":[1.5,-2.0]}],
+            "nodes":[{"op":"reshape","inputs":["w"],"outputs":["w1"],"attrs":{"shape":[1,12]}},
+                     {"op":"unsqueeze","inputs":["w1"],"outputs":["w2"],"attrs":{"dim":0}},
+                     {"op":"squeeze","inputs":["c"],"outputs":["c1"],"attrs":{"dim":1}},
+                     {"op":"add","inputs":["x","w1"],"outputs":["y"]}],
+            "outputs":[{"name":"out0","value":"y"},{"name":"out1","value":"w2"},{"name":"out2","value":"c1"}]}"#,
+    )
+    .unwrap();
+    let x = kinema_engine::random::uniform(12, 6);
+    for device in [DeviceChoice::Cpu, DeviceChoice::Gpu] {
+        let weights = pollster::block_on(Checkpoint::from_source(
+            "views",
+            Box::new(kinema_engine::weights::source::BytesSource::new("views", file.clone())),
+        ))
+        .unwrap();
+        let plan = Plan::new(&program, (device == DeviceChoice::Gpu).then_some("gpu"));
+        assert_eq!(plan.steps.iter().map(|s| s.alias).collect::<Vec<_>>(), [false, true, false, false]);
+        let mut session =
+            pollster::block_on(Session::new(program.clone(), Some(weights), Options { device, profile: false }))
+                .unwrap();
+        let out = pollster::block_on(session.run(&[("x", &x)])).unwrap();
+        assert_eq!(out.len(), 3);
+        let sum: Vec<f32> = x.iter().zip(&w).map(|(a, b)| a + b).collect();
+        assert_eq!(out[0].data, sum, "{device:?}");
+        assert_eq!((out[1].shape.as_slice(), out[1].data.as_slice()), ([1, 1, 12].as_slice(), w.as_slice()));
+        assert_eq!((out[2].shape.as_slice(), out[2].data.as_slice()), ([2].as_slice(), [1.5, -2.0].as_slice()));
+    }
 }

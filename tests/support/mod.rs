@@ -4,6 +4,7 @@
 
 pub mod checker;
 pub mod server;
+pub mod session_case;
 
 use std::path::PathBuf;
 

@@ -99,9 +99,15 @@ impl Conv3d {
             {
                 return bad("an extent is too large");
             }
-            let span = self.dilation[i] * (self.kernel[i] - 1) + 1;
-            if self.input[i] + self.padding[i][0] + self.padding[i][1] < span {
+            // In u64: every extent is under 2³⁰, so these cannot overflow on any target
+            // (on wasm32 the same sums in usize could).
+            let span = self.dilation[i] as u64 * (self.kernel[i] as u64 - 1) + 1;
+            let padded = self.input[i] as u64 + self.padding[i][0] as u64 + self.padding[i][1] as u64;
+            if padded < span {
                 return bad("the kernel is larger than the padded input");
+            }
+            if usize::try_from(padded).is_err() {
+                return bad("an extent is too large");
             }
         }
         let overflow = || Error::Invalid(format!("conv3d {self:?}: sizes overflow"));

@@ -18,6 +18,10 @@ use crate::error::{Error, Result};
 use crate::program::Program;
 use crate::runtime::{Options, Session};
 
+/// The most values a latent, video or text shape of `kinema.json` may hold
+/// (2³¹: Wan's 832×480×81 video is 97 M).
+const MAX_VALUES: usize = 1 << 31;
+
 /// `kinema.json`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +167,15 @@ impl Pipeline {
             return Err(err(folder, "kinema.json: format must be \"kinema.pipeline\", version 1"));
         }
         let (l, v) = (&manifest.latent, &manifest.video);
+        let dims = [l.channels, l.frames, l.height, l.width, v.frames, v.height, v.width];
+        let t = &manifest.text;
+        if dims.contains(&0) || t.length == 0 || t.dim == 0 || v.fps == 0 {
+            return Err(err(folder, "kinema.json: every latent, video and text dimension and the fps must be ≥ 1"));
+        }
+        let fits = |d: &[usize]| d.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).is_some_and(|n| n <= MAX_VALUES);
+        if !fits(&dims[..4]) || !fits(&dims[4..]) || !fits(&[t.length, t.dim]) {
+            return Err(err(folder, format!("kinema.json: a latent, video or text shape over {MAX_VALUES} values")));
+        }
         if l.mean.len() != l.channels || l.std.len() != l.channels {
             return Err(err(folder, "kinema.json: latent mean and std need one value per channel"));
         }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::Step;
-use crate::program::{Op, Program};
+use crate::program::Program;
 
 /// Offsets are multiples of this many f32 (256 bytes: the GPU's storage
 /// binding offset alignment).
@@ -59,7 +59,7 @@ impl Arena {
                     l.1 = l.1.max(t);
                 }
             }
-            if matches!(n.op, Op::Reshape { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. }) {
+            if s.alias {
                 root.insert(outputs[0], n.inputs[0].as_str());
                 continue;
             }

@@ -32,6 +32,14 @@ pub struct Step {
     pub reason: String,
     /// An activation node folded into this node's epilogue.
     pub fused: Option<(usize, Activation)>,
+    /// A view (reshape, squeeze, unsqueeze) of a value in the arena: its output
+    /// is its input's memory and nothing runs. A view of a parameter or
+    /// constant, which have no arena slot, is a copy into the arena instead.
+    pub alias: bool,
+}
+
+fn is_view(op: &Op) -> bool {
+    matches!(op, Op::Reshape { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. })
 }
 
 /// The whole plan.
@@ -58,7 +66,9 @@ fn kernel(op: &Op, delegate: Delegate) -> &'static str {
         (Op::Reduce { .. }, Delegate::Gpu) => "reduce.wgsl",
         (Op::Rotary { .. }, Delegate::Gpu) => "rotary.wgsl",
         (Op::Cast { .. }, Delegate::Gpu) => "cast.wgsl",
-        (Op::Reshape { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. }, _) => "view (no copy)",
+        (Op::Reshape { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. }, Delegate::Gpu) => {
+            "copy (a view of a parameter)"
+        }
         (_, Delegate::Gpu) => "copy.wgsl",
         (Op::Linear { .. } | Op::Matmul, Delegate::Cpu) => "cpu::matmul",
         (Op::Conv { .. }, Delegate::Cpu) => "cpu::conv",
@@ -121,9 +131,28 @@ impl Plan {
             }
         }
 
+        // Values that live outside the arena: parameters, constants, and views of them.
+        let outside: std::collections::HashSet<&str> = program
+            .parameters
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(program.constants.iter().map(|c| c.name.as_str()))
+            .collect();
         let mut steps = Vec::new();
         for (i, n) in nodes.iter().enumerate() {
             if absorbed[i] {
+                continue;
+            }
+            let alias = is_view(&n.op) && !outside.contains(n.inputs[0].as_str());
+            if alias {
+                steps.push(Step {
+                    node: i,
+                    delegate: if gpu.is_some() { Delegate::Gpu } else { Delegate::Cpu },
+                    kernel: "view (no copy)",
+                    reason: "a view of an arena value".into(),
+                    fused: None,
+                    alias,
+                });
                 continue;
             }
             let computed_conv_weight =
@@ -142,6 +171,7 @@ impl Plan {
                 kernel: kernel(&n.op, delegate),
                 reason,
                 fused: fused_into.get(&i).copied(),
+                alias,
             });
         }
 

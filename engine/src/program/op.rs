@@ -180,7 +180,7 @@ impl Attrs<'_> {
     fn int(&self, key: &str, default: Option<i64>) -> Result<i64> {
         match self.get(key) {
             None => default.ok_or_else(|| self.err(key, "given")),
-            Some(v) => v.as_i64().filter(|x| x.abs() < 1 << 40).ok_or_else(|| self.err(key, "an integer")),
+            Some(v) => v.as_i64().filter(|x| x.unsigned_abs() < 1 << 40).ok_or_else(|| self.err(key, "an integer")),
         }
     }
 
@@ -208,7 +208,9 @@ impl Attrs<'_> {
         let list =
             v.as_array().filter(|a| a.len() <= 16).ok_or_else(|| self.err(key, "a list of at most 16 integers"))?;
         list.iter()
-            .map(|x| x.as_i64().filter(|x| x.abs() < 1 << 40).ok_or_else(|| self.err(key, "a list of integers")))
+            .map(|x| {
+                x.as_i64().filter(|x| x.unsigned_abs() < 1 << 40).ok_or_else(|| self.err(key, "a list of integers"))
+            })
             .collect()
     }
 

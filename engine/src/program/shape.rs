@@ -97,8 +97,11 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Vec<Shape>> {
                 if k == 0 || st == 0 || dl == 0 {
                     return Err(bad(op, "kernel, stride and dilation must be ≥ 1".into()));
                 }
-                let span = dl * (k - 1) + 1;
-                let padded = x[2 + i] + padding[i][0] + padding[i][1];
+                let span = dl.checked_mul(k - 1).and_then(|v| v.checked_add(1));
+                let padded = x[2 + i].checked_add(padding[i][0]).and_then(|v| v.checked_add(padding[i][1]));
+                let (Some(span), Some(padded)) = (span, padded) else {
+                    return Err(bad(op, format!("kernel {w:?} or padding {padding:?} overflows")));
+                };
                 if padded < span {
                     return Err(bad(op, format!("kernel {w:?} is larger than the padded input {x:?}")));
                 }
@@ -232,14 +235,22 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Vec<Shape>> {
             if pads.len() != rank {
                 return Err(bad(op, format!("{} pads for rank {rank}", pads.len())));
             }
-            x.iter().zip(pads).map(|(&s, p)| s + p[0] + p[1]).collect()
+            x.iter()
+                .zip(pads)
+                .map(|(&s, p)| s.checked_add(p[0]).and_then(|v| v.checked_add(p[1])))
+                .collect::<Option<Shape>>()
+                .ok_or_else(|| bad(op, format!("pads {pads:?} overflow")))?
         }
         Op::UpsampleNearest { scale } => {
             if scale.len() > rank || scale.contains(&0) {
                 return Err(bad(op, format!("scale {scale:?} for {x:?}")));
             }
             let lead = rank - scale.len();
-            x.iter().enumerate().map(|(i, &s)| if i < lead { s } else { s * scale[i - lead] }).collect()
+            x.iter()
+                .enumerate()
+                .map(|(i, &s)| if i < lead { Some(s) } else { s.checked_mul(scale[i - lead]) })
+                .collect::<Option<Shape>>()
+                .ok_or_else(|| bad(op, format!("scale {scale:?} of {x:?} overflows")))?
         }
         Op::Rotary { dim, .. } => {
             let (c, s) = (shapes[1], shapes[2]);
@@ -248,7 +259,7 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Vec<Shape>> {
                 || !x[rank - 1].is_multiple_of(2)
                 || c.len() != 2
                 || c != s
-                || c[1] * 2 != x[rank - 1]
+                || c[1].checked_mul(2) != Some(x[rank - 1])
                 || c[0] != x[d]
             {
                 return Err(bad(op, format!("x {x:?}, tables {c:?} {s:?}: need tables [x[{d}], x[-1] / 2]")));

@@ -217,11 +217,12 @@ pub async fn encode(
         }
         Work::Rotary(r) => gpu::rotary::encode_rotary(dev, cmds, &r, [v[0], v[1], v[2]], out).await,
         Work::Cast(true) => gpu::cast::encode_round_f16(dev, cmds, v[0], out).await,
-        Work::Cast(false) => {
+        // A view that runs is one of a parameter or constant: a copy into the arena
+        // (the plan skips views of arena values).
+        Work::Cast(false) | Work::View => {
             cmds.copy(v[0], out, v[0].len);
             Ok(())
         }
-        Work::View => Ok(()),
     }
 }
 

@@ -227,8 +227,7 @@ impl Session {
                 Some((a, _)) => &self.program.nodes[a].outputs,
                 None => &node.outputs,
             };
-            let is_view = step.kernel.starts_with("view");
-            if !is_view {
+            if !step.alias {
                 for (name, data) in out_names.iter().zip(outs) {
                     let slot = self.plan.arena.slots[name];
                     debug_assert_eq!(slot.len, data.len());

@@ -138,7 +138,7 @@ impl Resident {
                     dev.queue.write_buffer(&self.arena, (s.offset * 4) as u64, bytemuck::cast_slice(&data));
                 }
                 cmds = dev.commands();
-            } else if !step.kernel.starts_with("view") {
+            } else if !step.alias {
                 for (i, name) in node.inputs.iter().enumerate() {
                     self.ensure_resident(dev, program, checkpoint, &node.op, i, name, &node.inputs).await?;
                 }
@@ -201,7 +201,7 @@ impl Resident {
         checkpoint: Option<&Checkpoint>,
     ) -> Result<()> {
         for step in &plan.steps {
-            if step.delegate == Delegate::Cpu || step.kernel.starts_with("view") {
+            if step.delegate == Delegate::Cpu || step.alias {
                 continue;
             }
             let node = &program.nodes[step.node];

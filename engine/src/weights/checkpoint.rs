@@ -243,10 +243,16 @@ impl Checkpoint {
                 .map_err(|e| index_err(IndexError::MissingShard { shard: file.clone(), reason: short_reason(&e) }))?;
             shards.push(Shard::open(base.display(file), src).await?);
         }
+        // Lookups by name, so that opening is O(n log n) in the tensors, whatever the index holds.
+        let shard_of: BTreeMap<&str, usize> = index.shards.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect();
+        let positions: Vec<BTreeMap<&str, usize>> = shards
+            .iter()
+            .map(|sh| sh.header.tensors.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect())
+            .collect();
         let mut tensors = BTreeMap::new();
         for (tensor, file) in &index.weight_map {
-            let s = index.shards.iter().position(|f| f == file).expect("every mapped shard was collected");
-            let t = shards[s].header.tensors.iter().position(|t| &t.name == tensor).ok_or_else(|| {
+            let s = shard_of[file.as_str()]; // every mapped shard was collected
+            let t = *positions[s].get(tensor.as_str()).ok_or_else(|| {
                 index_err(IndexError::TensorNotInShard { tensor: tensor.clone(), shard: file.clone() })
             })?;
             tensors.insert(tensor.clone(), (s, t));

@@ -86,18 +86,16 @@ pub fn parse_index(bytes: &[u8]) -> Result<Index, IndexError> {
         serde_json::from_str::<UniqueMap<Value>>(weight_map.get()).map_err(dup_or(|_| IndexError::MissingWeightMap))?;
 
     let mut map = BTreeMap::new();
-    let mut shards: Vec<String> = Vec::new();
+    let mut shards = std::collections::BTreeSet::new();
     for (tensor, value) in entries {
         let Value::String(shard) = value else {
             return Err(IndexError::BadEntry { tensor });
         };
         check_relative_path(&shard)?;
-        if !shards.contains(&shard) {
-            shards.push(shard.clone());
-        }
+        shards.insert(shard.clone());
         map.insert(tensor, shard);
     }
-    shards.sort();
+    let shards: Vec<String> = shards.into_iter().collect();
     Ok(Index { weight_map: map, metadata, shards })
 }
 
