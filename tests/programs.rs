@@ -371,3 +371,81 @@ fn views_of_parameters_and_constants_are_copied_into_the_arena() {
         assert_eq!((out[2].shape.as_slice(), out[2].data.as_slice()), ([2].as_slice(), [1.5, -2.0].as_slice()));
     }
 }
+
+/// A CPU session reads weights stored as f16 or bf16 where they lie (the memory
+/// map) and in their dtype (over HTTP): no f32 copy of a weight anywhere — only
+/// the bias and norm weight, which other ops read, are widened — and the result
+/// is the f32 matmul's on the widened values.
+#[test]
+fn cpu_sessions_read_f16_and_bf16_weights_in_their_stored_dtype() {
+    use std::collections::BTreeMap;
+
+    use kinema_engine::delegate::{Matmul, cpu};
+    use kinema_engine::weights::dtype::Dtype;
+    use kinema_engine::weights::writer::{TensorSpec, to_bytes};
+    use kinema_tests::server::{Behaviour, Server};
+
+    let (m, n, k) = (5usize, 1100usize, 1000usize); // B over more than one widening block
+    let x = kinema_engine::random::uniform(m * k, 21);
+    let (w, b, g) = (
+        kinema_engine::random::uniform(n * k, 22),
+        kinema_engine::random::uniform(n, 23),
+        kinema_engine::random::uniform(n, 24),
+    );
+    for dtype in [Dtype::F16, Dtype::BF16] {
+        let store = |v: &[f32]| -> Vec<u8> {
+            v.iter()
+                .flat_map(|&x| match dtype {
+                    Dtype::F16 => half::f16::from_f32(x).to_le_bytes(),
+                    _ => half::bf16::from_f32(x).to_le_bytes(),
+                })
+                .collect()
+        };
+        let widen = |bytes: &[u8]| -> Vec<f32> {
+            let mut v = vec![0f32; bytes.len() / 2];
+            kinema_engine::weights::convert::to_f32(dtype, bytes, &mut v).unwrap();
+            v
+        };
+        let (wb, bb, gb) = (store(&w), store(&b), store(&g));
+        let file = to_bytes(
+            &[
+                (TensorSpec::new("lin.weight", dtype, &[n as u64, k as u64]), wb.as_slice()),
+                (TensorSpec::new("lin.bias", dtype, &[n as u64]), bb.as_slice()),
+                (TensorSpec::new("norm.weight", dtype, &[n as u64]), gb.as_slice()),
+            ],
+            &BTreeMap::new(),
+        );
+        let spec = Matmul { trans_b: true, ..Matmul::new(1, m, n, k) };
+        let y = cpu::matmul::matmul(&spec, &x, &widen(&wb), Some(&widen(&bb))).unwrap();
+        let norm = kinema_engine::delegate::Norm::rms(m, n, 1e-6);
+        let want = cpu::norm::norm(&norm, &y, Some(&widen(&gb)), None).unwrap();
+        let program = Program::from_json(&format!(
+            r#"{{"format":"kinema.program","version":1,
+                "inputs":[{{"name":"x","dtype":"f32","shape":[{m},{k}]}}],
+                "parameters":[{{"name":"w","key":"lin.weight","dtype":"{d}","shape":[{n},{k}]}},
+                              {{"name":"b","key":"lin.bias","dtype":"{d}","shape":[{n}]}},
+                              {{"name":"g","key":"norm.weight","dtype":"{d}","shape":[{n}]}}],
+                "nodes":[{{"op":"linear","inputs":["x","w","b"],"outputs":["y"]}},
+                         {{"op":"rms_norm","inputs":["y","g"],"outputs":["z"],"attrs":{{"eps":1e-6}}}}],
+                "outputs":[{{"name":"out0","value":"z"}}]}}"#,
+            d = dtype.name().to_lowercase()
+        ))
+        .unwrap();
+        let path =
+            std::env::temp_dir().join(format!("kinema-stored-{}-{}.safetensors", dtype.name(), std::process::id()));
+        std::fs::write(&path, &file).unwrap();
+        let server = Server::start([("m.safetensors".to_string(), file)].into(), Behaviour::Honest);
+        // The memory map: the weight is read in place; over HTTP: its stored bytes.
+        for (location, held) in [(path.display().to_string(), 0), (server.url("m.safetensors"), n * k * 2)] {
+            let weights = pollster::block_on(Checkpoint::open(&location)).unwrap();
+            let options = Options { device: DeviceChoice::Cpu, profile: false };
+            let mut session = pollster::block_on(Session::new(program.clone(), Some(weights), options)).unwrap();
+            let out = pollster::block_on(session.run(&[("x", &x)])).unwrap();
+            let (_, rel) = errors(&out[0].data, &want);
+            assert!(rel <= 1e-5, "{dtype:?} {location}: {rel}");
+            // The bias and the norm's weight, widened; the weight as it is stored, or not at all.
+            assert_eq!(session.host_parameter_bytes(), (held + 2 * n * 4) as u64, "{dtype:?} {location}");
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -97,6 +97,20 @@ fn epilogue(op: &Op) -> Option<Activation> {
     }
 }
 
+/// Whether every node that reads `name` is a linear or a matmul reading it as
+/// its weight (input 1), and it is not a program output: such a parameter stays
+/// in its stored dtype (f16, bf16) on both delegates, widened by the matmul
+/// kernels as they load it.
+pub fn read_only_as_weight(program: &Program, name: &str) -> bool {
+    !program.output_values().iter().any(|o| o == name)
+        && program.nodes.iter().all(|n| {
+            n.inputs
+                .iter()
+                .enumerate()
+                .all(|(i, v)| v != name || (i == 1 && matches!(n.op, Op::Linear { .. } | Op::Matmul)))
+        })
+}
+
 impl Plan {
     /// Plans `program` for a GPU delegate when `gpu` names an adapter, else the CPU.
     pub fn new(program: &Program, gpu: Option<&str>) -> Plan {

@@ -1,13 +1,14 @@
 //! One node on a delegate: the program's op, its input shapes and data,
 //! mapped onto the delegate's kernels.
 
+use crate::delegate::cpu::matmul::Weight;
 use crate::delegate::{self, Activation, Attention, Conv3d, Matmul, Norm, Reduce, Rotary, Softmax, cpu, gpu, layout};
 use crate::error::{Error, Result};
 use crate::program::Op;
 use crate::program::shape::{axis, slice_bounds};
 
-/// An input: its shape and data.
-pub type Input<'a> = (&'a [usize], &'a [f32]);
+/// An input: its shape and data (f32, or a matmul's weight as stored).
+pub type Input<'a> = (&'a [usize], Weight<'a>);
 
 /// What a node computes, in delegate terms.
 enum Work {
@@ -140,15 +141,26 @@ fn work(op: &Op, shapes: &[&[usize]], fused: Option<Activation>) -> Result<Work>
     })
 }
 
-/// Runs `op` on the CPU delegate; returns one buffer per output.
+/// Runs `op` on the CPU delegate; returns one buffer per output. Only a
+/// matmul's weight (input 1) may come in its stored dtype.
 pub fn cpu(op: &Op, inputs: &[Input], fused: Option<Activation>) -> Result<Vec<Vec<f32>>> {
     let shapes: Vec<&[usize]> = inputs.iter().map(|i| i.0).collect();
-    let data: Vec<&[f32]> = inputs.iter().map(|i| i.1).collect();
+    let work = work(op, &shapes, fused)?;
+    let mut data: Vec<&[f32]> = Vec::with_capacity(inputs.len());
+    for (i, (_, value)) in inputs.iter().enumerate() {
+        match value {
+            Weight::F32(d) => data.push(d),
+            Weight::Stored(..) if i == 1 && matches!(work, Work::Matmul(_)) => data.push(&[]),
+            Weight::Stored(dtype, _) => {
+                return Err(Error::Program(format!("{}: input {i} is {}, not f32", op.kind(), dtype.name())));
+            }
+        }
+    }
     let one = |v: Result<Vec<f32>>| v.map(|v| vec![v]);
-    match work(op, &shapes, fused)? {
+    match work {
         Work::Unary(f, a, b) => Ok(vec![cpu::elementwise::unary(f, data[0], a, b)]),
         Work::Binary(b) => one(cpu::elementwise::binary(b, data[0], shapes[0], data[1], shapes[1])),
-        Work::Matmul(m) => one(cpu::matmul::matmul(&m, data[0], data[1], data.get(2).copied())),
+        Work::Matmul(m) => one(cpu::matmul::matmul_weight(&m, data[0], inputs[1].1, data.get(2).copied())),
         Work::Conv(c) => one(cpu::conv::conv3d(&c, data[0], data[1], data.get(2).copied())),
         Work::Attention(a) => one(cpu::attention::attention(&a, data[0], data[1], data[2], data.get(3).copied())),
         Work::Softmax(s) => one(cpu::norm::softmax(&s, data[0])),

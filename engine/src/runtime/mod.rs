@@ -11,11 +11,13 @@ mod resident;
 use std::collections::HashMap;
 
 use crate::delegate::DeviceChoice;
+use crate::delegate::cpu::matmul::Weight;
 use crate::delegate::gpu::GpuDevice;
 use crate::error::{Error, Result};
-use crate::plan::Plan;
+use crate::plan::{self, Plan};
 use crate::program::Program;
 use crate::weights::Checkpoint;
+use crate::weights::dtype::Dtype;
 
 /// How a session runs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,13 +44,35 @@ pub struct NodeTime {
     pub ms: f64,
 }
 
+/// A parameter on the host, as the CPU delegate reads it.
+enum HostParam {
+    /// Read where it lies in the checkpoint (a memory map, bytes in memory), in
+    /// its stored dtype: no copy.
+    InPlace,
+    /// Its stored f16/bf16 bytes, read into memory (a checkpoint over HTTP).
+    Stored(Vec<u8>),
+    /// Widened to f32: read by an op other than a matmul's weight, or f32 not
+    /// aligned (or not in memory) where it lies.
+    Wide(Vec<f32>),
+}
+
+impl HostParam {
+    fn bytes(&self) -> u64 {
+        match self {
+            HostParam::InPlace => 0,
+            HostParam::Stored(b) => b.len() as u64,
+            HostParam::Wide(v) => v.len() as u64 * 4,
+        }
+    }
+}
+
 pub struct Session {
     program: Program,
     plan: Plan,
     checkpoint: Option<Checkpoint>,
     gpu: Option<GpuDevice>,
     device: String,
-    weights: HashMap<String, Vec<f32>>,
+    weights: HashMap<String, HostParam>,
     constants: HashMap<String, usize>,
     /// The arena on the host (CPU runs).
     arena: Vec<f32>,
@@ -127,6 +151,13 @@ impl Session {
         self.resident.as_ref().map_or(0, |r| r.parameter_bytes())
     }
 
+    /// Bytes of parameters the CPU delegate holds in memory: 0 for parameters
+    /// read where they lie (a memory-mapped or in-memory checkpoint); a weight
+    /// stored as f16/bf16 is never widened to f32 whole.
+    pub fn host_parameter_bytes(&self) -> u64 {
+        self.weights.values().map(HostParam::bytes).sum()
+    }
+
     /// Per-node times of the last run with `profile`.
     pub fn profile(&self) -> &[NodeTime] {
         &self.profile
@@ -155,11 +186,43 @@ impl Session {
             }
             let Some(p) = self.program.parameters.iter().find(|p| &p.name == name) else { continue };
             let ckpt = self.checkpoint.as_ref().expect("checked in new");
-            let mut data = vec![0f32; p.shape.iter().product()];
-            ckpt.read_f32(&p.key, &mut data).await?;
-            self.weights.insert(name.clone(), data);
+            let dtype = ckpt.get(&p.key)?.info.dtype;
+            let as_weight = matches!(dtype, Dtype::F16 | Dtype::BF16) && plan::read_only_as_weight(&self.program, name);
+            let in_place = ckpt.in_memory(&p.key)?;
+            let aligned_f32 =
+                dtype == Dtype::F32 && in_place.is_some_and(|b| bytemuck::try_cast_slice::<u8, f32>(b).is_ok());
+            let param = if (as_weight && in_place.is_some()) || aligned_f32 {
+                HostParam::InPlace
+            } else if as_weight {
+                let mut bytes = vec![0u8; ckpt.get(&p.key)?.info.byte_len() as usize];
+                ckpt.read_bytes(&p.key, &mut bytes).await?;
+                HostParam::Stored(bytes)
+            } else {
+                let mut data = vec![0f32; p.shape.iter().product()];
+                ckpt.read_f32(&p.key, &mut data).await?;
+                HostParam::Wide(data)
+            };
+            self.weights.insert(name.clone(), param);
         }
         Ok(())
+    }
+
+    /// Parameter `name` (loaded) as the CPU kernels read it.
+    fn parameter(&self, name: &str) -> Result<Weight<'_>> {
+        let key = &self.program.parameters.iter().find(|p| p.name == name).expect("a parameter").key;
+        let ckpt = self.checkpoint.as_ref().expect("checked in new");
+        let dtype = ckpt.get(key)?.info.dtype;
+        Ok(match &self.weights[name] {
+            HostParam::InPlace => {
+                let bytes = ckpt.in_memory(key)?.expect("in memory when loaded in place");
+                match dtype {
+                    Dtype::F32 => Weight::F32(bytemuck::cast_slice(bytes)), // checked aligned when loaded
+                    _ => Weight::Stored(dtype, bytes),
+                }
+            }
+            HostParam::Stored(bytes) => Weight::Stored(dtype, bytes),
+            HostParam::Wide(v) => Weight::F32(v),
+        })
     }
 
     /// Runs the program on `inputs` (by input name); returns `out0`, `out1`, ….
@@ -212,12 +275,12 @@ impl Session {
             let mut args = Vec::with_capacity(node.inputs.len());
             for name in &node.inputs {
                 let shape = self.program.shape(name).expect("validated");
-                let data: &[f32] = if let Some(slot) = self.plan.arena.slots.get(name) {
-                    &self.arena[slot.offset..][..slot.len]
+                let data = if let Some(slot) = self.plan.arena.slots.get(name) {
+                    Weight::F32(&self.arena[slot.offset..][..slot.len])
                 } else if let Some(&c) = self.constants.get(name) {
-                    &self.program.constants[c].data
+                    Weight::F32(&self.program.constants[c].data)
                 } else {
-                    &self.weights[name]
+                    self.parameter(name)?
                 };
                 args.push((shape, data));
             }
@@ -250,7 +313,12 @@ impl Session {
             } else if let Some(&c) = self.constants.get(value) {
                 self.program.constants[c].data.clone()
             } else {
-                self.weights[value].clone()
+                match self.parameter(value)? {
+                    Weight::F32(v) => v.to_vec(),
+                    Weight::Stored(..) => {
+                        return Err(Error::Program(format!("output {value:?} was loaded in its stored dtype")));
+                    }
+                }
             };
             outputs.push(Tensor { name: info.name.clone(), shape: info.shape.clone(), data });
         }

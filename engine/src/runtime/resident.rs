@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::execute;
+use crate::delegate::cpu::matmul::Weight;
 use crate::delegate::gpu::{GpuDevice, View};
 use crate::error::{Error, Result};
 use crate::plan::{ALIGN, Delegate, Plan};
@@ -31,13 +32,7 @@ pub(super) struct Resident {
 /// matmul reading it as its weight (B), which the matmul kernel widens as it
 /// loads (f32 accumulation, the same values as the f32 path).
 fn stays_f16(program: &Program, checkpoint: &Checkpoint, name: &str, key: &str) -> bool {
-    checkpoint.get(key).is_ok_and(|t| t.info.dtype == Dtype::F16)
-        && program.nodes.iter().all(|n| {
-            n.inputs
-                .iter()
-                .enumerate()
-                .all(|(i, v)| v != name || (i == 1 && matches!(n.op, Op::Linear { .. } | Op::Matmul)))
-        })
+    checkpoint.get(key).is_ok_and(|t| t.info.dtype == Dtype::F16) && crate::plan::read_only_as_weight(program, name)
 }
 
 /// Floats padded to the arena's alignment.
@@ -126,11 +121,11 @@ impl Resident {
                 for name in &node.inputs {
                     host.push(self.host_value(dev, program, checkpoint, plan, name).await?);
                 }
-                let args: Vec<(&[usize], &[f32])> = node
+                let args: Vec<execute::Input> = node
                     .inputs
                     .iter()
                     .zip(&host)
-                    .map(|(n, d)| (program.shape(n).expect("validated"), d.as_slice()))
+                    .map(|(n, d)| (program.shape(n).expect("validated"), Weight::F32(d)))
                     .collect();
                 let results = execute::cpu(&node.op, &args, step.fused.map(|(_, a)| a))?;
                 for (name, data) in outs.iter().zip(results) {

@@ -323,6 +323,17 @@ impl Checkpoint {
         read_windowed(&*t.shard.source, start, t.info.byte_len(), (window / elem).max(1) * elem, f).await
     }
 
+    /// A tensor's raw little-endian bytes where they lie, when its shard is in
+    /// memory (memory-mapped natively, or bytes): `None` for HTTP sources.
+    pub fn in_memory(&self, name: &str) -> Result<Option<&[u8]>> {
+        let t = self.get(name)?;
+        let Some(all) = t.shard.source.in_memory() else { return Ok(None) };
+        // The header was validated against the file's length: the range is inside.
+        let start = usize::try_from(t.shard.header.data_start() + t.info.data_offsets.0).ok();
+        let len = usize::try_from(t.info.byte_len()).ok();
+        Ok(start.zip(len).and_then(|(s, n)| all.get(s..s.checked_add(n)?)))
+    }
+
     /// Reads a tensor's raw little-endian bytes into `out` (exactly its size).
     pub async fn read_bytes(&self, name: &str, out: &mut [u8]) -> Result<()> {
         let t = self.get(name)?;

@@ -4,8 +4,10 @@
 //! the activation.
 
 use super::{activation, gemm, parallel};
-use crate::Result;
-use crate::delegate::Matmul;
+use crate::delegate::{Activation, Matmul};
+use crate::weights::convert;
+use crate::weights::dtype::Dtype;
+use crate::{Error, Result};
 
 /// One block of work: rows `rows` of batch `batch`.
 struct Block {
@@ -47,6 +49,129 @@ pub fn matmul_f16(spec: &Matmul, a: &[f32], b: &[half::f16], bias: Option<&[f32]
     matmul(spec, a, &wide, bias)
 }
 
+/// A matmul's B operand as the CPU delegate reads it: f32 values, or a
+/// checkpoint's bytes in their stored floating-point dtype (little-endian, at
+/// any alignment: read in place from a memory map).
+#[derive(Debug, Clone, Copy)]
+pub enum Weight<'a> {
+    F32(&'a [f32]),
+    Stored(Dtype, &'a [u8]),
+}
+
+/// How many values of a stored B are widened to f32 at a time (4 MiB).
+const WIDEN_BLOCK: usize = 1 << 20;
+
+/// [`matmul`] with B as stored: a block of B's rows at a time (about
+/// [`WIDEN_BLOCK`] values) is widened to f32 and multiplied — the columns of the
+/// output it gives for a transposed B (a linear's `[out, in]` weight), a share
+/// of the sum over k otherwise — so B is never whole as f32. Widening costs
+/// one pass over B per call; the product costs `m` of them.
+pub fn matmul_weight(spec: &Matmul, a: &[f32], b: Weight<'_>, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    let (dtype, bytes) = match b {
+        Weight::F32(b) => return matmul(spec, a, b, bias),
+        Weight::Stored(dtype, bytes) => (dtype, bytes),
+    };
+    let size = dtype.size();
+    if !dtype.is_float() || !bytes.len().is_multiple_of(size) {
+        return Err(Error::Invalid(format!("matmul: B of {} bytes is not {}", bytes.len(), dtype.name())));
+    }
+    let len = spec.check(a.len(), bytes.len() / size, bias.map(<[f32]>::len))?;
+    let mut out = vec![0f32; len];
+    let (m, n, k) = (spec.m, spec.n, spec.k);
+    if len == 0 || k == 0 {
+        // No sum (k = 0): the bias and activation of zeros.
+        out.chunks_exact_mut(n.max(1)).for_each(|row| activation::apply_row(spec.activation, row, bias));
+        return Ok(out);
+    }
+    let threads = parallel::threads_for(spec.batch as f64 * m as f64 * n as f64 * k as f64);
+    // B's stored rows: n rows of k when transposed, else k rows of n.
+    let (rows, row_len) = if spec.trans_b { (n, k) } else { (k, n) };
+    let per = (WIDEN_BLOCK / row_len.max(1)).clamp(1, rows.max(1));
+    let mut wide = vec![0f32; per.min(rows) * row_len];
+    let (ab, ar, ac) = spec.a_strides();
+    for (batch, out) in out.chunks_exact_mut(m * n).enumerate() {
+        let a = &a[batch * ab..][..ab];
+        for r0 in (0..rows).step_by(per) {
+            let nr = per.min(rows - r0);
+            let from = (batch * rows + r0) * row_len * size;
+            let w = &mut wide[..nr * row_len];
+            convert::to_f32(dtype, &bytes[from..from + nr * row_len * size], w)
+                .map_err(|e| Error::Invalid(format!("matmul: B: {e}")))?;
+            let w = &*w;
+            if spec.trans_b {
+                // out[:, r0..r0 + nr] = A · wᵀ, w being [nr, k].
+                let sub = Sub { a, a_at: 0, ar, ac, k, b: w, br: 1, bc: k, cols: r0..r0 + nr, beta: 0.0 };
+                sub.run(out, n, threads);
+            } else {
+                // out += A[:, r0..r0 + nr] · w, w being [nr, n].
+                let beta = if r0 == 0 { 0.0 } else { 1.0 };
+                let sub = Sub { a, a_at: r0 * ac, ar, ac, k: nr, b: w, br: n, bc: 1, cols: 0..n, beta };
+                sub.run(out, n, threads);
+            }
+        }
+    }
+    if bias.is_some() || spec.activation != Activation::None {
+        out.chunks_exact_mut(n).for_each(|row| activation::apply_row(spec.activation, row, bias));
+    }
+    Ok(out)
+}
+
+/// One product into some columns of a row-major output: `out[:, cols] =
+/// A[:, at..] · B + beta · out[:, cols]`, A read from element `a_at` with
+/// strides (`ar`, `ac`) over `k` columns, B `[k, cols.len()]` with strides
+/// (`br`, `bc`); the output's rows are spread over threads.
+struct Sub<'a> {
+    a: &'a [f32],
+    a_at: usize,
+    ar: usize,
+    ac: usize,
+    k: usize,
+    b: &'a [f32],
+    br: usize,
+    bc: usize,
+    cols: std::ops::Range<usize>,
+    beta: f32,
+}
+
+impl Sub<'_> {
+    fn run(&self, out: &mut [f32], n: usize, threads: usize) {
+        let m = out.len() / n;
+        let width = self.cols.len();
+        // The last elements read: A's row m − 1, column k − 1; B's row k − 1, column width − 1.
+        let a_end = self.a_at + (m - 1) * self.ar + (self.k - 1) * self.ac;
+        let b_end = (self.k - 1) * self.br + (width - 1) * self.bc;
+        assert!(a_end < self.a.len() && b_end < self.b.len() && self.cols.end <= n, "matmul: a block out of bounds");
+        let rows_per = m.div_ceil(threads.clamp(1, m));
+        let work: Vec<(usize, &mut [f32])> = out.chunks_mut(rows_per * n).enumerate().collect();
+        parallel::for_each_share(work, threads, |share| {
+            for (i, c) in share {
+                let r0 = i * rows_per;
+                // SAFETY: rows r0.. r0 + c.len() / n of A and all of B are inside their
+                // slices (the bounds asserted above), and the block writes columns
+                // `cols` (< n, asserted) of the rows of `c`, which it owns.
+                unsafe {
+                    gemm::sgemm(
+                        c.len() / n,
+                        self.k,
+                        width,
+                        1.0,
+                        self.a.as_ptr().add(self.a_at + r0 * self.ar),
+                        self.ar as isize,
+                        self.ac as isize,
+                        self.b.as_ptr(),
+                        self.br as isize,
+                        self.bc as isize,
+                        self.beta,
+                        c.as_mut_ptr().add(self.cols.start),
+                        n as isize,
+                        1,
+                    );
+                }
+            }
+        });
+    }
+}
+
 /// Computes rows `block.rows` of batch `block.batch` into `c` (those rows of `out`).
 fn gemm_block(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, block: &Block, c: &mut [f32]) {
     let (ab, ar, ac) = spec.a_strides();
@@ -77,7 +202,7 @@ fn gemm_block(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, block: 
             );
         }
     }
-    if bias.is_some() || spec.activation != crate::delegate::Activation::None {
+    if bias.is_some() || spec.activation != Activation::None {
         c.chunks_exact_mut(spec.n).for_each(|row| activation::apply_row(spec.activation, row, bias));
     }
 }
@@ -85,7 +210,6 @@ fn gemm_block(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, block: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delegate::Activation;
 
     #[test]
     fn small_by_hand() {
@@ -98,6 +222,38 @@ mod tests {
         let out = matmul(&spec, &[1., 3., 2., 4.], &[5., 7., 6., 8.], None).unwrap();
         assert_eq!(out, vec![19., 22., 43., 50.]);
         assert!(matmul(&spec, &[1.], &[5., 7., 6., 8.], None).is_err());
+    }
+
+    /// Stored f16/bf16 B, widened block by block, gives exactly what the f32
+    /// matmul gives on the widened B: both transposes, a batch of 2, B over more
+    /// than one widening block, bytes at an odd address, bias and activation.
+    #[test]
+    fn stored_weights_equal_widened_weights() {
+        for dtype in [Dtype::F16, Dtype::BF16] {
+            for (trans_b, batch, m, n, k) in [(true, 1, 3, 1100, 1000), (false, 2, 5, 7, 1500), (true, 2, 1, 1, 1)] {
+                let spec = Matmul { trans_b, activation: Activation::GeluErf, ..Matmul::new(batch, m, n, k) };
+                let a = crate::random::uniform(batch * m * k, 3);
+                let b = crate::random::uniform(batch * k * n, 4);
+                let bias = crate::random::uniform(n, 5);
+                let mut bytes = vec![0u8]; // one byte first: the stored values start at an odd address
+                for &v in &b {
+                    let v = if dtype == Dtype::F16 {
+                        half::f16::from_f32(v).to_le_bytes()
+                    } else {
+                        half::bf16::from_f32(v).to_le_bytes()
+                    };
+                    bytes.extend_from_slice(&v);
+                }
+                let mut wide = vec![0f32; b.len()];
+                convert::to_f32(dtype, &bytes[1..], &mut wide).unwrap();
+                let want = matmul(&spec, &a, &wide, Some(&bias)).unwrap();
+                let got = matmul_weight(&spec, &a, Weight::Stored(dtype, &bytes[1..]), Some(&bias)).unwrap();
+                assert_eq!(got.len(), want.len());
+                let err = got.iter().zip(&want).fold(0f32, |e, (x, y)| e.max((x - y).abs()));
+                assert!(err <= 1e-5, "{dtype:?} trans_b={trans_b} {m}x{n}x{k}: {err}");
+                assert!(matmul_weight(&spec, &a, Weight::Stored(dtype, &bytes[2..]), None).is_err());
+            }
+        }
     }
 
     #[test]

@@ -25,6 +25,10 @@ impl Source for BytesSource {
         self.bytes.len() as u64
     }
 
+    fn in_memory(&self) -> Option<&[u8]> {
+        Some(&self.bytes)
+    }
+
     fn read_at<'a>(&'a self, offset: u64, buf: &'a mut [u8]) -> ReadFuture<'a> {
         Box::pin(async move {
             check_range(&self.name, offset, buf.len(), self.len())?;

@@ -41,6 +41,11 @@ pub trait Source {
     /// Fills `buf` with bytes `offset .. offset + buf.len()`; a range past the
     /// end is an error, never a short read.
     fn read_at<'a>(&'a self, offset: u64, buf: &'a mut [u8]) -> ReadFuture<'a>;
+    /// All of the source's bytes, when they are already addressable in memory
+    /// (a memory map, bytes in memory): then tensors are read in place, never copied.
+    fn in_memory(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// The most a [`read_vec`] allocates ahead of the bytes it has received.
