@@ -11,6 +11,7 @@ use kinema_engine::plan::{Delegate, Plan};
 use kinema_engine::program::Program;
 use kinema_engine::runtime::{Options, Session};
 use kinema_engine::weights::Checkpoint;
+use kinema_engine::weights::dtype::Dtype;
 use kinema_tests::fixture;
 
 fn read_all(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
@@ -219,7 +220,6 @@ fn weights_stream_over_http_once_and_stay_resident() {
     use std::collections::BTreeMap;
 
     use kinema_engine::delegate::{Activation, Matmul, cpu};
-    use kinema_engine::weights::dtype::Dtype;
     use kinema_engine::weights::writer::{TensorSpec, to_bytes};
     use kinema_tests::server::{Behaviour, Server};
 
@@ -267,63 +267,73 @@ fn weights_stream_over_http_once_and_stay_resident() {
     }
 }
 
-/// Weights stored as f16 that only linears read stay f16 on the GPU — half
-/// the bytes, streamed in windows with an odd element count — and give the
-/// CPU's result; the same weight also read by another op stays f32.
+/// Weights stored as f16 or bf16 that only linears read stay so on the GPU —
+/// half the bytes, streamed in windows with an odd element count — and give
+/// the CPU's result; the same weight also read by another op is widened to f32.
 #[test]
-fn f16_weights_stay_f16_on_the_gpu() {
+fn f16_and_bf16_weights_stay_16_bit_on_the_gpu() {
     use std::collections::BTreeMap;
 
-    use kinema_engine::delegate::{Matmul, cpu};
-    use kinema_engine::weights::dtype::Dtype;
+    use kinema_engine::delegate::{Half, Matmul, Operand, cpu};
     use kinema_engine::weights::writer::{TensorSpec, to_bytes};
 
-    // 2049 × 2049 f16: 8.4 MB, over one 8 MiB read window, an odd count.
+    // 2049 × 2049 16-bit: 8.4 MB, over one 8 MiB read window, an odd count.
     let (n, k) = (2049usize, 2049usize);
-    let w: Vec<half::f16> = kinema_engine::random::uniform(n * k, 11).into_iter().map(half::f16::from_f32).collect();
+    let w = kinema_engine::random::uniform(n * k, 11);
     let (b, x) = (kinema_engine::random::uniform(n, 12), kinema_engine::random::uniform(3 * k, 13));
-    let file = to_bytes(
-        &[
-            (TensorSpec::new("lin.weight", Dtype::F16, &[n as u64, k as u64]), bytemuck::cast_slice(&w)),
-            (TensorSpec::new("lin.bias", Dtype::F32, &[n as u64]), bytemuck::cast_slice(&b)),
-        ],
-        &BTreeMap::new(),
-    );
-    let path = std::env::temp_dir().join(format!("kinema-f16-weights-{}.safetensors", std::process::id()));
-    std::fs::write(&path, file).unwrap();
-    let want = cpu::matmul::matmul_f16(&Matmul { trans_b: true, ..Matmul::new(1, 3, n, k) }, &x, &w, Some(&b)).unwrap();
-    let pad = |bytes: usize| bytes.div_ceil(16) as u64 * 16;
-    let linear = r#"{"op":"linear","inputs":["x","w","b"],"outputs":["y"]}"#;
-    let also_gelu = r#"{"op":"gelu","inputs":["w"],"outputs":["g"]}"#;
-    for (nodes, outputs, w_bytes) in [
-        (format!("[{linear}]"), r#"[{"name":"out0","value":"y"}]"#, pad(n * k * 2)),
-        (
-            format!("[{linear},{also_gelu}]"),
-            r#"[{"name":"out0","value":"y"},{"name":"out1","value":"g"}]"#,
-            pad(n * k * 4),
-        ),
-    ] {
-        let program = Program::from_json(&format!(
-            r#"{{"format":"kinema.program","version":1,
-                "inputs":[{{"name":"x","dtype":"f32","shape":[3,{k}]}}],
-                "parameters":[{{"name":"w","key":"lin.weight","dtype":"f16","shape":[{n},{k}]}},
-                              {{"name":"b","key":"lin.bias","dtype":"f32","shape":[{n}]}}],
-                "nodes":{nodes},"outputs":{outputs}}}"#
-        ))
-        .unwrap();
-        for device in [DeviceChoice::Gpu, DeviceChoice::Cpu] {
-            let weights = pollster::block_on(Checkpoint::open(path.to_str().unwrap())).unwrap();
-            let options = Options { device, profile: false };
-            let mut session = pollster::block_on(Session::new(program.clone(), Some(weights), options)).unwrap();
-            let out = pollster::block_on(session.run(&[("x", &x)])).unwrap();
-            let (_, rel) = errors(&out[0].data, &want);
-            assert!(rel <= 1e-4, "{device:?} {nodes}: {rel}");
-            if device == DeviceChoice::Gpu {
-                assert_eq!(session.gpu_parameter_bytes(), w_bytes + pad(n * 4), "{nodes}: bytes on the GPU");
+    for half in [Half::F16, Half::Bf16] {
+        let stored: Vec<u8> = w
+            .iter()
+            .flat_map(|&v| match half {
+                Half::F16 => half::f16::from_f32(v).to_le_bytes(),
+                Half::Bf16 => half::bf16::from_f32(v).to_le_bytes(),
+            })
+            .collect();
+        let file = to_bytes(
+            &[
+                (TensorSpec::new("lin.weight", half.dtype(), &[n as u64, k as u64]), &stored),
+                (TensorSpec::new("lin.bias", Dtype::F32, &[n as u64]), bytemuck::cast_slice(&b)),
+            ],
+            &BTreeMap::new(),
+        );
+        let path = std::env::temp_dir().join(format!("kinema-{half:?}-weights-{}.safetensors", std::process::id()));
+        std::fs::write(&path, file).unwrap();
+        let spec = Matmul { trans_b: true, ..Matmul::new(1, 3, n, k) };
+        let want = cpu::matmul::matmul_weight(&spec, &x, Operand::Half(half, &stored), Some(&b)).unwrap();
+        let pad = |bytes: usize| bytes.div_ceil(16) as u64 * 16;
+        let linear = r#"{"op":"linear","inputs":["x","w","b"],"outputs":["y"]}"#;
+        let also_gelu = r#"{"op":"gelu","inputs":["w"],"outputs":["g"]}"#;
+        for (nodes, outputs, w_bytes) in [
+            (format!("[{linear}]"), r#"[{"name":"out0","value":"y"}]"#, pad(n * k * 2)),
+            (
+                format!("[{linear},{also_gelu}]"),
+                r#"[{"name":"out0","value":"y"},{"name":"out1","value":"g"}]"#,
+                pad(n * k * 4),
+            ),
+        ] {
+            let program = Program::from_json(&format!(
+                r#"{{"format":"kinema.program","version":1,
+                    "inputs":[{{"name":"x","dtype":"f32","shape":[3,{k}]}}],
+                    "parameters":[{{"name":"w","key":"lin.weight","dtype":"{d}","shape":[{n},{k}]}},
+                                  {{"name":"b","key":"lin.bias","dtype":"f32","shape":[{n}]}}],
+                    "nodes":{nodes},"outputs":{outputs}}}"#,
+                d = half.dtype().name().to_lowercase()
+            ))
+            .unwrap();
+            for device in [DeviceChoice::Gpu, DeviceChoice::Cpu] {
+                let weights = pollster::block_on(Checkpoint::open(path.to_str().unwrap())).unwrap();
+                let options = Options { device, profile: false };
+                let mut session = pollster::block_on(Session::new(program.clone(), Some(weights), options)).unwrap();
+                let out = pollster::block_on(session.run(&[("x", &x)])).unwrap();
+                let (_, rel) = errors(&out[0].data, &want);
+                assert!(rel <= 1e-4, "{half:?} {device:?} {nodes}: {rel}");
+                if device == DeviceChoice::Gpu {
+                    assert_eq!(session.gpu_parameter_bytes(), w_bytes + pad(n * 4), "{half:?} {nodes}: GPU bytes");
+                }
             }
         }
+        let _ = std::fs::remove_file(&path);
     }
-    let _ = std::fs::remove_file(&path);
 }
 
 /// A reshape, squeeze or unsqueeze of a parameter or a constant (which live
@@ -334,7 +344,6 @@ fn f16_weights_stay_f16_on_the_gpu() {
 fn views_of_parameters_and_constants_are_copied_into_the_arena() {
     use std::collections::BTreeMap;
 
-    use kinema_engine::weights::dtype::Dtype;
     use kinema_engine::weights::writer::{TensorSpec, to_bytes};
 
     let w = kinema_engine::random::uniform(12, 5);
@@ -381,7 +390,6 @@ fn cpu_sessions_read_f16_and_bf16_weights_in_their_stored_dtype() {
     use std::collections::BTreeMap;
 
     use kinema_engine::delegate::{Matmul, cpu};
-    use kinema_engine::weights::dtype::Dtype;
     use kinema_engine::weights::writer::{TensorSpec, to_bytes};
     use kinema_tests::server::{Behaviour, Server};
 

@@ -7,7 +7,7 @@
 // BN = WG_N * TN); each thread a TM x TN block held in registers. K advances
 // BK at a time through workgroup memory. Accumulation is f32.
 
-// Params: epilogue.wgsl. Bindings, `load_b` and B_F16: matmul_operands.wgsl.
+// Params: epilogue.wgsl. Bindings, `load_b` and B_HALF: matmul_operands.wgsl.
 
 // Register block per thread (function-scope arrays need constant sizes).
 const TM: u32 = 4u;

@@ -6,7 +6,7 @@
 // invocation computes a 4 x 8 block of `out` straight from A and B: per step
 // of k, four values of A and eight of B for 32 multiply-adds.
 
-// Bindings, `load_b` and B_F16: matmul_operands.wgsl.
+// Bindings, `load_b` and B_HALF: matmul_operands.wgsl.
 
 // Invocations per workgroup along n and m; each covers 8 columns and 4 rows.
 override WG_M: u32 = 8u;

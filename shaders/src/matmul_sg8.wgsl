@@ -16,7 +16,7 @@
 
 // Read as vec4: one load instruction for four values (buffers are padded to 16 bytes).
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
-// B holds f32 bits, or f16 pairs when B_F16 (f32 accumulation either way).
+// B holds f32 bits, or f16 / bf16 pairs (B_HALF; f32 accumulation either way).
 @group(0) @binding(1) var<storage, read> b: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -30,8 +30,8 @@ override WG_ROWS: u32 = 8u;
 // 16-byte aligned (a_col = b_col = 1; a_row, b_row and batch strides multiples
 // of 4): then four values come from one vec4 load. Otherwise element by element.
 override CONTIGUOUS: bool = false;
-// B stored as f16, two per u32 (low half first): weights at half the memory.
-override B_F16: bool = false;
+// B as stored: 0 f32; 1 f16 and 2 bf16, two per u32 (low half first).
+override B_HALF: u32 = 0u;
 const ROWS: u32 = 16u;
 const COLS: u32 = 8u;
 
@@ -39,20 +39,28 @@ fn element_a(i: u32) -> f32 {
     return a[i / 4u][i % 4u];
 }
 
+// A bf16 is the high half of an f32.
+fn half_pair(w: u32) -> vec2<f32> {
+    if (B_HALF == 2u) {
+        return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
+    }
+    return unpack2x16float(w);
+}
+
 fn element_b(i: u32) -> f32 {
-    if (B_F16) {
+    if (B_HALF != 0u) {
         let word = i / 2u;
-        return unpack2x16float(b[word / 4u][word % 4u])[i % 2u];
+        return half_pair(b[word / 4u][word % 4u])[i % 2u];
     }
     return bitcast<f32>(b[i / 4u][i % 4u]);
 }
 
 // Elements i .. i + 3 of B, i a multiple of 4.
 fn vec4_b(i: u32) -> vec4<f32> {
-    if (B_F16) {
+    if (B_HALF != 0u) {
         let w = b[i / 8u];
         let pair = select(w.xy, w.zw, (i / 4u) % 2u == 1u);
-        return vec4<f32>(unpack2x16float(pair.x), unpack2x16float(pair.y));
+        return vec4<f32>(half_pair(pair.x), half_pair(pair.y));
     }
     return bitcast<vec4<f32>>(b[i / 4u]);
 }

@@ -30,8 +30,8 @@ fn timestamps_time_the_recorded_passes() {
         let config = Config::for_device(&dev);
         let mut cmds = dev.timed_commands(passes).unwrap();
         pollster::block_on(async {
-            encode_matmul(&dev, &mut cmds, config, &spec, av, (bv, false), None, ab).await?;
-            encode_matmul(&dev, &mut cmds, config, &spec, ab, (bv, false), None, abb).await
+            encode_matmul(&dev, &mut cmds, config, &spec, av, (bv, None), None, ab).await?;
+            encode_matmul(&dev, &mut cmds, config, &spec, ab, (bv, None), None, abb).await
         })
         .unwrap();
         let t0 = Instant::now();

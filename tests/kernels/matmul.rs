@@ -9,7 +9,7 @@
 
 use kinema_engine::delegate::gpu::matmul::{Config, Tiles, matmul_with};
 use kinema_engine::delegate::gpu::{GpuDevice, View};
-use kinema_engine::delegate::{Activation, Matmul, cpu, gpu};
+use kinema_engine::delegate::{Activation, Half, Matmul, Operand, cpu, gpu};
 use kinema_engine::random::uniform as random;
 
 use super::{activation, cases, compare, configs, device, read};
@@ -75,23 +75,38 @@ fn gpu_matmul_matches_cpu_on_awkward_shapes() {
     }
 }
 
+/// B as stored: f16 and bf16 values, two per 32-bit word, in place of f32.
+fn stored(values: &[f32], half: Half) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|&v| match half {
+            Half::F16 => half::f16::from_f32(v).to_le_bytes(),
+            Half::Bf16 => half::bf16::from_f32(v).to_le_bytes(),
+        })
+        .collect()
+}
+
 #[test]
-fn gpu_matmul_with_f16_weights_matches_cpu() {
-    // B stored as f16 (two per word, so odd lengths and odd strides matter);
-    // both delegates widen the same f16 values, so the bound is the f32 one.
+fn gpu_matmul_with_f16_and_bf16_weights_matches_cpu() {
+    // B stored as f16 or bf16 (two per word, so odd lengths and odd strides
+    // matter); both delegates widen the same values, so the bound is the f32 one.
     let dev = device();
-    for (i, &(batch, m, n, k, trans_b)) in
-        [(1, 1, 1, 1, false), (2, 7, 33, 5, true), (1, 65, 64, 128, true), (1, 3, 127, 7, false)].iter().enumerate()
-    {
-        let spec = Matmul { trans_b, activation: Activation::GeluTanh, ..Matmul::new(batch, m, n, k) };
-        let a = random(batch * m * k, i as u64);
-        let b: Vec<half::f16> = random(batch * k * n, 10 + i as u64).iter().map(|&v| half::f16::from_f32(v)).collect();
-        let bias = random(n, 20);
-        let want = cpu::matmul::matmul_f16(&spec, &a, &b, Some(&bias)).unwrap();
-        for config in configs(&dev) {
-            let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, &b, Some(&bias))).unwrap();
-            let (err, ok) = compare(&got, &want, k, 1e-4);
-            assert!(ok, "{config:?} {spec:?}: max abs error {err}");
+    for half in [Half::F16, Half::Bf16] {
+        for (i, &(batch, m, n, k, trans_b)) in
+            [(1, 1, 1, 1, false), (2, 7, 33, 5, true), (1, 65, 64, 128, true), (1, 3, 127, 7, false)].iter().enumerate()
+        {
+            let spec = Matmul { trans_b, activation: Activation::GeluTanh, ..Matmul::new(batch, m, n, k) };
+            let a = random(batch * m * k, i as u64);
+            let b = stored(&random(batch * k * n, 10 + i as u64), half);
+            let bias = random(n, 20);
+            let want = cpu::matmul::matmul_weight(&spec, &a, Operand::Half(half, &b), Some(&bias)).unwrap();
+            for config in configs(&dev) {
+                let got =
+                    pollster::block_on(matmul_with(&dev, config, &spec, &a, Operand::Half(half, &b), Some(&bias)))
+                        .unwrap();
+                let (err, ok) = compare(&got, &want, k, 1e-4);
+                assert!(ok, "{config:?} {half:?} {spec:?}: max abs error {err}");
+            }
         }
     }
 }
@@ -335,16 +350,18 @@ fn gpu_matmul_binds_large_values_in_windows() {
             assert!(ok, "{config:?} {spec:?}: max abs error {err}");
         }
     }
-    // f16 weights of a linear, 70 × 37: 2590 halves in 1295 words; column
-    // windows of a multiple of 4 rows of 37 start on odd elements.
+    // f16 and bf16 weights of a linear, 70 × 37: 2590 halves in 1295 words;
+    // column windows of a multiple of 4 rows of 37 start on odd elements.
     let spec = Matmul { trans_b: true, ..Matmul::new(1, 5, 70, 37) };
     let a = random(5 * 37, 90);
-    let b: Vec<half::f16> = random(70 * 37, 91).iter().map(|&v| half::f16::from_f32(v)).collect();
-    let want = cpu::matmul::matmul_f16(&spec, &a, &b, None).unwrap();
-    for config in configs(&dev) {
-        let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, &b[..], None)).unwrap();
-        let (err, ok) = compare(&got, &want, spec.k, 1e-4);
-        assert!(ok, "{config:?} f16 {spec:?}: max abs error {err}");
+    for half in [Half::F16, Half::Bf16] {
+        let b = stored(&random(70 * 37, 91), half);
+        let want = cpu::matmul::matmul_weight(&spec, &a, Operand::Half(half, &b), None).unwrap();
+        for config in configs(&dev) {
+            let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, Operand::Half(half, &b), None)).unwrap();
+            let (err, ok) = compare(&got, &want, spec.k, 1e-4);
+            assert!(ok, "{config:?} {half:?} {spec:?}: max abs error {err}");
+        }
     }
     let spec = Matmul { trans_a: true, ..Matmul::new(1, 50, 4, 40) };
     let err =

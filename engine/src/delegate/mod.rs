@@ -23,19 +23,54 @@ pub use matmul::Matmul;
 pub use norm::{Norm, NormKind, Reduce, ReduceOp, Softmax};
 pub use rotary::Rotary;
 
-/// A read-only operand stored as f32, or as f16 (weights at half the memory;
-/// kernels widen to f32 and accumulate in f32).
+/// A read-only operand: f32 values, or a weight in its stored 16-bit float
+/// dtype — little-endian bytes at any alignment (in place in a memory map, say).
+/// Kernels widen to f32 as they load and accumulate in f32.
 #[derive(Debug, Clone, Copy)]
 pub enum Operand<'a> {
     F32(&'a [f32]),
-    F16(&'a [half::f16]),
+    Half(Half, &'a [u8]),
+}
+
+/// The 16-bit float dtypes weights stay in: f16 and bf16 (Wan's checkpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Half {
+    F16,
+    Bf16,
+}
+
+impl Half {
+    pub fn of(dtype: crate::weights::dtype::Dtype) -> Option<Half> {
+        use crate::weights::dtype::Dtype;
+        match dtype {
+            Dtype::F16 => Some(Half::F16),
+            Dtype::BF16 => Some(Half::Bf16),
+            _ => None,
+        }
+    }
+
+    pub fn dtype(self) -> crate::weights::dtype::Dtype {
+        use crate::weights::dtype::Dtype;
+        match self {
+            Half::F16 => Dtype::F16,
+            Half::Bf16 => Dtype::BF16,
+        }
+    }
+
+    /// The code the matmul kernels switch on (`B_HALF`; 0 is f32).
+    pub const fn code(self) -> u32 {
+        match self {
+            Half::F16 => 1,
+            Half::Bf16 => 2,
+        }
+    }
 }
 
 impl Operand<'_> {
     pub fn len(&self) -> usize {
         match self {
             Operand::F32(x) => x.len(),
-            Operand::F16(x) => x.len(),
+            Operand::Half(_, x) => x.len() / 2,
         }
     }
 
@@ -43,11 +78,19 @@ impl Operand<'_> {
         self.len() == 0
     }
 
+    /// The 16-bit dtype, if not f32.
+    pub fn half(&self) -> Option<Half> {
+        match self {
+            Operand::F32(_) => None,
+            Operand::Half(h, _) => Some(*h),
+        }
+    }
+
     /// Elements `range` (which must lie inside).
     pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
         match self {
             Operand::F32(x) => Operand::F32(&x[range]),
-            Operand::F16(x) => Operand::F16(&x[range]),
+            Operand::Half(h, x) => Operand::Half(*h, &x[range.start * 2..range.end * 2]),
         }
     }
 
@@ -55,7 +98,7 @@ impl Operand<'_> {
     pub fn bytes(&self) -> &[u8] {
         match self {
             Operand::F32(x) => bytemuck::cast_slice(x),
-            Operand::F16(x) => bytemuck::cast_slice(x),
+            Operand::Half(_, x) => x,
         }
     }
 }
@@ -74,13 +117,25 @@ impl<'a> From<&'a Vec<f32>> for Operand<'a> {
 
 impl<'a> From<&'a [half::f16]> for Operand<'a> {
     fn from(x: &'a [half::f16]) -> Self {
-        Operand::F16(x)
+        Operand::Half(Half::F16, bytemuck::cast_slice(x))
     }
 }
 
 impl<'a> From<&'a Vec<half::f16>> for Operand<'a> {
     fn from(x: &'a Vec<half::f16>) -> Self {
-        Operand::F16(x)
+        Operand::Half(Half::F16, bytemuck::cast_slice(x))
+    }
+}
+
+impl<'a> From<&'a [half::bf16]> for Operand<'a> {
+    fn from(x: &'a [half::bf16]) -> Self {
+        Operand::Half(Half::Bf16, bytemuck::cast_slice(x))
+    }
+}
+
+impl<'a> From<&'a Vec<half::bf16>> for Operand<'a> {
+    fn from(x: &'a Vec<half::bf16>) -> Self {
+        Operand::Half(Half::Bf16, bytemuck::cast_slice(x))
     }
 }
 

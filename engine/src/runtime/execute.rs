@@ -1,14 +1,15 @@
 //! One node on a delegate: the program's op, its input shapes and data,
 //! mapped onto the delegate's kernels.
 
-use crate::delegate::cpu::matmul::Weight;
-use crate::delegate::{self, Activation, Attention, Conv3d, Matmul, Norm, Reduce, Rotary, Softmax, cpu, gpu, layout};
+use crate::delegate::{
+    self, Activation, Attention, Conv3d, Matmul, Norm, Operand, Reduce, Rotary, Softmax, cpu, gpu, layout,
+};
 use crate::error::{Error, Result};
 use crate::program::Op;
 use crate::program::shape::{axis, slice_bounds};
 
 /// An input: its shape and data (f32, or a matmul's weight as stored).
-pub type Input<'a> = (&'a [usize], Weight<'a>);
+pub type Input<'a> = (&'a [usize], Operand<'a>);
 
 /// What a node computes, in delegate terms.
 enum Work {
@@ -149,10 +150,10 @@ pub fn cpu(op: &Op, inputs: &[Input], fused: Option<Activation>) -> Result<Vec<V
     let mut data: Vec<&[f32]> = Vec::with_capacity(inputs.len());
     for (i, (_, value)) in inputs.iter().enumerate() {
         match value {
-            Weight::F32(d) => data.push(d),
-            Weight::Stored(..) if i == 1 && matches!(work, Work::Matmul(_)) => data.push(&[]),
-            Weight::Stored(dtype, _) => {
-                return Err(Error::Program(format!("{}: input {i} is {}, not f32", op.kind(), dtype.name())));
+            Operand::F32(d) => data.push(d),
+            Operand::Half(..) if i == 1 && matches!(work, Work::Matmul(_)) => data.push(&[]),
+            Operand::Half(half, _) => {
+                return Err(Error::Program(format!("{}: input {i} is {half:?}, not f32", op.kind())));
             }
         }
     }
@@ -180,15 +181,15 @@ fn cast(x: &[f32], to_f16: bool) -> Vec<f32> {
 
 /// Records `op` on the GPU over device views: `inputs` with their shapes, one
 /// output view per output. Conv weights must already be prepacked
-/// ([`gpu::conv::prepack`]); with `b_f16` the second input of a linear or
-/// matmul holds f16 pairs.
+/// ([`gpu::conv::prepack`]); with `b_half` the second input of a linear or
+/// matmul holds f16 or bf16 pairs.
 #[allow(clippy::too_many_arguments)]
 pub async fn encode(
     dev: &gpu::GpuDevice,
     cmds: &mut gpu::Commands<'_>,
     op: &Op,
     inputs: &[(&[usize], gpu::View<'_>)],
-    b_f16: bool,
+    b_half: Option<delegate::Half>,
     fused: Option<Activation>,
     outs: &[gpu::View<'_>],
 ) -> Result<()> {
@@ -197,8 +198,8 @@ pub async fn encode(
     let v: Vec<gpu::View> = inputs.iter().map(|i| i.1).collect();
     let out = outs[0];
     let work = work(op, &shapes, fused)?;
-    if b_f16 && !matches!(work, Work::Matmul(_)) {
-        return Err(Error::Program(format!("{}: only a matmul's weight may be f16", op.kind())));
+    if b_half.is_some() && !matches!(work, Work::Matmul(_)) {
+        return Err(Error::Program(format!("{}: only a matmul's weight may be 16-bit", op.kind())));
     }
     match work {
         Work::Unary(f, a, b) => gpu::elementwise::encode_unary(dev, cmds, f, a, b, v[0], out).await,
@@ -207,7 +208,7 @@ pub async fn encode(
         }
         Work::Matmul(m) => {
             let config = tuning::matmul(dev);
-            gpu::matmul::encode_matmul(dev, cmds, config, &m, v[0], (v[1], b_f16), v.get(2).copied(), out).await
+            gpu::matmul::encode_matmul(dev, cmds, config, &m, v[0], (v[1], b_half), v.get(2).copied(), out).await
         }
         Work::Conv(c) => {
             let config = tuning::matmul(dev);

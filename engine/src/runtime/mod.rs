@@ -11,8 +11,8 @@ mod resident;
 use std::collections::HashMap;
 
 use crate::delegate::DeviceChoice;
-use crate::delegate::cpu::matmul::Weight;
 use crate::delegate::gpu::GpuDevice;
+use crate::delegate::{Half, Operand};
 use crate::error::{Error, Result};
 use crate::plan::{self, Plan};
 use crate::program::Program;
@@ -50,7 +50,7 @@ enum HostParam {
     /// its stored dtype: no copy.
     InPlace,
     /// Its stored f16/bf16 bytes, read into memory (a checkpoint over HTTP).
-    Stored(Vec<u8>),
+    Stored(Half, Vec<u8>),
     /// Widened to f32: read by an op other than a matmul's weight, or f32 not
     /// aligned (or not in memory) where it lies.
     Wide(Vec<f32>),
@@ -60,7 +60,7 @@ impl HostParam {
     fn bytes(&self) -> u64 {
         match self {
             HostParam::InPlace => 0,
-            HostParam::Stored(b) => b.len() as u64,
+            HostParam::Stored(_, b) => b.len() as u64,
             HostParam::Wide(v) => v.len() as u64 * 4,
         }
     }
@@ -187,16 +187,16 @@ impl Session {
             let Some(p) = self.program.parameters.iter().find(|p| &p.name == name) else { continue };
             let ckpt = self.checkpoint.as_ref().expect("checked in new");
             let dtype = ckpt.get(&p.key)?.info.dtype;
-            let as_weight = matches!(dtype, Dtype::F16 | Dtype::BF16) && plan::read_only_as_weight(&self.program, name);
+            let as_weight = Half::of(dtype).filter(|_| plan::read_only_as_weight(&self.program, name));
             let in_place = ckpt.in_memory(&p.key)?;
             let aligned_f32 =
                 dtype == Dtype::F32 && in_place.is_some_and(|b| bytemuck::try_cast_slice::<u8, f32>(b).is_ok());
-            let param = if (as_weight && in_place.is_some()) || aligned_f32 {
+            let param = if (as_weight.is_some() && in_place.is_some()) || aligned_f32 {
                 HostParam::InPlace
-            } else if as_weight {
+            } else if let Some(half) = as_weight {
                 let mut bytes = vec![0u8; ckpt.get(&p.key)?.info.byte_len() as usize];
                 ckpt.read_bytes(&p.key, &mut bytes).await?;
-                HostParam::Stored(bytes)
+                HostParam::Stored(half, bytes)
             } else {
                 let mut data = vec![0f32; p.shape.iter().product()];
                 ckpt.read_f32(&p.key, &mut data).await?;
@@ -208,20 +208,20 @@ impl Session {
     }
 
     /// Parameter `name` (loaded) as the CPU kernels read it.
-    fn parameter(&self, name: &str) -> Result<Weight<'_>> {
+    fn parameter(&self, name: &str) -> Result<Operand<'_>> {
         let key = &self.program.parameters.iter().find(|p| p.name == name).expect("a parameter").key;
         let ckpt = self.checkpoint.as_ref().expect("checked in new");
         let dtype = ckpt.get(key)?.info.dtype;
         Ok(match &self.weights[name] {
             HostParam::InPlace => {
                 let bytes = ckpt.in_memory(key)?.expect("in memory when loaded in place");
-                match dtype {
-                    Dtype::F32 => Weight::F32(bytemuck::cast_slice(bytes)), // checked aligned when loaded
-                    _ => Weight::Stored(dtype, bytes),
+                match Half::of(dtype) {
+                    None => Operand::F32(bytemuck::cast_slice(bytes)), // f32, checked aligned when loaded
+                    Some(half) => Operand::Half(half, bytes),
                 }
             }
-            HostParam::Stored(bytes) => Weight::Stored(dtype, bytes),
-            HostParam::Wide(v) => Weight::F32(v),
+            HostParam::Stored(half, bytes) => Operand::Half(*half, bytes),
+            HostParam::Wide(v) => Operand::F32(v),
         })
     }
 
@@ -276,9 +276,9 @@ impl Session {
             for name in &node.inputs {
                 let shape = self.program.shape(name).expect("validated");
                 let data = if let Some(slot) = self.plan.arena.slots.get(name) {
-                    Weight::F32(&self.arena[slot.offset..][..slot.len])
+                    Operand::F32(&self.arena[slot.offset..][..slot.len])
                 } else if let Some(&c) = self.constants.get(name) {
-                    Weight::F32(&self.program.constants[c].data)
+                    Operand::F32(&self.program.constants[c].data)
                 } else {
                     self.parameter(name)?
                 };
@@ -314,8 +314,8 @@ impl Session {
                 self.program.constants[c].data.clone()
             } else {
                 match self.parameter(value)? {
-                    Weight::F32(v) => v.to_vec(),
-                    Weight::Stored(..) => {
+                    Operand::F32(v) => v.to_vec(),
+                    Operand::Half(..) => {
                         return Err(Error::Program(format!("output {value:?} was loaded in its stored dtype")));
                     }
                 }

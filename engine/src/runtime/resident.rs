@@ -5,17 +5,16 @@
 //! one submission; nodes the plan gives the CPU read their inputs back and
 //! write their outputs into the arena.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::execute;
-use crate::delegate::cpu::matmul::Weight;
 use crate::delegate::gpu::{GpuDevice, View};
+use crate::delegate::{Half, Operand};
 use crate::error::{Error, Result};
 use crate::plan::{ALIGN, Delegate, Plan};
 use crate::program::{Op, Program};
 use crate::weights::Checkpoint;
 use crate::weights::checkpoint::READ_WINDOW;
-use crate::weights::dtype::Dtype;
 
 pub(super) struct Resident {
     arena: wgpu::Buffer,
@@ -23,16 +22,17 @@ pub(super) struct Resident {
     /// Parameters (conv weights prepacked, under `name#conv`) and constants:
     /// each buffer and its length in 32-bit words.
     tensors: HashMap<String, (wgpu::Buffer, usize)>,
-    /// Parameters kept as f16, two per word (see [`stays_f16`]).
-    halves: HashSet<String>,
+    /// Parameters kept in their 16-bit dtype, two per word (see [`stays_half`]).
+    halves: HashMap<String, Half>,
 }
 
-/// Whether parameter `name` lives on the GPU as f16, at half the memory: the
-/// checkpoint stores it as f16 and every node that reads it is a linear or a
-/// matmul reading it as its weight (B), which the matmul kernel widens as it
-/// loads (f32 accumulation, the same values as the f32 path).
-fn stays_f16(program: &Program, checkpoint: &Checkpoint, name: &str, key: &str) -> bool {
-    checkpoint.get(key).is_ok_and(|t| t.info.dtype == Dtype::F16) && crate::plan::read_only_as_weight(program, name)
+/// The 16-bit dtype parameter `name` keeps on the GPU, at half the memory: the
+/// checkpoint stores it as f16 or bf16 and every node that reads it is a linear
+/// or a matmul reading it as its weight ([`crate::plan::read_only_as_weight`]),
+/// which the matmul kernels widen as they load (f32 accumulation).
+fn stays_half(program: &Program, checkpoint: &Checkpoint, name: &str, key: &str) -> Option<Half> {
+    let half = Half::of(checkpoint.get(key).ok()?.info.dtype)?;
+    crate::plan::read_only_as_weight(program, name).then_some(half)
 }
 
 /// Floats padded to the arena's alignment.
@@ -84,7 +84,7 @@ impl Resident {
             arena: buffer("arena", bytes),
             scratch: buffer("scratch", (scratch_len * 4) as u64),
             tensors,
-            halves: HashSet::new(),
+            halves: HashMap::new(),
         })
     }
 
@@ -125,7 +125,7 @@ impl Resident {
                     .inputs
                     .iter()
                     .zip(&host)
-                    .map(|(n, d)| (program.shape(n).expect("validated"), Weight::F32(d)))
+                    .map(|(n, d)| (program.shape(n).expect("validated"), Operand::F32(d)))
                     .collect();
                 let results = execute::cpu(&node.op, &args, step.fused.map(|(_, a)| a))?;
                 for (name, data) in outs.iter().zip(results) {
@@ -138,7 +138,7 @@ impl Resident {
                     self.ensure_resident(dev, program, checkpoint, &node.op, i, name, &node.inputs).await?;
                 }
                 let mut views = Vec::with_capacity(node.inputs.len());
-                let b_f16 = node.inputs.get(1).is_some_and(|b| self.halves.contains(b));
+                let b_half = node.inputs.get(1).and_then(|b| self.halves.get(b).copied());
                 for (i, name) in node.inputs.iter().enumerate() {
                     let shape = program.shape(name).expect("validated");
                     let view = match slot(name) {
@@ -163,7 +163,7 @@ impl Resident {
                     at += aligned(n);
                 }
                 let fused = step.fused.map(|(_, a)| a);
-                execute::encode(dev, &mut cmds, &node.op, &views, b_f16, fused, &out_views).await?;
+                execute::encode(dev, &mut cmds, &node.op, &views, b_half, fused, &out_views).await?;
                 for (o, from) in outs.iter().zip(&out_views) {
                     let to = slot(o).expect("outputs have slots");
                     cmds.copy(*from, View { buffer: &self.arena, offset: (to.offset * 4) as u64, len: to.len }, to.len);
@@ -264,29 +264,30 @@ impl Resident {
             self.tensors.insert(key, (dev.upload(name, &data), data.len()));
             return Ok(());
         }
-        if stays_f16(program, checkpoint, name, &p.key) {
-            // f16 pairs into 32-bit words, a window at a time; an odd element
-            // waits for the next window (writes are whole words).
+        if let Some(half) = stays_half(program, checkpoint, name, &p.key) {
+            // The stored bytes, two values per 32-bit word, a window at a time;
+            // a trailing odd value waits for the next window (writes are whole words).
             let words = len.div_ceil(2);
             let buffer = dev.storage(name, words);
             let (mut pending, mut written) = (Vec::new(), 0usize);
             checkpoint
-                .read_f16_windows(&p.key, READ_WINDOW, |_, values| {
-                    pending.extend_from_slice(values);
-                    let even = pending.len() / 2 * 2;
-                    if even > 0 {
-                        dev.queue.write_buffer(&buffer, (written * 2) as u64, bytemuck::cast_slice(&pending[..even]));
-                        written += even;
-                        pending.drain(..even);
+                .stream(&p.key, READ_WINDOW, |bytes| {
+                    pending.extend_from_slice(bytes);
+                    let whole = pending.len() / 4 * 4;
+                    if whole > 0 {
+                        dev.queue.write_buffer(&buffer, written as u64, &pending[..whole]);
+                        written += whole;
+                        pending.drain(..whole);
                     }
                     Ok(())
                 })
                 .await?;
-            if let Some(&last) = pending.first() {
-                dev.queue.write_buffer(&buffer, (written * 2) as u64, bytemuck::cast_slice(&[last, half::f16::ZERO]));
+            if !pending.is_empty() {
+                pending.resize(4, 0);
+                dev.queue.write_buffer(&buffer, written as u64, &pending);
             }
             self.tensors.insert(key.clone(), (buffer, words));
-            self.halves.insert(key);
+            self.halves.insert(key, half);
             return Ok(());
         }
         // Straight into the GPU buffer, a window at a time.

@@ -4,9 +4,8 @@
 //! the activation.
 
 use super::{activation, gemm, parallel};
-use crate::delegate::{Activation, Matmul};
+use crate::delegate::{Activation, Matmul, Operand};
 use crate::weights::convert;
-use crate::weights::dtype::Dtype;
 use crate::{Error, Result};
 
 /// One block of work: rows `rows` of batch `batch`.
@@ -49,15 +48,6 @@ pub fn matmul_f16(spec: &Matmul, a: &[f32], b: &[half::f16], bias: Option<&[f32]
     matmul(spec, a, &wide, bias)
 }
 
-/// A matmul's B operand as the CPU delegate reads it: f32 values, or a
-/// checkpoint's bytes in their stored floating-point dtype (little-endian, at
-/// any alignment: read in place from a memory map).
-#[derive(Debug, Clone, Copy)]
-pub enum Weight<'a> {
-    F32(&'a [f32]),
-    Stored(Dtype, &'a [u8]),
-}
-
 /// How many values of a stored B are widened to f32 at a time (4 MiB).
 const WIDEN_BLOCK: usize = 1 << 20;
 
@@ -66,13 +56,13 @@ const WIDEN_BLOCK: usize = 1 << 20;
 /// output it gives for a transposed B (a linear's `[out, in]` weight), a share
 /// of the sum over k otherwise — so B is never whole as f32. Widening costs
 /// one pass over B per call; the product costs `m` of them.
-pub fn matmul_weight(spec: &Matmul, a: &[f32], b: Weight<'_>, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+pub fn matmul_weight(spec: &Matmul, a: &[f32], b: Operand<'_>, bias: Option<&[f32]>) -> Result<Vec<f32>> {
     let (dtype, bytes) = match b {
-        Weight::F32(b) => return matmul(spec, a, b, bias),
-        Weight::Stored(dtype, bytes) => (dtype, bytes),
+        Operand::F32(b) => return matmul(spec, a, b, bias),
+        Operand::Half(half, bytes) => (half.dtype(), bytes),
     };
     let size = dtype.size();
-    if !dtype.is_float() || !bytes.len().is_multiple_of(size) {
+    if !bytes.len().is_multiple_of(size) {
         return Err(Error::Invalid(format!("matmul: B of {} bytes is not {}", bytes.len(), dtype.name())));
     }
     let len = spec.check(a.len(), bytes.len() / size, bias.map(<[f32]>::len))?;
@@ -229,7 +219,9 @@ mod tests {
     /// than one widening block, bytes at an odd address, bias and activation.
     #[test]
     fn stored_weights_equal_widened_weights() {
-        for dtype in [Dtype::F16, Dtype::BF16] {
+        use crate::delegate::Half;
+        for half in [Half::F16, Half::Bf16] {
+            let dtype = half.dtype();
             for (trans_b, batch, m, n, k) in [(true, 1, 3, 1100, 1000), (false, 2, 5, 7, 1500), (true, 2, 1, 1, 1)] {
                 let spec = Matmul { trans_b, activation: Activation::GeluErf, ..Matmul::new(batch, m, n, k) };
                 let a = crate::random::uniform(batch * m * k, 3);
@@ -237,7 +229,7 @@ mod tests {
                 let bias = crate::random::uniform(n, 5);
                 let mut bytes = vec![0u8]; // one byte first: the stored values start at an odd address
                 for &v in &b {
-                    let v = if dtype == Dtype::F16 {
+                    let v = if half == Half::F16 {
                         half::f16::from_f32(v).to_le_bytes()
                     } else {
                         half::bf16::from_f32(v).to_le_bytes()
@@ -247,11 +239,11 @@ mod tests {
                 let mut wide = vec![0f32; b.len()];
                 convert::to_f32(dtype, &bytes[1..], &mut wide).unwrap();
                 let want = matmul(&spec, &a, &wide, Some(&bias)).unwrap();
-                let got = matmul_weight(&spec, &a, Weight::Stored(dtype, &bytes[1..]), Some(&bias)).unwrap();
+                let got = matmul_weight(&spec, &a, Operand::Half(half, &bytes[1..]), Some(&bias)).unwrap();
                 assert_eq!(got.len(), want.len());
                 let err = got.iter().zip(&want).fold(0f32, |e, (x, y)| e.max((x - y).abs()));
                 assert!(err <= 1e-5, "{dtype:?} trans_b={trans_b} {m}x{n}x{k}: {err}");
-                assert!(matmul_weight(&spec, &a, Weight::Stored(dtype, &bytes[2..]), None).is_err());
+                assert!(matmul_weight(&spec, &a, Operand::Half(half, &bytes[2..]), None).is_err());
             }
         }
     }

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::GpuDevice;
 use super::device::{Commands, View, u32_of};
-use crate::delegate::{Matmul, Operand};
+use crate::delegate::{Half, Matmul, Operand};
 use crate::error::{Error, Result};
 
 /// The kernel's `Params` uniform, field for field.
@@ -143,30 +143,34 @@ impl Config {
         }
     }
 
-    /// The kernel and its `override` values (B in f16 when `b_f16`; vec4
+    /// The kernel and its `override` values (B as stored, `b_half`; vec4
     /// loads of A and B when `contiguous`, see [`contiguous`]).
-    fn kernel(&self, contiguous: bool, b_f16: bool) -> (&'static kinema_shaders::Kernel, Vec<(&'static str, f64)>) {
+    fn kernel(
+        &self,
+        contiguous: bool,
+        b_half: Option<Half>,
+    ) -> (&'static kinema_shaders::Kernel, Vec<(&'static str, f64)>) {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let half = ("B_HALF", b_half.map_or(0, Half::code) as f64);
         match *self {
             Config::Tiled(t) => {
                 let mut overrides = t.overrides().to_vec();
-                overrides.push(("B_F16", flag(b_f16)));
+                overrides.push(half);
                 (&kinema_shaders::MATMUL, overrides)
             }
             Config::Subgroups8 { wg_rows } => {
-                let overrides =
-                    vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", flag(contiguous)), ("B_F16", flag(b_f16))];
+                let overrides = vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", flag(contiguous)), half];
                 (&kinema_shaders::MATMUL_SG8, overrides)
             }
             Config::Direct { wg_m, wg_n } => {
-                let overrides = vec![("WG_M", wg_m as f64), ("WG_N", wg_n as f64), ("B_F16", flag(b_f16))];
+                let overrides = vec![("WG_M", wg_m as f64), ("WG_N", wg_n as f64), half];
                 (&kinema_shaders::MATMUL_DIRECT, overrides)
             }
         }
     }
 }
 
-/// `out = act(op(A) · op(B) + bias)` on the GPU, B in f32 or f16; see [`Matmul`].
+/// `out = act(op(A) · op(B) + bias)` on the GPU, B in f32, f16 or bf16; see [`Matmul`].
 pub async fn matmul<'b>(
     dev: &GpuDevice,
     spec: &Matmul,
@@ -189,13 +193,13 @@ pub async fn matmul_with<'b>(
 ) -> Result<Vec<f32>> {
     let b = b.into();
     let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
-    let b_f16 = matches!(b, Operand::F16(_));
+    let b_half = b.half();
     let a_buf = dev.upload("matmul.a", a);
     let b_buf = dev.upload_bytes("matmul.b", b.bytes());
     let bias_buf = dev.upload("matmul.bias", bias.unwrap_or(&[]));
     let out = dev.output("matmul.out", len);
     let mut commands = dev.commands();
-    let b_view = View::whole(&b_buf, if b_f16 { b.len().div_ceil(2) } else { b.len() });
+    let b_view = View::whole(&b_buf, if b_half.is_some() { b.len().div_ceil(2) } else { b.len() });
     let bias_view = bias.map(|x| View::whole(&bias_buf, x.len()));
     encode_matmul(
         dev,
@@ -203,7 +207,7 @@ pub async fn matmul_with<'b>(
         config,
         spec,
         View::whole(&a_buf, a.len()),
-        (b_view, b_f16),
+        (b_view, b_half),
         bias_view,
         View::whole(&out, len),
     )
@@ -285,7 +289,7 @@ impl Window {
 }
 
 /// Records `out = act(op(A) · op(B) + bias)` over device views; B holds f16
-/// pairs when its flag is set. Operands over one storage binding are split
+/// or bf16 pairs when `b_half` says so. Operands over one storage binding are split
 /// into windows — along whichever of batches, rows and columns spreads the
 /// offending operand most, columns at multiples of 4 — until each window's
 /// spans fit, each bound from an aligned start; a single row over a binding
@@ -297,7 +301,7 @@ pub async fn encode_matmul<'a>(
     config: Config,
     spec: &Matmul,
     a: View<'a>,
-    (b, b_f16): (View<'a>, bool),
+    (b, b_half): (View<'a>, Option<Half>),
     bias: Option<View<'a>>,
     out: View<'a>,
 ) -> Result<()> {
@@ -310,9 +314,10 @@ pub async fn encode_matmul<'a>(
     // Whole vec4s, as bindings are rounded up to them; starts on the offset alignment.
     let max = (limits.max_storage_buffer_binding_size as usize / 16) * 4;
     let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
-    // Elements → 32-bit words of each operand (B holds two f16 per word).
+    // Elements → 32-bit words of each operand (a 16-bit B holds two per word).
+    let b_pairs = b_half.is_some();
     let words = |i: usize, (start, len): (usize, usize)| -> (usize, usize) {
-        if i == 1 && b_f16 && len > 0 { (start / 2, (start + len - 1) / 2 - start / 2 + 1) } else { (start, len) }
+        if i == 1 && b_pairs && len > 0 { (start / 2, (start + len - 1) / 2 - start / 2 + 1) } else { (start, len) }
     };
     let (kernel_rows, kernel_cols) = config.block();
     let mut pending = vec![Window { batches: (0, spec.batch), rows: (0, spec.m), cols: (0, spec.n) }];
@@ -342,7 +347,7 @@ pub async fn encode_matmul<'a>(
         let bind = |v: View<'a>, i: usize| {
             let (start, len) = words(i, spans[i]);
             let from = start / align * align;
-            let elements_before = if i == 1 && b_f16 { 2 * from } else { from };
+            let elements_before = if i == 1 && b_pairs { 2 * from } else { from };
             (v.slice(from, start - from + len), spans[i].0 - elements_before)
         };
         let ((av, a_off), (bv, b_off), (ov, out_off)) = (bind(a, 0), bind(b, 1), bind(out, 2));
@@ -375,13 +380,13 @@ pub async fn encode_matmul<'a>(
         };
         // Every index the kernel computes within a window must fit in u32.
         for (what, v) in [("A", av.len), ("B", bv.len), ("out", ov.len)] {
-            u32_of(&format!("matmul {spec:?}: {what}"), v * if what == "B" && b_f16 { 2 } else { 1 })?;
+            u32_of(&format!("matmul {spec:?}: {what}"), v * if what == "B" && b_pairs { 2 } else { 1 })?;
         }
         let groups = dev.check_groups(
             &format!("matmul {spec:?}"),
             [w.cols.1.div_ceil(kernel_cols as usize), w.rows.1.div_ceil(kernel_rows as usize), w.batches.1],
         )?;
-        let (kernel, overrides) = config.kernel(contiguous(spec, a_off, b_off), b_f16);
+        let (kernel, overrides) = config.kernel(contiguous(spec, a_off, b_off), b_half);
         let pipeline = dev.pipeline(kernel, &overrides).await?;
         // Without a bias, A stands in for it (never read).
         let bias_v = bias_view.map_or(av, |(v, _)| v);
