@@ -41,7 +41,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(file: impl Into<String>, e: impl std::fmt::Display) -> Error {
+    pub fn io(file: impl Into<String>, e: impl std::fmt::Display) -> Error {
         Error::Io { file: file.into(), message: e.to_string() }
     }
 

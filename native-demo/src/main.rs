@@ -8,6 +8,7 @@ mod bench;
 mod embedded;
 mod generate;
 mod inspect;
+mod quantize;
 mod run;
 
 #[derive(Parser)]
@@ -28,6 +29,8 @@ enum Command {
     Run(run::Args),
     /// Time the reference workloads on each delegate (see tools/bench_peers.py for the peers).
     Bench(bench::Args),
+    /// Write a checkpoint's matrices as weight-only int8 (docs/weights.md); programs run it unchanged.
+    Quantize(quantize::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => pollster::block_on(inspect::run(args)),
         Command::Bench(args) => bench::run(args),
         Command::Run(args) => pollster::block_on(run::run(args)),
+        Command::Quantize(args) => pollster::block_on(quantize::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,12 @@ pub use rotary::Rotary;
 pub enum Operand<'a> {
     F32(&'a [f32]),
     Half(Half, &'a [u8]),
+    /// Weight-only int8 (`weights::quant`): `q` the stored bytes, one scale
+    /// per stored row (`value = q · scales[row]`).
+    Int8 {
+        q: &'a [u8],
+        scales: &'a [f32],
+    },
 }
 
 /// The 16-bit float dtypes weights stay in: f16 and bf16 (Wan's checkpoints).
@@ -71,6 +77,7 @@ impl Operand<'_> {
         match self {
             Operand::F32(x) => x.len(),
             Operand::Half(_, x) => x.len() / 2,
+            Operand::Int8 { q, .. } => q.len(),
         }
     }
 
@@ -81,16 +88,8 @@ impl Operand<'_> {
     /// The 16-bit dtype, if not f32.
     pub fn half(&self) -> Option<Half> {
         match self {
-            Operand::F32(_) => None,
+            Operand::F32(_) | Operand::Int8 { .. } => None,
             Operand::Half(h, _) => Some(*h),
-        }
-    }
-
-    /// Elements `range` (which must lie inside).
-    pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
-        match self {
-            Operand::F32(x) => Operand::F32(&x[range]),
-            Operand::Half(h, x) => Operand::Half(*h, &x[range.start * 2..range.end * 2]),
         }
     }
 
@@ -98,7 +97,7 @@ impl Operand<'_> {
     pub fn bytes(&self) -> &[u8] {
         match self {
             Operand::F32(x) => bytemuck::cast_slice(x),
-            Operand::Half(_, x) => x,
+            Operand::Half(_, x) | Operand::Int8 { q: x, .. } => x,
         }
     }
 }

@@ -47,10 +47,10 @@ pub struct NodeTime {
 /// A parameter on the host, as the CPU delegate reads it.
 enum HostParam {
     /// Read where it lies in the checkpoint (a memory map, bytes in memory), in
-    /// its stored dtype: no copy.
-    InPlace,
-    /// Its stored f16/bf16 bytes, read into memory (a checkpoint over HTTP).
-    Stored(Half, Vec<u8>),
+    /// its stored dtype: no copy (an int8 weight's scales, `[rows]`, are read in).
+    InPlace { scales: Option<Vec<f32>> },
+    /// Its stored f16/bf16/int8 bytes, read into memory (a checkpoint over HTTP).
+    Stored { bytes: Vec<u8>, scales: Option<Vec<f32>> },
     /// Widened to f32: read by an op other than a matmul's weight, or f32 not
     /// aligned (or not in memory) where it lies.
     Wide(Vec<f32>),
@@ -58,9 +58,10 @@ enum HostParam {
 
 impl HostParam {
     fn bytes(&self) -> u64 {
+        let scales = |s: &Option<Vec<f32>>| s.as_ref().map_or(0, |s| s.len() as u64 * 4);
         match self {
-            HostParam::InPlace => 0,
-            HostParam::Stored(_, b) => b.len() as u64,
+            HostParam::InPlace { scales: s } => scales(s),
+            HostParam::Stored { bytes, scales: s } => bytes.len() as u64 + scales(s),
             HostParam::Wide(v) => v.len() as u64 * 4,
         }
     }
@@ -187,19 +188,29 @@ impl Session {
             let Some(p) = self.program.parameters.iter().find(|p| &p.name == name) else { continue };
             let ckpt = self.checkpoint.as_ref().expect("checked in new");
             let dtype = ckpt.get(&p.key)?.info.dtype;
-            let as_weight = Half::of(dtype).filter(|_| plan::read_only_as_weight(&self.program, name));
+            let int8 = ckpt.int8_scales(&p.key);
+            // Kept as stored: 16-bit and int8 weights that only matmuls read.
+            let keep = (Half::of(dtype).is_some() || int8.is_some()) && plan::read_only_as_weight(&self.program, name);
             let in_place = ckpt.in_memory(&p.key)?;
             let aligned_f32 =
                 dtype == Dtype::F32 && in_place.is_some_and(|b| bytemuck::try_cast_slice::<u8, f32>(b).is_ok());
-            let param = if (as_weight.is_some() && in_place.is_some()) || aligned_f32 {
-                HostParam::InPlace
-            } else if let Some(half) = as_weight {
+            let scales = match int8.as_deref().filter(|_| keep) {
+                Some(key) => {
+                    let mut s = vec![0f32; p.shape[0]];
+                    ckpt.read_f32(key, &mut s).await?;
+                    Some(s)
+                }
+                None => None,
+            };
+            let param = if (keep && in_place.is_some()) || aligned_f32 {
+                HostParam::InPlace { scales }
+            } else if keep {
                 let mut bytes = vec![0u8; ckpt.get(&p.key)?.info.byte_len() as usize];
                 ckpt.read_bytes(&p.key, &mut bytes).await?;
-                HostParam::Stored(half, bytes)
+                HostParam::Stored { bytes, scales }
             } else {
                 let mut data = vec![0f32; p.shape.iter().product()];
-                ckpt.read_f32(&p.key, &mut data).await?;
+                ckpt.read_f32_dequantized(&p.key, &mut data).await?;
                 HostParam::Wide(data)
             };
             self.weights.insert(name.clone(), param);
@@ -212,16 +223,18 @@ impl Session {
         let key = &self.program.parameters.iter().find(|p| p.name == name).expect("a parameter").key;
         let ckpt = self.checkpoint.as_ref().expect("checked in new");
         let dtype = ckpt.get(key)?.info.dtype;
-        Ok(match &self.weights[name] {
-            HostParam::InPlace => {
-                let bytes = ckpt.in_memory(key)?.expect("in memory when loaded in place");
-                match Half::of(dtype) {
-                    None => Operand::F32(bytemuck::cast_slice(bytes)), // f32, checked aligned when loaded
-                    Some(half) => Operand::Half(half, bytes),
-                }
-            }
-            HostParam::Stored(half, bytes) => Operand::Half(*half, bytes),
-            HostParam::Wide(v) => Operand::F32(v),
+        let (bytes, scales) = match &self.weights[name] {
+            HostParam::Wide(v) => return Ok(Operand::F32(v)),
+            HostParam::InPlace { scales } => (ckpt.in_memory(key)?.unwrap_or_default(), scales),
+            HostParam::Stored { bytes, scales } => (bytes.as_slice(), scales),
+        };
+        Ok(match (Half::of(dtype), scales) {
+            (Some(half), _) => Operand::Half(half, bytes),
+            (None, Some(scales)) => Operand::Int8 { q: bytes, scales },
+            (None, None) => Operand::F32(
+                bytemuck::try_cast_slice(bytes)
+                    .map_err(|_| Error::Invalid(format!("parameter {name:?}: f32 data not aligned where it lies")))?,
+            ),
         })
     }
 
@@ -315,7 +328,7 @@ impl Session {
             } else {
                 match self.parameter(value)? {
                     Operand::F32(v) => v.to_vec(),
-                    Operand::Half(..) => {
+                    Operand::Half(..) | Operand::Int8 { .. } => {
                         return Err(Error::Program(format!("output {value:?} was loaded in its stored dtype")));
                     }
                 }

@@ -224,7 +224,7 @@ impl Resident {
         }
         let p = program.parameters.iter().find(|p| p.name == name).expect("validated");
         let mut data = vec![0f32; p.shape.iter().product()];
-        checkpoint.expect("checked in Session::new").read_f32(&p.key, &mut data).await?;
+        checkpoint.expect("checked in Session::new").read_f32_dequantized(&p.key, &mut data).await?;
         Ok(data)
     }
 
@@ -258,7 +258,7 @@ impl Resident {
         if conv_weight {
             // Repacked on the host for the conv kernel, so read whole.
             let mut data = vec![0f32; len];
-            checkpoint.read_f32(&p.key, &mut data).await?;
+            checkpoint.read_f32_dequantized(&p.key, &mut data).await?;
             let x = program.shape(&inputs[0]).expect("validated");
             let data = execute::prepack_conv(op, x, &p.shape, &data)?;
             self.tensors.insert(key, (dev.upload(name, &data), data.len()));
@@ -288,6 +288,13 @@ impl Resident {
             }
             self.tensors.insert(key.clone(), (buffer, words));
             self.halves.insert(key, half);
+            return Ok(());
+        }
+        if checkpoint.int8_scales(&p.key).is_some() {
+            // No int8 kernel on the GPU yet: dequantized to f32 on the host, then uploaded.
+            let mut data = vec![0f32; len];
+            checkpoint.read_f32_dequantized(&p.key, &mut data).await?;
+            self.tensors.insert(key, (dev.upload(name, &data), len));
             return Ok(());
         }
         // Straight into the GPU buffer, a window at a time.

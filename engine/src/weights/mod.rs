@@ -12,6 +12,7 @@ pub mod header;
 pub mod index;
 pub mod integrity;
 pub(crate) mod json;
+pub mod quant;
 pub mod source;
 pub mod writer;
 

@@ -5,7 +5,8 @@
 
 use super::{activation, gemm, parallel};
 use crate::delegate::{Activation, Matmul, Operand};
-use crate::weights::convert;
+use crate::weights::dtype::Dtype;
+use crate::weights::{convert, quant};
 use crate::{Error, Result};
 
 /// One block of work: rows `rows` of batch `batch`.
@@ -57,15 +58,20 @@ const WIDEN_BLOCK: usize = 1 << 20;
 /// of the sum over k otherwise — so B is never whole as f32. Widening costs
 /// one pass over B per call; the product costs `m` of them.
 pub fn matmul_weight(spec: &Matmul, a: &[f32], b: Operand<'_>, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    let (dtype, bytes) = match b {
+    let (dtype, bytes, scales) = match b {
         Operand::F32(b) => return matmul(spec, a, b, bias),
-        Operand::Half(half, bytes) => (half.dtype(), bytes),
+        Operand::Half(half, bytes) => (half.dtype(), bytes, None),
+        Operand::Int8 { q, scales } => (Dtype::I8, q, Some(scales)),
     };
     let size = dtype.size();
     if !bytes.len().is_multiple_of(size) {
         return Err(Error::Invalid(format!("matmul: B of {} bytes is not {}", bytes.len(), dtype.name())));
     }
     let len = spec.check(a.len(), bytes.len() / size, bias.map(<[f32]>::len))?;
+    let stored_rows = spec.batch * if spec.trans_b { spec.n } else { spec.k };
+    if let Some(s) = scales.filter(|s| s.len() != stored_rows) {
+        return Err(Error::Invalid(format!("matmul: {} int8 scales for {stored_rows} rows of B", s.len())));
+    }
     let mut out = vec![0f32; len];
     let (m, n, k) = (spec.m, spec.n, spec.k);
     if len == 0 || k == 0 {
@@ -85,8 +91,11 @@ pub fn matmul_weight(spec: &Matmul, a: &[f32], b: Operand<'_>, bias: Option<&[f3
             let nr = per.min(rows - r0);
             let from = (batch * rows + r0) * row_len * size;
             let w = &mut wide[..nr * row_len];
-            convert::to_f32(dtype, &bytes[from..from + nr * row_len * size], w)
-                .map_err(|e| Error::Invalid(format!("matmul: B: {e}")))?;
+            let stored = &bytes[from..from + nr * row_len * size];
+            match scales {
+                Some(s) => quant::dequantize_int8(stored, s, batch * rows + r0, row_len, w),
+                None => convert::to_f32(dtype, stored, w).map_err(|e| Error::Invalid(format!("matmul: B: {e}")))?,
+            }
             let w = &*w;
             if spec.trans_b {
                 // out[:, r0..r0 + nr] = A · wᵀ, w being [nr, k].
@@ -245,6 +254,26 @@ mod tests {
                 assert!(err <= 1e-5, "{dtype:?} trans_b={trans_b} {m}x{n}x{k}: {err}");
                 assert!(matmul_weight(&spec, &a, Operand::Half(half, &bytes[2..]), None).is_err());
             }
+        }
+    }
+
+    /// Int8 B with per-row scales gives the f32 matmul on its dequantized values.
+    #[test]
+    fn int8_weights_equal_dequantized_weights() {
+        for (trans_b, m, n, k) in [(true, 3, 1100, 1000), (false, 5, 7, 1500), (true, 1, 1, 1)] {
+            let spec = Matmul { trans_b, ..Matmul::new(1, m, n, k) };
+            let a = crate::random::uniform(m * k, 6);
+            let rows = if trans_b { n } else { k };
+            let (q, scales) = quant::quantize_int8(&crate::random::uniform(k * n, 7), rows);
+            let q: &[u8] = bytemuck::cast_slice(&q);
+            let mut wide = vec![0f32; q.len()];
+            quant::dequantize_int8(q, &scales, 0, q.len() / rows, &mut wide);
+            let want = matmul(&spec, &a, &wide, None).unwrap();
+            let got = matmul_weight(&spec, &a, Operand::Int8 { q, scales: &scales }, None).unwrap();
+            assert_eq!(got.len(), want.len());
+            let err = got.iter().zip(&want).fold(0f32, |e, (x, y)| e.max((x - y).abs()));
+            assert!(err <= 1e-5, "trans_b={trans_b} {m}x{n}x{k}: {err}");
+            assert!(matmul_weight(&spec, &a, Operand::Int8 { q, scales: &scales[1..] }, None).is_err());
         }
     }
 

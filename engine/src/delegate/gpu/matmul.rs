@@ -192,6 +192,9 @@ pub async fn matmul_with<'b>(
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
     let b = b.into();
+    if matches!(b, Operand::Int8 { .. }) {
+        return Err(Error::Gpu("matmul: the GPU kernels read f32, f16 or bf16 weights, not int8".into()));
+    }
     let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
     let b_half = b.half();
     let a_buf = dev.upload("matmul.a", a);

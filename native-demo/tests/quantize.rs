@@ -1,0 +1,90 @@
+//! `kinema quantize --int8` end to end: the tiny Wan transformer's sharded
+//! checkpoint to one int8 file — every matrix I8 with its per-row scales, every
+//! other tensor byte for byte — which its program then runs unchanged on both
+//! delegates, close to PyTorch's f32 output.
+
+use std::process::{Command, Output};
+
+use kinema_engine::weights::Checkpoint;
+use kinema_engine::weights::dtype::Dtype;
+use kinema_engine::weights::quant::{dequantize_int8, scale_key};
+use kinema_tests::{TempDir, fixture};
+
+fn kinema(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_kinema")).args(args).output().expect("run kinema");
+    assert!(out.status.success(), "kinema {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn read(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
+    let mut v = vec![0f32; ckpt.get(name).unwrap().info.numel() as usize];
+    pollster::block_on(ckpt.read_f32(name, &mut v)).unwrap();
+    v
+}
+
+#[test]
+fn int8_checkpoints_run_their_programs_unchanged() {
+    let base = fixture("programs/wan_transformer");
+    let tmp = TempDir::new("quantize");
+    let q = tmp.0.join("int8.safetensors");
+    let (src, qs) = (base.join("transformer"), q.display().to_string());
+    kinema(&["quantize", src.to_str().unwrap(), "--int8", "--min-elements", "64", "-o", &qs]);
+
+    let original = pollster::block_on(Checkpoint::open(src.to_str().unwrap())).unwrap();
+    let quantized = pollster::block_on(Checkpoint::open(&qs)).unwrap();
+    let mut matrices = 0;
+    for t in original.tensors() {
+        let shape = &t.info.shape;
+        if shape.len() == 2 && shape.iter().product::<u64>() >= 64 {
+            matrices += 1;
+            let qt = quantized.get(t.name).unwrap();
+            assert_eq!((qt.info.dtype, &qt.info.shape), (Dtype::I8, shape), "{}", t.name);
+            let scales = read(&quantized, &scale_key(t.name));
+            assert_eq!(scales.len() as u64, shape[0]);
+            let mut bytes = vec![0u8; qt.info.byte_len() as usize];
+            pollster::block_on(quantized.read_bytes(t.name, &mut bytes)).unwrap();
+            let mut back = vec![0f32; bytes.len()];
+            dequantize_int8(&bytes, &scales, 0, shape[1] as usize, &mut back);
+            let want = read(&original, t.name);
+            for (i, (a, b)) in want.iter().zip(&back).enumerate() {
+                let row = i / shape[1] as usize;
+                assert!((a - b).abs() <= scales[row] / 2.0 * 1.0001, "{} [{i}]: {a} vs {b}", t.name);
+            }
+        } else {
+            let mut a = vec![0u8; t.info.byte_len() as usize];
+            let mut b = a.clone();
+            pollster::block_on(original.read_bytes(t.name, &mut a)).unwrap();
+            pollster::block_on(quantized.read_bytes(t.name, &mut b)).unwrap();
+            assert_eq!(a, b, "{} is copied as it is", t.name);
+        }
+    }
+    assert!(matrices >= 10, "the linears are quantized ({matrices})");
+    assert_eq!(quantized.len(), original.len() + matrices, "one scale tensor per matrix");
+
+    let io = pollster::block_on(Checkpoint::open(base.join("io.safetensors").to_str().unwrap())).unwrap();
+    let want = read(&io, "out0");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for device in ["cpu", "gpu"] {
+        let out = tmp.0.join(format!("out-{device}.safetensors"));
+        let program = base.join("program.json");
+        let io_path = base.join("io.safetensors");
+        kinema(&[
+            "run",
+            program.to_str().unwrap(),
+            "--weights",
+            &qs,
+            "--inputs",
+            io_path.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--device",
+            device,
+        ]);
+        let got = read(&pollster::block_on(Checkpoint::open(out.to_str().unwrap())).unwrap(), "out0");
+        assert_eq!(got.len(), want.len());
+        let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!("{device}: int8 max abs error {err:.3e}, relative to max |ref| {:.3e}", err / scale);
+        assert!(err <= 2e-2 * scale, "{device}: {err} against max |ref| {scale}");
+        assert!(err > 0.0, "{device}: int8 weights cannot give PyTorch's f32 output exactly");
+    }
+}
