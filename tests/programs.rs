@@ -329,6 +329,15 @@ fn f16_and_bf16_weights_stay_16_bit_on_the_gpu() {
                 assert!(rel <= 1e-4, "{half:?} {device:?} {nodes}: {rel}");
                 if device == DeviceChoice::Gpu {
                     assert_eq!(session.gpu_parameter_bytes(), w_bytes + pad(n * 4), "{half:?} {nodes}: GPU bytes");
+                    // What `kinema inspect` plans is what the session allocated.
+                    let ckpt = pollster::block_on(Checkpoint::open(path.to_str().unwrap())).unwrap();
+                    let d = kinema_engine::runtime::device_bytes(&program, session.plan(), Some(&ckpt));
+                    assert_eq!(d.weights, session.gpu_parameter_bytes(), "{half:?} {nodes}: planned weights");
+                    assert_eq!(d.activations, session.gpu_activation_bytes(), "{half:?} {nodes}: planned activations");
+                    assert_eq!(d.peak, d.weights + d.activations);
+                    let dtype = format!("{half:?}").to_lowercase();
+                    let sixteen_bit = if w_bytes == pad(n * k * 2) { w_bytes } else { 0 };
+                    assert_eq!(d.weights_by_dtype.get(&dtype).copied().unwrap_or(0), sixteen_bit, "{nodes}");
                 }
             }
         }

@@ -187,8 +187,9 @@ async fn program(args: &Args) -> Result<()> {
     use kinema_engine::program::Program;
 
     let program = Program::open(std::path::Path::new(&args.location))?;
+    let mut checkpoint = None;
     if let Some(w) = &args.weights {
-        let ckpt = Checkpoint::open(w).await?;
+        let ckpt = checkpoint.insert(Checkpoint::open(w).await?);
         for p in &program.parameters {
             let t = ckpt.get(&p.key)?;
             let shape: Vec<usize> = t.info.shape.iter().map(|&d| d as usize).collect();
@@ -214,9 +215,14 @@ async fn program(args: &Args) -> Result<()> {
                        "outputs": n.outputs.iter().map(|o| json!({"name": o, "shape": program.shape(o)})).collect::<Vec<_>>()})
             })
             .collect();
-        let out = json!({"device": why, "nodes": program.nodes.len(), "steps": steps,
+        let mut out = json!({"device": why, "nodes": program.nodes.len(), "steps": steps,
                          "arena_bytes": plan.arena.bytes(), "peak_live_bytes": plan.arena.peak_live * 4,
                          "weight_bytes": plan.weight_bytes, "weight_order": plan.weight_order});
+        if gpu.is_some() {
+            let d = kinema_engine::runtime::device_bytes(&program, &plan, checkpoint.as_ref());
+            out["device_bytes"] = json!({"weights": d.weights, "weights_by_dtype": d.weights_by_dtype,
+                "activations": d.activations, "peak": d.peak, "largest_buffer": d.largest_buffer});
+        }
         println!("{out}");
         return Ok(());
     }
@@ -255,6 +261,19 @@ async fn program(args: &Args) -> Result<()> {
         mib(plan.weight_bytes),
         program.parameters.len()
     );
+    if gpu.is_some() {
+        let d = kinema_engine::runtime::device_bytes(&program, &plan, checkpoint.as_ref());
+        let by: Vec<String> = d.weights_by_dtype.iter().map(|(k, v)| format!("{k} {:.2} MiB", mib(*v))).collect();
+        let _ = writeln!(
+            out,
+            "device bytes: weights {:.2} MiB ({}), activations {:.2} MiB, peak {:.2} MiB, largest buffer {:.2} MiB",
+            mib(d.weights),
+            by.join(", "),
+            mib(d.activations),
+            mib(d.peak),
+            mib(d.largest_buffer)
+        );
+    }
     let fallbacks: Vec<_> = plan.cpu_fallbacks().collect();
     if gpu.is_some() && fallbacks.is_empty() {
         let _ = writeln!(out, "CPU fallbacks: none");

@@ -8,6 +8,8 @@
 mod execute;
 mod resident;
 
+pub use resident::device_bytes;
+
 use std::collections::HashMap;
 
 use crate::delegate::DeviceChoice;
@@ -42,6 +44,21 @@ pub struct NodeTime {
     pub kind: &'static str,
     pub path: String,
     pub ms: f64,
+}
+
+/// Device memory a GPU session of a program takes ([`device_bytes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceBytes {
+    /// Parameters and constants.
+    pub weights: u64,
+    /// The same, by the dtype they are held in.
+    pub weights_by_dtype: std::collections::BTreeMap<String, u64>,
+    /// The arena and the scratch buffer.
+    pub activations: u64,
+    /// All of it at once (everything stays resident).
+    pub peak: u64,
+    /// The largest single buffer (against the device's `max_buffer_size`).
+    pub largest_buffer: u64,
 }
 
 /// A parameter on the host, as the CPU delegate reads it.
@@ -150,6 +167,11 @@ impl Session {
     /// f16 that only linears and matmuls read stay f16 there: half the bytes.
     pub fn gpu_parameter_bytes(&self) -> u64 {
         self.resident.as_ref().map_or(0, |r| r.parameter_bytes())
+    }
+
+    /// Bytes of the arena and scratch buffers on the device (0 for CPU sessions).
+    pub fn gpu_activation_bytes(&self) -> u64 {
+        self.resident.as_ref().map_or(0, |r| r.activation_bytes())
     }
 
     /// Bytes of parameters the CPU delegate holds in memory: 0 for parameters

@@ -53,6 +53,61 @@ fn numel(program: &Program, v: &str) -> usize {
     program.shape(v).map_or(0, |s| s.iter().product())
 }
 
+/// Floats of the scratch buffer GPU kernels write into: the largest step's outputs.
+fn scratch_len(program: &Program, plan: &Plan) -> usize {
+    (0..plan.steps.len())
+        .map(|s| step_outputs(program, plan, s).iter().map(|o| aligned(numel(program, o))).sum::<usize>())
+        .max()
+        .unwrap_or(ALIGN)
+}
+
+/// Bytes of a device buffer of `words` 32-bit values (padded to 16 bytes, as
+/// uploads are).
+fn buffer_bytes(words: usize) -> u64 {
+    (words.max(1).div_ceil(4) * 16) as u64
+}
+
+/// What a GPU session of `program` allocates on the device, computed from the
+/// plan and the checkpoint's dtypes by the rules [`Resident`] allocates by
+/// (one buffer per parameter — 16-bit weights that only matmuls read at two
+/// per word, others as f32 — and per constant; the arena; the scratch buffer).
+pub fn device_bytes(program: &Program, plan: &Plan, checkpoint: Option<&Checkpoint>) -> super::DeviceBytes {
+    let mut out = super::DeviceBytes::default();
+    let mut add = |what: &str, bytes: u64, weights: bool| {
+        if weights {
+            out.weights += bytes;
+            *out.weights_by_dtype.entry(what.to_string()).or_default() += bytes;
+        } else {
+            out.activations += bytes;
+        }
+        out.largest_buffer = out.largest_buffer.max(bytes);
+    };
+    let mut seen = std::collections::HashSet::new();
+    for step in plan.steps.iter().filter(|s| s.delegate == Delegate::Gpu && !s.alias) {
+        let node = &program.nodes[step.node];
+        for (i, name) in node.inputs.iter().enumerate() {
+            let Some(p) = program.parameters.iter().find(|p| &p.name == name) else { continue };
+            let conv_weight = matches!(node.op, Op::Conv { .. }) && i == 1;
+            if !seen.insert((name.as_str(), conv_weight)) {
+                continue;
+            }
+            let len: usize = p.shape.iter().product();
+            let half = checkpoint.filter(|_| !conv_weight).and_then(|c| stays_half(program, c, name, &p.key));
+            match half {
+                Some(h) => add(&format!("{h:?}").to_lowercase(), buffer_bytes(len.div_ceil(2)), true),
+                None => add("f32", buffer_bytes(len), true),
+            }
+        }
+    }
+    for c in &program.constants {
+        add("constants (f32)", buffer_bytes(c.data.len()), true);
+    }
+    add("", (aligned(plan.arena.len) * 4) as u64, false);
+    add("", (scratch_len(program, plan) * 4) as u64, false);
+    out.peak = out.weights + out.activations;
+    out
+}
+
 impl Resident {
     pub(super) fn new(dev: &GpuDevice, program: &Program, plan: &Plan) -> Result<Resident> {
         let bytes = (aligned(plan.arena.len) * 4) as u64;
@@ -63,10 +118,7 @@ impl Resident {
                 limits.max_buffer_size
             )));
         }
-        let scratch_len = (0..plan.steps.len())
-            .map(|s| step_outputs(program, plan, s).iter().map(|o| aligned(numel(program, o))).sum::<usize>())
-            .max()
-            .unwrap_or(ALIGN);
+        let scratch_len = scratch_len(program, plan);
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let buffer = |label, size: u64| {
             dev.device.create_buffer(&wgpu::BufferDescriptor {
@@ -312,6 +364,11 @@ impl Resident {
     /// Bytes of the arena buffer on the device.
     pub(super) fn arena_bytes(&self) -> u64 {
         self.arena.size()
+    }
+
+    /// Bytes of the arena and scratch buffers on the device.
+    pub(super) fn activation_bytes(&self) -> u64 {
+        self.arena.size() + self.scratch.size()
     }
 
     /// Bytes of the parameters and constants resident on the device.

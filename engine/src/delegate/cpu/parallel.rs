@@ -14,10 +14,17 @@ pub fn threads_for(macs: f64) -> usize {
     threads()
 }
 
-/// The threads the CPU delegate spreads work over.
+/// The threads the CPU delegate spreads work over: `KINEMA_THREADS` when set
+/// to a number from 1 to 1024 (benchmarks against a peer on the same threads),
+/// else every core.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        let set = std::env::var("KINEMA_THREADS").ok().and_then(|v| v.parse::<usize>().ok());
+        set.filter(|n| (1..=1024).contains(n))
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
 }
 
 /// The threads the CPU delegate spreads work over: the pool's, once started.
