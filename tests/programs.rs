@@ -466,3 +466,46 @@ fn cpu_sessions_read_f16_and_bf16_weights_in_their_stored_dtype() {
         let _ = std::fs::remove_file(&path);
     }
 }
+
+/// A GPU plan's arena is a set of banks and no step writes a bank it reads
+/// (so kernels write their outputs in place, with no scratch copy); within a
+/// bank no two values alive at once overlap; a CPU plan has one bank.
+#[test]
+fn gpu_plans_put_outputs_in_banks_their_inputs_are_not_in() {
+    for name in ["video_net", "wan_transformer", "wan_vae_decoder"] {
+        let (program, _, _) = open(name);
+        let cpu = Plan::new(&program, None);
+        assert_eq!(cpu.arena.banks.len(), 1, "{name}: one bank on the CPU");
+        let plan = Plan::new(&program, Some("gpu"));
+        let arena = &plan.arena;
+        assert!(arena.banks.len() >= 2, "{name}: {} banks", arena.banks.len());
+        assert_eq!(arena.len, arena.banks.iter().sum::<usize>());
+        for s in plan.steps.iter().filter(|s| !s.alias) {
+            let node = &program.nodes[s.node];
+            let outputs = match s.fused {
+                Some((a, _)) => &program.nodes[a].outputs,
+                None => &node.outputs,
+            };
+            for o in outputs {
+                let out = arena.slots[o];
+                assert!(out.offset + out.len <= arena.banks[out.bank], "{name}: {o} inside its bank");
+                for i in node.inputs.iter().filter_map(|i| arena.slots.get(i)) {
+                    assert_ne!(i.bank, out.bank, "{name}: node {} ({}) writes a bank it reads", s.node, node.op_name);
+                }
+            }
+        }
+        let values: Vec<(&String, &kinema_engine::plan::Slot)> =
+            arena.slots.iter().filter(|(v, _)| arena.lifetimes.contains_key(*v)).collect();
+        for (i, (a, sa)) in values.iter().enumerate() {
+            for (b, sb) in &values[i + 1..] {
+                let (la, lb) = (arena.lifetimes[*a], arena.lifetimes[*b]);
+                let live_together = la.0 <= lb.1 && lb.0 <= la.1;
+                let overlap = sa.offset < sb.offset + sb.len && sb.offset < sa.offset + sa.len;
+                assert!(
+                    !(sa.bank == sb.bank && live_together && overlap),
+                    "{name}: {a} and {b} share memory while both alive"
+                );
+            }
+        }
+    }
+}

@@ -1,6 +1,12 @@
-//! Memory planning: one arena for every intermediate value, offsets chosen by
-//! liveness, greedy by size (largest first, lowest offset that overlaps no
-//! live value) — the scheme of TFLite's and ExecuTorch's planners.
+//! Memory planning: every intermediate value gets a slot in an arena, offsets
+//! chosen by liveness, greedy by size (largest first, lowest offset that
+//! overlaps no live value) — the scheme of TFLite's and ExecuTorch's planners.
+//!
+//! For the GPU the arena is a set of banks — one device buffer each, as
+//! ExecuTorch's planned memory is a set of `mem_id`s — so that kernels write
+//! their outputs in place: a dispatch may not write a buffer it also reads, so
+//! each step's outputs go to a bank none of its inputs is in (the lowest such,
+//! in step order), and each bank is planned on its own. The CPU needs one bank.
 
 use std::collections::HashMap;
 
@@ -11,9 +17,10 @@ use crate::program::Program;
 /// binding offset alignment).
 pub const ALIGN: usize = 64;
 
-/// Where a value lives: `len` f32 from `offset` (both in elements).
+/// Where a value lives: `len` f32 from `offset` (both in elements) of bank `bank`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
+    pub bank: usize,
     pub offset: usize,
     pub len: usize,
 }
@@ -23,7 +30,9 @@ pub struct Slot {
 pub struct Arena {
     /// Every program input and node output (views share their source's slot).
     pub slots: HashMap<String, Slot>,
-    /// Arena length in f32.
+    /// Each bank's length in f32 (multiples of [`ALIGN`]).
+    pub banks: Vec<usize>,
+    /// All banks' length in f32.
     pub len: usize,
     /// The largest sum of live values at any step, in f32 (a lower bound on `len`).
     pub peak_live: usize,
@@ -36,7 +45,8 @@ impl Arena {
         self.len as u64 * 4
     }
 
-    pub(super) fn plan(program: &Program, steps: &[Step]) -> Arena {
+    /// Plans `steps`; with `banked`, over banks such that no step writes a bank it reads.
+    pub(super) fn plan(program: &Program, steps: &[Step], banked: bool) -> Arena {
         let nodes = &program.nodes;
         // Views alias their input: a reshaped value is the same memory.
         let mut root: HashMap<&str, &str> = HashMap::new();
@@ -73,6 +83,23 @@ impl Arena {
                 l.1 = last; // read after the last step
             }
         }
+        // Banks, in step order: a step's outputs go to the lowest bank none of its
+        // stored inputs is in (program inputs start in bank 0).
+        let mut bank_of: HashMap<String, usize> = program.inputs.iter().map(|i| (i.name.clone(), 0)).collect();
+        if banked {
+            for s in steps.iter().filter(|s| !s.alias) {
+                let n = &nodes[s.node];
+                let read: Vec<usize> = n.inputs.iter().filter_map(|i| bank_of.get(find(&root, i)).copied()).collect();
+                let bank = (0..).find(|b| !read.contains(b)).expect("fewer inputs than banks");
+                let outputs = match s.fused {
+                    Some((a, _)) => &nodes[a].outputs,
+                    None => &n.outputs,
+                };
+                for o in outputs {
+                    bank_of.insert(o.clone(), bank);
+                }
+            }
+        }
         let len_of = |v: &str| program.shape(v).map_or(0, |s| s.iter().product::<usize>());
         let mut values: Vec<(String, usize, (usize, usize))> =
             life.into_iter().map(|(v, l)| (v.clone(), len_of(&v), l)).collect();
@@ -81,12 +108,13 @@ impl Arena {
         let lifetimes: HashMap<String, (usize, usize)> = values.iter().map(|(v, _, l)| (v.clone(), *l)).collect();
         let mut placed: Vec<(Slot, (usize, usize))> = Vec::new();
         let mut slots = HashMap::new();
-        let mut len = 0;
+        let mut banks: Vec<usize> = vec![0];
         for (name, n, l) in values {
+            let bank = bank_of.get(&name).copied().unwrap_or(0); // CPU plans: all in bank 0
             let size = n.div_ceil(ALIGN).max(1) * ALIGN;
-            // Lowest aligned offset that overlaps no placed value alive at the same time.
+            // Lowest aligned offset of the bank that overlaps no placed value alive at the same time.
             let mut conflicts: Vec<Slot> =
-                placed.iter().filter(|(_, pl)| pl.0 <= l.1 && l.0 <= pl.1).map(|(s, _)| *s).collect();
+                placed.iter().filter(|(s, pl)| s.bank == bank && pl.0 <= l.1 && l.0 <= pl.1).map(|(s, _)| *s).collect();
             conflicts.sort_by_key(|s| s.offset);
             let mut offset = 0;
             for c in conflicts {
@@ -96,11 +124,17 @@ impl Arena {
                 }
                 offset = offset.max(c.offset + c_size);
             }
-            let slot = Slot { offset, len: n };
-            len = len.max(offset + size);
+            let slot = Slot { bank, offset, len: n };
+            if banks.len() <= bank {
+                banks.resize(bank + 1, 0);
+            }
+            banks[bank] = banks[bank].max(offset + size);
             placed.push((slot, l));
             slots.insert(name, slot);
         }
+        // Every bank holds something (a device buffer may not be empty).
+        banks.iter_mut().for_each(|b| *b = (*b).max(ALIGN));
+        let len = banks.iter().sum();
         // Views get their root's slot.
         for v in root.keys() {
             let r = find(&root, v).to_string();
@@ -112,7 +146,7 @@ impl Arena {
             .map(|t| placed.iter().filter(|(_, l)| l.0 <= t && t <= l.1).map(|(s, _)| s.len).sum::<usize>())
             .max()
             .unwrap_or(0);
-        Arena { slots, len, peak_live, lifetimes }
+        Arena { slots, banks, len, peak_live, lifetimes }
     }
 }
 

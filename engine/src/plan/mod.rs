@@ -189,7 +189,7 @@ impl Plan {
             });
         }
 
-        let arena = Arena::plan(program, &steps);
+        let arena = Arena::plan(program, &steps, gpu.is_some());
         let mut weight_order = Vec::new();
         let params: HashMap<&str, &crate::program::Parameter> =
             program.parameters.iter().map(|p| (p.name.as_str(), p)).collect();

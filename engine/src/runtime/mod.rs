@@ -53,7 +53,7 @@ pub struct DeviceBytes {
     pub weights: u64,
     /// The same, by the dtype they are held in.
     pub weights_by_dtype: std::collections::BTreeMap<String, u64>,
-    /// The arena and the scratch buffer.
+    /// The arena's banks.
     pub activations: u64,
     /// All of it at once (everything stays resident).
     pub peak: u64,
@@ -169,9 +169,9 @@ impl Session {
         self.resident.as_ref().map_or(0, |r| r.parameter_bytes())
     }
 
-    /// Bytes of the arena and scratch buffers on the device (0 for CPU sessions).
+    /// Bytes of the arena's banks on the device (0 for CPU sessions).
     pub fn gpu_activation_bytes(&self) -> u64 {
-        self.resident.as_ref().map_or(0, |r| r.activation_bytes())
+        self.resident.as_ref().map_or(0, |r| r.arena_bytes())
     }
 
     /// Bytes of parameters the CPU delegate holds in memory: 0 for parameters

@@ -1,7 +1,7 @@
-//! The GPU side of a session: the plan's arena as one device buffer, a
-//! scratch buffer kernels write into (a kernel may not write the buffer it
-//! reads; each output is then copied to its arena slot), and every parameter
-//! and constant resident after its first use. A run records every node into
+//! The GPU side of a session: the plan's arena banks, one device buffer each
+//! (kernels write their outputs in place: the plan puts a step's outputs in a
+//! bank none of its inputs is in), and every parameter and constant resident
+//! after its first use. A run records every node into
 //! one submission; nodes the plan gives the CPU read their inputs back and
 //! write their outputs into the arena.
 
@@ -11,14 +11,14 @@ use super::execute;
 use crate::delegate::gpu::{GpuDevice, View};
 use crate::delegate::{Half, Operand};
 use crate::error::{Error, Result};
-use crate::plan::{ALIGN, Delegate, Plan};
+use crate::plan::{Delegate, Plan, Slot};
 use crate::program::{Op, Program};
 use crate::weights::Checkpoint;
 use crate::weights::checkpoint::READ_WINDOW;
 
 pub(super) struct Resident {
-    arena: wgpu::Buffer,
-    scratch: wgpu::Buffer,
+    /// The arena's banks (`Slot::bank` indexes them).
+    banks: Vec<wgpu::Buffer>,
     /// Parameters (conv weights prepacked, under `name#conv`) and constants:
     /// each buffer and its length in 32-bit words.
     tensors: HashMap<String, (wgpu::Buffer, usize)>,
@@ -35,11 +35,6 @@ fn stays_half(program: &Program, checkpoint: &Checkpoint, name: &str, key: &str)
     crate::plan::read_only_as_weight(program, name).then_some(half)
 }
 
-/// Floats padded to the arena's alignment.
-fn aligned(n: usize) -> usize {
-    n.div_ceil(ALIGN).max(1) * ALIGN
-}
-
 /// The values a step writes (a fused activation's, when fused).
 fn step_outputs<'p>(program: &'p Program, plan: &Plan, s: usize) -> &'p [String] {
     let step = &plan.steps[s];
@@ -47,18 +42,6 @@ fn step_outputs<'p>(program: &'p Program, plan: &Plan, s: usize) -> &'p [String]
         Some((a, _)) => &program.nodes[a].outputs,
         None => &program.nodes[step.node].outputs,
     }
-}
-
-fn numel(program: &Program, v: &str) -> usize {
-    program.shape(v).map_or(0, |s| s.iter().product())
-}
-
-/// Floats of the scratch buffer GPU kernels write into: the largest step's outputs.
-fn scratch_len(program: &Program, plan: &Plan) -> usize {
-    (0..plan.steps.len())
-        .map(|s| step_outputs(program, plan, s).iter().map(|o| aligned(numel(program, o))).sum::<usize>())
-        .max()
-        .unwrap_or(ALIGN)
 }
 
 /// Bytes of a device buffer of `words` 32-bit values (padded to 16 bytes, as
@@ -70,7 +53,7 @@ fn buffer_bytes(words: usize) -> u64 {
 /// What a GPU session of `program` allocates on the device, computed from the
 /// plan and the checkpoint's dtypes by the rules [`Resident`] allocates by
 /// (one buffer per parameter — 16-bit weights that only matmuls read at two
-/// per word, others as f32 — and per constant; the arena; the scratch buffer).
+/// per word, others as f32 — and per constant; the arena's banks).
 pub fn device_bytes(program: &Program, plan: &Plan, checkpoint: Option<&Checkpoint>) -> super::DeviceBytes {
     let mut out = super::DeviceBytes::default();
     let mut add = |what: &str, bytes: u64, weights: bool| {
@@ -102,42 +85,49 @@ pub fn device_bytes(program: &Program, plan: &Plan, checkpoint: Option<&Checkpoi
     for c in &program.constants {
         add("constants (f32)", buffer_bytes(c.data.len()), true);
     }
-    add("", (aligned(plan.arena.len) * 4) as u64, false);
-    add("", (scratch_len(program, plan) * 4) as u64, false);
+    for &bank in &plan.arena.banks {
+        add("", (bank * 4) as u64, false);
+    }
     out.peak = out.weights + out.activations;
     out
 }
 
 impl Resident {
     pub(super) fn new(dev: &GpuDevice, program: &Program, plan: &Plan) -> Result<Resident> {
-        let bytes = (aligned(plan.arena.len) * 4) as u64;
         let limits = dev.device.limits();
-        if bytes > limits.max_buffer_size {
-            return Err(Error::Gpu(format!(
-                "the plan's arena needs {bytes} bytes, over the device's {}-byte buffer limit",
-                limits.max_buffer_size
-            )));
+        for (i, &len) in plan.arena.banks.iter().enumerate() {
+            let bytes = len as u64 * 4;
+            if bytes > limits.max_buffer_size {
+                return Err(Error::Gpu(format!(
+                    "the plan's arena bank {i} needs {bytes} bytes, over the device's {}-byte buffer limit",
+                    limits.max_buffer_size
+                )));
+            }
         }
-        let scratch_len = scratch_len(program, plan);
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        let buffer = |label, size: u64| {
-            dev.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage,
-                mapped_at_creation: false,
+        let banks = plan
+            .arena
+            .banks
+            .iter()
+            .map(|&len| {
+                dev.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("arena bank"),
+                    size: len as u64 * 4,
+                    usage,
+                    mapped_at_creation: false,
+                })
             })
-        };
+            .collect();
         let mut tensors = HashMap::new();
         for c in &program.constants {
             tensors.insert(c.name.clone(), (dev.upload(&c.name, &c.data), c.data.len()));
         }
-        Ok(Resident {
-            arena: buffer("arena", bytes),
-            scratch: buffer("scratch", (scratch_len * 4) as u64),
-            tensors,
-            halves: HashMap::new(),
-        })
+        Ok(Resident { banks, tensors, halves: HashMap::new() })
+    }
+
+    /// The view of an arena slot.
+    fn view(&self, s: Slot) -> View<'_> {
+        View { buffer: &self.banks[s.bank], offset: (s.offset * 4) as u64, len: s.len }
     }
 
     /// Runs every step; the program's inputs are in `inputs`, the outputs come back by value.
@@ -154,7 +144,7 @@ impl Resident {
         let slot = |v: &str| plan.arena.slots.get(v).copied();
         for (name, data) in inputs {
             let s = slot(name).expect("inputs have slots");
-            dev.queue.write_buffer(&self.arena, (s.offset * 4) as u64, bytemuck::cast_slice(data));
+            dev.queue.write_buffer(&self.banks[s.bank], (s.offset * 4) as u64, bytemuck::cast_slice(data));
         }
         #[cfg(not(target_arch = "wasm32"))]
         let mut profile = profile;
@@ -182,7 +172,7 @@ impl Resident {
                 let results = execute::cpu(&node.op, &args, step.fused.map(|(_, a)| a))?;
                 for (name, data) in outs.iter().zip(results) {
                     let s = slot(name).expect("outputs have slots");
-                    dev.queue.write_buffer(&self.arena, (s.offset * 4) as u64, bytemuck::cast_slice(&data));
+                    dev.queue.write_buffer(&self.banks[s.bank], (s.offset * 4) as u64, bytemuck::cast_slice(&data));
                 }
                 cmds = dev.commands();
             } else if !step.alias {
@@ -194,7 +184,7 @@ impl Resident {
                 for (i, name) in node.inputs.iter().enumerate() {
                     let shape = program.shape(name).expect("validated");
                     let view = match slot(name) {
-                        Some(sl) => View { buffer: &self.arena, offset: (sl.offset * 4) as u64, len: sl.len },
+                        Some(sl) => self.view(sl),
                         None => {
                             let key = if matches!(node.op, Op::Conv { .. }) && i == 1 {
                                 format!("{name}#conv")
@@ -207,19 +197,11 @@ impl Resident {
                     };
                     views.push((shape, view));
                 }
-                let mut at = 0;
-                let mut out_views = Vec::new();
-                for o in outs {
-                    let n = numel(program, o);
-                    out_views.push(View { buffer: &self.scratch, offset: (at * 4) as u64, len: n });
-                    at += aligned(n);
-                }
+                // Straight into the outputs' slots (in banks no input is in).
+                let out_views: Vec<View> =
+                    outs.iter().map(|o| self.view(slot(o).expect("outputs have slots"))).collect();
                 let fused = step.fused.map(|(_, a)| a);
                 execute::encode(dev, &mut cmds, &node.op, &views, b_half, fused, &out_views).await?;
-                for (o, from) in outs.iter().zip(&out_views) {
-                    let to = slot(o).expect("outputs have slots");
-                    cmds.copy(*from, View { buffer: &self.arena, offset: (to.offset * 4) as u64, len: to.len }, to.len);
-                }
             }
             #[cfg(not(target_arch = "wasm32"))]
             if let Some(times) = profile.as_deref_mut() {
@@ -269,7 +251,7 @@ impl Resident {
         name: &str,
     ) -> Result<Vec<f32>> {
         if let Some(s) = plan.arena.slots.get(name) {
-            return dev.read_view(View { buffer: &self.arena, offset: (s.offset * 4) as u64, len: s.len }).await;
+            return dev.read_view(self.view(*s)).await;
         }
         if let Some(c) = program.constants.iter().find(|c| c.name == name) {
             return Ok(c.data.clone());
@@ -361,14 +343,9 @@ impl Resident {
         Ok(())
     }
 
-    /// Bytes of the arena buffer on the device.
+    /// Bytes of the arena's banks on the device.
     pub(super) fn arena_bytes(&self) -> u64 {
-        self.arena.size()
-    }
-
-    /// Bytes of the arena and scratch buffers on the device.
-    pub(super) fn activation_bytes(&self) -> u64 {
-        self.arena.size() + self.scratch.size()
+        self.banks.iter().map(wgpu::Buffer::size).sum()
     }
 
     /// Bytes of the parameters and constants resident on the device.
