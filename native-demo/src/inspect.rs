@@ -217,6 +217,7 @@ async fn program(args: &Args) -> Result<()> {
             .collect();
         let mut out = json!({"device": why, "nodes": program.nodes.len(), "steps": steps,
                          "arena_bytes": plan.arena.bytes(), "peak_live_bytes": plan.arena.peak_live * 4,
+                         "arena_banks": plan.arena.banks.iter().map(|b| *b as u64 * 4).collect::<Vec<_>>(),
                          "weight_bytes": plan.weight_bytes, "weight_order": plan.weight_order});
         if gpu.is_some() {
             let d = kinema_engine::runtime::device_bytes(&program, &plan, checkpoint.as_ref());
