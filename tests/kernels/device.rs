@@ -48,3 +48,32 @@ fn timestamps_time_the_recorded_passes() {
     assert_eq!(ms, None, "one of two passes timed");
     assert!(compare(&got, &want, 96 * 96, 1e-4).1);
 }
+
+/// GPU failures are errors, not panics: an allocation over the device's buffer
+/// limit inside `scoped` is an `Error` naming what was allocated; one outside any
+/// scope is recorded (wgpu would panic by default) and handed out by `check` —
+/// and by the next readback — once; the device keeps working.
+#[test]
+fn gpu_failures_are_errors() {
+    let limits = wgpu::Limits { max_buffer_size: 1 << 20, ..Default::default() };
+    let dev = pollster::block_on(kinema_engine::delegate::gpu::GpuDevice::with_limits(Some(limits))).unwrap();
+    let too_big = wgpu::BufferDescriptor {
+        label: Some("too big"),
+        size: 4 << 20,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    };
+    let err = pollster::block_on(dev.scoped("allocating 4 MiB", || dev.device.create_buffer(&too_big))).err().unwrap();
+    assert!(err.to_string().contains("allocating 4 MiB"), "{err}");
+    assert!(dev.check().is_ok(), "a scoped error is not also uncaptured");
+
+    let _uncaught = dev.device.create_buffer(&too_big);
+    let err = dev.check().unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("size"), "{err}");
+    assert!(dev.check().is_ok(), "handed out once");
+
+    let _uncaught = dev.device.create_buffer(&too_big);
+    let x = dev.upload("x", &[1.0, 2.0, 3.0]);
+    assert!(pollster::block_on(dev.read(&x, 3)).is_err(), "the next readback reports it");
+    assert_eq!(pollster::block_on(dev.read(&x, 3)).unwrap(), [1.0, 2.0, 3.0], "and the device still works");
+}

@@ -121,8 +121,20 @@ impl Session {
         let (gpu, device) = options.device.open().await?;
         let plan = Plan::new(&program, gpu.as_ref().map(|d| d.info.name.as_str()));
         let constants = program.constants.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        if let Some(dev) = &gpu {
+            // Limits first: the plan's largest buffer against the device's, before any upload.
+            let planned = device_bytes(&program, &plan, checkpoint.as_ref());
+            let max = dev.device.limits().max_buffer_size;
+            if planned.largest_buffer > max {
+                return Err(Error::Gpu(format!(
+                    "the plan needs a {}-byte buffer (weights {} bytes, activations {} bytes in all), over {}'s \
+                     {max}-byte buffer limit",
+                    planned.largest_buffer, planned.weights, planned.activations, dev.info.name
+                )));
+            }
+        }
         let resident = match &gpu {
-            Some(dev) => Some(resident::Resident::new(dev, &program, &plan)?),
+            Some(dev) => Some(resident::Resident::new(dev, &program, &plan).await?),
             None => None,
         };
         Ok(Session {

@@ -93,7 +93,7 @@ pub fn device_bytes(program: &Program, plan: &Plan, checkpoint: Option<&Checkpoi
 }
 
 impl Resident {
-    pub(super) fn new(dev: &GpuDevice, program: &Program, plan: &Plan) -> Result<Resident> {
+    pub(super) async fn new(dev: &GpuDevice, program: &Program, plan: &Plan) -> Result<Resident> {
         let limits = dev.device.limits();
         for (i, &len) in plan.arena.banks.iter().enumerate() {
             let bytes = len as u64 * 4;
@@ -105,22 +105,26 @@ impl Resident {
             }
         }
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        let banks = plan
-            .arena
-            .banks
-            .iter()
-            .map(|&len| {
-                dev.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("arena bank"),
-                    size: len as u64 * 4,
-                    usage,
-                    mapped_at_creation: false,
+        let mut banks = Vec::with_capacity(plan.arena.banks.len());
+        for (i, &len) in plan.arena.banks.iter().enumerate() {
+            let what = format!("allocating arena bank {i} ({} bytes)", len as u64 * 4);
+            banks.push(
+                dev.scoped(&what, || {
+                    dev.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("arena bank"),
+                        size: len as u64 * 4,
+                        usage,
+                        mapped_at_creation: false,
+                    })
                 })
-            })
-            .collect();
+                .await?,
+            );
+        }
         let mut tensors = HashMap::new();
         for c in &program.constants {
-            tensors.insert(c.name.clone(), (dev.upload(&c.name, &c.data), c.data.len()));
+            let buffer =
+                dev.scoped(&format!("uploading constant {:?}", c.name), || dev.upload(&c.name, &c.data)).await?;
+            tensors.insert(c.name.clone(), (buffer, c.data.len()));
         }
         Ok(Resident { banks, tensors, halves: HashMap::new() })
     }
@@ -238,7 +242,7 @@ impl Resident {
                 self.ensure_resident(dev, program, checkpoint, &node.op, i, name, &node.inputs).await?;
             }
         }
-        Ok(())
+        dev.check()
     }
 
     /// A value's data on the host (from the arena, a constant, or the checkpoint).
@@ -295,14 +299,15 @@ impl Resident {
             checkpoint.read_f32_dequantized(&p.key, &mut data).await?;
             let x = program.shape(&inputs[0]).expect("validated");
             let data = execute::prepack_conv(op, x, &p.shape, &data)?;
-            self.tensors.insert(key, (dev.upload(name, &data), data.len()));
+            let buffer = dev.scoped(&format!("uploading {name:?}"), || dev.upload(name, &data)).await?;
+            self.tensors.insert(key, (buffer, data.len()));
             return Ok(());
         }
         if let Some(half) = stays_half(program, checkpoint, name, &p.key) {
             // The stored bytes, two values per 32-bit word, a window at a time;
             // a trailing odd value waits for the next window (writes are whole words).
             let words = len.div_ceil(2);
-            let buffer = dev.storage(name, words);
+            let buffer = dev.scoped(&format!("allocating {name:?}"), || dev.storage(name, words)).await?;
             let (mut pending, mut written) = (Vec::new(), 0usize);
             checkpoint
                 .stream(&p.key, READ_WINDOW, |bytes| {
@@ -328,11 +333,12 @@ impl Resident {
             // No int8 kernel on the GPU yet: dequantized to f32 on the host, then uploaded.
             let mut data = vec![0f32; len];
             checkpoint.read_f32_dequantized(&p.key, &mut data).await?;
-            self.tensors.insert(key, (dev.upload(name, &data), len));
+            let buffer = dev.scoped(&format!("uploading {name:?}"), || dev.upload(name, &data)).await?;
+            self.tensors.insert(key, (buffer, len));
             return Ok(());
         }
         // Straight into the GPU buffer, a window at a time.
-        let buffer = dev.storage(name, len);
+        let buffer = dev.scoped(&format!("allocating {name:?}"), || dev.storage(name, len)).await?;
         checkpoint
             .read_f32_windows(&p.key, READ_WINDOW, |at, values| {
                 dev.queue.write_buffer(&buffer, (at * 4) as u64, bytemuck::cast_slice(values));

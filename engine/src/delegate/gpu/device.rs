@@ -2,7 +2,7 @@
 //! the pipeline cache, buffer upload and readback.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
@@ -15,6 +15,9 @@ pub struct GpuDevice {
     pub queue: wgpu::Queue,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     pool: Mutex<Pool>,
+    /// The first error no error scope caught (wgpu would panic on it by
+    /// default), or the device's loss: handed out by [`check`](Self::check).
+    fault: Arc<Mutex<Option<String>>>,
 }
 
 /// Buffers kept for reuse, by (size, usage): repeated work of the same shapes
@@ -72,7 +75,44 @@ impl GpuDevice {
             })
             .await
             .map_err(|e| Error::Gpu(format!("{}: cannot open the device: {e}", info.name)))?;
-        Ok(GpuDevice { info, device, queue, pipelines: Mutex::new(HashMap::new()), pool: Mutex::default() })
+        let fault: Arc<Mutex<Option<String>>> = Arc::default();
+        let record = |fault: &Arc<Mutex<Option<String>>>| {
+            let fault = fault.clone();
+            move |message: String| {
+                let mut f = fault.lock().unwrap_or_else(|p| p.into_inner());
+                f.get_or_insert(message);
+            }
+        };
+        let on_error = record(&fault);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| on_error(e.to_string())));
+        let on_lost = record(&fault);
+        device.set_device_lost_callback(move |reason, message| {
+            on_lost(format!("the GPU device was lost ({reason:?}): {message}"))
+        });
+        Ok(GpuDevice { info, device, queue, pipelines: Mutex::new(HashMap::new()), pool: Mutex::default(), fault })
+    }
+
+    /// The first GPU error no scope caught, or the device's loss, since the
+    /// last check, as an [`Error`] (the device is unusable after a loss).
+    pub fn check(&self) -> Result<()> {
+        match self.fault.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(message) => Err(Error::Gpu(message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` (buffer creation, say) inside out-of-memory and validation error
+    /// scopes: a failed allocation is an [`Error`] naming `what`, not a panic.
+    pub async fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let invalid = validation.pop().await;
+        let oom = memory.pop().await;
+        match invalid.or(oom) {
+            Some(e) => Err(Error::Gpu(format!("{what}: {e}"))),
+            None => Ok(value),
+        }
     }
 
     /// The compute pipeline of `kernel` with `overrides`, compiled once and cached.
@@ -328,6 +368,8 @@ impl GpuDevice {
         self.queue.submit([encoder.finish()]);
         let data = self.map_read(&staging, size as usize).await;
         self.recycle([staging]);
+        // Whatever went wrong in the work this read waited for comes out here.
+        self.check()?;
         Ok(bytemuck::pod_collect_to_vec(&data?))
     }
 
