@@ -106,7 +106,7 @@ async fn kernel_ms(dev: &GpuDevice, w: &Workloads, workload: &str, runs: usize) 
                     Config::for_device(dev),
                     mm,
                     views[0],
-                    (views[1], None),
+                    (views[1], kinema_engine::delegate::gpu::matmul::BStore::F32),
                     None,
                     o,
                 )

@@ -29,8 +29,10 @@ struct Params {
     out_row: u32,
     out_batch: u32,
     bias_off: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Int8 B (B_HALF 3): the global element index of the window's first bound
+    // element of B, and the length of B's stored rows (one scale per stored row).
+    b_elem0: u32,
+    b_stride: u32,
 }
 
 // Writes up to four outputs of row `r` from column `c0`, through the epilogue.

@@ -16,11 +16,13 @@
 
 // Read as vec4: one load instruction for four values (buffers are padded to 16 bytes).
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
-// B holds f32 bits, or f16 / bf16 pairs (B_HALF; f32 accumulation either way).
+// B holds f32 bits, f16 / bf16 pairs or int8 quads (B_HALF; f32 accumulation).
 @group(0) @binding(1) var<storage, read> b: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+// Int8 B's scales, one per stored row of B (another operand stands in otherwise).
+@group(0) @binding(4) var<storage, read> scales: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
 
 // (The epilogue, `store4`, comes from epilogue.wgsl, prepended by lib.rs.)
 
@@ -30,7 +32,8 @@ override WG_ROWS: u32 = 8u;
 // 16-byte aligned (a_col = b_col = 1; a_row, b_row and batch strides multiples
 // of 4): then four values come from one vec4 load. Otherwise element by element.
 override CONTIGUOUS: bool = false;
-// B as stored: 0 f32; 1 f16 and 2 bf16, two per u32 (low half first).
+// B as stored: 0 f32; 1 f16 and 2 bf16, two per u32 (low half first); 3 int8,
+// four per u32 (low byte first), times the scale of its stored row.
 override B_HALF: u32 = 0u;
 const ROWS: u32 = 16u;
 const COLS: u32 = 8u;
@@ -47,7 +50,16 @@ fn half_pair(w: u32) -> vec2<f32> {
     return unpack2x16float(w);
 }
 
+fn int8_quad(w: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<i32>(bitcast<i32>(w << 24u), bitcast<i32>(w << 16u), bitcast<i32>(w << 8u),
+                               bitcast<i32>(w)) >> vec4<u32>(24u));
+}
+
 fn element_b(i: u32) -> f32 {
+    if (B_HALF == 3u) {
+        let word = i / 4u;
+        return int8_quad(b[word / 4u][word % 4u])[i % 4u] * scales[(i + p.b_elem0) / p.b_stride];
+    }
     if (B_HALF != 0u) {
         let word = i / 2u;
         return half_pair(b[word / 4u][word % 4u])[i % 2u];
@@ -57,6 +69,11 @@ fn element_b(i: u32) -> f32 {
 
 // Elements i .. i + 3 of B, i a multiple of 4.
 fn vec4_b(i: u32) -> vec4<f32> {
+    if (B_HALF == 3u) {
+        // Four columns of one stored row (contiguous B runs along n): one scale.
+        let word = i / 4u;
+        return int8_quad(b[word / 4u][word % 4u]) * scales[(i + p.b_elem0) / p.b_stride];
+    }
     if (B_HALF != 0u) {
         let w = b[i / 8u];
         let pair = select(w.xy, w.zw, (i / 4u) % 2u == 1u);

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use kinema_engine::delegate::gpu::View;
-use kinema_engine::delegate::gpu::matmul::{Config, encode_matmul};
+use kinema_engine::delegate::gpu::matmul::{BStore, Config, encode_matmul};
 use kinema_engine::delegate::{Matmul, cpu};
 use kinema_engine::random::uniform as random;
 
@@ -30,8 +30,8 @@ fn timestamps_time_the_recorded_passes() {
         let config = Config::for_device(&dev);
         let mut cmds = dev.timed_commands(passes).unwrap();
         pollster::block_on(async {
-            encode_matmul(&dev, &mut cmds, config, &spec, av, (bv, None), None, ab).await?;
-            encode_matmul(&dev, &mut cmds, config, &spec, ab, (bv, None), None, abb).await
+            encode_matmul(&dev, &mut cmds, config, &spec, av, (bv, BStore::F32), None, ab).await?;
+            encode_matmul(&dev, &mut cmds, config, &spec, ab, (bv, BStore::F32), None, abb).await
         })
         .unwrap();
         let t0 = Instant::now();

@@ -111,6 +111,38 @@ fn gpu_matmul_with_f16_and_bf16_weights_matches_cpu() {
     }
 }
 
+/// Int8 B with per-row scales (`kinema quantize`'s layout): four per word, so
+/// lengths and strides of every residue mod 4 matter; both transposes. The CPU
+/// widens the same values, so the bound is the f32 one.
+#[test]
+fn gpu_matmul_with_int8_weights_matches_cpu() {
+    use kinema_engine::weights::quant::quantize_int8;
+    let dev = device();
+    for (i, &(m, n, k, trans_b)) in [
+        (1, 1, 1, false),
+        (7, 33, 5, true),
+        (65, 64, 128, true),
+        (3, 127, 7, false),
+        (5, 70, 37, true),
+        (9, 64, 30, false),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let spec = Matmul { trans_b, activation: Activation::Silu, ..Matmul::new(1, m, n, k) };
+        let a = random(m * k, 30 + i as u64);
+        let (q, scales) = quantize_int8(&random(k * n, 40 + i as u64), if trans_b { n } else { k });
+        let b = Operand::Int8 { q: bytemuck::cast_slice(&q), scales: &scales };
+        let bias = random(n, 50);
+        let want = cpu::matmul::matmul_weight(&spec, &a, b, Some(&bias)).unwrap();
+        for config in configs(&dev) {
+            let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, b, Some(&bias))).unwrap();
+            let (err, ok) = compare(&got, &want, k, 1e-4);
+            assert!(ok, "{config:?} int8 {spec:?}: max abs error {err}");
+        }
+    }
+}
+
 #[test]
 fn gpu_matmul_tile_configurations_agree() {
     let dev = device();
@@ -361,6 +393,22 @@ fn gpu_matmul_binds_large_values_in_windows() {
             let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, Operand::Half(half, &b), None)).unwrap();
             let (err, ok) = compare(&got, &want, spec.k, 1e-4);
             assert!(ok, "{config:?} {half:?} {spec:?}: max abs error {err}");
+        }
+    }
+    // Int8 weights of a linear over the binding: 70 × 61 bytes in 1068 words;
+    // column windows start mid-word and mid-row, and each element finds its
+    // row's scale. Untransposed, B is whole in each row window of A and out.
+    for (trans_b, m, k) in [(true, 6, 61), (false, 40, 30)] {
+        let spec = Matmul { trans_b, ..Matmul::new(1, m, 70, k) };
+        let a = random(m * k, 92);
+        let (q, scales) =
+            kinema_engine::weights::quant::quantize_int8(&random(70 * k, 93), if trans_b { 70 } else { k });
+        let b = Operand::Int8 { q: bytemuck::cast_slice(&q), scales: &scales };
+        let want = cpu::matmul::matmul_weight(&spec, &a, b, None).unwrap();
+        for config in configs(&dev) {
+            let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, b, None)).unwrap();
+            let (err, ok) = compare(&got, &want, spec.k, 1e-4);
+            assert!(ok, "{config:?} int8 {spec:?}: max abs error {err}");
         }
     }
     let spec = Matmul { trans_a: true, ..Matmul::new(1, 50, 4, 40) };

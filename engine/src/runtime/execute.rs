@@ -184,15 +184,15 @@ fn cast(x: &[f32], to_f16: bool) -> Vec<f32> {
 
 /// Records `op` on the GPU over device views: `inputs` with their shapes, one
 /// output view per output. Conv weights must already be prepacked
-/// ([`gpu::conv::prepack`]); with `b_half` the second input of a linear or
-/// matmul holds f16 or bf16 pairs.
+/// ([`gpu::conv::prepack`]); `b_store` says how the second input of a linear
+/// or matmul is stored (f32 for every other op).
 #[allow(clippy::too_many_arguments)]
 pub async fn encode(
     dev: &gpu::GpuDevice,
     cmds: &mut gpu::Commands<'_>,
     op: &Op,
     inputs: &[(&[usize], gpu::View<'_>)],
-    b_half: Option<delegate::Half>,
+    b_store: gpu::matmul::BStore<'_>,
     fused: Option<Activation>,
     outs: &[gpu::View<'_>],
 ) -> Result<()> {
@@ -201,7 +201,7 @@ pub async fn encode(
     let v: Vec<gpu::View> = inputs.iter().map(|i| i.1).collect();
     let out = outs[0];
     let work = work(op, &shapes, fused)?;
-    if b_half.is_some() && !matches!(work, Work::Matmul(_)) {
+    if !matches!(b_store, gpu::matmul::BStore::F32) && !matches!(work, Work::Matmul(_)) {
         return Err(Error::Program(format!("{}: only a matmul's weight may be 16-bit", op.kind())));
     }
     match work {
@@ -211,7 +211,7 @@ pub async fn encode(
         }
         Work::Matmul(m) => {
             let config = tuning::matmul(dev);
-            gpu::matmul::encode_matmul(dev, cmds, config, &m, v[0], (v[1], b_half), v.get(2).copied(), out).await
+            gpu::matmul::encode_matmul(dev, cmds, config, &m, v[0], (v[1], b_store), v.get(2).copied(), out).await
         }
         Work::Conv(c) => {
             let config = tuning::matmul(dev);

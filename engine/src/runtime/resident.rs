@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use super::execute;
+use crate::delegate::gpu::matmul::BStore;
 use crate::delegate::gpu::{GpuDevice, View};
 use crate::delegate::{Half, Operand};
 use crate::error::{Error, Result};
@@ -22,17 +23,30 @@ pub(super) struct Resident {
     /// Parameters (conv weights prepacked, under `name#conv`) and constants:
     /// each buffer and its length in 32-bit words.
     tensors: HashMap<String, (wgpu::Buffer, usize)>,
-    /// Parameters kept in their 16-bit dtype, two per word (see [`stays_half`]).
-    halves: HashMap<String, Half>,
+    /// Parameters kept as stored (see [`kept`]): 16-bit, two per word, or
+    /// int8, four per word, with their scales' buffer and count.
+    kept: HashMap<String, Kept>,
 }
 
-/// The 16-bit dtype parameter `name` keeps on the GPU, at half the memory: the
-/// checkpoint stores it as f16 or bf16 and every node that reads it is a linear
-/// or a matmul reading it as its weight ([`crate::plan::read_only_as_weight`]),
-/// which the matmul kernels widen as they load (f32 accumulation).
-fn stays_half(program: &Program, checkpoint: &Checkpoint, name: &str, key: &str) -> Option<Half> {
-    let half = Half::of(checkpoint.get(key).ok()?.info.dtype)?;
-    crate::plan::read_only_as_weight(program, name).then_some(half)
+/// How a weight that only matmuls read is kept on the GPU.
+enum Kept {
+    Half(Half),
+    Int8 { scales: wgpu::Buffer, rows: usize },
+}
+
+/// How parameter `name` is kept on the GPU, at a half or a quarter of f32's
+/// memory, when the checkpoint stores it as f16, bf16 or int8 and every node
+/// that reads it is a linear or a matmul reading it as its weight
+/// ([`crate::plan::read_only_as_weight`]), whose kernels widen it as they load
+/// (f32 accumulation). `None`: f32.
+fn kept_as(program: &Program, checkpoint: &Checkpoint, name: &str, key: &str) -> Option<Option<Half>> {
+    if !crate::plan::read_only_as_weight(program, name) {
+        return None;
+    }
+    if checkpoint.int8_scales(key).is_some() {
+        return Some(None);
+    }
+    Half::of(checkpoint.get(key).ok()?.info.dtype).map(Some)
 }
 
 /// The values a step writes (a fused activation's, when fused).
@@ -75,9 +89,13 @@ pub fn device_bytes(program: &Program, plan: &Plan, checkpoint: Option<&Checkpoi
                 continue;
             }
             let len: usize = p.shape.iter().product();
-            let half = checkpoint.filter(|_| !conv_weight).and_then(|c| stays_half(program, c, name, &p.key));
-            match half {
-                Some(h) => add(&format!("{h:?}").to_lowercase(), buffer_bytes(len.div_ceil(2)), true),
+            let kept = checkpoint.filter(|_| !conv_weight).and_then(|c| kept_as(program, c, name, &p.key));
+            match kept {
+                Some(Some(h)) => add(&format!("{h:?}").to_lowercase(), buffer_bytes(len.div_ceil(2)), true),
+                Some(None) => {
+                    add("int8", buffer_bytes(len.div_ceil(4)), true);
+                    add("int8 scales (f32)", buffer_bytes(p.shape[0]), true);
+                }
                 None => add("f32", buffer_bytes(len), true),
             }
         }
@@ -126,7 +144,7 @@ impl Resident {
                 dev.scoped(&format!("uploading constant {:?}", c.name), || dev.upload(&c.name, &c.data)).await?;
             tensors.insert(c.name.clone(), (buffer, c.data.len()));
         }
-        Ok(Resident { banks, tensors, halves: HashMap::new() })
+        Ok(Resident { banks, tensors, kept: HashMap::new() })
     }
 
     /// The view of an arena slot.
@@ -184,7 +202,11 @@ impl Resident {
                     self.ensure_resident(dev, program, checkpoint, &node.op, i, name, &node.inputs).await?;
                 }
                 let mut views = Vec::with_capacity(node.inputs.len());
-                let b_half = node.inputs.get(1).and_then(|b| self.halves.get(b).copied());
+                let b_store = match node.inputs.get(1).and_then(|b| self.kept.get(b)) {
+                    None => BStore::F32,
+                    Some(Kept::Half(h)) => BStore::Half(*h),
+                    Some(Kept::Int8 { scales, rows }) => BStore::Int8 { scales: View::whole(scales, *rows) },
+                };
                 for (i, name) in node.inputs.iter().enumerate() {
                     let shape = program.shape(name).expect("validated");
                     let view = match slot(name) {
@@ -205,7 +227,7 @@ impl Resident {
                 let out_views: Vec<View> =
                     outs.iter().map(|o| self.view(slot(o).expect("outputs have slots"))).collect();
                 let fused = step.fused.map(|(_, a)| a);
-                execute::encode(dev, &mut cmds, &node.op, &views, b_half, fused, &out_views).await?;
+                execute::encode(dev, &mut cmds, &node.op, &views, b_store, fused, &out_views).await?;
             }
             #[cfg(not(target_arch = "wasm32"))]
             if let Some(times) = profile.as_deref_mut() {
@@ -303,10 +325,10 @@ impl Resident {
             self.tensors.insert(key, (buffer, data.len()));
             return Ok(());
         }
-        if let Some(half) = stays_half(program, checkpoint, name, &p.key) {
-            // The stored bytes, two values per 32-bit word, a window at a time;
+        if let Some(half) = kept_as(program, checkpoint, name, &p.key) {
+            // The stored bytes, two (16-bit) or four (int8) values per 32-bit word, a window at a time;
             // a trailing odd value waits for the next window (writes are whole words).
-            let words = len.div_ceil(2);
+            let words = len.div_ceil(if half.is_some() { 2 } else { 4 });
             let buffer = dev.scoped(&format!("allocating {name:?}"), || dev.storage(name, words)).await?;
             let (mut pending, mut written) = (Vec::new(), 0usize);
             checkpoint
@@ -325,12 +347,23 @@ impl Resident {
                 pending.resize(4, 0);
                 dev.queue.write_buffer(&buffer, written as u64, &pending);
             }
+            let kept = match half {
+                Some(h) => Kept::Half(h),
+                None => {
+                    let rows = p.shape[0];
+                    let mut scales = vec![0f32; rows];
+                    checkpoint.read_f32(&crate::weights::quant::scale_key(&p.key), &mut scales).await?;
+                    let scales =
+                        dev.scoped(&format!("uploading {name:?}'s scales"), || dev.upload(name, &scales)).await?;
+                    Kept::Int8 { scales, rows }
+                }
+            };
             self.tensors.insert(key.clone(), (buffer, words));
-            self.halves.insert(key, half);
+            self.kept.insert(key, kept);
             return Ok(());
         }
         if checkpoint.int8_scales(&p.key).is_some() {
-            // No int8 kernel on the GPU yet: dequantized to f32 on the host, then uploaded.
+            // An int8 weight another op reads too: dequantized to f32 on the host, then uploaded.
             let mut data = vec![0f32; len];
             checkpoint.read_f32_dequantized(&p.key, &mut data).await?;
             let buffer = dev.scoped(&format!("uploading {name:?}"), || dev.upload(name, &data)).await?;
@@ -356,6 +389,14 @@ impl Resident {
 
     /// Bytes of the parameters and constants resident on the device.
     pub(super) fn parameter_bytes(&self) -> u64 {
-        self.tensors.values().map(|(b, _)| b.size()).sum()
+        let scales: u64 = self
+            .kept
+            .values()
+            .map(|k| match k {
+                Kept::Int8 { scales, .. } => scales.size(),
+                Kept::Half(_) => 0,
+            })
+            .sum();
+        self.tensors.values().map(|(b, _)| b.size()).sum::<u64>() + scales
     }
 }

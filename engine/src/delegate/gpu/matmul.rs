@@ -31,7 +31,10 @@ struct Params {
     out_row: u32,
     out_batch: u32,
     bias_off: u32,
-    _pad: [u32; 2],
+    /// Int8 B: the global element index of B's first bound element, and the
+    /// length of B's stored rows (one scale per stored row).
+    b_elem0: u32,
+    b_stride: u32,
 }
 
 /// Tile configuration (the kernel's `override` constants).
@@ -143,15 +146,11 @@ impl Config {
         }
     }
 
-    /// The kernel and its `override` values (B as stored, `b_half`; vec4
+    /// The kernel and its `override` values (B as stored, `b`; vec4
     /// loads of A and B when `contiguous`, see [`contiguous`]).
-    fn kernel(
-        &self,
-        contiguous: bool,
-        b_half: Option<Half>,
-    ) -> (&'static kinema_shaders::Kernel, Vec<(&'static str, f64)>) {
+    fn kernel(&self, contiguous: bool, b: BStore) -> (&'static kinema_shaders::Kernel, Vec<(&'static str, f64)>) {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let half = ("B_HALF", b_half.map_or(0, Half::code) as f64);
+        let half = ("B_HALF", b.code() as f64);
         match *self {
             Config::Tiled(t) => {
                 let mut overrides = t.overrides().to_vec();
@@ -170,7 +169,39 @@ impl Config {
     }
 }
 
-/// `out = act(op(A) · op(B) + bias)` on the GPU, B in f32, f16 or bf16; see [`Matmul`].
+/// How a matmul's B is stored on the device.
+#[derive(Debug, Clone, Copy)]
+pub enum BStore<'a> {
+    F32,
+    /// f16 or bf16, two per 32-bit word.
+    Half(Half),
+    /// Weight-only int8, four per word, and one scale per stored row of B.
+    Int8 {
+        scales: View<'a>,
+    },
+}
+
+impl BStore<'_> {
+    /// The kernels' `B_HALF` code.
+    fn code(&self) -> u32 {
+        match self {
+            BStore::F32 => 0,
+            BStore::Half(h) => h.code(),
+            BStore::Int8 { .. } => 3,
+        }
+    }
+
+    /// Elements per 32-bit word.
+    fn per_word(&self) -> usize {
+        match self {
+            BStore::F32 => 1,
+            BStore::Half(_) => 2,
+            BStore::Int8 { .. } => 4,
+        }
+    }
+}
+
+/// `out = act(op(A) · op(B) + bias)` on the GPU, B in f32, f16, bf16 or int8; see [`Matmul`].
 pub async fn matmul<'b>(
     dev: &GpuDevice,
     spec: &Matmul,
@@ -192,17 +223,23 @@ pub async fn matmul_with<'b>(
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
     let b = b.into();
-    if matches!(b, Operand::Int8 { .. }) {
-        return Err(Error::Gpu("matmul: the GPU kernels read f32, f16 or bf16 weights, not int8".into()));
-    }
     let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
-    let b_half = b.half();
     let a_buf = dev.upload("matmul.a", a);
     let b_buf = dev.upload_bytes("matmul.b", b.bytes());
     let bias_buf = dev.upload("matmul.bias", bias.unwrap_or(&[]));
+    let scales: &[f32] = match b {
+        Operand::Int8 { scales, .. } => scales,
+        _ => &[],
+    };
+    let scales_buf = dev.upload("matmul.scales", scales);
     let out = dev.output("matmul.out", len);
     let mut commands = dev.commands();
-    let b_view = View::whole(&b_buf, if b_half.is_some() { b.len().div_ceil(2) } else { b.len() });
+    let store = match b {
+        Operand::F32(_) => BStore::F32,
+        Operand::Half(h, _) => BStore::Half(h),
+        Operand::Int8 { .. } => BStore::Int8 { scales: View::whole(&scales_buf, scales.len()) },
+    };
+    let b_view = View::whole(&b_buf, b.len().div_ceil(store.per_word()));
     let bias_view = bias.map(|x| View::whole(&bias_buf, x.len()));
     encode_matmul(
         dev,
@@ -210,14 +247,14 @@ pub async fn matmul_with<'b>(
         config,
         spec,
         View::whole(&a_buf, a.len()),
-        (b_view, b_half),
+        (b_view, store),
         bias_view,
         View::whole(&out, len),
     )
     .await?;
     commands.submit();
     let result = dev.read(&out, len).await;
-    dev.recycle([a_buf, b_buf, bias_buf, out]);
+    dev.recycle([a_buf, b_buf, bias_buf, scales_buf, out]);
     result
 }
 
@@ -291,8 +328,8 @@ impl Window {
     }
 }
 
-/// Records `out = act(op(A) · op(B) + bias)` over device views; B holds f16
-/// or bf16 pairs when `b_half` says so. Operands over one storage binding are split
+/// Records `out = act(op(A) · op(B) + bias)` over device views; B is stored
+/// as `store` says (int8 only as a 2-d B). Operands over one storage binding are split
 /// into windows — along whichever of batches, rows and columns spreads the
 /// offending operand most, columns at multiples of 4 — until each window's
 /// spans fit, each bound from an aligned start; a single row over a binding
@@ -304,7 +341,7 @@ pub async fn encode_matmul<'a>(
     config: Config,
     spec: &Matmul,
     a: View<'a>,
-    (b, b_half): (View<'a>, Option<Half>),
+    (b, store): (View<'a>, BStore<'a>),
     bias: Option<View<'a>>,
     out: View<'a>,
 ) -> Result<()> {
@@ -317,10 +354,23 @@ pub async fn encode_matmul<'a>(
     // Whole vec4s, as bindings are rounded up to them; starts on the offset alignment.
     let max = (limits.max_storage_buffer_binding_size as usize / 16) * 4;
     let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
-    // Elements → 32-bit words of each operand (a 16-bit B holds two per word).
-    let b_pairs = b_half.is_some();
+    // Elements → 32-bit words of each operand (a 16-bit B holds two per word, int8 four).
+    let per_word = store.per_word();
+    if let BStore::Int8 { scales } = store {
+        let rows = if spec.trans_b { spec.n } else { spec.k };
+        if spec.batch != 1 || scales.len != rows {
+            return Err(Error::Invalid(format!(
+                "matmul {spec:?}: an int8 B is one matrix with a scale per stored row ({} scales for {rows} rows)",
+                scales.len
+            )));
+        }
+    }
     let words = |i: usize, (start, len): (usize, usize)| -> (usize, usize) {
-        if i == 1 && b_pairs && len > 0 { (start / 2, (start + len - 1) / 2 - start / 2 + 1) } else { (start, len) }
+        if i == 1 && len > 0 {
+            (start / per_word, (start + len - 1) / per_word - start / per_word + 1)
+        } else {
+            (start, len)
+        }
     };
     let (kernel_rows, kernel_cols) = config.block();
     let mut pending = vec![Window { batches: (0, spec.batch), rows: (0, spec.m), cols: (0, spec.n) }];
@@ -350,7 +400,7 @@ pub async fn encode_matmul<'a>(
         let bind = |v: View<'a>, i: usize| {
             let (start, len) = words(i, spans[i]);
             let from = start / align * align;
-            let elements_before = if i == 1 && b_pairs { 2 * from } else { from };
+            let elements_before = if i == 1 { per_word * from } else { from };
             (v.slice(from, start - from + len), spans[i].0 - elements_before)
         };
         let ((av, a_off), (bv, b_off), (ov, out_off)) = (bind(a, 0), bind(b, 1), bind(out, 2));
@@ -379,21 +429,27 @@ pub async fn encode_matmul<'a>(
             out_row: u32_of("n", spec.n)?,
             out_batch: u32_of("out stride", spec.m * spec.n)?,
             bias_off: bias_view.map_or(0, |(_, o)| o as u32),
-            _pad: [0; 2],
+            b_elem0: u32_of("B offset", (words(1, spans[1]).0 / align * align) * per_word)?,
+            b_stride: u32_of("B row", if spec.trans_b { spec.k } else { spec.n })?,
         };
         // Every index the kernel computes within a window must fit in u32.
         for (what, v) in [("A", av.len), ("B", bv.len), ("out", ov.len)] {
-            u32_of(&format!("matmul {spec:?}: {what}"), v * if what == "B" && b_pairs { 2 } else { 1 })?;
+            u32_of(&format!("matmul {spec:?}: {what}"), v * if what == "B" { per_word } else { 1 })?;
         }
         let groups = dev.check_groups(
             &format!("matmul {spec:?}"),
             [w.cols.1.div_ceil(kernel_cols as usize), w.rows.1.div_ceil(kernel_rows as usize), w.batches.1],
         )?;
-        let (kernel, overrides) = config.kernel(contiguous(spec, a_off, b_off), b_half);
+        let (kernel, overrides) = config.kernel(contiguous(spec, a_off, b_off), store);
         let pipeline = dev.pipeline(kernel, &overrides).await?;
         // Without a bias, A stands in for it (never read).
         let bias_v = bias_view.map_or(av, |(v, _)| v);
-        cmds.dispatch_views(&pipeline, &[av, bv, bias_v, ov], &params, groups);
+        // Without int8 scales, A stands in for them (never read).
+        let scales_v = match store {
+            BStore::Int8 { scales } => scales,
+            _ => av,
+        };
+        cmds.dispatch_views(&pipeline, &[av, bv, bias_v, ov, scales_v], &params, groups);
     }
     Ok(())
 }
