@@ -99,6 +99,7 @@ fn pipeline_matches_diffusers(device: kinema_engine::delegate::DeviceChoice) {
     .unwrap();
     assert_eq!((video.frames, video.height, video.width), (5, 64, 64));
     let want = read(&golden, "video");
+    assert_eq!(video.rgb.len(), want.len(), "{device:?}: lengths");
     let err = video.rgb.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     eprintln!("{device:?}: max abs pixel error {err:.3e} vs diffusers' WanPipeline");
     assert!(err <= 1e-3, "{device:?}: {err}");

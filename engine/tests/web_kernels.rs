@@ -26,6 +26,7 @@ async fn webgpu_matmul_matches_the_cpu_delegate() {
         let want = cpu::matmul::matmul(&spec, &a, &b, Some(&bias)).unwrap();
         let got = gpu::matmul::matmul(&dev, &spec, &a, &b, Some(&bias)).await.unwrap();
         let scale = 1.0 + want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert_eq!(got.len(), want.len(), "lengths");
         let err = got.iter().zip(&want).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(err <= 1e-4 * (k as f32).sqrt() * scale, "{spec:?}: max abs error {err} on {}", dev.info.name);
     }
@@ -77,6 +78,7 @@ async fn webgpu_conv3d_matches_the_cpu_delegate() {
         let want = cpu::conv::conv3d(spec, &x, &w, Some(&bias)).unwrap();
         let got = gpu::conv::conv3d(&dev, spec, &x, &w, Some(&bias)).await.unwrap();
         let scale = 1.0 + want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert_eq!(got.len(), want.len(), "lengths");
         let err = got.iter().zip(&want).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(err <= 1e-4 * (spec.k() as f32).sqrt() * scale, "{spec:?}: max abs error {err} on {}", dev.info.name);
     }
@@ -98,6 +100,7 @@ async fn webgpu_attention_matches_the_cpu_delegate() {
         let want = cpu::attention::attention(spec, &q, &k, &v, None).unwrap();
         let got = gpu::attention::attention(&dev, spec, &q, &k, &v, None).await.unwrap();
         let scale = 1.0 + want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert_eq!(got.len(), want.len(), "lengths");
         let err = got.iter().zip(&want).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(
             err <= 1e-4 * (spec.kv_len as f32).sqrt() * scale,

@@ -43,6 +43,7 @@ async fn the_embedded_model_generates_in_the_browser_on_both_delegates() {
             .await
             .unwrap();
         let plane = video.frames * video.height * video.width;
+        assert_eq!((video.rgb.len(), want.len()), (3 * plane, 3 * plane), "{device:?}: lengths");
         let mut err = 0f32;
         for c in 0..3 {
             for i in 0..plane {

@@ -33,6 +33,7 @@ async fn the_wan_transformer_program_runs_in_the_browser_on_both_delegates() {
             Session::new(program.clone(), Some(weights), Options { device, profile: false }).await.unwrap();
         let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
         let out = session.run(&named).await.unwrap();
+        assert_eq!(out[0].data.len(), want.len(), "{device:?}: lengths");
         let err = out[0].data.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(err / scale <= 5e-4, "{device:?} on {}: relative error {}", session.device(), err / scale);
     }
