@@ -83,24 +83,59 @@ impl Arena {
                 l.1 = last; // read after the last step
             }
         }
-        // Banks, in step order: a step's outputs go to the lowest bank none of its
-        // stored inputs is in (program inputs start in bank 0).
+        // Banks, in step order: a step's outputs go to a bank none of its stored
+        // inputs is in (program inputs start in bank 0) — of those, the one whose
+        // peak of live bytes grows least by holding the output over its lifetime
+        // (each bank is sized by its own peak, so this keeps their sum small),
+        // the lowest on ties; a new bank when every one is read.
+        let len_of = |v: &str| program.shape(v).map_or(0, |s| s.iter().product::<usize>());
+        let padded = |v: &str| len_of(v).div_ceil(ALIGN).max(1) * ALIGN;
         let mut bank_of: HashMap<String, usize> = program.inputs.iter().map(|i| (i.name.clone(), 0)).collect();
         if banked {
+            // Live floats per bank per step, and each bank's peak.
+            let mut live: Vec<Vec<usize>> = vec![vec![0; last + 1]];
+            let mut peak: Vec<usize> = vec![0];
+            fn hold(live: &mut [Vec<usize>], peak: &mut [usize], bank: usize, (t0, t1): (usize, usize), n: usize) {
+                for x in &mut live[bank][t0..=t1] {
+                    *x += n;
+                }
+                peak[bank] = peak[bank].max(live[bank][t0..=t1].iter().copied().max().unwrap_or(0));
+            }
+            for i in &program.inputs {
+                hold(&mut live, &mut peak, 0, life[&i.name], padded(&i.name));
+            }
             for s in steps.iter().filter(|s| !s.alias) {
                 let n = &nodes[s.node];
                 let read: Vec<usize> = n.inputs.iter().filter_map(|i| bank_of.get(find(&root, i)).copied()).collect();
-                let bank = (0..).find(|b| !read.contains(b)).expect("fewer inputs than banks");
                 let outputs = match s.fused {
                     Some((a, _)) => &nodes[a].outputs,
                     None => &n.outputs,
                 };
-                for o in outputs {
+                let need: Vec<((usize, usize), usize)> =
+                    outputs.iter().filter_map(|o| life.get(o).map(|&l| (l, padded(o)))).collect();
+                let growth = |b: usize| -> usize {
+                    let mut added = vec![0usize; last + 1];
+                    for &((t0, t1), n) in &need {
+                        added[t0..=t1].iter_mut().for_each(|x| *x += n);
+                    }
+                    let top = live[b].iter().zip(&added).map(|(l, a)| l + a).max().unwrap_or(0);
+                    top.saturating_sub(peak[b])
+                };
+                let allowed = (0..live.len()).filter(|b| !read.contains(b));
+                let bank = match allowed.min_by_key(|&b| (growth(b), b)) {
+                    Some(b) => b,
+                    None => {
+                        live.push(vec![0; last + 1]);
+                        peak.push(0);
+                        live.len() - 1
+                    }
+                };
+                for (o, &(l, n)) in outputs.iter().zip(&need) {
                     bank_of.insert(o.clone(), bank);
+                    hold(&mut live, &mut peak, bank, l, n);
                 }
             }
         }
-        let len_of = |v: &str| program.shape(v).map_or(0, |s| s.iter().product::<usize>());
         let mut values: Vec<(String, usize, (usize, usize))> =
             life.into_iter().map(|(v, l)| (v.clone(), len_of(&v), l)).collect();
         values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
