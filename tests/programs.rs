@@ -562,3 +562,47 @@ fn int8_weights_stay_int8_on_the_gpu() {
     let (_, rel) = errors(&outs[1], &outs[0]);
     assert!(rel <= 1e-5, "GPU against CPU: {rel}");
 }
+
+/// GPU sessions share their thread's device, and a parameter of the same
+/// checkpoint is uploaded once for all sessions that read it (as the VAE's two
+/// chunk programs do); what sessions allocate is counted, and returns to the
+/// baseline when the last one is dropped.
+#[test]
+fn gpu_sessions_share_the_device_and_their_parameters() {
+    let (program, _, io) = open("wan_transformer");
+    let inputs: Vec<(String, Vec<f32>)> =
+        program.inputs.iter().map(|i| (i.name.clone(), read_all(&io, &i.name))).collect();
+    let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let weights = || {
+        let dir = fixture("programs/wan_transformer/transformer");
+        pollster::block_on(Checkpoint::open(dir.to_str().unwrap())).unwrap()
+    };
+    let (dev, _) = pollster::block_on(DeviceChoice::Gpu.open()).unwrap();
+    let dev = dev.unwrap();
+    let baseline = dev.live_bytes();
+    let options = Options { device: DeviceChoice::Gpu, profile: false };
+    let mut first = pollster::block_on(Session::new(program.clone(), Some(weights()), options)).unwrap();
+    pollster::block_on(first.load_parameters()).unwrap();
+    let one = dev.live_bytes() - baseline;
+    assert_eq!(
+        one,
+        first.gpu_parameter_bytes() + first.gpu_activation_bytes(),
+        "everything a session holds is counted"
+    );
+    let mut second = pollster::block_on(Session::new(program.clone(), Some(weights()), options)).unwrap();
+    pollster::block_on(second.load_parameters()).unwrap();
+    let params = first.gpu_parameter_bytes();
+    let consts: u64 = program.constants.iter().map(|c| (c.data.len().max(1).div_ceil(4) * 16) as u64).sum();
+    assert_eq!(
+        dev.live_bytes() - baseline,
+        one + second.gpu_activation_bytes() + consts,
+        "the second session adds its arena and constants, not the {params} bytes of parameters"
+    );
+    let a = pollster::block_on(first.run(&named)).unwrap();
+    let b = pollster::block_on(second.run(&named)).unwrap();
+    assert_eq!(a, b);
+    drop(first);
+    assert!(dev.live_bytes() > baseline, "the second session still holds the shared parameters");
+    drop(second);
+    assert_eq!(dev.live_bytes(), baseline, "back to the baseline once both are released");
+}

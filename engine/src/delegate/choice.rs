@@ -2,6 +2,9 @@
 //! `KINEMA_DEVICE` environment variable (same words). The adapter itself
 //! follows wgpu's `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
 
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
+
 use super::gpu::GpuDevice;
 use crate::error::{Error, Result};
 
@@ -46,15 +49,15 @@ impl DeviceChoice {
     /// `None` for the CPU one, with the reason the GPU was not used. `Auto`
     /// takes a hardware GPU; a software one (lavapipe, SwiftShader) only when
     /// asked for by `Gpu`.
-    pub async fn open(self) -> Result<(Option<GpuDevice>, String)> {
+    pub async fn open(self) -> Result<(Option<Arc<GpuDevice>>, String)> {
         match self {
             DeviceChoice::Cpu => Ok((None, "the CPU delegate was asked for".into())),
             DeviceChoice::Gpu => {
-                let dev = GpuDevice::new().await?;
+                let dev = shared().await?;
                 let why = format!("GPU: {} ({:?})", dev.info.name, dev.info.backend);
                 Ok((Some(dev), why))
             }
-            DeviceChoice::Auto => match GpuDevice::new().await {
+            DeviceChoice::Auto => match shared().await {
                 // A software rasterizer (lavapipe, SwiftShader) runs on the same
                 // cores as the CPU delegate, an order of magnitude slower.
                 Ok(dev) if dev.info.device_type == wgpu::DeviceType::Cpu => Ok((
@@ -69,6 +72,26 @@ impl DeviceChoice {
             },
         }
     }
+}
+
+thread_local! {
+    /// The device the sessions of this thread share while any holds it.
+    static SHARED: RefCell<Weak<GpuDevice>> = RefCell::default();
+}
+
+/// The default adapter's device, opened once and shared: every session (of a
+/// pipeline, say) on this thread uses the same device while one holds it, so a
+/// parameter two programs read is uploaded once. (Natively sessions on other
+/// threads open their own; in the browser there is one thread.)
+pub async fn shared() -> Result<Arc<GpuDevice>> {
+    if let Some(dev) = SHARED.with(|s| s.borrow().upgrade()) {
+        return Ok(dev);
+    }
+    // In the browser GPU objects are not Send: they never leave the page's thread.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+    let dev = Arc::new(GpuDevice::new().await?);
+    SHARED.with(|s| *s.borrow_mut() = Arc::downgrade(&dev));
+    Ok(dev)
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ pub struct Session {
     program: Program,
     plan: Plan,
     checkpoint: Option<Checkpoint>,
-    gpu: Option<GpuDevice>,
+    gpu: Option<std::sync::Arc<GpuDevice>>,
     device: String,
     weights: HashMap<String, HostParam>,
     constants: HashMap<String, usize>,

@@ -1,15 +1,19 @@
 //! The GPU side of a session: the plan's arena banks, one device buffer each
 //! (kernels write their outputs in place: the plan puts a step's outputs in a
 //! bank none of its inputs is in), and every parameter and constant resident
-//! after its first use. A run records every node into
+//! after its first use. Sessions on one device share a parameter of the same
+//! checkpoint (the VAE's first-chunk and chunk programs read the same weights):
+//! it is uploaded once and freed with the last session holding it. A run records every node into
 //! one submission; nodes the plan gives the CPU read their inputs back and
 //! write their outputs into the arena.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use super::execute;
 use crate::delegate::gpu::matmul::BStore;
-use crate::delegate::gpu::{GpuDevice, View};
+use crate::delegate::gpu::{GpuDevice, Tracked, View};
 use crate::delegate::{Half, Operand};
 use crate::error::{Error, Result};
 use crate::plan::{Delegate, Plan, Slot};
@@ -19,19 +23,43 @@ use crate::weights::checkpoint::READ_WINDOW;
 
 pub(super) struct Resident {
     /// The arena's banks (`Slot::bank` indexes them).
-    banks: Vec<wgpu::Buffer>,
-    /// Parameters (conv weights prepacked, under `name#conv`) and constants:
-    /// each buffer and its length in 32-bit words.
-    tensors: HashMap<String, (wgpu::Buffer, usize)>,
-    /// Parameters kept as stored (see [`kept`]): 16-bit, two per word, or
-    /// int8, four per word, with their scales' buffer and count.
-    kept: HashMap<String, Kept>,
+    banks: Vec<Tracked>,
+    /// Parameters (conv weights prepacked, under `name#conv`) and constants.
+    tensors: HashMap<String, Arc<DeviceTensor>>,
+}
+
+/// A parameter or constant on the device: its buffer, its length in 32-bit
+/// words, and, for a weight that only matmuls read, how it is kept.
+struct DeviceTensor {
+    buffer: Tracked,
+    words: usize,
+    kept: Option<Kept>,
+}
+
+impl DeviceTensor {
+    fn bytes(&self) -> u64 {
+        self.buffer.buffer.size()
+            + match &self.kept {
+                Some(Kept::Int8 { scales, .. }) => scales.buffer.size(),
+                _ => 0,
+            }
+    }
+}
+
+thread_local! {
+    /// Parameters on the device that sessions hold, by device, checkpoint and
+    /// key (and form): a second session reading the same one shares it.
+    static SHARED: RefCell<HashMap<(usize, String), Weak<DeviceTensor>>> = RefCell::default();
+}
+
+fn shared_key(dev: &GpuDevice, checkpoint: &Checkpoint, key: &str) -> (usize, String) {
+    (dev as *const GpuDevice as usize, format!("{}\u{0}{key}", checkpoint.name()))
 }
 
 /// How a weight that only matmuls read is kept on the GPU.
 enum Kept {
     Half(Half),
-    Int8 { scales: wgpu::Buffer, rows: usize },
+    Int8 { scales: Tracked, rows: usize },
 }
 
 /// How parameter `name` is kept on the GPU, at a half or a quarter of f32's
@@ -126,8 +154,8 @@ impl Resident {
         let mut banks = Vec::with_capacity(plan.arena.banks.len());
         for (i, &len) in plan.arena.banks.iter().enumerate() {
             let what = format!("allocating arena bank {i} ({} bytes)", len as u64 * 4);
-            banks.push(
-                dev.scoped(&what, || {
+            let buffer = dev
+                .scoped(&what, || {
                     dev.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some("arena bank"),
                         size: len as u64 * 4,
@@ -135,21 +163,23 @@ impl Resident {
                         mapped_at_creation: false,
                     })
                 })
-                .await?,
-            );
+                .await?;
+            banks.push(dev.track(buffer));
         }
         let mut tensors = HashMap::new();
         for c in &program.constants {
             let buffer =
                 dev.scoped(&format!("uploading constant {:?}", c.name), || dev.upload(&c.name, &c.data)).await?;
-            tensors.insert(c.name.clone(), (buffer, c.data.len()));
+            let t = DeviceTensor { buffer: dev.track(buffer), words: c.data.len(), kept: None };
+            #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))] // one thread in the browser
+            tensors.insert(c.name.clone(), Arc::new(t));
         }
-        Ok(Resident { banks, tensors, kept: HashMap::new() })
+        Ok(Resident { banks, tensors })
     }
 
     /// The view of an arena slot.
     fn view(&self, s: Slot) -> View<'_> {
-        View { buffer: &self.banks[s.bank], offset: (s.offset * 4) as u64, len: s.len }
+        View { buffer: &self.banks[s.bank].buffer, offset: (s.offset * 4) as u64, len: s.len }
     }
 
     /// Runs every step; the program's inputs are in `inputs`, the outputs come back by value.
@@ -166,7 +196,7 @@ impl Resident {
         let slot = |v: &str| plan.arena.slots.get(v).copied();
         for (name, data) in inputs {
             let s = slot(name).expect("inputs have slots");
-            dev.queue.write_buffer(&self.banks[s.bank], (s.offset * 4) as u64, bytemuck::cast_slice(data));
+            dev.queue.write_buffer(&self.banks[s.bank].buffer, (s.offset * 4) as u64, bytemuck::cast_slice(data));
         }
         #[cfg(not(target_arch = "wasm32"))]
         let mut profile = profile;
@@ -194,7 +224,11 @@ impl Resident {
                 let results = execute::cpu(&node.op, &args, step.fused.map(|(_, a)| a))?;
                 for (name, data) in outs.iter().zip(results) {
                     let s = slot(name).expect("outputs have slots");
-                    dev.queue.write_buffer(&self.banks[s.bank], (s.offset * 4) as u64, bytemuck::cast_slice(&data));
+                    dev.queue.write_buffer(
+                        &self.banks[s.bank].buffer,
+                        (s.offset * 4) as u64,
+                        bytemuck::cast_slice(&data),
+                    );
                 }
                 cmds = dev.commands();
             } else if !step.alias {
@@ -202,10 +236,10 @@ impl Resident {
                     self.ensure_resident(dev, program, checkpoint, &node.op, i, name, &node.inputs).await?;
                 }
                 let mut views = Vec::with_capacity(node.inputs.len());
-                let b_store = match node.inputs.get(1).and_then(|b| self.kept.get(b)) {
+                let b_store = match node.inputs.get(1).and_then(|b| self.tensors.get(b)).and_then(|t| t.kept.as_ref()) {
                     None => BStore::F32,
                     Some(Kept::Half(h)) => BStore::Half(*h),
-                    Some(Kept::Int8 { scales, rows }) => BStore::Int8 { scales: View::whole(scales, *rows) },
+                    Some(Kept::Int8 { scales, rows }) => BStore::Int8 { scales: View::whole(&scales.buffer, *rows) },
                 };
                 for (i, name) in node.inputs.iter().enumerate() {
                     let shape = program.shape(name).expect("validated");
@@ -217,8 +251,8 @@ impl Resident {
                             } else {
                                 name.clone()
                             };
-                            let (b, len) = &self.tensors[&key];
-                            View::whole(b, *len)
+                            let t = &self.tensors[&key];
+                            View::whole(&t.buffer.buffer, t.words)
                         }
                     };
                     views.push((shape, view));
@@ -314,89 +348,105 @@ impl Resident {
             return Ok(()); // an arena value
         };
         let checkpoint = checkpoint.expect("checked in Session::new");
-        let len: usize = p.shape.iter().product();
-        if conv_weight {
-            // Repacked on the host for the conv kernel, so read whole.
-            let mut data = vec![0f32; len];
-            checkpoint.read_f32_dequantized(&p.key, &mut data).await?;
-            let x = program.shape(&inputs[0]).expect("validated");
-            let data = execute::prepack_conv(op, x, &p.shape, &data)?;
-            let buffer = dev.scoped(&format!("uploading {name:?}"), || dev.upload(name, &data)).await?;
-            self.tensors.insert(key, (buffer, data.len()));
+        let shared = shared_key(dev, checkpoint, &key);
+        if let Some(t) = SHARED.with(|m| m.borrow().get(&shared).and_then(Weak::upgrade)) {
+            self.tensors.insert(key, t);
             return Ok(());
         }
-        if let Some(half) = kept_as(program, checkpoint, name, &p.key) {
-            // The stored bytes, two (16-bit) or four (int8) values per 32-bit word, a window at a time;
-            // a trailing odd value waits for the next window (writes are whole words).
-            let words = len.div_ceil(if half.is_some() { 2 } else { 4 });
-            let buffer = dev.scoped(&format!("allocating {name:?}"), || dev.storage(name, words)).await?;
-            let (mut pending, mut written) = (Vec::new(), 0usize);
-            checkpoint
-                .stream(&p.key, READ_WINDOW, |bytes| {
-                    pending.extend_from_slice(bytes);
-                    let whole = pending.len() / 4 * 4;
-                    if whole > 0 {
-                        dev.queue.write_buffer(&buffer, written as u64, &pending[..whole]);
-                        written += whole;
-                        pending.drain(..whole);
-                    }
-                    Ok(())
-                })
-                .await?;
-            if !pending.is_empty() {
-                pending.resize(4, 0);
-                dev.queue.write_buffer(&buffer, written as u64, &pending);
-            }
-            let kept = match half {
-                Some(h) => Kept::Half(h),
-                None => {
-                    let rows = p.shape[0];
-                    let mut scales = vec![0f32; rows];
-                    checkpoint.read_f32(&crate::weights::quant::scale_key(&p.key), &mut scales).await?;
-                    let scales =
-                        dev.scoped(&format!("uploading {name:?}'s scales"), || dev.upload(name, &scales)).await?;
-                    Kept::Int8 { scales, rows }
-                }
-            };
-            self.tensors.insert(key.clone(), (buffer, words));
-            self.kept.insert(key, kept);
-            return Ok(());
-        }
-        if checkpoint.int8_scales(&p.key).is_some() {
-            // An int8 weight another op reads too: dequantized to f32 on the host, then uploaded.
-            let mut data = vec![0f32; len];
-            checkpoint.read_f32_dequantized(&p.key, &mut data).await?;
-            let buffer = dev.scoped(&format!("uploading {name:?}"), || dev.upload(name, &data)).await?;
-            self.tensors.insert(key, (buffer, len));
-            return Ok(());
-        }
-        // Straight into the GPU buffer, a window at a time.
-        let buffer = dev.scoped(&format!("allocating {name:?}"), || dev.storage(name, len)).await?;
-        checkpoint
-            .read_f32_windows(&p.key, READ_WINDOW, |at, values| {
-                dev.queue.write_buffer(&buffer, (at * 4) as u64, bytemuck::cast_slice(values));
-                Ok(())
-            })
-            .await?;
-        self.tensors.insert(key, (buffer, len));
+        #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))] // one thread in the browser
+        let t = Arc::new(upload(dev, program, checkpoint, op, name, p, inputs, conv_weight).await?);
+        SHARED.with(|m| {
+            let mut m = m.borrow_mut();
+            m.retain(|_, w| w.strong_count() > 0);
+            m.insert(shared, Arc::downgrade(&t));
+        });
+        self.tensors.insert(key, t);
         Ok(())
     }
 
     /// Bytes of the arena's banks on the device.
     pub(super) fn arena_bytes(&self) -> u64 {
-        self.banks.iter().map(wgpu::Buffer::size).sum()
+        self.banks.iter().map(|b| b.buffer.size()).sum()
     }
 
-    /// Bytes of the parameters and constants resident on the device.
+    /// Bytes of the parameters and constants this session holds on the device
+    /// (shared ones too).
     pub(super) fn parameter_bytes(&self) -> u64 {
-        let scales: u64 = self
-            .kept
-            .values()
-            .map(|k| match k {
-                Kept::Int8 { scales, .. } => scales.size(),
-                Kept::Half(_) => 0,
-            })
-            .sum();
-        self.tensors.values().map(|(b, _)| b.size()).sum::<u64>() + scales
+        self.tensors.values().map(|t| t.bytes()).sum()
     }
+}
+
+/// Parameter `p` (`name` in the program) on the device: prepacked when it is a
+/// conv's weight, kept in its stored dtype when only matmuls read it, else f32.
+#[allow(clippy::too_many_arguments)]
+async fn upload(
+    dev: &GpuDevice,
+    program: &Program,
+    checkpoint: &Checkpoint,
+    op: &Op,
+    name: &str,
+    p: &crate::program::Parameter,
+    inputs: &[String],
+    conv_weight: bool,
+) -> Result<DeviceTensor> {
+    let len: usize = p.shape.iter().product();
+    if conv_weight {
+        // Repacked on the host for the conv kernel, so read whole.
+        let mut data = vec![0f32; len];
+        checkpoint.read_f32_dequantized(&p.key, &mut data).await?;
+        let x = program.shape(&inputs[0]).expect("validated");
+        let data = execute::prepack_conv(op, x, &p.shape, &data)?;
+        let buffer = dev.scoped(&format!("uploading {name:?}"), || dev.upload(name, &data)).await?;
+        return Ok(DeviceTensor { words: data.len(), buffer: dev.track(buffer), kept: None });
+    }
+    if let Some(half) = kept_as(program, checkpoint, name, &p.key) {
+        // The stored bytes, two (16-bit) or four (int8) values per 32-bit word, a window at a time;
+        // a trailing odd value waits for the next window (writes are whole words).
+        let words = len.div_ceil(if half.is_some() { 2 } else { 4 });
+        let buffer = dev.scoped(&format!("allocating {name:?}"), || dev.storage(name, words)).await?;
+        let (mut pending, mut written) = (Vec::new(), 0usize);
+        checkpoint
+            .stream(&p.key, READ_WINDOW, |bytes| {
+                pending.extend_from_slice(bytes);
+                let whole = pending.len() / 4 * 4;
+                if whole > 0 {
+                    dev.queue.write_buffer(&buffer, written as u64, &pending[..whole]);
+                    written += whole;
+                    pending.drain(..whole);
+                }
+                Ok(())
+            })
+            .await?;
+        if !pending.is_empty() {
+            pending.resize(4, 0);
+            dev.queue.write_buffer(&buffer, written as u64, &pending);
+        }
+        let kept = match half {
+            Some(h) => Kept::Half(h),
+            None => {
+                let rows = p.shape[0];
+                let mut scales = vec![0f32; rows];
+                checkpoint.read_f32(&crate::weights::quant::scale_key(&p.key), &mut scales).await?;
+                let scales = dev.scoped(&format!("uploading {name:?}'s scales"), || dev.upload(name, &scales)).await?;
+                Kept::Int8 { scales: dev.track(scales), rows }
+            }
+        };
+        return Ok(DeviceTensor { buffer: dev.track(buffer), words, kept: Some(kept) });
+    }
+    if checkpoint.int8_scales(&p.key).is_some() {
+        // An int8 weight another op reads too: dequantized to f32 on the host, then uploaded.
+        let mut data = vec![0f32; len];
+        checkpoint.read_f32_dequantized(&p.key, &mut data).await?;
+        let buffer = dev.scoped(&format!("uploading {name:?}"), || dev.upload(name, &data)).await?;
+        return Ok(DeviceTensor { buffer: dev.track(buffer), words: len, kept: None });
+    }
+    // Straight into the GPU buffer, a window at a time.
+    let buffer = dev.scoped(&format!("allocating {name:?}"), || dev.storage(name, len)).await?;
+    checkpoint
+        .read_f32_windows(&p.key, READ_WINDOW, |at, values| {
+            dev.queue.write_buffer(&buffer, (at * 4) as u64, bytemuck::cast_slice(values));
+            Ok(())
+        })
+        .await?;
+    Ok(DeviceTensor { buffer: dev.track(buffer), words: len, kept: None })
 }

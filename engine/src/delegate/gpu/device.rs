@@ -18,6 +18,21 @@ pub struct GpuDevice {
     /// The first error no error scope caught (wgpu would panic on it by
     /// default), or the device's loss: handed out by [`check`](Self::check).
     fault: Arc<Mutex<Option<String>>>,
+    /// Bytes of the [`Tracked`] buffers alive (sessions' weights and arenas).
+    live: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A device buffer counted in its device's [`live_bytes`](GpuDevice::live_bytes)
+/// until dropped (which frees it).
+pub struct Tracked {
+    pub buffer: wgpu::Buffer,
+    live: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.live.fetch_sub(self.buffer.size(), std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Buffers kept for reuse, by (size, usage): repeated work of the same shapes
@@ -89,7 +104,26 @@ impl GpuDevice {
         device.set_device_lost_callback(move |reason, message| {
             on_lost(format!("the GPU device was lost ({reason:?}): {message}"))
         });
-        Ok(GpuDevice { info, device, queue, pipelines: Mutex::new(HashMap::new()), pool: Mutex::default(), fault })
+        Ok(GpuDevice {
+            info,
+            device,
+            queue,
+            pipelines: Mutex::new(HashMap::new()),
+            pool: Mutex::default(),
+            fault,
+            live: Arc::default(),
+        })
+    }
+
+    /// `buffer`, counted in [`live_bytes`](Self::live_bytes) while the result lives.
+    pub fn track(&self, buffer: wgpu::Buffer) -> Tracked {
+        self.live.fetch_add(buffer.size(), std::sync::atomic::Ordering::Relaxed);
+        Tracked { buffer, live: self.live.clone() }
+    }
+
+    /// Bytes of the tracked buffers alive: what sessions hold on this device.
+    pub fn live_bytes(&self) -> u64 {
+        self.live.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The first GPU error no scope caught, or the device's loss, since the

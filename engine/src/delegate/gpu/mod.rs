@@ -11,4 +11,4 @@ pub mod norm;
 pub mod rotary;
 pub mod tuning;
 
-pub use device::{Commands, GpuDevice, View};
+pub use device::{Commands, GpuDevice, Tracked, View};
