@@ -386,3 +386,52 @@ fn manifests_with_zero_or_oversized_dimensions_are_refused() {
         assert!(!err.contains('\n'), "one line: {err}");
     }
 }
+
+/// A staged pipeline loads the VAE decoder only to decode and releases each
+/// model when its stage ends — after a clip the device holds nothing of it —
+/// and makes the same video as a pipeline that keeps everything loaded.
+#[test]
+fn staged_pipelines_release_each_stage_and_make_the_same_video() {
+    use kinema_engine::delegate::DeviceChoice;
+    use kinema_engine::diffusion::{Folder, Pipeline, Request};
+    use kinema_engine::runtime::Options;
+    let dir = fixture("pipelines/wan_tiny");
+    let golden = pollster::block_on(Checkpoint::open(dir.join("golden.safetensors").to_str().unwrap())).unwrap();
+    let (pe, ne, lat) =
+        (read(&golden, "prompt_embeds"), read(&golden, "negative_prompt_embeds"), read(&golden, "latents"));
+    let (dev, _) = pollster::block_on(DeviceChoice::Gpu.open()).unwrap();
+    let dev = dev.unwrap();
+    let baseline = dev.live_bytes();
+    let options = Options { device: DeviceChoice::Gpu, profile: false };
+    let folder = Folder::Dir(dir);
+    let mut videos = Vec::new();
+    for staged in [true, false] {
+        let mut pipe = if staged {
+            pollster::block_on(Pipeline::open_staged(&folder, options)).unwrap()
+        } else {
+            pollster::block_on(Pipeline::open(&folder, options)).unwrap()
+        };
+        assert_eq!(pipe.loaded(), (true, !staged), "staged={staged}: the VAE waits for its stage");
+        let guidance = pipe.manifest.defaults.guidance;
+        for _ in 0..2 {
+            let req = Request {
+                prompt_embeds: &pe,
+                negative_embeds: Some(&ne),
+                latents: Some(&lat),
+                steps: 2,
+                guidance,
+                ..Default::default()
+            };
+            videos.push(pollster::block_on(pipe.generate(req)).unwrap());
+            if staged {
+                assert_eq!(pipe.loaded(), (false, false));
+                assert_eq!(dev.live_bytes(), baseline, "a staged pipeline holds nothing between clips");
+            } else {
+                assert_eq!(pipe.loaded(), (true, true));
+                assert!(dev.live_bytes() > baseline);
+            }
+        }
+    }
+    assert_eq!(videos.len(), 4);
+    assert!(videos.iter().all(|v| *v == videos[0]), "the same video staged or resident, first clip or second");
+}

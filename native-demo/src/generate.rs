@@ -54,6 +54,10 @@ pub struct Args {
     /// Also write each frame as a PNG (frame_000.png, …) in this folder.
     #[arg(long)]
     frames_dir: Option<PathBuf>,
+    /// Keep the transformer loaded while the VAE decodes (default: each model is
+    /// loaded for its stage and released after it, so the peak is the larger one's).
+    #[arg(long)]
+    keep_resident: bool,
 }
 
 async fn tensor(ckpt: &Checkpoint, name: &str) -> Result<Vec<f32>> {
@@ -69,7 +73,12 @@ pub async fn run(args: Args) -> Result<()> {
         None => crate::embedded::folder(),
     };
     let t0 = Instant::now();
-    let mut pipe = Pipeline::open(&folder, Options { device, profile: false }).await?;
+    let options = Options { device, profile: false };
+    let mut pipe = if args.keep_resident {
+        Pipeline::open(&folder, options).await?
+    } else {
+        Pipeline::open_staged(&folder, options).await?
+    };
     if let Some(kind) = &args.scheduler {
         let config = pipe.scheduler().as_kind(kind)?;
         pipe.set_scheduler(config);

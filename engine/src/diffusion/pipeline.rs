@@ -135,11 +135,20 @@ pub struct Video {
 pub struct Pipeline {
     pub manifest: Manifest,
     scheduler: SchedulerConfig,
-    transformer: Session,
+    /// The transformer's session while loaded.
+    transformer: Option<Session>,
+    /// Which delegate runs the transformer, and why.
+    device: String,
     /// The transformer's batch: 2 runs cond and uncond together.
     batch: usize,
+    /// The VAE decoder's sessions while loaded (none for pixel-space models).
     vae: Option<Vae>,
     text: Option<WordTable>,
+    /// Staged: each model is loaded when its stage starts and released when it
+    /// ends, so the memory peak is the largest stage's, not the sum.
+    staged: bool,
+    folder: Folder,
+    options: Options,
 }
 
 /// The VAE decoder: one program for the whole clip, or a first chunk and the rest.
@@ -159,8 +168,20 @@ fn err(folder: &Folder, msg: impl std::fmt::Display) -> Error {
 }
 
 impl Pipeline {
-    /// Opens a pipeline folder (on disk, at a URL, or in memory).
+    /// Opens a pipeline folder (on disk, at a URL, or in memory) with every
+    /// model loaded and kept (the browser's choice: weights come over the network).
     pub async fn open(folder: &Folder, options: Options) -> Result<Pipeline> {
+        Pipeline::open_with(folder, options, false).await
+    }
+
+    /// Opens a pipeline folder staged: the transformer now, the VAE decoder when
+    /// a clip is decoded, each released when its stage ends (and loaded again
+    /// for the next clip), so the memory peak is the larger model's, not both.
+    pub async fn open_staged(folder: &Folder, options: Options) -> Result<Pipeline> {
+        Pipeline::open_with(folder, options, true).await
+    }
+
+    async fn open_with(folder: &Folder, options: Options, staged: bool) -> Result<Pipeline> {
         let manifest: Manifest = serde_json::from_str(&folder.read_text("kinema.json").await?)
             .map_err(|e| err(folder, format!("kinema.json: {e}")))?;
         if manifest.format != "kinema.pipeline" || manifest.version != 1 {
@@ -202,46 +223,43 @@ impl Pipeline {
             }
             other => return Err(err(folder, format!("kinema.json: text kind {other:?} (prompt_embeds, word_table)"))),
         };
-        let session = |program: String, weights: String| async move {
-            let parsed = Program::from_json(&folder.read_text(&program).await?)
-                .map_err(|e| err(folder, format!("{program}: {e}")))?;
-            let mut session = Session::new(parsed, Some(folder.checkpoint(&weights).await?), options).await?;
-            session.load_parameters().await?;
-            Ok::<_, crate::Error>(session)
-        };
         let m = &manifest.transformer;
-        let transformer = session(m.program.clone(), m.weights.clone()).await?;
+        let transformer = open_session(folder, options, &m.program, &m.weights).await?;
         let batch = transformer.program().shape("hidden_states").and_then(|s| s.first().copied()).unwrap_or(1);
         if !(1..=2).contains(&batch) {
             return Err(err(folder, format!("the transformer program has batch {batch} (1 or 2)")));
         }
-        let vae = match manifest.vae_decoder.clone() {
-            Some(Model { program, weights, chunk_program: None }) => {
-                Some(Vae::Whole(Box::new(session(program, weights).await?)))
+        let device = transformer.device().to_string();
+        let vae = match (&manifest.vae_decoder, staged) {
+            (Some(model), false) => Some(open_vae(folder, options, model).await?),
+            (Some(model), true) => {
+                check_vae(folder, model).await?; // loaded when decoding
+                None
             }
-            Some(Model { program, weights, chunk_program: Some(chunk) }) => {
-                let first = session(program, weights.clone()).await?;
-                let chunk = session(chunk, weights).await?;
-                let caches = chunk.program().inputs.len().saturating_sub(1);
-                if first.program().outputs.len() != caches + 1 {
-                    return Err(err(
-                        folder,
-                        format!(
-                            "the VAE's first chunk gives {} outputs, the chunk program takes {caches} cache inputs",
-                            first.program().outputs.len()
-                        ),
-                    ));
-                }
-                Some(Vae::Chunked { first: Box::new(first), chunk: Box::new(chunk) })
-            }
-            None => None,
+            (None, _) => None,
         };
-        Ok(Pipeline { manifest, scheduler, transformer, batch, vae, text })
+        Ok(Pipeline {
+            manifest,
+            scheduler,
+            transformer: Some(transformer),
+            device,
+            batch,
+            vae,
+            text,
+            staged,
+            folder: folder.clone(),
+            options,
+        })
     }
 
     /// Which delegate runs the transformer, and why.
     pub fn device(&self) -> &str {
-        self.transformer.device()
+        &self.device
+    }
+
+    /// Whether the transformer and the VAE decoder are loaded now.
+    pub fn loaded(&self) -> (bool, bool) {
+        (self.transformer.is_some(), self.vae.is_some())
     }
 
     /// The scheduler `generate` uses.
@@ -291,6 +309,10 @@ impl Pipeline {
         if !req.guidance.is_finite() {
             return Err(Error::Invalid("the guidance scale must be a finite number".into()));
         }
+        if self.transformer.is_none() {
+            let m = &self.manifest.transformer;
+            self.transformer = Some(open_session(&self.folder, self.options, &m.program, &m.weights).await?);
+        }
         let mut latents = match req.latents {
             Some(x) if x.len() == n => x.to_vec(),
             Some(x) => return Err(Error::Invalid(format!("latents have {} values, expected {n}", x.len()))),
@@ -327,6 +349,12 @@ impl Pipeline {
                 f(i + 1, req.steps);
             }
         }
+        if self.staged {
+            self.transformer = None; // its stage is over: free its memory before the VAE's
+        }
+        if let (None, Some(model)) = (&self.vae, &self.manifest.vae_decoder) {
+            self.vae = Some(open_vae(&self.folder, self.options, model).await?);
+        }
         // Un-normalise per channel, decode, and map [-1, 1] to [0, 1] as [F, H, W, 3].
         let per_channel = l.frames * l.height * l.width;
         for (c, chunk) in latents.chunks_mut(per_channel).enumerate() {
@@ -355,6 +383,9 @@ impl Pipeline {
                 data: latents,
             }],
         };
+        if self.staged {
+            self.vae = None;
+        }
         let (mut f, mut h, mut w) = (0, 0, 0);
         for p in &pieces {
             let [_, 3, pf, ph, pw] = p.shape[..] else {
@@ -382,8 +413,53 @@ impl Pipeline {
         let e = embeds.concat();
         let ts = vec![t; latents.len()];
         let inputs = [("hidden_states", &x[..]), ("timestep", &ts[..]), ("encoder_hidden_states", &e[..])];
-        Ok(self.transformer.run(&inputs).await?.swap_remove(0).data)
+        let transformer =
+            self.transformer.as_mut().ok_or_else(|| Error::Invalid("the transformer is not loaded".into()))?;
+        Ok(transformer.run(&inputs).await?.swap_remove(0).data)
     }
+}
+
+/// A program of the folder and its checkpoint as a session, every parameter loaded.
+async fn open_session(folder: &Folder, options: Options, program: &str, weights: &str) -> Result<Session> {
+    let parsed =
+        Program::from_json(&folder.read_text(program).await?).map_err(|e| err(folder, format!("{program}: {e}")))?;
+    let mut session = Session::new(parsed, Some(folder.checkpoint(weights).await?), options).await?;
+    session.load_parameters().await?;
+    Ok(session)
+}
+
+/// The VAE decoder's sessions.
+async fn open_vae(folder: &Folder, options: Options, model: &Model) -> Result<Vae> {
+    let first = open_session(folder, options, &model.program, &model.weights).await?;
+    let Some(chunk) = &model.chunk_program else { return Ok(Vae::Whole(Box::new(first))) };
+    let chunk = open_session(folder, options, chunk, &model.weights).await?;
+    check_caches(folder, first.program(), chunk.program())?;
+    Ok(Vae::Chunked { first: Box::new(first), chunk: Box::new(chunk) })
+}
+
+/// The VAE decoder's programs parse and fit each other (nothing is loaded).
+async fn check_vae(folder: &Folder, model: &Model) -> Result<()> {
+    let parse = |text: String, name: &str| Program::from_json(&text).map_err(|e| err(folder, format!("{name}: {e}")));
+    let first = parse(folder.read_text(&model.program).await?, &model.program)?;
+    if let Some(chunk) = &model.chunk_program {
+        check_caches(folder, &first, &parse(folder.read_text(chunk).await?, chunk)?)?;
+    }
+    Ok(())
+}
+
+/// The first chunk gives the video and one feature cache per cache input of the chunk program.
+fn check_caches(folder: &Folder, first: &Program, chunk: &Program) -> Result<()> {
+    let caches = chunk.inputs.len().saturating_sub(1);
+    if first.outputs.len() != caches + 1 {
+        return Err(err(
+            folder,
+            format!(
+                "the VAE's first chunk gives {} outputs, the chunk program takes {caches} cache inputs",
+                first.outputs.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Video {
