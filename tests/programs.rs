@@ -606,3 +606,15 @@ fn gpu_sessions_share_the_device_and_their_parameters() {
     drop(second);
     assert_eq!(dev.live_bytes(), baseline, "back to the baseline once both are released");
 }
+
+/// Attention over heads wider than the attention op takes (136 > 128; Wan's VAE
+/// mid-block attends over 384 channels) is composed by the exporter from matmul,
+/// scale and softmax, and matches PyTorch's scaled_dot_product_attention.
+#[test]
+fn wide_head_attention_matches_pytorch_on_both_delegates() {
+    for (device, tol) in [(DeviceChoice::Cpu, 1e-4), (DeviceChoice::Gpu, 5e-4)] {
+        let session = run_fixture("wide_attention", device, tol);
+        let ops: Vec<&str> = session.program().nodes.iter().map(|n| n.op_name.as_str()).collect();
+        assert_eq!(ops, ["permute", "matmul", "affine", "softmax", "matmul"]);
+    }
+}

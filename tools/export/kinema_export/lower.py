@@ -19,6 +19,9 @@ MAX_INLINE = 1 << 16
 
 aten = torch.ops.aten
 
+# The widest head the attention op takes (its kernels keep a query row in registers).
+MAX_HEAD_DIM = 128
+
 
 class ExportError(Exception):
     """An op the exporter cannot lower, named with the module path it came from."""
@@ -254,16 +257,30 @@ class Lowering:
             scale = kw.get("scale")
             if scale is not None:
                 attrs["scale"] = float(scale)
-            ins = [q, k, v]
-            if mask is not None:
-                ms = _shape(mask)
-                mv = self.value(mask)
-                if len(ms) == 4 and ms[1] == 1:
-                    mv = self.emit("squeeze", [mv], {"dim": 1}, path)[0]
-                elif len(ms) == 4 and ms[0] == 1:
-                    raise ExportError(f"{where}: per-head masks are not supported")
-                ins.append(mv)
-            out = self.emit("attention", ins, attrs, path)
+            head_dim = _shape(a[0])[-1]
+            if head_dim > MAX_HEAD_DIM:
+                # The attention op's kernels hold a query row in registers (d ≤ 128): a
+                # wider head (Wan's VAE mid-block attends over 384 channels) is composed
+                # from matmul, scale and softmax, with the scores in memory.
+                if mask is not None or attrs["causal"]:
+                    raise ExportError(f"{where}: attention over {head_dim}-wide heads with a mask")
+                kt = self.emit("permute", [k], {"perm": [0, 1, 3, 2]}, path)[0]
+                scores = self.emit("matmul", [q, kt], path=path)[0]
+                factor = float(scale) if scale is not None else head_dim ** -0.5
+                scores = self.emit("affine", [scores], {"scale": factor}, path)[0]
+                probs = self.emit("softmax", [scores], path=path)[0]
+                out = self.emit("matmul", [probs, v], path=path)
+            else:
+                ins = [q, k, v]
+                if mask is not None:
+                    ms = _shape(mask)
+                    mv = self.value(mask)
+                    if len(ms) == 4 and ms[1] == 1:
+                        mv = self.emit("squeeze", [mv], {"dim": 1}, path)[0]
+                    elif len(ms) == 4 and ms[0] == 1:
+                        raise ExportError(f"{where}: per-head masks are not supported")
+                    ins.append(mv)
+                out = self.emit("attention", ins, attrs, path)
         elif t in (aten.softmax.int, aten._softmax.default):
             out = self.softmax(node)
         elif t is aten.layer_norm.default:
