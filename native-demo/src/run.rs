@@ -16,14 +16,23 @@ pub struct Args {
     /// The program (program.json from tools/export).
     program: PathBuf,
     /// The checkpoint its parameters come from (file, sharded folder, index or URL).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "random_weights")]
     weights: Option<String>,
-    /// A safetensors file holding one tensor per program input, by input name.
+    /// Instead of a checkpoint: seeded random parameters of the program's shapes
+    /// (normal / √fan-in), held in memory in `--dtype` — a real-size run needs only
+    /// the program JSON (for benchmarks; the values mean nothing).
+    #[arg(long, value_name = "SEED")]
+    random_weights: Option<u64>,
+    /// The dtype of random weights: f32, f16, bf16, or int8 (matrices; the rest f32).
+    #[arg(long, default_value = "f32", requires = "random_weights")]
+    dtype: String,
+    /// A safetensors file holding one tensor per program input, by input name
+    /// (default: seeded random inputs, for benchmarks).
     #[arg(long)]
-    inputs: PathBuf,
-    /// Where to write the outputs, keyed out0, out1, … (float32).
+    inputs: Option<PathBuf>,
+    /// Where to write the outputs, keyed out0, out1, … (float32; default: not written).
     #[arg(long)]
-    output: PathBuf,
+    output: Option<PathBuf>,
     /// gpu, cpu or auto (KINEMA_DEVICE overrides).
     #[arg(long, default_value = "auto")]
     device: String,
@@ -34,23 +43,48 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<()> {
     let program = Program::open(&args.program)?;
-    let weights = match &args.weights {
-        Some(w) => Some(Checkpoint::open(w).await?),
-        None => None,
+    let weights = match (&args.weights, args.random_weights) {
+        (Some(w), _) => Some(Checkpoint::open(w).await?),
+        (None, Some(seed)) => Some(random_checkpoint(&program, &args.dtype, seed).await?),
+        (None, None) => None,
     };
     let device = DeviceChoice::from_env_or(args.device.parse()?)?;
-    let inputs = Checkpoint::open(&args.inputs.display().to_string()).await?;
     let mut data = Vec::new();
-    for info in &program.inputs {
-        let t = inputs.get(&info.name)?;
-        let mut v = vec![0f32; t.info.numel() as usize];
-        inputs.read_f32(&info.name, &mut v).await?;
-        data.push((info.name.clone(), v));
+    match &args.inputs {
+        Some(path) => {
+            let inputs = Checkpoint::open(&path.display().to_string()).await?;
+            for info in &program.inputs {
+                let t = inputs.get(&info.name)?;
+                let mut v = vec![0f32; t.info.numel() as usize];
+                inputs.read_f32(&info.name, &mut v).await?;
+                data.push((info.name.clone(), v));
+            }
+        }
+        None => {
+            for (i, info) in program.inputs.iter().enumerate() {
+                data.push((
+                    info.name.clone(),
+                    kinema_engine::random::normal(info.shape.iter().product(), 1000 + i as u64),
+                ));
+            }
+        }
     }
+    let t0 = std::time::Instant::now();
     let mut session = Session::new(program, weights, Options { device, profile: args.profile }).await?;
     eprintln!("kinema: {}", session.device());
+    session.load_parameters().await?;
+    let loaded = t0.elapsed().as_secs_f64();
     let named: Vec<(&str, &[f32])> = data.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let t1 = std::time::Instant::now();
     let outputs = session.run(&named).await?;
+    let ran = t1.elapsed().as_secs_f64();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    eprintln!(
+        "kinema: loaded in {loaded:.2} s, ran in {ran:.2} s; device bytes: parameters {:.1} MiB, activations {:.1} MiB; host parameters {:.1} MiB",
+        mib(session.gpu_parameter_bytes()),
+        mib(session.gpu_activation_bytes()),
+        mib(session.host_parameter_bytes())
+    );
     let specs: Vec<(TensorSpec, &[u8])> = outputs
         .iter()
         .map(|o| {
@@ -58,9 +92,11 @@ pub async fn run(args: Args) -> Result<()> {
             (TensorSpec::new(&o.name, Dtype::F32, &shape), bytemuck::cast_slice::<f32, u8>(&o.data))
         })
         .collect();
-    let file = args.output.display().to_string();
-    std::fs::write(&args.output, to_bytes(&specs, &BTreeMap::new()))
-        .map_err(|e| Error::Io { file, message: e.to_string() })?;
+    if let Some(path) = &args.output {
+        let file = path.display().to_string();
+        std::fs::write(path, to_bytes(&specs, &BTreeMap::new()))
+            .map_err(|e| Error::Io { file, message: e.to_string() })?;
+    }
     if args.profile {
         let mut by_kind: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
         for t in session.profile() {
@@ -78,4 +114,55 @@ pub async fn run(args: Args) -> Result<()> {
         println!("{} {:?}", o.name, o.shape);
     }
     Ok(())
+}
+
+/// Seeded random parameters of `program`'s shapes as an in-memory checkpoint in
+/// `dtype`: matrices and kernels normal / √fan-in, 1-d weights (norm scales) 1,
+/// other 1-d tensors (biases) normal · 0.02 — values that keep activations finite
+/// through a deep network. With int8, matrices are quantized (`weights::quant`).
+async fn random_checkpoint(program: &Program, dtype: &str, seed: u64) -> Result<Checkpoint> {
+    use kinema_engine::weights::quant::{quantize_int8, scale_key};
+    let dtype = match dtype {
+        "f32" | "f16" | "bf16" | "int8" => dtype,
+        other => return Err(Error::Invalid(format!("--dtype {other:?}: f32, f16, bf16 or int8"))),
+    };
+    let mut specs: Vec<(TensorSpec, Vec<u8>)> = Vec::new();
+    for (i, p) in program.parameters.iter().enumerate() {
+        let n: usize = p.shape.iter().product();
+        let shape: Vec<u64> = p.shape.iter().map(|&d| d as u64).collect();
+        let mut v = kinema_engine::random::normal(n, seed.wrapping_add(i as u64));
+        if p.shape.len() >= 2 {
+            let scale = 1.0 / ((n / p.shape[0].max(1)).max(1) as f32).sqrt();
+            v.iter_mut().for_each(|x| *x *= scale);
+        } else if p.key.ends_with("weight") {
+            v.iter_mut().for_each(|x| *x = 1.0);
+        } else {
+            v.iter_mut().for_each(|x| *x *= 0.02);
+        }
+        let bytes = |d: Dtype, v: &[f32]| -> Vec<u8> {
+            match d {
+                Dtype::F16 => v.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
+                Dtype::BF16 => v.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
+                _ => bytemuck::cast_slice(v).to_vec(),
+            }
+        };
+        match dtype {
+            "int8" if p.shape.len() == 2 => {
+                let (q, s) = quantize_int8(&v, p.shape[0]);
+                specs.push((TensorSpec::new(&p.key, Dtype::I8, &shape), bytemuck::cast_slice(&q).to_vec()));
+                specs.push((
+                    TensorSpec::new(scale_key(&p.key), Dtype::F32, &shape[..1]),
+                    bytemuck::cast_slice(&s).to_vec(),
+                ));
+            }
+            "f16" => specs.push((TensorSpec::new(&p.key, Dtype::F16, &shape), bytes(Dtype::F16, &v))),
+            "bf16" => specs.push((TensorSpec::new(&p.key, Dtype::BF16, &shape), bytes(Dtype::BF16, &v))),
+            _ => specs.push((TensorSpec::new(&p.key, Dtype::F32, &shape), bytes(Dtype::F32, &v))),
+        }
+    }
+    let refs: Vec<(TensorSpec, &[u8])> = specs.iter().map(|(s, b)| (s.clone(), b.as_slice())).collect();
+    let file = to_bytes(&refs, &BTreeMap::new());
+    drop(specs);
+    let name = format!("random weights (seed {seed}, {dtype})");
+    Checkpoint::from_source(&name, Box::new(kinema_engine::weights::source::BytesSource::new(&name, file))).await
 }

@@ -88,3 +88,42 @@ fn int8_checkpoints_run_their_programs_unchanged() {
         assert!(err > 0.0, "{device}: int8 weights cannot give PyTorch's f32 output exactly");
     }
 }
+
+/// `kinema run --random-weights`: seeded parameters of the program's shapes in
+/// each dtype, no checkpoint needed (the device check's real-size runs): the
+/// same seed gives the same output, and the GPU delegate gives the CPU's.
+#[test]
+fn random_weights_run_a_program_without_a_checkpoint() {
+    let base = fixture("programs/wan_transformer");
+    let tmp = TempDir::new("random-weights");
+    let program = base.join("program.json");
+    let io = base.join("io.safetensors");
+    for dtype in ["f32", "f16", "bf16", "int8"] {
+        let mut outs = Vec::new();
+        for device in ["cpu", "cpu", "gpu"] {
+            let out = tmp.0.join(format!("{dtype}-{device}-{}.safetensors", outs.len()));
+            let run = kinema(&[
+                "run",
+                program.to_str().unwrap(),
+                "--random-weights",
+                "7",
+                "--dtype",
+                dtype,
+                "--inputs",
+                io.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+                "--device",
+                device,
+            ]);
+            assert!(String::from_utf8_lossy(&run.stderr).contains("ran in"));
+            outs.push(read(&pollster::block_on(Checkpoint::open(out.to_str().unwrap())).unwrap(), "out0"));
+        }
+        assert_eq!(outs[0], outs[1], "{dtype}: the same seed, the same output");
+        assert_eq!(outs[0].len(), outs[2].len());
+        let scale = 1.0 + outs[0].iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = outs[0].iter().zip(&outs[2]).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err <= 5e-4 * scale, "{dtype}: GPU against CPU {err}");
+        assert!(outs[0].iter().all(|v| v.is_finite()) && scale > 1.0, "{dtype}: finite, not all zero");
+    }
+}
