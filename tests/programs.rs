@@ -618,3 +618,32 @@ fn wide_head_attention_matches_pytorch_on_both_delegates() {
         assert_eq!(ops, ["permute", "matmul", "affine", "softmax", "matmul"]);
     }
 }
+
+/// A plan whose arena is past what the device holds in one buffer (here an
+/// 8 GiB intermediate) is refused by `Session::new` with a clear error before
+/// anything is allocated or uploaded; the planned bytes are u64 throughout.
+#[test]
+fn plans_past_the_device_buffer_limit_are_refused_before_any_allocation() {
+    let program = Program::from_json(
+        r#"{"format":"kinema.program","version":1,
+            "inputs":[{"name":"x","dtype":"f32","shape":[1,1]}],
+            "nodes":[{"op":"expand","inputs":["x"],"outputs":["y"],"attrs":{"shape":[2,1073741824]}}],
+            "outputs":[{"name":"out0","value":"y"}]}"#,
+    )
+    .unwrap();
+    let plan = Plan::new(&program, Some("gpu"));
+    assert!(plan.arena.bytes() >= 8 << 30, "{} bytes planned", plan.arena.bytes());
+    let (dev, _) = pollster::block_on(DeviceChoice::Gpu.open()).unwrap();
+    let dev = dev.unwrap();
+    let max = dev.device.limits().max_buffer_size;
+    if max >= 8 << 30 {
+        eprintln!("{}: buffers up to {max} bytes; nothing to refuse", dev.info.name);
+        return;
+    }
+    let before = dev.live_bytes();
+    let options = Options { device: DeviceChoice::Gpu, profile: false };
+    let err = pollster::block_on(Session::new(program, None, options)).err().expect("refused").to_string();
+    assert!(err.contains("8589934592-byte buffer") && err.contains("buffer limit"), "{err}");
+    assert!(!err.contains('\n'));
+    assert_eq!(dev.live_bytes(), before, "nothing was allocated");
+}

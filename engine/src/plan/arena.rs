@@ -97,7 +97,7 @@ impl Arena {
             let mut peak: Vec<usize> = vec![0];
             fn hold(live: &mut [Vec<usize>], peak: &mut [usize], bank: usize, (t0, t1): (usize, usize), n: usize) {
                 for x in &mut live[bank][t0..=t1] {
-                    *x += n;
+                    *x = x.saturating_add(n);
                 }
                 peak[bank] = peak[bank].max(live[bank][t0..=t1].iter().copied().max().unwrap_or(0));
             }
@@ -116,9 +116,9 @@ impl Arena {
                 let growth = |b: usize| -> usize {
                     let mut added = vec![0usize; last + 1];
                     for &((t0, t1), n) in &need {
-                        added[t0..=t1].iter_mut().for_each(|x| *x += n);
+                        added[t0..=t1].iter_mut().for_each(|x| *x = x.saturating_add(n));
                     }
-                    let top = live[b].iter().zip(&added).map(|(l, a)| l + a).max().unwrap_or(0);
+                    let top = live[b].iter().zip(&added).map(|(l, a)| l.saturating_add(*a)).max().unwrap_or(0);
                     top.saturating_sub(peak[b])
                 };
                 let allowed = (0..live.len()).filter(|b| !read.contains(b));
@@ -151,25 +151,27 @@ impl Arena {
             let mut conflicts: Vec<Slot> =
                 placed.iter().filter(|(s, pl)| s.bank == bank && pl.0 <= l.1 && l.0 <= pl.1).map(|(s, _)| *s).collect();
             conflicts.sort_by_key(|s| s.offset);
-            let mut offset = 0;
+            // Saturating: a plan past usize (4 G floats on wasm32) ends in a bank of
+            // usize::MAX, which the runtime refuses, rather than wrapping.
+            let mut offset: usize = 0;
             for c in conflicts {
                 let c_size = c.len.div_ceil(ALIGN).max(1) * ALIGN;
-                if offset + size <= c.offset {
+                if offset.saturating_add(size) <= c.offset {
                     break;
                 }
-                offset = offset.max(c.offset + c_size);
+                offset = offset.max(c.offset.saturating_add(c_size));
             }
             let slot = Slot { bank, offset, len: n };
             if banks.len() <= bank {
                 banks.resize(bank + 1, 0);
             }
-            banks[bank] = banks[bank].max(offset + size);
+            banks[bank] = banks[bank].max(offset.saturating_add(size));
             placed.push((slot, l));
             slots.insert(name, slot);
         }
         // Every bank holds something (a device buffer may not be empty).
         banks.iter_mut().for_each(|b| *b = (*b).max(ALIGN));
-        let len = banks.iter().sum();
+        let len = banks.iter().fold(0usize, |a, &b| a.saturating_add(b));
         // Views get their root's slot.
         for v in root.keys() {
             let r = find(&root, v).to_string();

@@ -61,6 +61,17 @@ pub struct DeviceBytes {
     pub largest_buffer: u64,
 }
 
+/// The CPU delegate's arena of `len` floats: an error, not an abort, when the
+/// memory cannot be had (a plan past the address space, on wasm32 past 4 GiB).
+fn host_arena(len: usize) -> Result<Vec<f32>> {
+    let mut arena = Vec::new();
+    len.checked_mul(4)
+        .and_then(|_| arena.try_reserve_exact(len).ok())
+        .ok_or_else(|| Error::Invalid(format!("the plan's arena of {len} floats cannot be allocated here")))?;
+    arena.resize(len, 0.0);
+    Ok(arena)
+}
+
 /// A parameter on the host, as the CPU delegate reads it.
 enum HostParam {
     /// Read where it lies in the checkpoint (a memory map, bytes in memory), in
@@ -138,7 +149,7 @@ impl Session {
             None => None,
         };
         Ok(Session {
-            arena: if gpu.is_none() { vec![0.0; plan.arena.len] } else { Vec::new() },
+            arena: if gpu.is_none() { host_arena(plan.arena.len)? } else { Vec::new() },
             resident,
             program,
             plan,

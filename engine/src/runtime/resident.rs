@@ -132,7 +132,7 @@ pub fn device_bytes(program: &Program, plan: &Plan, checkpoint: Option<&Checkpoi
         add("constants (f32)", buffer_bytes(c.data.len()), true);
     }
     for &bank in &plan.arena.banks {
-        add("", (bank * 4) as u64, false);
+        add("", bank as u64 * 4, false);
     }
     out.peak = out.weights + out.activations;
     out
@@ -179,7 +179,7 @@ impl Resident {
 
     /// The view of an arena slot.
     fn view(&self, s: Slot) -> View<'_> {
-        View { buffer: &self.banks[s.bank].buffer, offset: (s.offset * 4) as u64, len: s.len }
+        View { buffer: &self.banks[s.bank].buffer, offset: s.offset as u64 * 4, len: s.len }
     }
 
     /// Runs every step; the program's inputs are in `inputs`, the outputs come back by value.
@@ -196,7 +196,7 @@ impl Resident {
         let slot = |v: &str| plan.arena.slots.get(v).copied();
         for (name, data) in inputs {
             let s = slot(name).expect("inputs have slots");
-            dev.queue.write_buffer(&self.banks[s.bank].buffer, (s.offset * 4) as u64, bytemuck::cast_slice(data));
+            dev.queue.write_buffer(&self.banks[s.bank].buffer, s.offset as u64 * 4, bytemuck::cast_slice(data));
         }
         #[cfg(not(target_arch = "wasm32"))]
         let mut profile = profile;
@@ -226,7 +226,7 @@ impl Resident {
                     let s = slot(name).expect("outputs have slots");
                     dev.queue.write_buffer(
                         &self.banks[s.bank].buffer,
-                        (s.offset * 4) as u64,
+                        s.offset as u64 * 4,
                         bytemuck::cast_slice(&data),
                     );
                 }
@@ -444,7 +444,7 @@ async fn upload(
     let buffer = dev.scoped(&format!("allocating {name:?}"), || dev.storage(name, len)).await?;
     checkpoint
         .read_f32_windows(&p.key, READ_WINDOW, |at, values| {
-            dev.queue.write_buffer(&buffer, (at * 4) as u64, bytemuck::cast_slice(values));
+            dev.queue.write_buffer(&buffer, at as u64 * 4, bytemuck::cast_slice(values));
             Ok(())
         })
         .await?;
