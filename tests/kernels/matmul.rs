@@ -32,7 +32,7 @@ fn cpu_matmul_matches_pytorch() {
             let b_name = format!("{name}.b");
             let mut b = vec![half::f16::ZERO; ckpt.get(&b_name).unwrap().info.numel() as usize];
             pollster::block_on(ckpt.read_f16(&b_name, &mut b)).unwrap();
-            cpu::matmul::matmul_f16(&spec, &a, &b, bias.as_deref()).unwrap()
+            cpu::matmul::matmul_weight(&spec, &a, Operand::from(&b), bias.as_deref()).unwrap()
         } else {
             cpu::matmul::matmul(&spec, &a, &read(&ckpt, &format!("{name}.b")), bias.as_deref()).unwrap()
         };

@@ -41,14 +41,6 @@ pub fn matmul(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>) -> Resu
     Ok(out)
 }
 
-/// [`matmul`] with B stored as f16: widened to f32 once, then the same sgemm.
-pub fn matmul_f16(spec: &Matmul, a: &[f32], b: &[half::f16], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    use half::slice::HalfFloatSliceExt;
-    let mut wide = vec![0f32; b.len()];
-    b.convert_to_f32_slice(&mut wide);
-    matmul(spec, a, &wide, bias)
-}
-
 /// How many values of a stored B are widened to f32 at a time (4 MiB).
 const WIDEN_BLOCK: usize = 1 << 20;
 
