@@ -311,6 +311,85 @@ fn chunked_vae_decode_needs_less_memory_than_the_whole_clip() {
     assert!(first.max(chunk) < whole, "{first} / {chunk} vs {whole}");
 }
 
+/// The VAE stage's raw output (before the clamp to [-1, 1]) against diffusers'
+/// decoder on the same normalised latents (tools/fixtures/make_pipeline_fixture.py):
+/// chunk by chunk as `AutoencoderKLWan._decode`, and in 32-pixel tiles every 24
+/// pixels as `tiled_decode` (9 tiles of 4 sizes, blended) — on both delegates.
+fn vae_decodes_like_diffusers(device: kinema_engine::delegate::DeviceChoice) {
+    use kinema_engine::diffusion::{Folder, Pipeline, VaeDecoder, pipeline::Model};
+    use kinema_engine::runtime::Options;
+    let dir = fixture("pipelines/wan_tiny");
+    let golden = pollster::block_on(Checkpoint::open(dir.join("decode_golden.safetensors").to_str().unwrap())).unwrap();
+    let (z, whole, tiled) = (read(&golden, "z"), read(&golden, "whole"), read(&golden, "tiled"));
+    assert!(whole.iter().any(|x| x.abs() > 1.0), "the golden leaves [-1, 1]: the clamp is outside the programs");
+    let options = Options { device, profile: false };
+    let folder = Folder::Dir(dir.clone());
+    let mut pipe = pollster::block_on(Pipeline::open(&folder, options)).unwrap();
+    let got = pollster::block_on(pipe.decode(z.clone())).unwrap();
+    assert_eq!((got.frames, got.height, got.width), (5, 64, 64));
+    let err = max_abs_diff(&got.data, &whole);
+    eprintln!("{device:?}: chunked decode vs diffusers: {err:.2e}");
+    assert!(err <= 1e-5, "{device:?}: chunked decode differs by {err}");
+
+    let text = std::fs::read_to_string(dir.join("programs/vae_decoder_tiles/vae_decoder.json")).unwrap();
+    let model: Model = serde_json::from_str(&text).unwrap();
+    let tiling = model.tiling.as_ref().unwrap();
+    assert_eq!((tiling.tile, tiling.stride, tiling.edges.len()), ([4, 4], [3, 3], 3));
+    let l = &pipe.manifest.latent;
+    for keep in [false, true] {
+        let mut vae = pollster::block_on(VaeDecoder::open(&folder, options, &model, l, keep)).unwrap();
+        assert_eq!(vae.is_loaded(), keep);
+        let got = pollster::block_on(vae.decode(z.clone())).unwrap();
+        assert_eq!((got.frames, got.height, got.width, got.data.len()), (5, 64, 64, tiled.len()));
+        let err = max_abs_diff(&got.data, &tiled);
+        eprintln!("{device:?}: tiled decode (keep {keep}) vs diffusers' tiled_decode: {err:.2e}");
+        assert!(err <= 1e-5, "{device:?}: tiled decode differs by {err}");
+        assert_eq!(vae.is_loaded(), keep, "staged, every tile size's sessions are released");
+        assert!(max_abs_diff(&got.data, &whole) > 1e-2, "tiles are blended, not the whole frame decoded");
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
+}
+
+#[test]
+fn vae_decodes_like_diffusers_on_the_cpu() {
+    vae_decodes_like_diffusers(kinema_engine::delegate::DeviceChoice::Cpu);
+}
+
+#[test]
+fn vae_decodes_like_diffusers_on_the_gpu() {
+    vae_decodes_like_diffusers(kinema_engine::delegate::DeviceChoice::Gpu);
+}
+
+/// A tiled decoder whose grid has a tile size without a decoder is refused when
+/// opened, naming the size; a stride past the tile is refused.
+#[test]
+fn tiled_decoders_missing_a_tile_size_are_refused() {
+    use kinema_engine::diffusion::{Folder, Pipeline, VaeDecoder, pipeline::Model};
+    use kinema_engine::runtime::Options;
+    let dir = fixture("pipelines/wan_tiny");
+    let folder = Folder::Dir(dir.clone());
+    let options = Options { device: kinema_engine::delegate::DeviceChoice::Cpu, profile: false };
+    let pipe = pollster::block_on(Pipeline::open_staged(&folder, options)).unwrap();
+    let text = std::fs::read_to_string(dir.join("programs/vae_decoder_tiles/vae_decoder.json")).unwrap();
+    let mut model: Model = serde_json::from_str(&text).unwrap();
+    model.tiling.as_mut().unwrap().edges.retain(|e| (e.height, e.width) != (2, 4));
+    let err = pollster::block_on(VaeDecoder::open(&folder, options, &model, &pipe.manifest.latent, false))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("2×4") && err.contains("tiling.edges"), "{err}");
+    model.tiling.as_mut().unwrap().stride = [5, 3];
+    let err = pollster::block_on(VaeDecoder::open(&folder, options, &model, &pipe.manifest.latent, false))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("stride"), "{err}");
+}
+
 /// Opening a pipeline over HTTP downloads it: every parameter is read then
 /// (onto the GPU or into memory), the client's progress ends at every byte of
 /// every file, and generating afterwards makes no request.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod decode;
 mod embedded;
 mod generate;
 mod inspect;
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Generate a video from a prompt: the embedded model, or a pipeline folder (--pipeline).
     Generate(generate::Args),
+    /// Decode latents with a pipeline's VAE decoder (chunked and tiled as its kinema.json says).
+    Decode(decode::Args),
     /// Show what a safetensors checkpoint holds (a file, a sharded folder, an index, or an http(s) URL of any of
     /// these), or the plan of a program (program.json).
     Inspect(inspect::Args),
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => pollster::block_on(generate::run(args)),
+        Command::Decode(args) => pollster::block_on(decode::run(args)),
         Command::Inspect(args) => pollster::block_on(inspect::run(args)),
         Command::Bench(args) => bench::run(args),
         Command::Run(args) => pollster::block_on(run::run(args)),

@@ -276,3 +276,33 @@ fn generate_writes_the_pipelines_video_as_a_gif() {
         assert!(err.contains(expect), "{err}");
     }
 }
+
+/// `kinema decode`: the pipeline's VAE stage on latents from a file writes the
+/// decoder's raw output, which matches diffusers' decoder (the golden of
+/// tools/fixtures/make_pipeline_fixture.py); a missing key is one line.
+#[test]
+fn decode_writes_the_vae_decoders_raw_output() {
+    let dir = fixture("pipelines/wan_tiny");
+    let golden_path = dir.join("decode_golden.safetensors").display().to_string();
+    let tmp = TempDir::new("decode");
+    let out_path = tmp.0.join("video.safetensors").display().to_string();
+    let pipeline = dir.display().to_string();
+    let args = ["decode", "--pipeline", &pipeline, &golden_path, "--key", "z", "--device", "cpu", "-o", &out_path];
+    let out = kinema(&args);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let open = |p: &str| pollster::block_on(kinema_engine::weights::Checkpoint::open(p)).unwrap();
+    let (got, golden) = (open(&out_path), open(&golden_path));
+    let read = |c: &kinema_engine::weights::Checkpoint, n: &str| {
+        let mut v = vec![0f32; c.get(n).unwrap().info.numel() as usize];
+        pollster::block_on(c.read_f32(n, &mut v)).unwrap();
+        v
+    };
+    assert_eq!(got.get("video").unwrap().info.shape, [1, 3, 5, 64, 64]);
+    let (v, want) = (read(&got, "video"), read(&golden, "whole"));
+    assert_eq!(v.len(), want.len());
+    let err = v.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(err <= 1e-5, "decode differs from diffusers by {err}");
+    let out = kinema(&["decode", "--pipeline", &pipeline, &golden_path, "-o", &out_path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("latents") && err.lines().count() == 1, "{err}");
+}

@@ -7,8 +7,10 @@ pub mod folder;
 pub mod pipeline;
 pub mod scheduler;
 pub mod text;
+pub mod vae;
 
 pub use folder::Folder;
 pub use pipeline::{Manifest, Pipeline, Request, Video};
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use text::WordTable;
+pub use vae::{Frames, VaeDecoder};

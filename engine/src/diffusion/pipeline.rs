@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::folder::Folder;
 use super::scheduler::{Scheduler, SchedulerConfig};
 use super::text::WordTable;
+use super::vae::{Frames, Tiling, VaeDecoder};
 use crate::error::{Error, Result};
 use crate::program::Program;
 use crate::runtime::{Options, Session};
@@ -53,6 +54,9 @@ pub struct Model {
     /// (`python -m kinema_export wan-vae-chunks`).
     #[serde(default)]
     pub chunk_program: Option<String>,
+    /// VAE decoders only: decode in overlapping spatial tiles ([`Tiling`]).
+    #[serde(default)]
+    pub tiling: Option<Tiling>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +104,43 @@ pub struct Defaults {
     pub guidance: f32,
 }
 
+impl Manifest {
+    /// A folder's `kinema.json`, parsed and checked (dimensions ≥ 1 and bounded,
+    /// one mean and std per latent channel, tiling only on the VAE decoder).
+    pub async fn read(folder: &Folder) -> Result<Manifest> {
+        let manifest: Manifest = serde_json::from_str(&folder.read_text("kinema.json").await?)
+            .map_err(|e| err(folder, format!("kinema.json: {e}")))?;
+        if manifest.format != "kinema.pipeline" || manifest.version != 1 {
+            return Err(err(folder, "kinema.json: format must be \"kinema.pipeline\", version 1"));
+        }
+        let (l, v) = (&manifest.latent, &manifest.video);
+        let dims = [l.channels, l.frames, l.height, l.width, v.frames, v.height, v.width];
+        let t = &manifest.text;
+        if dims.contains(&0) || t.length == 0 || t.dim == 0 || v.fps == 0 {
+            return Err(err(folder, "kinema.json: every latent, video and text dimension and the fps must be ≥ 1"));
+        }
+        let fits = |d: &[usize]| d.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).is_some_and(|n| n <= MAX_VALUES);
+        if !fits(&dims[..4]) || !fits(&dims[4..]) || !fits(&[t.length, t.dim]) {
+            return Err(err(folder, format!("kinema.json: a latent, video or text shape over {MAX_VALUES} values")));
+        }
+        if l.mean.len() != l.channels || l.std.len() != l.channels {
+            return Err(err(folder, "kinema.json: latent mean and std need one value per channel"));
+        }
+        if manifest.vae_decoder.is_none()
+            && (l.channels != 3 || (l.frames, l.height, l.width) != (v.frames, v.height, v.width))
+        {
+            return Err(err(
+                folder,
+                "kinema.json: without a VAE the latents must be the video: 3 channels, its frames and size",
+            ));
+        }
+        if manifest.transformer.tiling.is_some() || manifest.transformer.chunk_program.is_some() {
+            return Err(err(folder, "kinema.json: tiling and chunk_program are for the VAE decoder"));
+        }
+        Ok(manifest)
+    }
+}
+
 /// One generation. `..Default::default()` leaves no guidance, seeded noise,
 /// the pipeline's frame count, no callback and no cancellation.
 #[derive(Default)]
@@ -141,26 +182,15 @@ pub struct Pipeline {
     device: String,
     /// The transformer's batch: 2 runs cond and uncond together.
     batch: usize,
-    /// The VAE decoder's sessions while loaded (none for pixel-space models).
-    vae: Option<Vae>,
+    /// The VAE decoder (none for pixel-space models); staged, its sessions are
+    /// opened when a clip is decoded and released after.
+    vae: Option<VaeDecoder>,
     text: Option<WordTable>,
     /// Staged: each model is loaded when its stage starts and released when it
     /// ends, so the memory peak is the largest stage's, not the sum.
     staged: bool,
     folder: Folder,
     options: Options,
-}
-
-/// The VAE decoder: one program for the whole clip, or a first chunk and the rest.
-enum Vae {
-    Whole(Box<Session>),
-    Chunked { first: Box<Session>, chunk: Box<Session> },
-}
-
-/// Latent frame `f` of `[1, C, F, H, W]`, as `[1, C, 1, H, W]`.
-fn latent_frame(latents: &[f32], l: &Latent, f: usize) -> Vec<f32> {
-    let plane = l.height * l.width;
-    (0..l.channels).flat_map(|c| &latents[(c * l.frames + f) * plane..][..plane]).copied().collect()
 }
 
 fn err(folder: &Folder, msg: impl std::fmt::Display) -> Error {
@@ -182,32 +212,7 @@ impl Pipeline {
     }
 
     async fn open_with(folder: &Folder, options: Options, staged: bool) -> Result<Pipeline> {
-        let manifest: Manifest = serde_json::from_str(&folder.read_text("kinema.json").await?)
-            .map_err(|e| err(folder, format!("kinema.json: {e}")))?;
-        if manifest.format != "kinema.pipeline" || manifest.version != 1 {
-            return Err(err(folder, "kinema.json: format must be \"kinema.pipeline\", version 1"));
-        }
-        let (l, v) = (&manifest.latent, &manifest.video);
-        let dims = [l.channels, l.frames, l.height, l.width, v.frames, v.height, v.width];
-        let t = &manifest.text;
-        if dims.contains(&0) || t.length == 0 || t.dim == 0 || v.fps == 0 {
-            return Err(err(folder, "kinema.json: every latent, video and text dimension and the fps must be ≥ 1"));
-        }
-        let fits = |d: &[usize]| d.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).is_some_and(|n| n <= MAX_VALUES);
-        if !fits(&dims[..4]) || !fits(&dims[4..]) || !fits(&[t.length, t.dim]) {
-            return Err(err(folder, format!("kinema.json: a latent, video or text shape over {MAX_VALUES} values")));
-        }
-        if l.mean.len() != l.channels || l.std.len() != l.channels {
-            return Err(err(folder, "kinema.json: latent mean and std need one value per channel"));
-        }
-        if manifest.vae_decoder.is_none()
-            && (l.channels != 3 || (l.frames, l.height, l.width) != (v.frames, v.height, v.width))
-        {
-            return Err(err(
-                folder,
-                "kinema.json: without a VAE the latents must be the video: 3 channels, its frames and size",
-            ));
-        }
+        let manifest = Manifest::read(folder).await?;
         let scheduler = SchedulerConfig::from_json(&folder.read_text(&manifest.scheduler).await?)?;
         let text = match manifest.text.kind.as_str() {
             "prompt_embeds" => None,
@@ -230,13 +235,9 @@ impl Pipeline {
             return Err(err(folder, format!("the transformer program has batch {batch} (1 or 2)")));
         }
         let device = transformer.device().to_string();
-        let vae = match (&manifest.vae_decoder, staged) {
-            (Some(model), false) => Some(open_vae(folder, options, model).await?),
-            (Some(model), true) => {
-                check_vae(folder, model).await?; // loaded when decoding
-                None
-            }
-            (None, _) => None,
+        let vae = match &manifest.vae_decoder {
+            Some(model) => Some(VaeDecoder::open(folder, options, model, &manifest.latent, !staged).await?),
+            None => None,
         };
         Ok(Pipeline {
             manifest,
@@ -259,7 +260,7 @@ impl Pipeline {
 
     /// Whether the transformer and the VAE decoder are loaded now.
     pub fn loaded(&self) -> (bool, bool) {
-        (self.transformer.is_some(), self.vae.is_some())
+        (self.transformer.is_some(), self.vae.as_ref().is_some_and(VaeDecoder::is_loaded))
     }
 
     /// The scheduler `generate` uses.
@@ -352,58 +353,33 @@ impl Pipeline {
         if self.staged {
             self.transformer = None; // its stage is over: free its memory before the VAE's
         }
-        if let (None, Some(model)) = (&self.vae, &self.manifest.vae_decoder) {
-            self.vae = Some(open_vae(&self.folder, self.options, model).await?);
-        }
-        // Un-normalise per channel, decode, and map [-1, 1] to [0, 1] as [F, H, W, 3].
-        let per_channel = l.frames * l.height * l.width;
-        for (c, chunk) in latents.chunks_mut(per_channel).enumerate() {
-            chunk.iter_mut().for_each(|x| *x = *x * l.std[c] + l.mean[c]);
-        }
-        // Each decoded piece is [1, 3, f, h, w] in [-1, 1].
-        let pieces = match &mut self.vae {
-            Some(Vae::Whole(vae)) => vec![vae.run(&[("z", &latents)]).await?.swap_remove(0)],
-            Some(Vae::Chunked { first, chunk }) => {
-                let mut out = first.run(&[("z", &latent_frame(&latents, &l, 0))]).await?;
-                let mut pieces = vec![out.remove(0)];
-                let names: Vec<String> = (0..out.len()).map(|i| format!("cache_{i}")).collect();
-                for f in 1..l.frames {
-                    let z = latent_frame(&latents, &l, f);
-                    let mut inputs: Vec<(&str, &[f32])> = vec![("z", &z)];
-                    inputs.extend(names.iter().map(String::as_str).zip(out.iter().map(|t| &t.data[..])));
-                    let mut next = chunk.run(&inputs).await?;
-                    pieces.push(next.remove(0));
-                    out = next; // the cache for the next chunk; this chunk's is dropped
-                }
-                pieces
-            }
-            None => vec![crate::runtime::Tensor {
-                name: "latents".into(),
-                shape: vec![1, l.channels, l.frames, l.height, l.width],
-                data: latents,
-            }],
-        };
-        if self.staged {
-            self.vae = None;
-        }
-        let (mut f, mut h, mut w) = (0, 0, 0);
-        for p in &pieces {
-            let [_, 3, pf, ph, pw] = p.shape[..] else {
-                return Err(Error::Invalid(format!("the VAE decoder gave {:?}, not [1, 3, F, H, W]", p.shape)));
-            };
-            if f > 0 && (ph, pw) != (h, w) {
-                return Err(Error::Invalid("the VAE decoder's chunks differ in size".into()));
-            }
-            (f, h, w) = (f + pf, ph, pw);
-        }
-        let mut rgb = Vec::with_capacity(f * h * w * 3);
-        for p in &pieces {
-            let plane = p.shape[2] * h * w;
-            for i in 0..plane {
-                rgb.extend((0..3).map(|c| (p.data[c * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0)));
-            }
+        let video = self.decode(latents).await?;
+        let (f, h, w) = (video.frames, video.height, video.width);
+        let plane = f * h * w;
+        let mut rgb = Vec::with_capacity(plane * 3);
+        for i in 0..plane {
+            rgb.extend((0..3).map(|c| (video.data[c * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0)));
         }
         Ok(Video { frames: f, height: h, width: w, fps: self.manifest.video.fps, rgb })
+    }
+
+    /// The VAE decoder's raw output `[3, F, H, W]` (before the clamp to [-1, 1])
+    /// for latents `[1, C, F, H, W]` as the transformer makes them: un-normalised
+    /// per channel, then decoded (pixel-space models: the latents themselves).
+    pub async fn decode(&mut self, latents: Vec<f32>) -> Result<Frames> {
+        let l = &self.manifest.latent;
+        let per_channel = l.frames * l.height * l.width;
+        if latents.len() != l.channels * per_channel {
+            return Err(Error::Invalid(format!(
+                "latents have {} values, expected {}",
+                latents.len(),
+                l.channels * per_channel
+            )));
+        }
+        match &mut self.vae {
+            Some(vae) => vae.decode(latents).await,
+            None => Ok(Frames { frames: l.frames, height: l.height, width: l.width, data: latents }),
+        }
     }
 
     /// The transformer's prediction for each (latents, text) pair at timestep `t`,
@@ -420,46 +396,12 @@ impl Pipeline {
 }
 
 /// A program of the folder and its checkpoint as a session, every parameter loaded.
-async fn open_session(folder: &Folder, options: Options, program: &str, weights: &str) -> Result<Session> {
+pub(super) async fn open_session(folder: &Folder, options: Options, program: &str, weights: &str) -> Result<Session> {
     let parsed =
         Program::from_json(&folder.read_text(program).await?).map_err(|e| err(folder, format!("{program}: {e}")))?;
     let mut session = Session::new(parsed, Some(folder.checkpoint(weights).await?), options).await?;
     session.load_parameters().await?;
     Ok(session)
-}
-
-/// The VAE decoder's sessions.
-async fn open_vae(folder: &Folder, options: Options, model: &Model) -> Result<Vae> {
-    let first = open_session(folder, options, &model.program, &model.weights).await?;
-    let Some(chunk) = &model.chunk_program else { return Ok(Vae::Whole(Box::new(first))) };
-    let chunk = open_session(folder, options, chunk, &model.weights).await?;
-    check_caches(folder, first.program(), chunk.program())?;
-    Ok(Vae::Chunked { first: Box::new(first), chunk: Box::new(chunk) })
-}
-
-/// The VAE decoder's programs parse and fit each other (nothing is loaded).
-async fn check_vae(folder: &Folder, model: &Model) -> Result<()> {
-    let parse = |text: String, name: &str| Program::from_json(&text).map_err(|e| err(folder, format!("{name}: {e}")));
-    let first = parse(folder.read_text(&model.program).await?, &model.program)?;
-    if let Some(chunk) = &model.chunk_program {
-        check_caches(folder, &first, &parse(folder.read_text(chunk).await?, chunk)?)?;
-    }
-    Ok(())
-}
-
-/// The first chunk gives the video and one feature cache per cache input of the chunk program.
-fn check_caches(folder: &Folder, first: &Program, chunk: &Program) -> Result<()> {
-    let caches = chunk.inputs.len().saturating_sub(1);
-    if first.outputs.len() != caches + 1 {
-        return Err(err(
-            folder,
-            format!(
-                "the VAE's first chunk gives {} outputs, the chunk program takes {caches} cache inputs",
-                first.outputs.len()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 impl Video {

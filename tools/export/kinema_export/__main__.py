@@ -2,14 +2,18 @@
 
     python -m kinema_export wan <model_dir> --latent-shape C,F,H,W --text-len N [--batch 2] -o <out_dir>
     python -m kinema_export wan-vae <vae_dir> --latent-shape C,F,H,W -o <out_dir>
-    python -m kinema_export wan-vae-chunks <vae_dir> --latent-shape C,F,H,W -o <out_dir>
+    python -m kinema_export wan-vae-chunks <vae_dir> --latent-shape C,F,H,W [--tile H,W --tile-stride H,W] -o <out_dir>
 
 `wan` exports `WanTransformer3DModel` (inputs: hidden_states [B,C,F,H,W],
 timestep [B], encoder_hidden_states [B,N,text_dim]; B = --batch, 2 lets a
 pipeline run guidance's conditional and unconditional passes together); `wan-vae` exports
 `AutoencoderKLWan.decode` (input: z [1,C,F,H,W]); `wan-vae-chunks` exports
 the same decoder as `first/` and `chunk/` programs that decode one latent frame
-at a time with its feature cache (see wan_vae.py). Either model directory is a
+at a time with its feature cache (see wan_vae.py); with `--tile` (pixels, as
+diffusers' `enable_tiling`: 256,256 with stride 192,192) one such pair per
+tile size, decoded tile by tile and blended, and writes `out_dir/vae_decoder.json`,
+the manifest's `vae_decoder` entry (paths relative to the vae_dir's parent,
+the pipeline folder). Either model directory is a
 diffusers folder (config.json + safetensors, sharded or not; a pipeline folder's
 `transformer/` or `vae/`); the program references its weights by key.
 """
@@ -44,6 +48,16 @@ def shape(text: str) -> list[int]:
     return dims
 
 
+def pair(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected H,W") from None
+    if min(h, w) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected two positive integers H,W")
+    return h, w
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kinema_export", description=__doc__.split("\n\n")[0])
     ap.add_argument("model", choices=["wan", "wan-vae", "wan-vae-chunks"])
@@ -51,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--latent-shape", type=shape, required=True)
     ap.add_argument("--text-len", type=int, default=512)
     ap.add_argument("--batch", type=int, choices=[1, 2], default=1, help="transformer batch (wan only)")
+    ap.add_argument("--tile", type=pair, help="wan-vae-chunks: spatial tiles of H,W pixels")
+    ap.add_argument("--tile-stride", type=pair, help="wan-vae-chunks: tile stride H,W pixels (default 3/4 of --tile)")
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -70,6 +86,23 @@ def main(argv=None) -> int:
             from .wan_vae import export_chunks
 
             vae = AutoencoderKLWan.from_pretrained(args.model_dir, torch_dtype=torch.float32).eval()
+            if args.tile:
+                import json
+                import os
+
+                from .wan_vae import export_tiles
+
+                stride = args.tile_stride or (args.tile[0] * 3 // 4, args.tile[1] * 3 // 4)
+                try:
+                    entry = export_tiles(vae, args.latent_shape, args.tile, stride, args.out, args.model_dir)
+                except ValueError as e:
+                    print(f"kinema_export: error: {e}", file=sys.stderr)
+                    return 1
+                with open(os.path.join(args.out, "vae_decoder.json"), "w") as fh:
+                    json.dump(entry, fh, indent=2)
+                print(f"kinema_export: wrote {1 + len(entry['tiling']['edges'])} tile decoders and "
+                      f"{args.out}/vae_decoder.json")
+                return 0
             n = export_chunks(vae, args.latent_shape, args.out, args.model_dir)
             print(f"kinema_export: {n} feature-cache entries")
             print(f"kinema_export: wrote {args.out}/first/program.json and {args.out}/chunk/program.json")
