@@ -134,6 +134,97 @@ fn wan_pipeline_matches_diffusers_on_the_gpu() {
     pipeline_matches_diffusers(kinema_engine::delegate::DeviceChoice::Gpu);
 }
 
+/// The tiny Wan pipeline on GPU devices with tiny limits, so arenas span
+/// several banks and most operands are bound in windows. The transformer with
+/// 4 KiB storage bindings and 256 KiB buffers against the CPU delegate (1e-4);
+/// then, with 64 KiB bindings (a conv binds at least one whole input and
+/// output channel, from a 256-byte-aligned start: the VAE's tiles have
+/// 4×32×32-float channels), the VAE decoding in tiles (a whole 64×64 VAE frame
+/// is over 256 KiB) against diffusers' `tiled_decode` (1e-5), and the whole generation
+/// against the CPU delegate's (1e-4 per pixel).
+#[test]
+fn wan_pipeline_runs_within_tiny_device_limits() {
+    use kinema_engine::delegate::{DeviceChoice, choice, gpu::GpuDevice};
+    use kinema_engine::diffusion::{Folder, Pipeline, Request, VaeDecoder, pipeline::Model};
+    use kinema_engine::runtime::{Options, Session};
+    let device = |binding: u64| {
+        let limits =
+            wgpu::Limits { max_storage_buffer_binding_size: binding, max_buffer_size: 256 << 10, ..Default::default() };
+        let dev = std::sync::Arc::new(pollster::block_on(GpuDevice::with_limits(Some(limits))).unwrap());
+        choice::share(&dev).unwrap();
+        dev
+    };
+    let dir = fixture("pipelines/wan_tiny");
+    let gpu = Options { device: DeviceChoice::Gpu, profile: false };
+    let cpu = Options { device: DeviceChoice::Cpu, profile: false };
+    let golden = pollster::block_on(Checkpoint::open(dir.join("golden.safetensors").to_str().unwrap())).unwrap();
+    let (pe, ne, lat) =
+        (read(&golden, "prompt_embeds"), read(&golden, "negative_prompt_embeds"), read(&golden, "latents"));
+
+    let dev = device(4 << 10);
+    let run = |options| {
+        let program = kinema_engine::program::Program::open(&dir.join("programs/transformer/program.json")).unwrap();
+        let ckpt = pollster::block_on(Checkpoint::open(dir.join("transformer").to_str().unwrap())).unwrap();
+        let mut session = pollster::block_on(Session::new(program, Some(ckpt), options)).unwrap();
+        let banks = session.plan().arena.banks.clone();
+        let inputs = [("hidden_states", &lat[..]), ("timestep", &[500.0][..]), ("encoder_hidden_states", &pe[..])];
+        (banks, pollster::block_on(session.run(&inputs)).unwrap().swap_remove(0).data)
+    };
+    let ((banks, on_gpu), (_, on_cpu)) = (run(gpu), run(cpu));
+    eprintln!("tiny limits: transformer arena banks {banks:?} (f32)");
+    assert!(banks.len() >= 3 && banks.iter().all(|&b| b as u64 * 4 <= 256 << 10), "{banks:?}");
+    let err = max_abs_diff(&on_gpu, &on_cpu);
+    eprintln!("tiny limits: transformer, 4 KiB bindings, GPU vs CPU delegate: {err:.2e}");
+    assert!(err <= 1e-4, "{err}");
+    assert!(dev.check().is_ok());
+    drop(dev);
+
+    let dev = device(64 << 10);
+
+    // The pipeline folder with the tiled decoder in its kinema.json.
+    let tmp = kinema_tests::TempDir::new("tiny-limits");
+    for (rel, bytes) in kinema_tests::server::read_tree(&dir) {
+        let path = tmp.0.join(&rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    let text = std::fs::read_to_string(dir.join("programs/vae_decoder_tiles/vae_decoder.json")).unwrap();
+    let model: Model = serde_json::from_str(&text).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("kinema.json")).unwrap()).unwrap();
+    manifest["vae_decoder"] = serde_json::from_str(&text).unwrap();
+    std::fs::write(tmp.0.join("kinema.json"), manifest.to_string()).unwrap();
+    let folder = Folder::Dir(tmp.0.clone());
+
+    let decode = pollster::block_on(Checkpoint::open(dir.join("decode_golden.safetensors").to_str().unwrap())).unwrap();
+    let latent = pollster::block_on(kinema_engine::diffusion::Manifest::read(&folder)).unwrap().latent;
+    let mut vae = pollster::block_on(VaeDecoder::open(&folder, gpu, &model, &latent, false)).unwrap();
+    let got = pollster::block_on(vae.decode(read(&decode, "z"))).unwrap();
+    let err = max_abs_diff(&got.data, &read(&decode, "tiled"));
+    eprintln!("tiny limits: tiled decode vs diffusers' tiled_decode: {err:.2e}");
+    assert!(err <= 1e-5, "{err}");
+
+    let video = |options| {
+        let mut pipe = pollster::block_on(Pipeline::open_staged(&folder, options)).unwrap();
+        let (steps, guidance) = (pipe.manifest.defaults.steps, pipe.manifest.defaults.guidance);
+        let req = Request {
+            prompt_embeds: &pe,
+            negative_embeds: Some(&ne),
+            latents: Some(&lat),
+            steps,
+            guidance,
+            ..Default::default()
+        };
+        pollster::block_on(pipe.generate(req)).unwrap()
+    };
+    let (on_gpu, on_cpu) = (video(gpu), video(cpu));
+    assert_eq!((on_gpu.frames, on_gpu.height, on_gpu.width, on_gpu.rgb.len()), (5, 64, 64, on_cpu.rgb.len()));
+    let err = max_abs_diff(&on_gpu.rgb, &on_cpu.rgb);
+    eprintln!("tiny limits: generated video, GPU vs CPU delegate: max abs pixel error {err:.3e}");
+    assert!(err <= 1e-4, "{err}");
+    assert!(dev.check().is_ok());
+}
+
 // ---------------------------------------------------------------------------
 // The embedded model (models/wan-shapes, tools/train).
 

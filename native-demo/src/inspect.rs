@@ -202,7 +202,11 @@ async fn program(args: &Args) -> Result<()> {
         }
     }
     let (gpu, why) = DeviceChoice::from_env_or(args.device.parse()?)?.open().await?;
-    let plan = Plan::new(&program, gpu.as_ref().map(|d| d.info.name.as_str()));
+    let plan = Plan::within(
+        &program,
+        gpu.as_ref().map(|d| d.info.name.as_str()),
+        gpu.as_ref().map(|d| d.device.limits().max_buffer_size),
+    );
     if args.json {
         let steps: Vec<Value> = plan
             .steps

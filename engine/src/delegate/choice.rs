@@ -94,6 +94,25 @@ pub async fn shared() -> Result<Arc<GpuDevice>> {
     Ok(dev)
 }
 
+/// Makes `dev` this thread's shared device while it lives: sessions opened
+/// with [`DeviceChoice::Gpu`] (or `Auto`) on this thread use it — one opened
+/// with other limits, say, as the tests do to run whole pipelines within a
+/// few KiB per binding. Fails when another device is shared now.
+pub fn share(dev: &Arc<GpuDevice>) -> Result<()> {
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        match s.upgrade() {
+            Some(other) if !Arc::ptr_eq(&other, dev) => {
+                Err(Error::Gpu(format!("{} is this thread's device while a session holds it", other.info.name)))
+            }
+            _ => {
+                *s = Arc::downgrade(dev);
+                Ok(())
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

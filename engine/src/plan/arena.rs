@@ -45,8 +45,10 @@ impl Arena {
         self.len as u64 * 4
     }
 
-    /// Plans `steps`; with `banked`, over banks such that no step writes a bank it reads.
-    pub(super) fn plan(program: &Program, steps: &[Step], banked: bool) -> Arena {
+    /// Plans `steps`; with `banked`, over banks such that no step writes a bank
+    /// it reads, and whose live values stay within `cap` f32 each (a value
+    /// larger than `cap` gets a bank of its own).
+    pub(super) fn plan(program: &Program, steps: &[Step], banked: bool, cap: Option<usize>) -> Arena {
         let nodes = &program.nodes;
         // Views alias their input: a reshaped value is the same memory.
         let mut root: HashMap<&str, &str> = HashMap::new();
@@ -87,7 +89,7 @@ impl Arena {
         // inputs is in (program inputs start in bank 0) — of those, the one whose
         // peak of live bytes grows least by holding the output over its lifetime
         // (each bank is sized by its own peak, so this keeps their sum small),
-        // the lowest on ties; a new bank when every one is read.
+        // the lowest on ties; a new bank when every one is read or would pass `cap`.
         let len_of = |v: &str| program.shape(v).map_or(0, |s| s.iter().product::<usize>());
         let padded = |v: &str| len_of(v).div_ceil(ALIGN).max(1) * ALIGN;
         let mut bank_of: HashMap<String, usize> = program.inputs.iter().map(|i| (i.name.clone(), 0)).collect();
@@ -121,7 +123,8 @@ impl Arena {
                     let top = live[b].iter().zip(&added).map(|(l, a)| l.saturating_add(*a)).max().unwrap_or(0);
                     top.saturating_sub(peak[b])
                 };
-                let allowed = (0..live.len()).filter(|b| !read.contains(b));
+                let fits = |b: usize| cap.is_none_or(|c| peak[b].saturating_add(growth(b)) <= c);
+                let allowed = (0..live.len()).filter(|b| !read.contains(b) && fits(*b));
                 let bank = match allowed.min_by_key(|&b| (growth(b), b)) {
                     Some(b) => b,
                     None => {

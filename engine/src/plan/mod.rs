@@ -114,6 +114,30 @@ pub fn read_only_as_weight(program: &Program, name: &str) -> bool {
 impl Plan {
     /// Plans `program` for a GPU delegate when `gpu` names an adapter, else the CPU.
     pub fn new(program: &Program, gpu: Option<&str>) -> Plan {
+        Plan::within(program, gpu, None)
+    }
+
+    /// [`Plan::new`] for a GPU whose buffers hold at most `max_buffer` bytes:
+    /// the arena is spread over as many banks as that needs. Banks are chosen
+    /// by live bytes, and placing values in a bank can leave gaps, so a bank
+    /// that comes out over the limit is planned again with a lower cap (a
+    /// single value over the limit stays over it: the runtime refuses that plan).
+    pub fn within(program: &Program, gpu: Option<&str>, max_buffer: Option<u64>) -> Plan {
+        let limit = max_buffer.filter(|_| gpu.is_some()).map(|b| usize::try_from(b / 4).unwrap_or(usize::MAX));
+        let mut plan = Plan::with_cap(program, gpu, limit);
+        let Some(limit) = limit else { return plan };
+        let mut cap = limit;
+        for _ in 0..8 {
+            if plan.arena.banks.iter().all(|&b| b <= limit) {
+                break;
+            }
+            cap -= cap / 4;
+            plan = Plan::with_cap(program, gpu, Some(cap));
+        }
+        plan
+    }
+
+    fn with_cap(program: &Program, gpu: Option<&str>, cap: Option<usize>) -> Plan {
         let nodes = &program.nodes;
         // How many nodes read each value; program outputs count as readers.
         let mut reads: HashMap<&str, usize> = HashMap::new();
@@ -189,7 +213,7 @@ impl Plan {
             });
         }
 
-        let arena = Arena::plan(program, &steps, gpu.is_some());
+        let arena = Arena::plan(program, &steps, gpu.is_some(), cap);
         let mut weight_order = Vec::new();
         let params: HashMap<&str, &crate::program::Parameter> =
             program.parameters.iter().map(|p| (p.name.as_str(), p)).collect();

@@ -130,7 +130,11 @@ impl Session {
             }
         }
         let (gpu, device) = options.device.open().await?;
-        let plan = Plan::new(&program, gpu.as_ref().map(|d| d.info.name.as_str()));
+        let plan = Plan::within(
+            &program,
+            gpu.as_ref().map(|d| d.info.name.as_str()),
+            gpu.as_ref().map(|d| d.device.limits().max_buffer_size),
+        );
         let constants = program.constants.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
         if let Some(dev) = &gpu {
             // Limits first: the plan's largest buffer against the device's, before any upload.
