@@ -510,57 +510,72 @@ fn gpu_plans_put_outputs_in_banks_their_inputs_are_not_in() {
     }
 }
 
-/// An int8 checkpoint (`kinema quantize`'s layout) runs on the GPU at a quarter
-/// of f32's bytes — the int8 weight four per word, its scales beside it — and
-/// gives the CPU's result; `device_bytes` plans exactly that.
+/// Quantized checkpoints (`kinema quantize`'s layouts) run on the GPU as stored
+/// — int8 four per word at a quarter of f32's bytes, int4 eight per word in
+/// groups (here with a short last group) at an eighth, their scales beside them
+/// — and give the CPU's result, which holds no f32 copy of the weight either;
+/// `device_bytes` plans exactly that.
 #[test]
-fn int8_weights_stay_int8_on_the_gpu() {
+fn quantized_weights_stay_quantized_on_both_delegates() {
     use std::collections::BTreeMap;
 
-    use kinema_engine::weights::quant::{quantize_int8, scale_key};
+    use kinema_engine::weights::quant::{Scheme, quantize, stored_specs};
     use kinema_engine::weights::writer::{TensorSpec, to_bytes};
 
-    let (n, k) = (301usize, 257usize);
-    let (q, scales) = quantize_int8(&kinema_engine::random::uniform(n * k, 31), n);
-    let (b, x) = (kinema_engine::random::uniform(n, 32), kinema_engine::random::uniform(4 * k, 33));
-    let file = to_bytes(
-        &[
-            (TensorSpec::new("lin.weight", Dtype::I8, &[n as u64, k as u64]), bytemuck::cast_slice(&q)),
-            (TensorSpec::new(scale_key("lin.weight"), Dtype::F32, &[n as u64]), bytemuck::cast_slice(&scales)),
-            (TensorSpec::new("lin.bias", Dtype::F32, &[n as u64]), bytemuck::cast_slice(&b)),
-        ],
-        &BTreeMap::new(),
-    );
-    let program = Program::from_json(&format!(
-        r#"{{"format":"kinema.program","version":1,
-            "inputs":[{{"name":"x","dtype":"f32","shape":[4,{k}]}}],
-            "parameters":[{{"name":"w","key":"lin.weight","dtype":"f32","shape":[{n},{k}]}},
-                          {{"name":"b","key":"lin.bias","dtype":"f32","shape":[{n}]}}],
-            "nodes":[{{"op":"linear","inputs":["x","w","b"],"outputs":["y"]}}],
-            "outputs":[{{"name":"out0","value":"y"}}]}}"#
-    ))
-    .unwrap();
-    let open = || {
-        let source = kinema_engine::weights::source::BytesSource::new("int8", file.clone());
-        pollster::block_on(Checkpoint::from_source("int8", Box::new(source))).unwrap()
-    };
-    let mut outs = Vec::new();
-    for device in [DeviceChoice::Cpu, DeviceChoice::Gpu] {
-        let mut session =
-            pollster::block_on(Session::new(program.clone(), Some(open()), Options { device, profile: false }))
-                .unwrap();
-        outs.push(pollster::block_on(session.run(&[("x", &x)])).unwrap().swap_remove(0).data);
-        if device == DeviceChoice::Gpu {
-            let pad = |bytes: usize| bytes.div_ceil(16) as u64 * 16;
-            assert_eq!(session.gpu_parameter_bytes(), pad(n * k) + pad(n * 4) + pad(n * 4), "int8 + scales + bias");
-            let d = kinema_engine::runtime::device_bytes(&program, session.plan(), Some(&open()));
-            assert_eq!(d.weights, session.gpu_parameter_bytes());
-            assert_eq!(d.weights_by_dtype["int8"], pad(n * k));
+    let (n, k) = (301usize, 258usize);
+    for (scheme, name, packed) in [(Scheme::Int8, "int8", n * k), (Scheme::Int4 { group: 64 }, "int4", n * k / 2)] {
+        let (q, scales) = quantize(scheme, &kinema_engine::random::uniform(n * k, 31), n);
+        let (b, x) = (kinema_engine::random::uniform(n, 32), kinema_engine::random::uniform(4 * k, 33));
+        let [values, scale_spec] = stored_specs(scheme, "lin.weight", &[n as u64, k as u64]);
+        let file = to_bytes(
+            &[
+                (values, &q[..]),
+                (scale_spec, bytemuck::cast_slice(&scales)),
+                (TensorSpec::new("lin.bias", Dtype::F32, &[n as u64]), bytemuck::cast_slice(&b)),
+            ],
+            &BTreeMap::new(),
+        );
+        let program = Program::from_json(&format!(
+            r#"{{"format":"kinema.program","version":1,
+                "inputs":[{{"name":"x","dtype":"f32","shape":[4,{k}]}}],
+                "parameters":[{{"name":"w","key":"lin.weight","dtype":"f32","shape":[{n},{k}]}},
+                              {{"name":"b","key":"lin.bias","dtype":"f32","shape":[{n}]}}],
+                "nodes":[{{"op":"linear","inputs":["x","w","b"],"outputs":["y"]}}],
+                "outputs":[{{"name":"out0","value":"y"}}]}}"#
+        ))
+        .unwrap();
+        let open = || {
+            let source = kinema_engine::weights::source::BytesSource::new(name, file.clone());
+            pollster::block_on(Checkpoint::from_source(name, Box::new(source))).unwrap()
+        };
+        // The reference: the same product on the dequantized weight, f32.
+        let mut wide = vec![0f32; n * k];
+        pollster::block_on(open().read_f32_dequantized("lin.weight", &mut wide)).unwrap();
+        let spec =
+            kinema_engine::delegate::Matmul { trans_b: true, ..kinema_engine::delegate::Matmul::new(1, 4, n, k) };
+        let want = kinema_engine::delegate::cpu::matmul::matmul(&spec, &x, &wide, Some(&b)).unwrap();
+        let pad = |bytes: usize| bytes.div_ceil(16) as u64 * 16;
+        for device in [DeviceChoice::Cpu, DeviceChoice::Gpu] {
+            let mut session =
+                pollster::block_on(Session::new(program.clone(), Some(open()), Options { device, profile: false }))
+                    .unwrap();
+            let got = pollster::block_on(session.run(&[("x", &x)])).unwrap().swap_remove(0).data;
+            assert_eq!(got.len(), 4 * n);
+            let (_, rel) = errors(&got, &want);
+            assert!(rel <= 1e-5, "{name} {device:?} against the dequantized f32 product: {rel}");
+            if device == DeviceChoice::Gpu {
+                let weights = pad(packed) + pad(scales.len() * 4) + pad(n * 4);
+                assert_eq!(session.gpu_parameter_bytes(), weights, "{name} + scales + bias");
+                let d = kinema_engine::runtime::device_bytes(&program, session.plan(), Some(&open()));
+                assert_eq!(d.weights, session.gpu_parameter_bytes());
+                assert_eq!(d.weights_by_dtype[name], pad(packed));
+            } else {
+                // The weight is read in place; only its scales (and at most the f32 bias) are copied in.
+                let held = session.host_parameter_bytes();
+                assert!(held <= (scales.len() + n) as u64 * 4, "{name}: {held} bytes held, no copy of the weight");
+            }
         }
     }
-    assert_eq!(outs[0].len(), 4 * n);
-    let (_, rel) = errors(&outs[1], &outs[0]);
-    assert!(rel <= 1e-5, "GPU against CPU: {rel}");
 }
 
 /// GPU sessions share their thread's device, and a parameter of the same

@@ -23,7 +23,7 @@ pub struct Args {
     /// the program JSON (for benchmarks; the values mean nothing).
     #[arg(long, value_name = "SEED")]
     random_weights: Option<u64>,
-    /// The dtype of random weights: f32, f16, bf16, or int8 (matrices; the rest f32).
+    /// The dtype of random weights: f32, f16, bf16, int8 or int4 (matrices; the rest f32).
     #[arg(long, default_value = "f32", requires = "random_weights")]
     dtype: String,
     /// A safetensors file holding one tensor per program input, by input name
@@ -119,12 +119,13 @@ pub async fn run(args: Args) -> Result<()> {
 /// Seeded random parameters of `program`'s shapes as an in-memory checkpoint in
 /// `dtype`: matrices and kernels normal / √fan-in, 1-d weights (norm scales) 1,
 /// other 1-d tensors (biases) normal · 0.02 — values that keep activations finite
-/// through a deep network. With int8, matrices are quantized (`weights::quant`).
+/// through a deep network. With int8 or int4 (groups of 64), matrices are
+/// quantized (`weights::quant`; int4 only with rows of even length).
 async fn random_checkpoint(program: &Program, dtype: &str, seed: u64) -> Result<Checkpoint> {
-    use kinema_engine::weights::quant::{quantize_int8, scale_key};
+    use kinema_engine::weights::quant::{Scheme, quantize, stored_specs};
     let dtype = match dtype {
-        "f32" | "f16" | "bf16" | "int8" => dtype,
-        other => return Err(Error::Invalid(format!("--dtype {other:?}: f32, f16, bf16 or int8"))),
+        "f32" | "f16" | "bf16" | "int8" | "int4" => dtype,
+        other => return Err(Error::Invalid(format!("--dtype {other:?}: f32, f16, bf16, int8 or int4"))),
     };
     let mut specs: Vec<(TensorSpec, Vec<u8>)> = Vec::new();
     for (i, p) in program.parameters.iter().enumerate() {
@@ -147,13 +148,12 @@ async fn random_checkpoint(program: &Program, dtype: &str, seed: u64) -> Result<
             }
         };
         match dtype {
-            "int8" if p.shape.len() == 2 => {
-                let (q, s) = quantize_int8(&v, p.shape[0]);
-                specs.push((TensorSpec::new(&p.key, Dtype::I8, &shape), bytemuck::cast_slice(&q).to_vec()));
-                specs.push((
-                    TensorSpec::new(scale_key(&p.key), Dtype::F32, &shape[..1]),
-                    bytemuck::cast_slice(&s).to_vec(),
-                ));
+            "int8" | "int4" if p.shape.len() == 2 && (dtype == "int8" || p.shape[1] % 2 == 0) => {
+                let scheme = if dtype == "int8" { Scheme::Int8 } else { Scheme::Int4 { group: 64 } };
+                let (q, s) = quantize(scheme, &v, p.shape[0]);
+                let [values, scales] = stored_specs(scheme, &p.key, &shape);
+                specs.push((values, q));
+                specs.push((scales, bytemuck::cast_slice(&s).to_vec()));
             }
             "f16" => specs.push((TensorSpec::new(&p.key, Dtype::F16, &shape), bytes(Dtype::F16, &v))),
             "bf16" => specs.push((TensorSpec::new(&p.key, Dtype::BF16, &shape), bytes(Dtype::BF16, &v))),

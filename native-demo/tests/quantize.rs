@@ -1,13 +1,13 @@
-//! `kinema quantize --int8` end to end: the tiny Wan transformer's sharded
-//! checkpoint to one int8 file — every matrix I8 with its per-row scales, every
-//! other tensor byte for byte — which its program then runs unchanged on both
-//! delegates, close to PyTorch's f32 output.
+//! `kinema quantize --int8|--int4` end to end: the tiny Wan transformer's
+//! sharded checkpoint to one quantized file — every matrix I8 with its per-row
+//! scales, or int4 in groups, every other tensor byte for byte — which its
+//! program then runs unchanged on both delegates, close to PyTorch's f32 output.
 
 use std::process::{Command, Output};
 
 use kinema_engine::weights::Checkpoint;
 use kinema_engine::weights::dtype::Dtype;
-use kinema_engine::weights::quant::{dequantize_int8, scale_key};
+use kinema_engine::weights::quant::{Scheme, dequantize_int4, dequantize_int8, scale_key};
 use kinema_tests::{TempDir, fixture};
 
 fn kinema(args: &[&str]) -> Output {
@@ -24,11 +24,28 @@ fn read(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
 
 #[test]
 fn int8_checkpoints_run_their_programs_unchanged() {
+    quantized_checkpoints_run_their_programs_unchanged(Scheme::Int8, 2e-2);
+}
+
+/// int4 in groups of 8 (the tiny model's rows are 16–64 long): a coarser
+/// grid, so a looser bound on the output than int8's.
+#[test]
+fn int4_checkpoints_run_their_programs_unchanged() {
+    quantized_checkpoints_run_their_programs_unchanged(Scheme::Int4 { group: 8 }, 1e-1);
+}
+
+fn quantized_checkpoints_run_their_programs_unchanged(scheme: Scheme, bound: f32) {
     let base = fixture("programs/wan_transformer");
     let tmp = TempDir::new("quantize");
-    let q = tmp.0.join("int8.safetensors");
+    let q = tmp.0.join("quantized.safetensors");
     let (src, qs) = (base.join("transformer"), q.display().to_string());
-    kinema(&["quantize", src.to_str().unwrap(), "--int8", "--min-elements", "64", "-o", &qs]);
+    let group = match scheme {
+        Scheme::Int8 => vec!["--int8"],
+        Scheme::Int4 { .. } => vec!["--int4", "--group", "8"],
+    };
+    let mut args = vec!["quantize", src.to_str().unwrap(), "--min-elements", "64", "-o", &qs];
+    args.extend(group);
+    kinema(&args);
 
     let original = pollster::block_on(Checkpoint::open(src.to_str().unwrap())).unwrap();
     let quantized = pollster::block_on(Checkpoint::open(&qs)).unwrap();
@@ -38,17 +55,29 @@ fn int8_checkpoints_run_their_programs_unchanged() {
         if shape.len() == 2 && shape.iter().product::<u64>() >= 64 {
             matrices += 1;
             let qt = quantized.get(t.name).unwrap();
-            assert_eq!((qt.info.dtype, &qt.info.shape), (Dtype::I8, shape), "{}", t.name);
+            let (rows, row_len) = (shape[0] as usize, shape[1] as usize);
             let scales = read(&quantized, &scale_key(t.name));
-            assert_eq!(scales.len() as u64, shape[0]);
             let mut bytes = vec![0u8; qt.info.byte_len() as usize];
             pollster::block_on(quantized.read_bytes(t.name, &mut bytes)).unwrap();
-            let mut back = vec![0f32; bytes.len()];
-            dequantize_int8(&bytes, &scales, 0, shape[1] as usize, &mut back);
+            let mut back = vec![0f32; rows * row_len];
+            let per_row = match scheme {
+                Scheme::Int8 => {
+                    assert_eq!((qt.info.dtype, &qt.info.shape), (Dtype::I8, shape), "{}", t.name);
+                    dequantize_int8(&bytes, &scales, 0, row_len, &mut back);
+                    1
+                }
+                Scheme::Int4 { group } => {
+                    assert_eq!((qt.info.dtype, &qt.info.shape[..]), (Dtype::U8, &[shape[0], shape[1] / 2][..]));
+                    dequantize_int4(&bytes, &scales, 0, row_len, group, &mut back);
+                    row_len.div_ceil(group)
+                }
+            };
+            assert_eq!(scales.len(), rows * per_row, "{}", t.name);
+            assert_eq!(quantized.quantized(t.name).map(|q| q.scheme), Some(scheme), "{} reads back", t.name);
             let want = read(&original, t.name);
             for (i, (a, b)) in want.iter().zip(&back).enumerate() {
-                let row = i / shape[1] as usize;
-                assert!((a - b).abs() <= scales[row] / 2.0 * 1.0001, "{} [{i}]: {a} vs {b}", t.name);
+                let s = scales[(i / row_len) * per_row + (i % row_len) * per_row / row_len];
+                assert!((a - b).abs() <= s / 2.0 * 1.0001, "{} [{i}]: {a} vs {b}", t.name);
             }
         } else {
             let mut a = vec![0u8; t.info.byte_len() as usize];
@@ -83,9 +112,9 @@ fn int8_checkpoints_run_their_programs_unchanged() {
         let got = read(&pollster::block_on(Checkpoint::open(out.to_str().unwrap())).unwrap(), "out0");
         assert_eq!(got.len(), want.len());
         let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        eprintln!("{device}: int8 max abs error {err:.3e}, relative to max |ref| {:.3e}", err / scale);
-        assert!(err <= 2e-2 * scale, "{device}: {err} against max |ref| {scale}");
-        assert!(err > 0.0, "{device}: int8 weights cannot give PyTorch's f32 output exactly");
+        eprintln!("{device}: {scheme:?} max abs error {err:.3e}, relative to max |ref| {:.3e}", err / scale);
+        assert!(err <= bound * scale, "{device}: {err} against max |ref| {scale}");
+        assert!(err > 0.0, "{device}: quantized weights cannot give PyTorch's f32 output exactly");
     }
 }
 
@@ -98,7 +127,7 @@ fn random_weights_run_a_program_without_a_checkpoint() {
     let tmp = TempDir::new("random-weights");
     let program = base.join("program.json");
     let io = base.join("io.safetensors");
-    for dtype in ["f32", "f16", "bf16", "int8"] {
+    for dtype in ["f32", "f16", "bf16", "int8", "int4"] {
         let mut outs = Vec::new();
         for device in ["cpu", "cpu", "gpu"] {
             let out = tmp.0.join(format!("{dtype}-{device}-{}.safetensors", outs.len()));

@@ -29,10 +29,19 @@ struct Params {
     out_row: u32,
     out_batch: u32,
     bias_off: u32,
-    // Int8 B (B_HALF 3): the global element index of the window's first bound
+    // Int8 / int4 B (B_HALF 3, 4): the global element index of the window's first bound
     // element of B, and the length of B's stored rows (one scale per stored row).
     b_elem0: u32,
     b_stride: u32,
+    // Values per scale along a stored row: the row (int8), a group (int4).
+    b_group: u32,
+}
+
+// The scale of B's element i (an index into its bound window): its stored
+// row's scales are ⌈b_stride / b_group⌉ apart, one per group.
+fn b_scale_index(i: u32) -> u32 {
+    let e = i + p.b_elem0;
+    return e / p.b_stride * ((p.b_stride + p.b_group - 1u) / p.b_group) + (e % p.b_stride) / p.b_group;
 }
 
 // Writes up to four outputs of row `r` from column `c0`, through the epilogue.

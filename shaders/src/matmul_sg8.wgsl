@@ -16,11 +16,11 @@
 
 // Read as vec4: one load instruction for four values (buffers are padded to 16 bytes).
 @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
-// B holds f32 bits, f16 / bf16 pairs or int8 quads (B_HALF; f32 accumulation).
+// B holds f32 bits, f16 / bf16 pairs, int8 quads or int4 octets (B_HALF; f32 accumulation).
 @group(0) @binding(1) var<storage, read> b: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-// Int8 B's scales, one per stored row of B (another operand stands in otherwise).
+// Int8 / int4 B's scales, per stored row or group (another operand stands in otherwise).
 @group(0) @binding(4) var<storage, read> scales: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
@@ -33,7 +33,8 @@ override WG_ROWS: u32 = 8u;
 // of 4): then four values come from one vec4 load. Otherwise element by element.
 override CONTIGUOUS: bool = false;
 // B as stored: 0 f32; 1 f16 and 2 bf16, two per u32 (low half first); 3 int8,
-// four per u32 (low byte first), times the scale of its stored row.
+// four per u32 (low byte first), times the scale of its stored row; 4 int4, eight
+// per u32 (low nibble first, stored q + 8), times the scale of its group.
 override B_HALF: u32 = 0u;
 const ROWS: u32 = 16u;
 const COLS: u32 = 8u;
@@ -55,10 +56,21 @@ fn int8_quad(w: u32) -> vec4<f32> {
                                bitcast<i32>(w)) >> vec4<u32>(24u));
 }
 
+// Four int4 from bit `shift` of w (0 or 16), each less 8.
+fn int4_quad(w: u32, shift: u32) -> vec4<f32> {
+    let v = vec4<u32>(w >> shift) >> vec4<u32>(0u, 4u, 8u, 12u);
+    return vec4<f32>(vec4<i32>(v & vec4<u32>(0xfu)) - vec4<i32>(8));
+}
+
 fn element_b(i: u32) -> f32 {
+    if (B_HALF == 4u) {
+        let word = i / 8u;
+        let q = i32((b[word / 4u][word % 4u] >> (4u * (i % 8u))) & 0xfu) - 8;
+        return f32(q) * scales[b_scale_index(i)];
+    }
     if (B_HALF == 3u) {
         let word = i / 4u;
-        return int8_quad(b[word / 4u][word % 4u])[i % 4u] * scales[(i + p.b_elem0) / p.b_stride];
+        return int8_quad(b[word / 4u][word % 4u])[i % 4u] * scales[b_scale_index(i)];
     }
     if (B_HALF != 0u) {
         let word = i / 2u;
@@ -69,10 +81,15 @@ fn element_b(i: u32) -> f32 {
 
 // Elements i .. i + 3 of B, i a multiple of 4.
 fn vec4_b(i: u32) -> vec4<f32> {
+    if (B_HALF == 4u) {
+        // Four columns of one group (groups are multiples of 8 long): one scale.
+        let word = i / 8u;
+        return int4_quad(b[word / 4u][word % 4u], 4u * (i % 8u)) * scales[b_scale_index(i)];
+    }
     if (B_HALF == 3u) {
         // Four columns of one stored row (contiguous B runs along n): one scale.
         let word = i / 4u;
-        return int8_quad(b[word / 4u][word % 4u]) * scales[(i + p.b_elem0) / p.b_stride];
+        return int8_quad(b[word / 4u][word % 4u]) * scales[b_scale_index(i)];
     }
     if (B_HALF != 0u) {
         let w = b[i / 8u];

@@ -143,6 +143,46 @@ fn gpu_matmul_with_int8_weights_matches_cpu() {
     }
 }
 
+/// Int4 B in groups along each stored row (`kinema quantize --int4`'s layout):
+/// eight per word, short last groups (row lengths not a multiple of the
+/// group), odd output counts, both transposes, every kernel configuration. The
+/// CPU widens the same values, so the bound is the f32 one.
+#[test]
+fn gpu_matmul_with_int4_weights_matches_cpu() {
+    use kinema_engine::weights::quant::quantize_int4;
+    let dev = device();
+    for (i, &(m, n, k, trans_b, group)) in [
+        (1, 1, 8, true, 8),
+        (7, 33, 100, true, 32),
+        (65, 64, 128, true, 64),
+        (3, 126, 7, false, 8),
+        (5, 70, 38, true, 16),
+        (9, 64, 30, false, 128),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let spec = Matmul { trans_b, activation: Activation::Silu, ..Matmul::new(1, m, n, k) };
+        let a = random(m * k, 60 + i as u64);
+        let (q, scales) = quantize_int4(&random(k * n, 70 + i as u64), if trans_b { n } else { k }, group);
+        let b = Operand::Int4 { q: &q, scales: &scales, group };
+        let bias = random(n, 80);
+        let want = cpu::matmul::matmul_weight(&spec, &a, b, Some(&bias)).unwrap();
+        for config in configs(&dev) {
+            let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, b, Some(&bias))).unwrap();
+            assert_eq!(got.len(), want.len());
+            let (err, ok) = compare(&got, &want, k, 1e-4);
+            assert!(ok, "{config:?} int4 group {group} {spec:?}: max abs error {err}");
+        }
+    }
+    // A group that is not a multiple of 8 is refused, not misread.
+    let spec = Matmul { trans_b: true, ..Matmul::new(1, 1, 2, 12) };
+    let (q, scales) = quantize_int4(&random(24, 1), 2, 4);
+    let b = Operand::Int4 { q: &q, scales: &scales, group: 4 };
+    let err = pollster::block_on(matmul_with(&dev, configs(&dev)[0], &spec, &random(12, 2), b, None)).unwrap_err();
+    assert!(err.to_string().contains("multiple of 8"), "{err}");
+}
+
 #[test]
 fn gpu_matmul_tile_configurations_agree() {
     let dev = device();
@@ -409,6 +449,20 @@ fn gpu_matmul_binds_large_values_in_windows() {
             let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, b, None)).unwrap();
             let (err, ok) = compare(&got, &want, spec.k, 1e-4);
             assert!(ok, "{config:?} int8 {spec:?}: max abs error {err}");
+        }
+    }
+    // Int4 the same way: 70 rows of 64 in groups of 16, windows start mid-word.
+    for (trans_b, m, k) in [(true, 6, 64), (false, 40, 30)] {
+        let spec = Matmul { trans_b, ..Matmul::new(1, m, 70, k) };
+        let a = random(m * k, 94);
+        let (q, scales) =
+            kinema_engine::weights::quant::quantize_int4(&random(70 * k, 95), if trans_b { 70 } else { k }, 16);
+        let b = Operand::Int4 { q: &q, scales: &scales, group: 16 };
+        let want = cpu::matmul::matmul_weight(&spec, &a, b, None).unwrap();
+        for config in configs(&dev) {
+            let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, b, None)).unwrap();
+            let (err, ok) = compare(&got, &want, spec.k, 1e-4);
+            assert!(ok, "{config:?} int4 {spec:?}: max abs error {err}");
         }
     }
     let spec = Matmul { trans_a: true, ..Matmul::new(1, 50, 4, 40) };

@@ -36,6 +36,14 @@ pub enum Operand<'a> {
         q: &'a [u8],
         scales: &'a [f32],
     },
+    /// Weight-only int4 (`weights::quant`): `q` two values per byte (low nibble
+    /// first, `q + 8`), `scales` one per `group` values of each stored row
+    /// (`[rows, ⌈row_len / group⌉]`).
+    Int4 {
+        q: &'a [u8],
+        scales: &'a [f32],
+        group: usize,
+    },
 }
 
 /// The 16-bit float dtypes weights stay in: f16 and bf16 (Wan's checkpoints).
@@ -78,6 +86,7 @@ impl Operand<'_> {
             Operand::F32(x) => x.len(),
             Operand::Half(_, x) => x.len() / 2,
             Operand::Int8 { q, .. } => q.len(),
+            Operand::Int4 { q, .. } => q.len() * 2,
         }
     }
 
@@ -88,7 +97,7 @@ impl Operand<'_> {
     /// The 16-bit dtype, if not f32.
     pub fn half(&self) -> Option<Half> {
         match self {
-            Operand::F32(_) | Operand::Int8 { .. } => None,
+            Operand::F32(_) | Operand::Int8 { .. } | Operand::Int4 { .. } => None,
             Operand::Half(h, _) => Some(*h),
         }
     }
@@ -97,7 +106,7 @@ impl Operand<'_> {
     pub fn bytes(&self) -> &[u8] {
         match self {
             Operand::F32(x) => bytemuck::cast_slice(x),
-            Operand::Half(_, x) | Operand::Int8 { q: x, .. } => x,
+            Operand::Half(_, x) | Operand::Int8 { q: x, .. } | Operand::Int4 { q: x, .. } => x,
         }
     }
 }

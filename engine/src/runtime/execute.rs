@@ -151,7 +151,11 @@ pub fn cpu(op: &Op, inputs: &[Input], fused: Option<Activation>) -> Result<Vec<V
     for (i, (_, value)) in inputs.iter().enumerate() {
         match value {
             Operand::F32(d) => data.push(d),
-            Operand::Half(..) | Operand::Int8 { .. } if i == 1 && matches!(work, Work::Matmul(_)) => data.push(&[]),
+            Operand::Half(..) | Operand::Int8 { .. } | Operand::Int4 { .. }
+                if i == 1 && matches!(work, Work::Matmul(_)) =>
+            {
+                data.push(&[])
+            }
             _ => {
                 return Err(Error::Program(format!(
                     "{}: input {i} is not f32 (only a matmul's weight may be)",

@@ -20,6 +20,7 @@ use crate::plan::{self, Plan};
 use crate::program::Program;
 use crate::weights::Checkpoint;
 use crate::weights::dtype::Dtype;
+use crate::weights::quant::Scheme;
 
 /// How a session runs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,10 +76,10 @@ fn host_arena(len: usize) -> Result<Vec<f32>> {
 /// A parameter on the host, as the CPU delegate reads it.
 enum HostParam {
     /// Read where it lies in the checkpoint (a memory map, bytes in memory), in
-    /// its stored dtype: no copy (an int8 weight's scales, `[rows]`, are read in).
-    InPlace { scales: Option<Vec<f32>> },
-    /// Its stored f16/bf16/int8 bytes, read into memory (a checkpoint over HTTP).
-    Stored { bytes: Vec<u8>, scales: Option<Vec<f32>> },
+    /// its stored dtype: no copy (a quantized weight's scales are read in).
+    InPlace { scales: Option<(Scheme, Vec<f32>)> },
+    /// Its stored f16/bf16/int8/int4 bytes, read into memory (a checkpoint over HTTP).
+    Stored { bytes: Vec<u8>, scales: Option<(Scheme, Vec<f32>)> },
     /// Widened to f32: read by an op other than a matmul's weight, or f32 not
     /// aligned (or not in memory) where it lies.
     Wide(Vec<f32>),
@@ -86,7 +87,7 @@ enum HostParam {
 
 impl HostParam {
     fn bytes(&self) -> u64 {
-        let scales = |s: &Option<Vec<f32>>| s.as_ref().map_or(0, |s| s.len() as u64 * 4);
+        let scales = |s: &Option<(Scheme, Vec<f32>)>| s.as_ref().map_or(0, |(_, s)| s.len() as u64 * 4);
         match self {
             HostParam::InPlace { scales: s } => scales(s),
             HostParam::Stored { bytes, scales: s } => bytes.len() as u64 + scales(s),
@@ -121,7 +122,14 @@ impl Session {
                 .as_ref()
                 .ok_or_else(|| Error::Program(format!("parameter {:?} needs a checkpoint (--weights)", p.key)))?;
             let t = ckpt.get(&p.key)?;
-            let shape: Vec<usize> = t.info.shape.iter().map(|&d| d as usize).collect();
+            let mut shape: Vec<usize> = t.info.shape.iter().map(|&d| d as usize).collect();
+            if let Some(q) = ckpt.quantized(&p.key).filter(|q| matches!(q.scheme, Scheme::Int4 { .. })) {
+                // Two int4 per stored byte: the logical shape is [rows, row_len].
+                shape = vec![q.rows, q.row_len];
+                if p.shape.first() == Some(&q.rows) && p.shape.iter().product::<usize>() == q.rows * q.row_len {
+                    shape.clone_from(&p.shape);
+                }
+            }
             if shape != p.shape {
                 return Err(Error::Program(format!(
                     "parameter {:?}: the checkpoint has shape {shape:?}, the program expects {:?}",
@@ -237,18 +245,14 @@ impl Session {
             let Some(p) = self.program.parameters.iter().find(|p| &p.name == name) else { continue };
             let ckpt = self.checkpoint.as_ref().expect("checked in new");
             let dtype = ckpt.get(&p.key)?.info.dtype;
-            let int8 = ckpt.int8_scales(&p.key);
-            // Kept as stored: 16-bit and int8 weights that only matmuls read.
-            let keep = (Half::of(dtype).is_some() || int8.is_some()) && plan::read_only_as_weight(&self.program, name);
+            let quant = ckpt.quantized(&p.key);
+            // Kept as stored: 16-bit and quantized weights that only matmuls read.
+            let keep = (Half::of(dtype).is_some() || quant.is_some()) && plan::read_only_as_weight(&self.program, name);
             let in_place = ckpt.in_memory(&p.key)?;
             let aligned_f32 =
                 dtype == Dtype::F32 && in_place.is_some_and(|b| bytemuck::try_cast_slice::<u8, f32>(b).is_ok());
-            let scales = match int8.as_deref().filter(|_| keep) {
-                Some(key) => {
-                    let mut s = vec![0f32; p.shape[0]];
-                    ckpt.read_f32(key, &mut s).await?;
-                    Some(s)
-                }
+            let scales = match quant.filter(|_| keep) {
+                Some(q) => Some((q.scheme, ckpt.read_scales(&q).await?)),
                 None => None,
             };
             let param = if (keep && in_place.is_some()) || aligned_f32 {
@@ -279,7 +283,8 @@ impl Session {
         };
         Ok(match (Half::of(dtype), scales) {
             (Some(half), _) => Operand::Half(half, bytes),
-            (None, Some(scales)) => Operand::Int8 { q: bytes, scales },
+            (None, Some((Scheme::Int8, scales))) => Operand::Int8 { q: bytes, scales },
+            (None, Some((Scheme::Int4 { group }, scales))) => Operand::Int4 { q: bytes, scales, group: *group },
             (None, None) => Operand::F32(
                 bytemuck::try_cast_slice(bytes)
                     .map_err(|_| Error::Invalid(format!("parameter {name:?}: f32 data not aligned where it lies")))?,
@@ -377,7 +382,7 @@ impl Session {
             } else {
                 match self.parameter(value)? {
                     Operand::F32(v) => v.to_vec(),
-                    Operand::Half(..) | Operand::Int8 { .. } => {
+                    Operand::Half(..) | Operand::Int8 { .. } | Operand::Int4 { .. } => {
                         return Err(Error::Program(format!("output {value:?} was loaded in its stored dtype")));
                     }
                 }

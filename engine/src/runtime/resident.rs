@@ -20,6 +20,7 @@ use crate::plan::{Delegate, Plan, Slot};
 use crate::program::{Op, Program};
 use crate::weights::Checkpoint;
 use crate::weights::checkpoint::READ_WINDOW;
+use crate::weights::quant::{Quantized, Scheme};
 
 pub(super) struct Resident {
     /// The arena's banks (`Slot::bank` indexes them).
@@ -40,7 +41,7 @@ impl DeviceTensor {
     fn bytes(&self) -> u64 {
         self.buffer.buffer.size()
             + match &self.kept {
-                Some(Kept::Int8 { scales, .. }) => scales.buffer.size(),
+                Some(Kept::Quant { scales, .. }) => scales.buffer.size(),
                 _ => 0,
             }
     }
@@ -59,22 +60,44 @@ fn shared_key(dev: &GpuDevice, checkpoint: &Checkpoint, key: &str) -> (usize, St
 /// How a weight that only matmuls read is kept on the GPU.
 enum Kept {
     Half(Half),
-    Int8 { scales: Tracked, rows: usize },
+    /// int8 or int4 with its scales (`len` of them).
+    Quant {
+        scheme: Scheme,
+        scales: Tracked,
+        len: usize,
+    },
 }
 
-/// How parameter `name` is kept on the GPU, at a half or a quarter of f32's
-/// memory, when the checkpoint stores it as f16, bf16 or int8 and every node
-/// that reads it is a linear or a matmul reading it as its weight
-/// ([`crate::plan::read_only_as_weight`]), whose kernels widen it as they load
-/// (f32 accumulation). `None`: f32.
-fn kept_as(program: &Program, checkpoint: &Checkpoint, name: &str, key: &str) -> Option<Option<Half>> {
+/// The stored form a weight keeps on the GPU.
+enum Form {
+    Half(Half),
+    Quant(Quantized),
+}
+
+impl Form {
+    /// Values per 32-bit word.
+    fn per_word(&self) -> usize {
+        match self {
+            Form::Half(_) => 2,
+            Form::Quant(Quantized { scheme: Scheme::Int8, .. }) => 4,
+            Form::Quant(Quantized { scheme: Scheme::Int4 { .. }, .. }) => 8,
+        }
+    }
+}
+
+/// How parameter `name` is kept on the GPU, at a half, a quarter or an eighth
+/// of f32's memory, when the checkpoint stores it as f16, bf16, int8 or int4
+/// and every node that reads it is a linear or a matmul reading it as its
+/// weight ([`crate::plan::read_only_as_weight`]), whose kernels widen it as
+/// they load (f32 accumulation). `None`: f32.
+fn kept_as(program: &Program, checkpoint: &Checkpoint, name: &str, key: &str) -> Option<Form> {
     if !crate::plan::read_only_as_weight(program, name) {
         return None;
     }
-    if checkpoint.int8_scales(key).is_some() {
-        return Some(None);
+    if let Some(q) = checkpoint.quantized(key) {
+        return Some(Form::Quant(q));
     }
-    Half::of(checkpoint.get(key).ok()?.info.dtype).map(Some)
+    Half::of(checkpoint.get(key).ok()?.info.dtype).map(Form::Half)
 }
 
 /// The values a step writes (a fused activation's, when fused).
@@ -119,10 +142,14 @@ pub fn device_bytes(program: &Program, plan: &Plan, checkpoint: Option<&Checkpoi
             let len: usize = p.shape.iter().product();
             let kept = checkpoint.filter(|_| !conv_weight).and_then(|c| kept_as(program, c, name, &p.key));
             match kept {
-                Some(Some(h)) => add(&format!("{h:?}").to_lowercase(), buffer_bytes(len.div_ceil(2)), true),
-                Some(None) => {
-                    add("int8", buffer_bytes(len.div_ceil(4)), true);
-                    add("int8 scales (f32)", buffer_bytes(p.shape[0]), true);
+                Some(Form::Half(h)) => add(&format!("{h:?}").to_lowercase(), buffer_bytes(len.div_ceil(2)), true),
+                Some(Form::Quant(q)) => {
+                    let what = match q.scheme {
+                        Scheme::Int8 => "int8",
+                        Scheme::Int4 { .. } => "int4",
+                    };
+                    add(what, buffer_bytes(len.div_ceil(Form::Quant(q.clone()).per_word())), true);
+                    add(&format!("{what} scales (f32)"), buffer_bytes(q.rows * q.groups()), true);
                 }
                 None => add("f32", buffer_bytes(len), true),
             }
@@ -239,7 +266,12 @@ impl Resident {
                 let b_store = match node.inputs.get(1).and_then(|b| self.tensors.get(b)).and_then(|t| t.kept.as_ref()) {
                     None => BStore::F32,
                     Some(Kept::Half(h)) => BStore::Half(*h),
-                    Some(Kept::Int8 { scales, rows }) => BStore::Int8 { scales: View::whole(&scales.buffer, *rows) },
+                    Some(Kept::Quant { scheme: Scheme::Int8, scales, len }) => {
+                        BStore::Int8 { scales: View::whole(&scales.buffer, *len) }
+                    }
+                    Some(Kept::Quant { scheme: Scheme::Int4 { group }, scales, len }) => {
+                        BStore::Int4 { scales: View::whole(&scales.buffer, *len), group: *group }
+                    }
                 };
                 for (i, name) in node.inputs.iter().enumerate() {
                     let shape = program.shape(name).expect("validated");
@@ -399,10 +431,11 @@ async fn upload(
         let buffer = dev.scoped(&format!("uploading {name:?}"), || dev.upload(name, &data)).await?;
         return Ok(DeviceTensor { words: data.len(), buffer: dev.track(buffer), kept: None });
     }
-    if let Some(half) = kept_as(program, checkpoint, name, &p.key) {
-        // The stored bytes, two (16-bit) or four (int8) values per 32-bit word, a window at a time;
-        // a trailing odd value waits for the next window (writes are whole words).
-        let words = len.div_ceil(if half.is_some() { 2 } else { 4 });
+    if let Some(form) = kept_as(program, checkpoint, name, &p.key) {
+        // The stored bytes, two (16-bit), four (int8) or eight (int4) values per 32-bit
+        // word, a window at a time; a trailing partial word waits for the next window
+        // (writes are whole words).
+        let words = len.div_ceil(form.per_word());
         let buffer = dev.scoped(&format!("allocating {name:?}"), || dev.storage(name, words)).await?;
         let (mut pending, mut written) = (Vec::new(), 0usize);
         checkpoint
@@ -421,20 +454,19 @@ async fn upload(
             pending.resize(4, 0);
             dev.queue.write_buffer(&buffer, written as u64, &pending);
         }
-        let kept = match half {
-            Some(h) => Kept::Half(h),
-            None => {
-                let rows = p.shape[0];
-                let mut scales = vec![0f32; rows];
-                checkpoint.read_f32(&crate::weights::quant::scale_key(&p.key), &mut scales).await?;
+        let kept = match form {
+            Form::Half(h) => Kept::Half(h),
+            Form::Quant(q) => {
+                let scales = checkpoint.read_scales(&q).await?;
+                let len = scales.len();
                 let scales = dev.scoped(&format!("uploading {name:?}'s scales"), || dev.upload(name, &scales)).await?;
-                Kept::Int8 { scales: dev.track(scales), rows }
+                Kept::Quant { scheme: q.scheme, scales: dev.track(scales), len }
             }
         };
         return Ok(DeviceTensor { buffer: dev.track(buffer), words, kept: Some(kept) });
     }
-    if checkpoint.int8_scales(&p.key).is_some() {
-        // An int8 weight another op reads too: dequantized to f32 on the host, then uploaded.
+    if checkpoint.quantized(&p.key).is_some() {
+        // A quantized weight another op reads too: dequantized to f32 on the host, then uploaded.
         let mut data = vec![0f32; len];
         checkpoint.read_f32_dequantized(&p.key, &mut data).await?;
         let buffer = dev.scoped(&format!("uploading {name:?}"), || dev.upload(name, &data)).await?;

@@ -50,19 +50,30 @@ const WIDEN_BLOCK: usize = 1 << 20;
 /// of the sum over k otherwise — so B is never whole as f32. Widening costs
 /// one pass over B per call; the product costs `m` of them.
 pub fn matmul_weight(spec: &Matmul, a: &[f32], b: Operand<'_>, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    let (dtype, bytes, scales) = match b {
+    // How B is stored: its dtype's bytes (int4: two values a byte) and its scales.
+    let (dtype, bytes, scales, group) = match b {
         Operand::F32(b) => return matmul(spec, a, b, bias),
-        Operand::Half(half, bytes) => (half.dtype(), bytes, None),
-        Operand::Int8 { q, scales } => (Dtype::I8, q, Some(scales)),
+        Operand::Half(half, bytes) => (half.dtype(), bytes, None, 0),
+        Operand::Int8 { q, scales } => (Dtype::I8, q, Some(scales), 0),
+        Operand::Int4 { q, scales, group } => (Dtype::U8, q, Some(scales), group.max(1)),
     };
+    let int4 = group > 0;
     let size = dtype.size();
     if !bytes.len().is_multiple_of(size) {
         return Err(Error::Invalid(format!("matmul: B of {} bytes is not {}", bytes.len(), dtype.name())));
     }
-    let len = spec.check(a.len(), bytes.len() / size, bias.map(<[f32]>::len))?;
+    let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
     let stored_rows = spec.batch * if spec.trans_b { spec.n } else { spec.k };
-    if let Some(s) = scales.filter(|s| s.len() != stored_rows) {
-        return Err(Error::Invalid(format!("matmul: {} int8 scales for {stored_rows} rows of B", s.len())));
+    let stored_len = if spec.trans_b { spec.k } else { spec.n };
+    if int4 && !stored_len.is_multiple_of(2) {
+        return Err(Error::Invalid(format!("matmul: int4 B needs rows of even length, not {stored_len}")));
+    }
+    let scales_per_row = if int4 { stored_len.div_ceil(group) } else { 1 };
+    if let Some(s) = scales.filter(|s| s.len() != stored_rows * scales_per_row) {
+        return Err(Error::Invalid(format!(
+            "matmul: {} scales for {stored_rows} rows of B ({scales_per_row} per row)",
+            s.len()
+        )));
     }
     let mut out = vec![0f32; len];
     let (m, n, k) = (spec.m, spec.n, spec.k);
@@ -81,10 +92,12 @@ pub fn matmul_weight(spec: &Matmul, a: &[f32], b: Operand<'_>, bias: Option<&[f3
         let a = &a[batch * ab..][..ab];
         for r0 in (0..rows).step_by(per) {
             let nr = per.min(rows - r0);
-            let from = (batch * rows + r0) * row_len * size;
             let w = &mut wide[..nr * row_len];
-            let stored = &bytes[from..from + nr * row_len * size];
+            let row_bytes = if int4 { row_len / 2 } else { row_len * size };
+            let from = (batch * rows + r0) * row_bytes;
+            let stored = &bytes[from..from + nr * row_bytes];
             match scales {
+                Some(s) if int4 => quant::dequantize_int4(stored, s, batch * rows + r0, row_len, group, w),
                 Some(s) => quant::dequantize_int8(stored, s, batch * rows + r0, row_len, w),
                 None => convert::to_f32(dtype, stored, w).map_err(|e| Error::Invalid(format!("matmul: B: {e}")))?,
             }
@@ -267,6 +280,31 @@ mod tests {
             assert!(err <= 1e-5, "trans_b={trans_b} {m}x{n}x{k}: {err}");
             assert!(matmul_weight(&spec, &a, Operand::Int8 { q, scales: &scales[1..] }, None).is_err());
         }
+    }
+
+    /// Int4 B in groups (with a short last group) gives the f32 matmul on its
+    /// dequantized values; scales of the wrong count and odd rows are errors.
+    #[test]
+    fn int4_weights_equal_dequantized_weights() {
+        for (trans_b, m, n, k, group) in [(true, 3, 1100, 1000, 64), (false, 5, 70, 1500, 8), (true, 2, 3, 100, 32)] {
+            let spec = Matmul { trans_b, ..Matmul::new(1, m, n, k) };
+            let a = crate::random::uniform(m * k, 8);
+            let (rows, row_len) = if trans_b { (n, k) } else { (k, n) };
+            let (q, scales) = quant::quantize_int4(&crate::random::uniform(k * n, 9), rows, group);
+            assert_eq!(scales.len(), rows * row_len.div_ceil(group));
+            let mut wide = vec![0f32; k * n];
+            quant::dequantize_int4(&q, &scales, 0, row_len, group, &mut wide);
+            let want = matmul(&spec, &a, &wide, None).unwrap();
+            let got = matmul_weight(&spec, &a, Operand::Int4 { q: &q, scales: &scales, group }, None).unwrap();
+            assert_eq!(got.len(), want.len());
+            let err = got.iter().zip(&want).fold(0f32, |e, (x, y)| e.max((x - y).abs()));
+            assert!(err <= 1e-5, "trans_b={trans_b} {m}x{n}x{k} group {group}: {err}");
+            let short = Operand::Int4 { q: &q, scales: &scales[1..], group };
+            assert!(matmul_weight(&spec, &a, short, None).is_err());
+        }
+        let odd = Matmul { trans_b: true, ..Matmul::new(1, 1, 2, 3) };
+        let err = matmul_weight(&odd, &[0.0; 3], Operand::Int4 { q: &[0x88; 3], scales: &[1.0; 2], group: 8 }, None);
+        assert!(err.unwrap_err().to_string().contains("even"));
     }
 
     #[test]

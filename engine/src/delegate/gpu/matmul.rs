@@ -35,6 +35,8 @@ struct Params {
     /// length of B's stored rows (one scale per stored row).
     b_elem0: u32,
     b_stride: u32,
+    /// Values per scale along a stored row: the row (int8), a group (int4).
+    b_group: u32,
 }
 
 /// Tile configuration (the kernel's `override` constants).
@@ -179,6 +181,12 @@ pub enum BStore<'a> {
     Int8 {
         scales: View<'a>,
     },
+    /// Weight-only int4, eight per word, and one scale per `group` values of
+    /// each stored row (`group` a multiple of 8).
+    Int4 {
+        scales: View<'a>,
+        group: usize,
+    },
 }
 
 impl BStore<'_> {
@@ -188,6 +196,7 @@ impl BStore<'_> {
             BStore::F32 => 0,
             BStore::Half(h) => h.code(),
             BStore::Int8 { .. } => 3,
+            BStore::Int4 { .. } => 4,
         }
     }
 
@@ -197,6 +206,7 @@ impl BStore<'_> {
             BStore::F32 => 1,
             BStore::Half(_) => 2,
             BStore::Int8 { .. } => 4,
+            BStore::Int4 { .. } => 8,
         }
     }
 }
@@ -228,7 +238,7 @@ pub async fn matmul_with<'b>(
     let b_buf = dev.upload_bytes("matmul.b", b.bytes());
     let bias_buf = dev.upload("matmul.bias", bias.unwrap_or(&[]));
     let scales: &[f32] = match b {
-        Operand::Int8 { scales, .. } => scales,
+        Operand::Int8 { scales, .. } | Operand::Int4 { scales, .. } => scales,
         _ => &[],
     };
     let scales_buf = dev.upload("matmul.scales", scales);
@@ -238,6 +248,7 @@ pub async fn matmul_with<'b>(
         Operand::F32(_) => BStore::F32,
         Operand::Half(h, _) => BStore::Half(h),
         Operand::Int8 { .. } => BStore::Int8 { scales: View::whole(&scales_buf, scales.len()) },
+        Operand::Int4 { group, .. } => BStore::Int4 { scales: View::whole(&scales_buf, scales.len()), group },
     };
     let b_view = View::whole(&b_buf, b.len().div_ceil(store.per_word()));
     let bias_view = bias.map(|x| View::whole(&bias_buf, x.len()));
@@ -356,11 +367,20 @@ pub async fn encode_matmul<'a>(
     let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
     // Elements → 32-bit words of each operand (a 16-bit B holds two per word, int8 four).
     let per_word = store.per_word();
-    if let BStore::Int8 { scales } = store {
+    let row_len = if spec.trans_b { spec.k } else { spec.n };
+    // Values per scale along a stored row of B.
+    let group = match store {
+        BStore::Int4 { group, .. } => group,
+        _ => row_len.max(1),
+    };
+    if let BStore::Int8 { scales } | BStore::Int4 { scales, .. } = store {
         let rows = if spec.trans_b { spec.n } else { spec.k };
-        if spec.batch != 1 || scales.len != rows {
+        let per_row = row_len.div_ceil(group.max(1));
+        let bad_group = matches!(store, BStore::Int4 { .. }) && (group == 0 || group % 8 != 0 || row_len % 2 != 0);
+        if spec.batch != 1 || scales.len != rows * per_row || bad_group {
             return Err(Error::Invalid(format!(
-                "matmul {spec:?}: an int8 B is one matrix with a scale per stored row ({} scales for {rows} rows)",
+                "matmul {spec:?}: a quantized B is one matrix (int4: rows of even length, groups of a multiple of 8 \
+                 values) with a scale per stored row or group ({} scales for {rows} rows of {per_row})",
                 scales.len
             )));
         }
@@ -430,7 +450,8 @@ pub async fn encode_matmul<'a>(
             out_batch: u32_of("out stride", spec.m * spec.n)?,
             bias_off: bias_view.map_or(0, |(_, o)| o as u32),
             b_elem0: u32_of("B offset", (words(1, spans[1]).0 / align * align) * per_word)?,
-            b_stride: u32_of("B row", if spec.trans_b { spec.k } else { spec.n })?,
+            b_stride: u32_of("B row", row_len)?,
+            b_group: u32_of("B group", group)?,
         };
         // Every index the kernel computes within a window must fit in u32.
         for (what, v) in [("A", av.len), ("B", bv.len), ("out", ov.len)] {
@@ -446,7 +467,7 @@ pub async fn encode_matmul<'a>(
         let bias_v = bias_view.map_or(av, |(v, _)| v);
         // Without int8 scales, A stands in for them (never read).
         let scales_v = match store {
-            BStore::Int8 { scales } => scales,
+            BStore::Int8 { scales } | BStore::Int4 { scales, .. } => scales,
             _ => av,
         };
         cmds.dispatch_views(&pipeline, &[av, bv, bias_v, ov, scales_v], &params, groups);
