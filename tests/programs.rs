@@ -514,7 +514,7 @@ fn gpu_plans_put_outputs_in_banks_their_inputs_are_not_in() {
 /// — int8 four per word at a quarter of f32's bytes, int4 eight per word in
 /// groups (here with a short last group) at an eighth, their scales beside them
 /// — and give the CPU's result, which holds no f32 copy of the weight either;
-/// `device_bytes` plans exactly that.
+/// `device_bytes` plans exactly that, and `traffic` counts the stored bytes read.
 #[test]
 fn quantized_weights_stay_quantized_on_both_delegates() {
     use std::collections::BTreeMap;
@@ -563,6 +563,11 @@ fn quantized_weights_stay_quantized_on_both_delegates() {
             assert_eq!(got.len(), 4 * n);
             let (_, rel) = errors(&got, &want);
             assert!(rel <= 1e-5, "{name} {device:?} against the dequantized f32 product: {rel}");
+            // What the forward moves: x, the weight as stored with its scales, and the bias in; y out.
+            let t = kinema_engine::runtime::traffic(&program, session.plan(), Some(&open()));
+            assert_eq!(t.read, (4 * k * 4 + packed + scales.len() * 4 + n * 4) as u64, "{name} {device:?}");
+            assert_eq!(t.written, (4 * n * 4) as u64);
+            assert_eq!(t.scratch_copy, if device == DeviceChoice::Gpu { 2 * t.written } else { 0 });
             if device == DeviceChoice::Gpu {
                 let weights = pad(packed) + pad(scales.len() * 4) + pad(n * 4);
                 assert_eq!(session.gpu_parameter_bytes(), weights, "{name} + scales + bias");

@@ -3,7 +3,7 @@
 tools/fixtures/make_wan_real.py) on the CPU: Kinema against PyTorch eager f32,
 each in a fresh process, alternately, on the same inputs and threads.
 
-    python tools/bench_wan.py ~/.cache/kinema/wan-real --frames 1 [--threads 2] [--runs 1] [--int8] [--json]
+    python tools/bench_wan.py ~/.cache/kinema/wan-real --frames 1 [--threads 2] [--runs 1] [--int8] [--int4] [--json]
 
 Needs the exported program at DIR/programs/t2v-{F}f/program.json
 (`python -m kinema_export wan DIR/transformer --latent-shape 16,F,60,104 --text-len 512 -o …`)
@@ -11,8 +11,8 @@ and `target/release/kinema`. Reported per engine, at the best run: the
 process's wall time (start to exit: imports, load, one transformer pass,
 writing the output) and its peak resident memory (ru_maxrss from wait4); and
 Kinema's error against PyTorch's output (max abs, and relative to max |ref|).
-With `--int8` Kinema also runs the checkpoint `kinema quantize --int8` wrote
-(cached as DIR/transformer-int8.safetensors). PyTorch's output is cached in
+With `--int8` (`--int4`) Kinema also runs the checkpoint `kinema quantize --int8`
+(`--int4 --group 64`) wrote (cached as DIR/transformer-int8.safetensors, -int4). PyTorch's output is cached in
 DIR/bench/ (a pass at 81 frames takes tens of minutes).
 """
 
@@ -79,6 +79,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--int8", action="store_true")
+    ap.add_argument("--int4", action="store_true", help="also the `kinema quantize --int4` checkpoint (groups of 64)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     program = os.path.join(args.dir, "programs", f"t2v-{args.frames}f", "program.json")
@@ -95,6 +96,11 @@ def main() -> int:
         if not os.path.exists(q):
             subprocess.run([KINEMA, "quantize", transformer, "--int8", "-o", q], check=True)
         weights["int8"] = q
+    if args.int4:
+        q = os.path.join(args.dir, "transformer-int4.safetensors")
+        if not os.path.exists(q):
+            subprocess.run([KINEMA, "quantize", transformer, "--int4", "--group", "64", "-o", q], check=True)
+        weights["int4"] = q
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), KINEMA_THREADS=str(args.threads))
     rows: dict[str, list[tuple[float, int]]] = {}
     for _ in range(args.runs):

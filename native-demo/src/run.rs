@@ -105,6 +105,14 @@ pub async fn run(args: Args) -> Result<()> {
             e.0 += 1;
             e.1 += t.ms;
         }
+        let t = kinema_engine::runtime::traffic(session.program(), session.plan(), session.checkpoint());
+        println!(
+            "bytes moved per forward: {:.1} MiB read, {:.1} MiB written (a scratch copy of every GPU output, the \
+             scheme before arena banks, would add {:.1} MiB)",
+            mib(t.read),
+            mib(t.written),
+            mib(t.scratch_copy)
+        );
         println!("by op kind:");
         for (kind, (n, ms)) in by_kind {
             println!("{ms:>9.3} ms  {kind:10} ({n} nodes)");

@@ -8,7 +8,7 @@
 mod execute;
 mod resident;
 
-pub use resident::device_bytes;
+pub use resident::{device_bytes, traffic};
 
 use std::collections::HashMap;
 
@@ -60,6 +60,17 @@ pub struct DeviceBytes {
     pub peak: u64,
     /// The largest single buffer (against the device's `max_buffer_size`).
     pub largest_buffer: u64,
+}
+
+/// The bytes a forward moves ([`traffic`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Read by the steps: parameters as held, constants and activations.
+    pub read: u64,
+    /// Written by the steps: their outputs.
+    pub written: u64,
+    /// What copying every GPU output from a scratch buffer would add.
+    pub scratch_copy: u64,
 }
 
 /// The CPU delegate's arena of `len` floats: an error, not an abort, when the
@@ -177,6 +188,10 @@ impl Session {
 
     pub fn program(&self) -> &Program {
         &self.program
+    }
+
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoint.as_ref()
     }
 
     pub fn plan(&self) -> &Plan {

@@ -165,6 +165,45 @@ pub fn device_bytes(program: &Program, plan: &Plan, checkpoint: Option<&Checkpoi
     out
 }
 
+/// The bytes one forward of `program` moves through memory, as planned: what
+/// its steps read (parameters as the session holds them — stored dtypes and
+/// scales for weights only matmuls read, f32 otherwise — and f32 activations)
+/// and write (their outputs, straight into the arena). Views move nothing.
+/// `scratch_copy` is what a kernel writing to a scratch buffer that is then
+/// copied into the arena would add (a write and a read of every GPU output):
+/// the runtime's scheme before arena banks.
+pub fn traffic(program: &Program, plan: &Plan, checkpoint: Option<&Checkpoint>) -> super::Traffic {
+    let mut out = super::Traffic::default();
+    for step in plan.steps.iter().filter(|s| !s.alias) {
+        let node = &program.nodes[step.node];
+        for (i, name) in node.inputs.iter().enumerate() {
+            let f32_len = program.shape(name).map_or(0, |s| s.iter().product::<usize>()) as u64 * 4;
+            let Some(p) = program.parameters.iter().find(|p| &p.name == name) else {
+                out.read += f32_len;
+                continue;
+            };
+            let len = p.shape.iter().product::<usize>() as u64;
+            let conv_weight = matches!(node.op, Op::Conv { .. }) && i == 1;
+            out.read += match checkpoint.filter(|_| !conv_weight).and_then(|c| kept_as(program, c, name, &p.key)) {
+                Some(Form::Half(_)) => len * 2,
+                Some(Form::Quant(q)) => q.stored_bytes() as u64 + (q.rows * q.groups()) as u64 * 4,
+                None => f32_len,
+            };
+        }
+        let outputs = match step.fused {
+            Some((a, _)) => &program.nodes[a].outputs,
+            None => &node.outputs,
+        };
+        let written: u64 =
+            outputs.iter().map(|o| program.shape(o).map_or(0, |s| s.iter().product::<usize>()) as u64 * 4).sum();
+        out.written += written;
+        if step.delegate == Delegate::Gpu {
+            out.scratch_copy += 2 * written;
+        }
+    }
+    out
+}
+
 impl Resident {
     pub(super) async fn new(dev: &GpuDevice, program: &Program, plan: &Plan) -> Result<Resident> {
         let limits = dev.device.limits();
