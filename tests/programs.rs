@@ -667,3 +667,115 @@ fn plans_past_the_device_buffer_limit_are_refused_before_any_allocation() {
     assert!(!err.contains('\n'));
     assert_eq!(dev.live_bytes(), before, "nothing was allocated");
 }
+
+/// Token chunking of feed-forward blocks (`plan::chunk_feed_forward`): the
+/// tiny Wan transformer with a budget of a quarter of its FFN hidden value runs
+/// each block in four chunks of tokens (split, the block per chunk, cat) and
+/// gives PyTorch's output on the CPU; a block whose hidden value is the peak
+/// (64 tokens, 8 → 128 → 8) takes the arena's peak down to about a chunk's,
+/// and a GPU device whose buffers hold less than twice the hidden value chunks
+/// it by itself, with the CPU's output.
+#[test]
+fn feed_forward_blocks_run_in_chunks_of_tokens() {
+    use kinema_engine::plan::chunk_feed_forward;
+    let (program, _, io) = open("wan_transformer");
+    let hidden = program
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, kinema_engine::program::Op::Linear { .. }))
+        .map(|n| program.shape(&n.outputs[0]).unwrap())
+        .filter(|s| s.len() == 3 && s[2] == 32) // ffn_dim
+        .map(|s| s.iter().product::<usize>() as u64 * 4)
+        .max()
+        .unwrap();
+    let chunked = chunk_feed_forward(&program, hidden / 4).unwrap();
+    let count = |p: &Program, op: &str| p.nodes.iter().filter(|n| n.op_name == op).count();
+    assert_eq!(count(&chunked, "split"), count(&program, "split") + 2, "one split per block (2 layers)");
+    assert_eq!(count(&chunked, "cat"), count(&program, "cat") + 2);
+    assert_eq!(count(&chunked, "linear"), count(&program, "linear") + 2 * 2 * 3, "each block's two linears, 4×");
+    assert!(
+        chunked.nodes.iter().filter(|n| matches!(n.op, kinema_engine::program::Op::Linear { .. })).all(|n| {
+            let s = chunked.shape(&n.outputs[0]).unwrap();
+            s[s.len() - 1] != 32 || s.iter().product::<usize>() as u64 * 4 <= hidden / 4
+        }),
+        "no FFN hidden value over the budget"
+    );
+    assert_eq!(chunk_feed_forward(&program, hidden).unwrap().nodes.len(), program.nodes.len(), "within budget");
+    let inputs: Vec<(String, Vec<f32>)> =
+        program.inputs.iter().map(|i| (i.name.clone(), read_all(&io, &i.name))).collect();
+    let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let want = read_all(&io, "out0");
+    let weights = || {
+        let dir = fixture("programs/wan_transformer/transformer");
+        pollster::block_on(Checkpoint::open(dir.to_str().unwrap())).unwrap()
+    };
+    let run = |p: Program, device| {
+        let mut s = pollster::block_on(Session::new(p, Some(weights()), Options { device, profile: false })).unwrap();
+        let out = pollster::block_on(s.run(&named)).unwrap().swap_remove(0).data;
+        (out, s.plan().arena.peak_live, s.program().nodes.len())
+    };
+    let (plain, plain_peak, _) = run(program.clone(), DeviceChoice::Cpu);
+    let (got, peak, _) = run(chunked, DeviceChoice::Cpu);
+    let (_, rel) = errors(&got, &want);
+    assert!(rel <= 1e-5, "chunked, CPU, against PyTorch: {rel}");
+    assert!(errors(&got, &plain).0 <= 1e-6, "chunking changes nothing");
+    assert!(peak <= plain_peak, "{peak} vs {plain_peak}");
+
+    // Where the block's hidden value is the peak (64 tokens of 8 → 128 → 8), a
+    // quarter of it as the budget takes the peak from h to about a chunk of it.
+    let (t, d, h) = (64usize, 8usize, 128usize);
+    let ffn = Program::from_json(&format!(
+        r#"{{"format":"kinema.program","version":1,
+            "inputs":[{{"name":"x","dtype":"f32","shape":[1,{t},{d}]}}],
+            "parameters":[{{"name":"w1","key":"w1","dtype":"f32","shape":[{h},{d}]}},
+                          {{"name":"w2","key":"w2","dtype":"f32","shape":[{d},{h}]}}],
+            "nodes":[{{"op":"linear","inputs":["x","w1"],"outputs":["h"]}},
+                     {{"op":"gelu","inputs":["h"],"outputs":["g"],"attrs":{{"approximate":"tanh"}}}},
+                     {{"op":"linear","inputs":["g","w2"],"outputs":["y"]}}],
+            "outputs":[{{"name":"out0","value":"y"}}]}}"#
+    ))
+    .unwrap();
+    let (w1, w2) = (kinema_engine::random::uniform(h * d, 1), kinema_engine::random::uniform(d * h, 2));
+    let file = kinema_engine::weights::writer::to_bytes(
+        &[
+            (
+                kinema_engine::weights::writer::TensorSpec::new("w1", Dtype::F32, &[h as u64, d as u64]),
+                bytemuck::cast_slice(&w1),
+            ),
+            (
+                kinema_engine::weights::writer::TensorSpec::new("w2", Dtype::F32, &[d as u64, h as u64]),
+                bytemuck::cast_slice(&w2),
+            ),
+        ],
+        &Default::default(),
+    );
+    let x = kinema_engine::random::uniform(t * d, 3);
+    let run_ffn = |p: Program| {
+        let source = kinema_engine::weights::source::BytesSource::new("ffn", file.clone());
+        let ckpt = pollster::block_on(Checkpoint::from_source("ffn", Box::new(source))).unwrap();
+        let mut s = pollster::block_on(Session::new(p, Some(ckpt), Options::default())).unwrap();
+        let out = pollster::block_on(s.run(&[("x", &x)])).unwrap().swap_remove(0).data;
+        (out, s.plan().arena.peak_live)
+    };
+    let ((plain, plain_peak), (got, peak)) =
+        (run_ffn(ffn.clone()), run_ffn(chunk_feed_forward(&ffn, (t * h) as u64).unwrap()));
+    eprintln!("FFN chunking: arena peak {plain_peak} → {peak} floats (hidden {} floats)", t * h);
+    assert_eq!(got.len(), plain.len());
+    assert!(errors(&got, &plain).0 <= 1e-6);
+    assert!(plain_peak >= t * h && peak <= t * h / 4 + 4 * t * d, "{plain_peak} → {peak}");
+
+    // A device whose buffers are under twice the hidden value chunks by itself.
+    let limits = wgpu::Limits { max_buffer_size: (t * h * 4 * 2 - 4) as u64, ..Default::default() };
+    let dev = std::sync::Arc::new(
+        pollster::block_on(kinema_engine::delegate::gpu::GpuDevice::with_limits(Some(limits))).unwrap(),
+    );
+    kinema_engine::delegate::choice::share(&dev).unwrap();
+    let source = kinema_engine::weights::source::BytesSource::new("ffn", file.clone());
+    let ckpt = pollster::block_on(Checkpoint::from_source("ffn", Box::new(source))).unwrap();
+    let options = Options { device: DeviceChoice::Gpu, profile: false };
+    let mut session = pollster::block_on(Session::new(ffn.clone(), Some(ckpt), options)).unwrap();
+    assert!(session.program().nodes.iter().any(|n| n.op_name == "split"), "the GPU session's program is chunked");
+    let got = pollster::block_on(session.run(&[("x", &x)])).unwrap().swap_remove(0).data;
+    let (_, rel) = errors(&got, &plain);
+    assert!(rel <= 1e-5, "chunked on the GPU against the CPU: {rel}");
+}

@@ -202,6 +202,7 @@ async fn program(args: &Args) -> Result<()> {
         }
     }
     let (gpu, why) = DeviceChoice::from_env_or(args.device.parse()?)?.open().await?;
+    let program = Plan::fitted(program, gpu.as_ref().map(|d| d.device.limits().max_buffer_size))?;
     let plan = Plan::within(
         &program,
         gpu.as_ref().map(|d| d.info.name.as_str()),

@@ -5,10 +5,12 @@
 //! which weights are first used, which is the order they are uploaded.
 
 mod arena;
+mod chunk;
 
 use std::collections::HashMap;
 
 pub use arena::{ALIGN, Arena, Slot};
+pub use chunk::chunk_feed_forward;
 
 use crate::delegate::{Activation, Unary};
 use crate::program::{Op, Program};
@@ -115,6 +117,17 @@ impl Plan {
     /// Plans `program` for a GPU delegate when `gpu` names an adapter, else the CPU.
     pub fn new(program: &Program, gpu: Option<&str>) -> Plan {
         Plan::within(program, gpu, None)
+    }
+
+    /// `program` as it is planned for a GPU whose buffers hold `max_buffer`
+    /// bytes: feed-forward blocks whose hidden value is over half of that run
+    /// in chunks of tokens ([`chunk_feed_forward`]), so it fits a bank beside
+    /// others. Unchanged for the CPU.
+    pub fn fitted(program: Program, max_buffer: Option<u64>) -> crate::Result<Program> {
+        match max_buffer {
+            Some(max) => chunk_feed_forward(&program, max / 2),
+            None => Ok(program),
+        }
     }
 
     /// [`Plan::new`] for a GPU whose buffers hold at most `max_buffer` bytes:

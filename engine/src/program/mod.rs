@@ -358,6 +358,46 @@ impl Program {
         Ok(Program { inputs, outputs, output_values, constants, parameters, nodes: out_nodes, shapes })
     }
 
+    /// The same program with `nodes` (in an order where each value is defined
+    /// before it is read) in place of its own: new values' shapes inferred; the
+    /// outputs must keep their shapes.
+    pub fn with_nodes(&self, nodes: Vec<Node>) -> Result<Program> {
+        let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
+        for v in &self.inputs {
+            shapes.insert(v.name.clone(), v.shape.clone());
+        }
+        for c in &self.constants {
+            shapes.insert(c.name.clone(), c.shape.clone());
+        }
+        for p in &self.parameters {
+            shapes.insert(p.name.clone(), p.shape.clone());
+        }
+        for n in &nodes {
+            let in_shapes: Vec<&Vec<usize>> = n
+                .inputs
+                .iter()
+                .map(|x| {
+                    shapes
+                        .get(x.as_str())
+                        .ok_or_else(|| err(format!("{}: reads {x:?} before it is defined", n.op_name)))
+                })
+                .collect::<Result<_>>()?;
+            let outs = shape::infer(&n.op, &in_shapes).map_err(|e| err(format!("{}: {}", n.op_name, inner(e))))?;
+            for (name, s) in n.outputs.iter().zip(outs) {
+                check_name("value", name)?;
+                if shapes.insert(name.clone(), s).is_some() {
+                    return Err(err(format!("value {name:?} is defined twice")));
+                }
+            }
+        }
+        for (info, value) in self.outputs.iter().zip(&self.output_values) {
+            if shapes.get(value) != Some(&info.shape) {
+                return Err(err(format!("output {:?} changed shape", info.name)));
+            }
+        }
+        Ok(Program { nodes, shapes, ..self.clone() })
+    }
+
     /// The shape of any value.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
         self.shapes.get(name).map(Vec::as_slice)

@@ -149,6 +149,7 @@ impl Session {
             }
         }
         let (gpu, device) = options.device.open().await?;
+        let program = Plan::fitted(program, gpu.as_ref().map(|d| d.device.limits().max_buffer_size))?;
         let plan = Plan::within(
             &program,
             gpu.as_ref().map(|d| d.info.name.as_str()),
