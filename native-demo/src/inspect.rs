@@ -27,6 +27,10 @@ pub struct Args {
     /// For a program: plan for gpu, cpu or auto (KINEMA_DEVICE overrides).
     #[arg(long, default_value = "auto")]
     device: String,
+    /// For a program on the GPU: plan as for buffers of at most this many bytes
+    /// (e.g. 268435456, WebGPU's default `maxBufferSize`), when under the adapter's own.
+    #[arg(long)]
+    max_buffer: Option<u64>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -202,12 +206,12 @@ async fn program(args: &Args) -> Result<()> {
         }
     }
     let (gpu, why) = DeviceChoice::from_env_or(args.device.parse()?)?.open().await?;
-    let program = Plan::fitted(program, gpu.as_ref().map(|d| d.device.limits().max_buffer_size))?;
-    let plan = Plan::within(
-        &program,
-        gpu.as_ref().map(|d| d.info.name.as_str()),
-        gpu.as_ref().map(|d| d.device.limits().max_buffer_size),
-    );
+    let max_buffer = gpu.as_ref().map(|d| {
+        let own = d.device.limits().max_buffer_size;
+        args.max_buffer.map_or(own, |m| m.min(own))
+    });
+    let program = Plan::fitted(program, max_buffer)?;
+    let plan = Plan::within(&program, gpu.as_ref().map(|d| d.info.name.as_str()), max_buffer);
     if args.json {
         let steps: Vec<Value> = plan
             .steps
