@@ -195,8 +195,7 @@ async fn program(args: &Args) -> Result<()> {
     if let Some(w) = &args.weights {
         let ckpt = checkpoint.insert(Checkpoint::open(w).await?);
         for p in &program.parameters {
-            let t = ckpt.get(&p.key)?;
-            let shape: Vec<usize> = t.info.shape.iter().map(|&d| d as usize).collect();
+            let shape = ckpt.logical_shape(&p.key)?;
             if shape != p.shape {
                 return Err(kinema_engine::Error::Program(format!(
                     "parameter {:?}: the checkpoint has shape {shape:?}, the program expects {:?}",

@@ -15,6 +15,23 @@ pub use chunk::chunk_feed_forward;
 use crate::delegate::{Activation, Unary};
 use crate::program::{Op, Program};
 
+/// The activation budget of a feed-forward block's hidden value on the GPU.
+/// Measured on Wan at 81 frames (docs/benchmarks.md): its 1120 MiB hidden value
+/// in 9 chunks takes the plan's activations from 2115 to 1203 MiB, in 2 chunks
+/// (half of lavapipe's 2 GiB buffers) it made them larger (2211 MiB) — the split
+/// input and the chunks' outputs cost two more token-sized values, which only
+/// many small chunks repay.
+pub const FFN_CHUNK_BYTES: u64 = 128 << 20;
+
+/// A second starting cap on the live bytes of a GPU arena bank, besides the
+/// device's `max_buffer_size`: [`Plan::within`] plans with both and keeps the
+/// smaller arena. Measured at 832×480 (docs/benchmarks.md): on Wan's chunked
+/// transformer at 81 frames banks of at most 256 MiB took the activations from
+/// 1571 MiB (banks up to lavapipe's 2 GiB) to 1203 MiB; on the VAE's tile
+/// decoder they took them from 1217 to 1763 MiB (its values of up to 591 MiB
+/// each got banks of their own).
+pub const BANK_BYTES: u64 = 256 << 20;
+
 /// Where a node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delegate {
@@ -120,34 +137,49 @@ impl Plan {
     }
 
     /// `program` as it is planned for a GPU whose buffers hold `max_buffer`
-    /// bytes: feed-forward blocks whose hidden value is over half of that run
-    /// in chunks of tokens ([`chunk_feed_forward`]), so it fits a bank beside
-    /// others. Unchanged for the CPU.
+    /// bytes: feed-forward blocks whose hidden value is over [`FFN_CHUNK_BYTES`]
+    /// (or half the buffer size, if less) run in chunks of tokens
+    /// ([`chunk_feed_forward`]). Unchanged for the CPU.
     pub fn fitted(program: Program, max_buffer: Option<u64>) -> crate::Result<Program> {
         match max_buffer {
-            Some(max) => chunk_feed_forward(&program, max / 2),
+            Some(max) => chunk_feed_forward(&program, FFN_CHUNK_BYTES.min(max / 2)),
             None => Ok(program),
         }
     }
 
     /// [`Plan::new`] for a GPU whose buffers hold at most `max_buffer` bytes:
-    /// the arena is spread over as many banks as that needs. Banks are chosen
+    /// the arena is spread over as many banks as that needs (planned twice, with
+    /// banks capped by the buffer size and by [`BANK_BYTES`], the smaller kept). Banks are chosen
     /// by live bytes, and placing values in a bank can leave gaps, so a bank
     /// that comes out over the limit is planned again with a lower cap (a
     /// single value over the limit stays over it: the runtime refuses that plan).
     pub fn within(program: &Program, gpu: Option<&str>, max_buffer: Option<u64>) -> Plan {
         let limit = max_buffer.filter(|_| gpu.is_some()).map(|b| usize::try_from(b / 4).unwrap_or(usize::MAX));
-        let mut plan = Plan::with_cap(program, gpu, limit);
-        let Some(limit) = limit else { return plan };
-        let mut cap = limit;
-        for _ in 0..8 {
-            if plan.arena.banks.iter().all(|&b| b <= limit) {
-                break;
+        let Some(limit) = limit else { return Plan::with_cap(program, gpu, None) };
+        let fitting = |start: usize| {
+            let (mut cap, mut plan) = (start, Plan::with_cap(program, gpu, Some(start)));
+            for _ in 0..8 {
+                if plan.arena.banks.iter().all(|&b| b <= limit) {
+                    break;
+                }
+                cap -= cap / 4;
+                plan = Plan::with_cap(program, gpu, Some(cap));
             }
-            cap -= cap / 4;
-            plan = Plan::with_cap(program, gpu, Some(cap));
+            plan
+        };
+        // Whichever of the two starting caps plans the smaller arena.
+        let wide = fitting(limit);
+        let small = BANK_BYTES as usize / 4;
+        if small >= limit {
+            return wide;
         }
-        plan
+        let narrow = fitting(small);
+        let fits = |p: &Plan| p.arena.banks.iter().all(|&b| b <= limit);
+        match (fits(&wide), fits(&narrow)) {
+            (true, true) if narrow.arena.len < wide.arena.len => narrow,
+            (false, true) => narrow,
+            _ => wide,
+        }
     }
 
     fn with_cap(program: &Program, gpu: Option<&str>, cap: Option<usize>) -> Plan {

@@ -132,15 +132,7 @@ impl Session {
             let ckpt = checkpoint
                 .as_ref()
                 .ok_or_else(|| Error::Program(format!("parameter {:?} needs a checkpoint (--weights)", p.key)))?;
-            let t = ckpt.get(&p.key)?;
-            let mut shape: Vec<usize> = t.info.shape.iter().map(|&d| d as usize).collect();
-            if let Some(q) = ckpt.quantized(&p.key).filter(|q| matches!(q.scheme, Scheme::Int4 { .. })) {
-                // Two int4 per stored byte: the logical shape is [rows, row_len].
-                shape = vec![q.rows, q.row_len];
-                if p.shape.first() == Some(&q.rows) && p.shape.iter().product::<usize>() == q.rows * q.row_len {
-                    shape.clone_from(&p.shape);
-                }
-            }
+            let shape = ckpt.logical_shape(&p.key)?;
             if shape != p.shape {
                 return Err(Error::Program(format!(
                     "parameter {:?}: the checkpoint has shape {shape:?}, the program expects {:?}",

@@ -203,6 +203,15 @@ impl Checkpoint {
         }
     }
 
+    /// The shape `key` holds to a program: the stored shape, except for an int4
+    /// weight, `[rows, row_len]` (two values per stored byte).
+    pub fn logical_shape(&self, key: &str) -> crate::Result<Vec<usize>> {
+        if let Some(q) = self.quantized(key).filter(|q| matches!(q.scheme, Scheme::Int4 { .. })) {
+            return Ok(vec![q.rows, q.row_len]);
+        }
+        Ok(self.get(key)?.info.shape.iter().map(|&d| d as usize).collect())
+    }
+
     /// Its scales, `[rows, groups]`.
     pub async fn read_scales(&self, q: &Quantized) -> crate::Result<Vec<f32>> {
         let mut s = vec![0f32; q.rows * q.groups()];
