@@ -97,6 +97,9 @@ fn coalesce(shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<(usize, usize, u
 }
 
 fn broadcast(bc: &Broadcast, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+    if bc.len() == 0 {
+        return Vec::new(); // a zero-length dimension: nothing to compute (found by the session fuzzer)
+    }
     let dims = coalesce(&bc.shape, &bc.a_strides, &bc.b_strides);
     let (&(inner, ia_step, ib_step), outer) = dims.split_last().expect("at least one dimension");
     let mut out = Vec::with_capacity(bc.len());
@@ -123,4 +126,18 @@ fn broadcast(bc: &Broadcast, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_over_a_zero_length_dimension_gives_nothing() {
+        // [0, 3] with [1, 3] (the session fuzzer's crash: a division by the empty inner length).
+        let out = binary(Binary::Add, &[], &[0, 3], &[1.0, 2.0, 3.0], &[1, 3]).unwrap();
+        assert!(out.is_empty());
+        let out = binary(Binary::Mul, &[1.0, 2.0], &[2, 1], &[], &[2, 0]).unwrap();
+        assert!(out.is_empty());
+    }
 }
