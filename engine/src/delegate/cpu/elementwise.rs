@@ -97,7 +97,7 @@ fn coalesce(shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<(usize, usize, u
 }
 
 fn broadcast(bc: &Broadcast, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
-    if bc.len() == 0 {
+    if bc.is_empty() {
         return Vec::new(); // a zero-length dimension: nothing to compute (found by the session fuzzer)
     }
     let dims = coalesce(&bc.shape, &bc.a_strides, &bc.b_strides);
