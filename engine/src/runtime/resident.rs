@@ -141,17 +141,21 @@ pub fn device_bytes(program: &Program, plan: &Plan, checkpoint: Option<&Checkpoi
             }
             let len: usize = p.shape.iter().product();
             let kept = checkpoint.filter(|_| !conv_weight).and_then(|c| kept_as(program, c, name, &p.key));
-            match kept {
-                Some(Form::Half(h)) => add(&format!("{h:?}").to_lowercase(), buffer_bytes(len.div_ceil(2)), true),
-                Some(Form::Quant(q)) => {
+            let Some(form) = kept else {
+                add("f32", buffer_bytes(len), true);
+                continue;
+            };
+            let stored = buffer_bytes(len.div_ceil(form.per_word()));
+            match form {
+                Form::Half(h) => add(&format!("{h:?}").to_lowercase(), stored, true),
+                Form::Quant(q) => {
                     let what = match q.scheme {
                         Scheme::Int8 => "int8",
                         Scheme::Int4 { .. } => "int4",
                     };
-                    add(what, buffer_bytes(len.div_ceil(Form::Quant(q.clone()).per_word())), true);
+                    add(what, stored, true);
                     add(&format!("{what} scales (f32)"), buffer_bytes(q.rows * q.groups()), true);
                 }
-                None => add("f32", buffer_bytes(len), true),
             }
         }
     }
