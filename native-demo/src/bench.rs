@@ -113,7 +113,7 @@ async fn kernel_ms(dev: &GpuDevice, w: &Workloads, workload: &str, runs: usize) 
                 .await?
             }
             "conv3d" => {
-                gpu::conv::encode_conv3d(dev, &mut cmds, Config::for_device(dev), conv, [views[0], views[1]], None, o)
+                gpu::conv::encode_conv3d(dev, &mut cmds, tuning::conv(dev, conv), conv, [views[0], views[1]], None, o)
                     .await?
             }
             _ => {
@@ -223,8 +223,10 @@ fn tune(args: &Args) -> Result<()> {
         let ms =
             time(args.runs, || pollster::block_on(gpu::matmul::matmul_with(&dev, config, mm, a, b, None)).map(drop))?;
         rows.push(Row::new("matmul", "gpu", name(&config), ms, 2.0 * 1024f64.powi(3)));
-        let ms =
-            time(args.runs, || pollster::block_on(gpu::conv::conv3d_with(&dev, config, conv, x, k, None)).map(drop))?;
+        let ms = time(args.runs, || {
+            pollster::block_on(gpu::conv::conv3d_with(&dev, gpu::conv::Kernel::Gemm(config), conv, x, k, None))
+                .map(drop)
+        })?;
         rows.push(Row::new("conv3d", "gpu", name(&config), ms, 2.0 * conv.macs()));
     }
     for variant in tuning::attention_candidates(&dev) {

@@ -39,6 +39,10 @@ pub struct Args {
     /// Print the time per node and per op kind.
     #[arg(long)]
     profile: bool,
+    /// Run the program this many times before the run that is timed (and
+    /// profiled): the first run of a session compiles its GPU pipelines.
+    #[arg(long, default_value_t = 0)]
+    warmup: usize,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -75,6 +79,9 @@ pub async fn run(args: Args) -> Result<()> {
     session.load_parameters().await?;
     let loaded = t0.elapsed().as_secs_f64();
     let named: Vec<(&str, &[f32])> = data.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    for _ in 0..args.warmup {
+        session.run(&named).await?;
+    }
     let t1 = std::time::Instant::now();
     let outputs = session.run(&named).await?;
     let ran = t1.elapsed().as_secs_f64();

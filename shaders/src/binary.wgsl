@@ -20,10 +20,6 @@ struct Params {
 
 override WG: u32 = 256u;
 
-fn dim(v: array<vec4<u32>, 2>, d: u32) -> u32 {
-    return v[d / 4u][d % 4u];
-}
-
 // The codes of `delegate::Binary`.
 fn apply(x: f32, y: f32, op: u32) -> f32 {
     switch op {
@@ -47,12 +43,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var rest = i;
     var ia = 0u;
     var ib = 0u;
+    // The uniform is indexed in place (see copy.wgsl).
     for (var d = p.rank; d > 0u; d--) {
-        let n = dim(p.shape, d - 1u);
+        let v = (d - 1u) / 4u;
+        let e = (d - 1u) % 4u;
+        let n = p.shape[v][e];
         let c = rest % n;
         rest /= n;
-        ia += c * dim(p.a_strides, d - 1u);
-        ib += c * dim(p.b_strides, d - 1u);
+        ia += c * p.a_strides[v][e];
+        ib += c * p.b_strides[v][e];
     }
     out[i] = apply(a[ia], b[ib], p.op);
 }

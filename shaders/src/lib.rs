@@ -55,6 +55,14 @@ pub const CONV3D: Kernel = kernel!("conv3d", "activation.wgsl", "conv_common.wgs
 pub const CONV3D_SG8: Kernel =
     Kernel { needs: Needs::Subgroups8, ..kernel!("conv3d_sg8", "activation.wgsl", "conv_common.wgsl") };
 
+/// conv3d for few output channels (≤ [`CONV3D_NARROW_CHANNELS`]): 4 positions ×
+/// 4 channels per invocation, where the GEMM kernels' 64-channel tiles would
+/// mostly compute nothing.
+pub const CONV3D_NARROW: Kernel = kernel!("conv3d_narrow", "activation.wgsl", "conv_common.wgsl");
+
+/// The most output channels (per group) a conv may have for [`CONV3D_NARROW`].
+pub const CONV3D_NARROW_CHANNELS: usize = 16;
+
 /// Flash attention (online softmax), self or cross, optional mask, causal.
 pub const ATTENTION: Kernel = kernel!("attention", "attention_common.wgsl");
 
@@ -96,6 +104,7 @@ pub const CATALOG: &[Kernel] = &[
     MATMUL_DIRECT,
     CONV3D,
     CONV3D_SG8,
+    CONV3D_NARROW,
     ATTENTION,
     ATTENTION_SG8,
     UNARY,

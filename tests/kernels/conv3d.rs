@@ -1,6 +1,7 @@
 //! conv3d: the CPU delegate against PyTorch (float64) goldens, and both GPU
 //! kernels against the CPU delegate over strides, causal and asymmetric
-//! padding, dilation, groups, conv2d/conv1d shapes and odd sizes.
+//! padding, dilation, groups, conv2d/conv1d shapes and odd sizes (the narrow
+//! kernel for few output channels too, on every shape).
 //!
 //! Tolerance: 1e-5 · √k · (1 + max|ref|) for CPU vs PyTorch, 1e-4 · √k · (…)
 //! for GPU vs CPU, k = c_in/groups · kd·kh·kw.
@@ -8,7 +9,16 @@
 use kinema_engine::delegate::{Conv3d, cpu, gpu};
 use kinema_engine::random::uniform as random;
 
+use gpu::conv::Kernel;
+
 use super::{activation, cases, compare, configs, device, read};
+
+/// Every conv kernel this adapter can run: the GEMM in each matmul
+/// configuration, and the narrow kernel (for any channel count, not only the
+/// few it is chosen for).
+fn kernels(dev: &gpu::GpuDevice) -> Vec<Kernel> {
+    configs(dev).into_iter().map(Kernel::Gemm).chain([Kernel::Narrow]).collect()
+}
 
 fn triple(v: &serde_json::Value) -> [usize; 3] {
     std::array::from_fn(|i| v[i].as_u64().unwrap() as usize)
@@ -71,7 +81,7 @@ fn gpu_conv3d_matches_cpu_on_awkward_shapes() {
         let w = random(spec.c_out * spec.k(), 100 + i as u64);
         let bias = (i % 2 == 0).then(|| random(spec.c_out, 200 + i as u64));
         let want = cpu::conv::conv3d(&spec, &x, &w, bias.as_deref()).unwrap();
-        for config in configs(&dev) {
+        for config in kernels(&dev) {
             let got = pollster::block_on(gpu::conv::conv3d_with(&dev, config, &spec, &x, &w, bias.as_deref())).unwrap();
             let (err, ok) = compare(&got, &want, spec.k(), 1e-4);
             assert!(ok, "{config:?} {spec:?}: max abs error {err}");
@@ -112,7 +122,7 @@ fn gpu_conv3d_binds_large_values_in_windows() {
         let w = random(spec.c_out * spec.k(), 400 + i as u64);
         for bias in [Some(random(spec.c_out, 500 + i as u64)), None] {
             let want = cpu::conv::conv3d(&spec, &x, &w, bias.as_deref()).unwrap();
-            for config in configs(&dev) {
+            for config in kernels(&dev) {
                 let got = pollster::block_on(gpu::conv::conv3d_with(&dev, config, &spec, &x, &w, bias.as_deref()));
                 let (err, ok) = compare(&got.unwrap(), &want, spec.k(), 1e-4);
                 assert!(ok, "{config:?} {spec:?} (bias {}): max abs error {err}", bias.is_some());

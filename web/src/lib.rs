@@ -360,7 +360,8 @@ pub async fn benchmark(options: JsValue) -> Result<String, JsError> {
                     drop(gpu::matmul::matmul_with(d, tiling(d), &mm, &a, &b[..], None).await.map_err(js_error)?)
                 }
                 (Some(d), 1) => {
-                    drop(gpu::conv::conv3d_with(d, tiling(d), &conv, &x, &k, None).await.map_err(js_error)?)
+                    let kernel = gpu::conv::Kernel::Gemm(tiling(d));
+                    drop(gpu::conv::conv3d_with(d, kernel, &conv, &x, &k, None).await.map_err(js_error)?)
                 }
                 (Some(d), _) => drop(gpu::attention::attention(d, &att, &q, &kk, &v, None).await.map_err(js_error)?),
             }

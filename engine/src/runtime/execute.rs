@@ -218,8 +218,8 @@ pub async fn encode(
             gpu::matmul::encode_matmul(dev, cmds, config, &m, v[0], (v[1], b_store), v.get(2).copied(), out).await
         }
         Work::Conv(c) => {
-            let config = tuning::matmul(dev);
-            gpu::conv::encode_conv3d(dev, cmds, config, &c, [v[0], v[1]], v.get(2).copied(), out).await
+            let kernel = tuning::conv(dev, &c);
+            gpu::conv::encode_conv3d(dev, cmds, kernel, &c, [v[0], v[1]], v.get(2).copied(), out).await
         }
         Work::Attention(a) => {
             let variant = tuning::attention(dev);

@@ -1,5 +1,6 @@
 //! Dispatch of the conv3d kernels: `conv3d.wgsl` (tiled through workgroup
-//! memory) or `conv3d_sg8.wgsl` (8-wide subgroups), chosen per adapter.
+//! memory) or `conv3d_sg8.wgsl` (8-wide subgroups), chosen per adapter, and
+//! `conv3d_narrow.wgsl` on every adapter for convs with few output channels.
 //! Both read the weights prepacked as `[groups][k][c_out_g]` ([`prepack`]).
 
 use bytemuck::{Pod, Zeroable};
@@ -8,6 +9,21 @@ use super::matmul::{Config, Tiles};
 use super::{Commands, GpuDevice, View};
 use crate::delegate::{Activation, Conv3d};
 use crate::error::{Error, Result};
+
+/// Which kernel computes a conv.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kernel {
+    /// An implicit GEMM over channels × positions, with the matmul's
+    /// configuration (the same tiling; `Direct` stands for `Tiled`).
+    Gemm(Config),
+    /// `conv3d_narrow.wgsl`: 4 positions × 4 channels per invocation, for
+    /// convs with few output channels (≤ `kinema_shaders::CONV3D_NARROW_CHANNELS`
+    /// is where [`super::tuning::conv`] picks it; it is correct for any).
+    Narrow,
+}
+
+/// The narrow kernel's workgroup size.
+const NARROW_WG: usize = 64;
 
 /// The kernels' `Params` uniform, field for field (conv_common.wgsl).
 #[repr(C)]
@@ -139,14 +155,13 @@ fn u32_of(spec: &Conv3d, v: usize) -> Result<u32> {
 
 /// `out = act(conv3d(x, w) + bias)` on the GPU, weights in PyTorch's layout; see [`Conv3d`].
 pub async fn conv3d(dev: &GpuDevice, spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    conv3d_with(dev, Config::for_device(dev), spec, x, w, bias).await
+    conv3d_with(dev, super::tuning::conv(dev, spec), spec, x, w, bias).await
 }
 
-/// [`conv3d`] with a given kernel configuration (the matmul's: the same
-/// tiling, over channels × positions).
+/// [`conv3d`] with a given kernel.
 pub async fn conv3d_with(
     dev: &GpuDevice,
-    config: Config,
+    config: Kernel,
     spec: &Conv3d,
     x: &[f32],
     w: &[f32],
@@ -173,7 +188,7 @@ pub async fn conv3d_with(
 pub async fn encode_conv3d<'a>(
     dev: &GpuDevice,
     cmds: &mut Commands<'_>,
-    config: Config,
+    config: Kernel,
     spec: &Conv3d,
     [x, w]: [View<'a>; 2],
     bias: Option<View<'a>>,
@@ -189,14 +204,19 @@ pub async fn encode_conv3d<'a>(
     let (volume, positions): (usize, usize) = (spec.input.iter().product(), spec.positions());
     let u = |v: usize| u32_of(spec, v);
     match config {
-        Config::Tiled(t) => t.check(&limits)?,
-        Config::Subgroups8 { wg_rows } => {
+        Kernel::Gemm(Config::Tiled(t)) => t.check(&limits)?,
+        Kernel::Gemm(Config::Subgroups8 { wg_rows }) => {
             if wg_rows == 0 || 8 * wg_rows > limits.max_compute_invocations_per_workgroup {
                 return Err(Error::Gpu(format!("conv3d {config:?} exceeds the device's limits")));
             }
         }
         // conv3d has no direct kernel: the tiled one stands in.
-        Config::Direct { .. } => Tiles::DEFAULT.check(&limits)?,
+        Kernel::Gemm(Config::Direct { .. }) => Tiles::DEFAULT.check(&limits)?,
+        Kernel::Narrow => {
+            if NARROW_WG > limits.max_compute_invocations_per_workgroup as usize {
+                return Err(Error::Gpu(format!("conv3d {config:?} exceeds the device's limits")));
+            }
+        }
     }
     if len == 0 {
         return Ok(());
@@ -254,14 +274,19 @@ pub async fn encode_conv3d<'a>(
             accumulate: (ci0 > 0) as u32,
         };
         let (kernel, overrides, grid) = match config {
-            Config::Tiled(_) | Config::Direct { .. } => {
-                let t = if let Config::Tiled(t) = config { t } else { Tiles::DEFAULT };
+            Kernel::Narrow => (
+                &kinema_shaders::CONV3D_NARROW,
+                vec![("WG", NARROW_WG as f64)],
+                [positions.div_ceil(4 * NARROW_WG), nco.div_ceil(4)],
+            ),
+            Kernel::Gemm(gemm @ (Config::Tiled(_) | Config::Direct { .. })) => {
+                let t = if let Config::Tiled(t) = gemm { t } else { Tiles::DEFAULT };
                 let (bm, bn) = (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN);
                 let grid = [positions.div_ceil(bn as usize), nco.div_ceil(bm as usize)];
                 let overrides = vec![("WG_M", t.wg_m as f64), ("WG_N", t.wg_n as f64), ("BK", t.bk as f64)];
                 (&kinema_shaders::CONV3D, overrides, grid)
             }
-            Config::Subgroups8 { wg_rows } => {
+            Kernel::Gemm(Config::Subgroups8 { wg_rows }) => {
                 let contiguous = cog.is_multiple_of(4) && w_off.is_multiple_of(4);
                 let overrides = vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", if contiguous { 1.0 } else { 0.0 })];
                 (&kinema_shaders::CONV3D_SG8, overrides, [nco.div_ceil(64), positions.div_ceil(16 * wg_rows as usize)])

@@ -37,6 +37,18 @@ pub fn matmul(dev: &GpuDevice) -> Config {
     }
 }
 
+/// The conv3d kernel for this conv on this adapter: the narrow kernel for few
+/// output channels per group (a GEMM tile of 64 channels would compute 3 and
+/// idle for the rest: 20× faster on lavapipe for a 16 → 3 conv head, see
+/// docs/benchmarks.md), else the implicit GEMM with the matmul's configuration.
+pub fn conv(dev: &GpuDevice, spec: &crate::delegate::Conv3d) -> super::conv::Kernel {
+    if spec.c_out_g() <= kinema_shaders::CONV3D_NARROW_CHANNELS {
+        super::conv::Kernel::Narrow
+    } else {
+        super::conv::Kernel::Gemm(matmul(dev))
+    }
+}
+
 /// The attention kernel for this adapter.
 pub fn attention(dev: &GpuDevice) -> Variant {
     if is_cpu_rasteriser(dev) { Variant::Subgroups8 { wg_rows: 8 } } else { Variant::Tiled }
