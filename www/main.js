@@ -95,7 +95,10 @@ $("form").onsubmit = async (e) => {
 $("stop").onclick = () => controller?.abort();
 
 try {
-  ({ Kinema, threads } = await loadKinema());
+  // `?threads=N` asks for N CPU threads (1: the single-threaded build, as on a
+  // page that is not cross-origin isolated); default: the browser's cores.
+  const asked = Number(new URLSearchParams(location.search).get("threads")) || undefined;
+  ({ Kinema, threads } = await loadKinema({ threads: asked }));
   await load("auto");
   $("go").disabled = false;
 } catch (err) {

@@ -132,7 +132,7 @@ pub fn draw(
                 let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
                 let inside = match shape {
                     "circle" => dx * dx + dy * dy <= r * r,
-                    "square" => dx.abs() <= r * 0.85 && dy.abs() <= r * 0.85,
+                    "square" => dx.abs() <= r && dy.abs() <= r,
                     _ => dy <= r * 0.8 && dy >= -r && dx.abs() <= (dy + r) * 0.6,
                 };
                 if inside {

@@ -24,7 +24,7 @@ import sys
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -52,6 +52,13 @@ def main() -> int:
     shutil.rmtree(args.out, ignore_errors=True)
     os.makedirs(args.out)
     transformer.wan.save_pretrained(os.path.join(args.out, "transformer"))
+    # CoordWan's own parameters (pool, head_in, head_out) go into the same file
+    # under their own names: diffusers loads the Wan part and ignores them, the
+    # program reads them all from one checkpoint.
+    weights = os.path.join(args.out, "transformer", "diffusion_pytorch_model.safetensors")
+    state = load_file(weights)
+    state.update({k: v.detach().contiguous() for k, v in transformer.state_dict().items() if not k.startswith("wan.")})
+    save_file(state, weights, metadata={"format": "pt"})
     os.makedirs(os.path.join(args.out, "text_encoder"))
     save_file({"words": text.words.weight.detach().contiguous(), "positions": text.positions.detach().contiguous(),
                "null": text.null.detach().contiguous()},
@@ -92,12 +99,16 @@ def main() -> int:
 
 def golden(folder: str, out: str, prompt: str = "a yellow square moving up", steps: int = 3) -> None:
     from diffusers import WanTransformer3DModel
-    from safetensors.torch import load_file
 
     from data import tokens
     from model import CoordWan
 
     model = CoordWan(WanTransformer3DModel.from_pretrained(os.path.join(folder, "transformer"))).eval()
+    state = load_file(os.path.join(folder, "transformer", "diffusion_pytorch_model.safetensors"))
+    extra = {k: v for k, v in state.items() if k.split(".")[0] in ("pool", "head_in", "head_out")}
+    missing = set(k for k in model.state_dict() if not k.startswith("wan.")) - set(extra)
+    assert not missing, f"the checkpoint lacks {sorted(missing)}"
+    model.load_state_dict(extra, strict=False)
     table = load_file(os.path.join(folder, "text_encoder", "model.safetensors"))
     ids = torch.tensor(tokens(prompt))
     pe = (table["words"][ids] + table["positions"])[None]

@@ -23,7 +23,7 @@ TEXT_LEN = 5  # "a {colour} {shape} moving {direction}"
 TEXT_DIM = 64
 
 TRANSFORMER = dict(
-    patch_size=(2, 4, 4), num_attention_heads=4, attention_head_dim=32, in_channels=6, out_channels=3,
+    patch_size=(4, 8, 8), num_attention_heads=4, attention_head_dim=32, in_channels=6, out_channels=3,
     text_dim=TEXT_DIM, freq_dim=64, ffn_dim=512, num_layers=4, cross_attn_norm=True,
     qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
 )
@@ -54,12 +54,42 @@ def coordinates(frames: int, height: int, width: int) -> torch.Tensor:
     return torch.stack([x, y, t])[None]
 
 
+HEAD = 16  # channels of the conv head
+SIGMA_MIN = 0.05  # the x0 → velocity conversion divides by σ, clamped here
+
+
 class CoordWan(nn.Module):
-    """`wan(cat([x, coordinates]), timestep, text)`; `x` is [B, 3, F, H, W]."""
+    """Wan with three additions, each measured in ../../shared/TRIALS.md's trials:
+
+    - pooled text: a Linear over the prompt's token embeddings, concatenated,
+      added to Wan's timestep embedding (`temb`, before `time_proj`), so the text
+      also drives every block's adaLN and the output norm (as class-conditional
+      DiTs do); zero-initialised, so it starts as plain Wan;
+    - x0-prediction: Wan's output is read as the clean clip and returned as the
+      velocity the sampler expects, `(x − x0) / σ` with σ = timestep / 1000
+      clamped at SIGMA_MIN (a 4×8×8×3 patch is 768 values in a 128-wide token:
+      too narrow for a velocity's noise, wide enough for a clean clip's);
+    - a conv head: a residual two-layer (1, 3, 3) conv over the predicted clip and
+      the coordinates, which sees across patch seams and draws corners (zero-initialised).
+
+    `x` is [B, 3, F, H, W]; the coordinate channels are built inside."""
 
     def __init__(self, wan: WanTransformer3DModel):
         super().__init__()
         self.wan = wan
+        inner = wan.config.num_attention_heads * wan.config.attention_head_dim
+        self.pool = nn.Linear(TEXT_LEN * TEXT_DIM, inner)
+        nn.init.zeros_(self.pool.weight)
+        nn.init.zeros_(self.pool.bias)
+        self.head_in = nn.Conv3d(6, HEAD, (1, 3, 3), padding=(0, 1, 1))
+        self.head_out = nn.Conv3d(HEAD, 3, (1, 3, 3), padding=(0, 1, 1))
+        nn.init.zeros_(self.head_out.weight)
+        nn.init.zeros_(self.head_out.bias)
+        self._pooled = None
+        wan.condition_embedder.time_embedder.register_forward_hook(self._add_pooled)
+
+    def _add_pooled(self, _module, _args, temb):
+        return temb + self._pooled.to(temb.dtype)
 
     def forward(self, hidden_states, timestep, encoder_hidden_states):
         b, _, f, h, w = hidden_states.shape
@@ -68,8 +98,13 @@ class CoordWan(nn.Module):
         coords = torch.cat([ramp(w).view(1, 1, 1, 1, w).expand(b, 1, f, h, w),
                             ramp(h).view(1, 1, 1, h, 1).expand(b, 1, f, h, w),
                             ramp(f).view(1, 1, f, 1, 1).expand(b, 1, f, h, w)], dim=1)
-        return self.wan(torch.cat([hidden_states, coords], dim=1), timestep, encoder_hidden_states,
-                        return_dict=False)[0]
+        self._pooled = self.pool(encoder_hidden_states.flatten(1))
+        x0 = self.wan(torch.cat([hidden_states, coords], dim=1), timestep, encoder_hidden_states,
+                      return_dict=False)[0]
+        self._pooled = None
+        x0 = x0 + self.head_out(torch.nn.functional.silu(self.head_in(torch.cat([x0, coords], dim=1))))
+        sigma = (timestep / 1000).clamp_min(SIGMA_MIN).view(b, 1, 1, 1, 1)
+        return (hidden_states - x0) / sigma
 
 
 def build() -> tuple[CoordWan, TextEncoder]:

@@ -25,12 +25,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from checker import check  # noqa: E402
-from data import batch, prompt_text, prompts, tokens  # noqa: E402
+from data import JITTER, SQUARE, batch, prompt_text, prompts, tokens  # noqa: E402
 from model import build  # noqa: E402
 
 SEED = 20261126
 SHIFT = 2.0
-FRAMES, SIZE = 8, 32
+LOSS_CLAMP = 0.3
+FRAMES, SIZE = 16, 64
 
 
 def shifted(s: torch.Tensor) -> torch.Tensor:
@@ -78,10 +79,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "runs", "main"))
     ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--max-steps", type=int, default=None, help="stop (evaluated and saved) at this step")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--loss-clamp", type=float, default=LOSS_CLAMP)
+    ap.add_argument("--jitter", type=float, default=JITTER, help="spread of the clips' radius and path (data.py)")
+    ap.add_argument("--square", type=float, default=SQUARE, help="a square's half-side in radii (data.py)")
+    ap.add_argument("--logit-normal", type=float, default=0.0,
+                    help="share of each batch whose σ is drawn logit-normal(--ln-mean, 1) instead of shifted uniform")
+    ap.add_argument("--ln-mean", type=float, default=0.4)
+    ap.add_argument("--edge-weight", type=float, default=0.0,
+                    help="extra loss weight on pixels that differ from their 3×3 neighbourhood (edges, most at corners)")
     ap.add_argument("--motion-weight", type=float, default=0.0,
                     help="weight of an extra loss on frame-to-frame differences of the predicted x0")
     args = ap.parse_args()
@@ -113,19 +123,32 @@ def main():
     log = open(os.path.join(args.out, "log.jsonl"), "a")
     losses = []
     t0 = time.time()
-    while time.time() < end:
-        clips, labels = batch(rng, args.batch, FRAMES, SIZE)
+    while time.time() < end and (args.max_steps is None or step < args.max_steps):
+        clips, labels = batch(rng, args.batch, FRAMES, SIZE, args.jitter, args.square)
         x0 = torch.from_numpy(clips)
         ids = torch.tensor([tokens(prompt_text(*lab)) for lab in labels])
         drop = torch.rand(args.batch) < 0.1
         noise = torch.randn_like(x0)
         s = shifted(torch.rand(args.batch))
+        if args.logit_normal > 0:
+            ln = torch.sigmoid(args.ln_mean + torch.randn(args.batch))
+            s = torch.where(torch.rand(args.batch) < args.logit_normal, ln, s)
         xt = (1 - s)[:, None, None, None, None] * x0 + s[:, None, None, None, None] * noise
         pred = transformer(xt, s * 1000, text(ids, drop))
-        loss = torch.mean((pred - (noise - x0)) ** 2)
+        # The loss in x0 space, weighted 1 / max(σ, LOSS_CLAMP)²: the velocity loss
+        # for σ ≥ LOSS_CLAMP, without the 1/σ² weight that lets the smallest σ
+        # dominate (TRIALS.md, "clamp03").
+        x0_pred = xt - s[:, None, None, None, None] * pred
+        w = (1 / s.clamp_min(args.loss_clamp) ** 2)[:, None, None, None, None]
+        if args.edge_weight > 0:
+            # |x0 − its 3×3 mean| per pixel, scaled to ≤ 1: zero on flat areas, highest at corners.
+            flat = x0.flatten(1, 2)
+            local = torch.nn.functional.avg_pool2d(flat, 3, 1, 1, count_include_pad=False).view_as(x0)
+            edge = (x0 - local).abs().sum(1, keepdim=True)
+            w = w * (1 + args.edge_weight * edge / edge.amax(dim=(2, 3, 4), keepdim=True).clamp_min(1e-6))
+        loss = torch.mean(w * (x0_pred - x0) ** 2)
         if args.motion_weight > 0:
-            # x0 as the model predicts it, and its motion: differences between frames.
-            x0_pred = xt - s[:, None, None, None, None] * pred
+            # The motion of x0 as the model predicts it: differences between frames.
             d_pred, d_true = x0_pred.diff(dim=2), x0.diff(dim=2)
             loss = loss + args.motion_weight * torch.mean((d_pred - d_true) ** 2)
         warm = min(1.0, (step + 1) / 300)
@@ -141,7 +164,8 @@ def main():
             for e, p in zip(list(ema_t.parameters()) + list(ema_x.parameters()), params):
                 e.lerp_(p, 1 - decay)
         losses.append(loss.item())
-        if step % args.eval_every == 0:
+        out_of_time = time.time() >= end or step == args.max_steps
+        if step % args.eval_every == 0 or out_of_time:
             acc = evaluate(ema_t, ema_x)
             rec = {"step": step, "loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 1), **acc}
             losses = []
