@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long)]
     pipeline: Option<String>,
     /// Prompt embeddings: a safetensors file with `prompt_embeds` [1, L, D] and
-    /// optionally `negative_prompt_embeds` (for pipelines without a text encoder).
+    /// `negative_prompt_embeds` (needed for guidance > 1) (for pipelines without a text encoder).
     #[arg(long)]
     prompt_embeds: Option<PathBuf>,
     /// Denoising steps (default: the pipeline's).
@@ -112,6 +112,13 @@ pub async fn run(args: Args) -> Result<()> {
     };
     let steps = args.steps.unwrap_or(pipe.manifest.defaults.steps);
     let guidance = args.guidance.unwrap_or(pipe.manifest.defaults.guidance);
+    if let (Some(file), None, true) = (&args.prompt_embeds, &ne, guidance > 1.0) {
+        return Err(Error::Invalid(format!(
+            "{} has no negative_prompt_embeds, which guidance {guidance} needs (WanPipeline encodes the negative \
+             prompt \"\" when none is given): add them to the file, or pass --guidance 1",
+            file.display()
+        )));
+    }
     let load_s = t0.elapsed().as_secs_f64();
     eprintln!("kinema: loaded {} in {load_s:.2} s; running on {}", folder.name(), pipe.device());
 

@@ -176,6 +176,34 @@ fn run_and_inspect_a_program() {
     assert!(err.contains("version 2 is not supported") && err.lines().count() == 1, "{err}");
 }
 
+/// Prompt embeddings without a negative: refused while guidance is on (the
+/// pipeline's default, 5), as diffusers would encode "" — not run without
+/// guidance; with `--guidance 1` they run.
+#[test]
+fn generate_refuses_guidance_without_negative_embeddings() {
+    use kinema_engine::weights::writer::{TensorSpec, to_bytes};
+    use kinema_engine::weights::{Checkpoint, Dtype};
+    let dir = fixture("pipelines/wan_tiny");
+    let golden = pollster::block_on(Checkpoint::open(&dir.join("golden.safetensors").display().to_string())).unwrap();
+    let info = golden.get("prompt_embeds").unwrap().info.clone();
+    let mut pe = vec![0f32; info.numel() as usize];
+    pollster::block_on(golden.read_f32("prompt_embeds", &mut pe)).unwrap();
+    let tmp = TempDir::new("no-negative");
+    let file = tmp.0.join("embeds.safetensors");
+    let spec = TensorSpec::new("prompt_embeds", Dtype::F32, &info.shape);
+    std::fs::write(&file, to_bytes(&[(spec, bytemuck::cast_slice(&pe))], &Default::default())).unwrap();
+    let gif = tmp.0.join("out.gif").display().to_string();
+    let (pipeline, embeds) = (dir.display().to_string(), file.display().to_string());
+    let base = ["generate", "--pipeline", &pipeline, "--prompt-embeds", &embeds, "--steps", "1", "--device", "cpu"];
+    let out = kinema(&[&base[..], &["-o", &gif]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("has no negative_prompt_embeds"), "{err}");
+    assert!(err.contains("--guidance 1") && !std::path::Path::new(&gif).exists(), "{err}");
+    let out = kinema(&[&base[..], &["--guidance", "1", "-o", &gif]].concat());
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::path::Path::new(&gif).exists());
+}
+
 #[test]
 fn generate_writes_the_pipelines_video_as_a_gif() {
     use kinema_engine::diffusion::{Pipeline, Request};
@@ -258,12 +286,14 @@ fn generate_writes_the_pipelines_video_as_a_gif() {
     ]);
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("denoise"));
-    for f in 0..8 {
+    // The embedded model's clip: 16 frames of 64×64, one PNG each.
+    assert_eq!(std::fs::read_dir(&pngs).unwrap().count(), 16);
+    for f in 0..16 {
         let png = png::Decoder::new(std::io::BufReader::new(
             std::fs::File::open(pngs.join(format!("frame_{f:03}.png"))).unwrap(),
         ));
         let info = png.read_info().unwrap().info().clone();
-        assert_eq!((info.width, info.height), (32, 32));
+        assert_eq!((info.width, info.height), (64, 64));
     }
     // Words it does not know, and a frame count its programs were not exported for.
     for (args, expect) in [

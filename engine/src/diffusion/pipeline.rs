@@ -147,7 +147,9 @@ impl Manifest {
 pub struct Request<'a> {
     /// `[1, text length, text dim]`.
     pub prompt_embeds: &'a [f32],
-    /// The unconditional embeddings for guidance (`None`: no guidance).
+    /// The unconditional embeddings for guidance; required when `guidance` > 1
+    /// (`WanPipeline` encodes the negative prompt "" when none is given; a
+    /// request without them is refused rather than run without guidance).
     pub negative_embeds: Option<&'a [f32]>,
     /// Initial noise `[1, C, F, H, W]`; `None`: `random::normal` from `seed`.
     pub latents: Option<&'a [f32]>,
@@ -310,6 +312,13 @@ impl Pipeline {
         if !req.guidance.is_finite() {
             return Err(Error::Invalid("the guidance scale must be a finite number".into()));
         }
+        if req.guidance > 1.0 && req.negative_embeds.is_none() {
+            return Err(Error::Invalid(format!(
+                "guidance {} needs the negative prompt's embeddings (WanPipeline encodes the negative prompt \"\" \
+                 when none is given); guidance ≤ 1 runs without them",
+                req.guidance
+            )));
+        }
         if self.transformer.is_none() {
             let m = &self.manifest.transformer;
             self.transformer = Some(open_session(&self.folder, self.options, &m.program, &m.weights).await?);
@@ -321,6 +330,7 @@ impl Pipeline {
         };
         let mut scheduler = Scheduler::new(&self.scheduler, req.steps)?;
         let uncond = req.negative_embeds.filter(|_| req.guidance > 1.0);
+        debug_assert!(req.guidance <= 1.0 || uncond.is_some());
         let mut on_step = req.on_step;
         for (i, &t) in scheduler.timesteps.clone().iter().enumerate() {
             if req.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
