@@ -43,7 +43,7 @@ def main() -> int:
     ap.add_argument("--checkpoint", default=os.path.join(HERE, "runs", "main", "checkpoint.pt"))
     ap.add_argument("-o", "--out", default=os.path.join(ROOT, "models", "wan-shapes"))
     args = ap.parse_args()
-    ck = torch.load(args.checkpoint, weights_only=False)
+    ck = torch.load(args.checkpoint, weights_only=False, map_location="cpu")
     transformer, text = build()
     transformer.load_state_dict(ck["ema_transformer"])
     text.load_state_dict(ck["ema_text"])
@@ -77,7 +77,9 @@ def main() -> int:
     manifest = {
         "format": "kinema.pipeline",
         "version": 1,
-        "architecture": "wan2.1-t2v, pixel space",
+        "architecture": "wan2.1-t2v, pixel space, inside tools/train/model.py's CoordWan (coordinate channels, "
+                        "pooled text in the timestep embedding, x0-prediction, a conv head; its parameters pool.*, "
+                        "head_in.*, head_out.* beside Wan's in the transformer checkpoint)",
         "transformer": {"program": "programs/transformer/program.json",
                         "weights": "transformer/diffusion_pytorch_model.safetensors"},
         "scheduler": "scheduler/scheduler_config.json",

@@ -39,18 +39,21 @@ def shifted(s: torch.Tensor) -> torch.Tensor:
 
 
 def sample(transformer, text, ids, steps=20, guidance=4.0, seed=0) -> torch.Tensor:
-    """Euler sampling of flow matching with CFG; returns clips [B, 3, F, H, W] in [-1, 1]."""
+    """Euler sampling of flow matching with CFG; returns clips [B, 3, F, H, W] in [-1, 1]
+    (on the models' device; the noise is drawn on the CPU, the same on every device)."""
+    device = next(transformer.parameters()).device
     g = torch.Generator().manual_seed(seed)
     b = ids.shape[0]
-    x = torch.randn(b, 3, FRAMES, SIZE, SIZE, generator=g)
+    x = torch.randn(b, 3, FRAMES, SIZE, SIZE, generator=g).to(device)
+    ids = ids.to(device)
     # The sigmas of diffusers' FlowMatchEulerDiscreteScheduler(shift=SHIFT): what `kinema generate` runs.
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     sched = FlowMatchEulerDiscreteScheduler(shift=SHIFT)
     sched.set_timesteps(steps)
-    sig = sched.sigmas.float()
+    sig = sched.sigmas.float().to(device)
     cond = text(ids)
-    uncond = text(ids, drop=torch.ones(b, dtype=torch.bool))
+    uncond = text(ids, drop=torch.ones(b, dtype=torch.bool, device=device))
     for i in range(steps):
         t = sig[i].expand(b) * 1000
         v_c = transformer(x, t, cond)
@@ -65,7 +68,7 @@ def evaluate(transformer, text) -> dict:
     ids = torch.tensor([tokens(prompt_text(*c)) for c in combos])
     with torch.no_grad():
         clips = sample(transformer, text, ids)
-    frames = ((clips.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).numpy()
+    frames = ((clips.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).cpu().numpy()
     got = [check(f) for f in frames]
     colour = np.mean([g[0] == c[0] for g, c in zip(got, combos)])
     shape = np.mean([g[1] == c[1] for g, c in zip(got, combos)])
@@ -84,6 +87,9 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu",
+                    help="cpu or cuda: where the models train (random draws stay on the CPU, so a run's "
+                         "batches and noise are the same on either)")
     ap.add_argument("--loss-clamp", type=float, default=LOSS_CLAMP)
     ap.add_argument("--jitter", type=float, default=JITTER, help="spread of the clips' radius and path (data.py)")
     ap.add_argument("--square", type=float, default=SQUARE, help="a square's half-side in radii (data.py)")
@@ -100,13 +106,15 @@ def main():
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
 
     torch.manual_seed(SEED)
+    device = torch.device(args.device)
     transformer, text = build()
+    transformer, text = transformer.to(device), text.to(device)
     params = list(transformer.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     ema_t, ema_x = copy.deepcopy(transformer).eval(), copy.deepcopy(text).eval()
     step, rng = 0, np.random.default_rng(SEED)
     if os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, weights_only=False, map_location=device)
         transformer.load_state_dict(ck["transformer"])
         text.load_state_dict(ck["text"])
         ema_t.load_state_dict(ck["ema_transformer"])
@@ -114,7 +122,7 @@ def main():
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
         rng.bit_generator.state = ck["rng"]
-        torch.set_rng_state(ck["torch_rng"])
+        torch.set_rng_state(ck["torch_rng"].cpu())
         print(f"resumed at step {step}", flush=True)
     n_params = sum(p.numel() for p in params)
     print(f"{n_params} parameters", flush=True)
@@ -133,6 +141,7 @@ def main():
         if args.logit_normal > 0:
             ln = torch.sigmoid(args.ln_mean + torch.randn(args.batch))
             s = torch.where(torch.rand(args.batch) < args.logit_normal, ln, s)
+        x0, ids, drop, noise, s = (t.to(device) for t in (x0, ids, drop, noise, s))
         xt = (1 - s)[:, None, None, None, None] * x0 + s[:, None, None, None, None] * noise
         pred = transformer(xt, s * 1000, text(ids, drop))
         # The loss in x0 space, weighted 1 / max(σ, LOSS_CLAMP)²: the velocity loss
