@@ -24,8 +24,7 @@ fn weights4(i: u32, c: u32) -> vec4<f32> {
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     // Channels, batch and group from the workgroup id: the same for every
-    // invocation of a workgroup, so the weight index below is too, which lets
-    // a compiler see one load where it would otherwise gather per lane.
+    // invocation of a workgroup, and so is the weight index below.
     let batch = wid.z / p.groups;
     let g = wid.z % p.groups;
     let pos0 = gid.x * 4u;

@@ -36,7 +36,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var ix = p.x_offset;
     var io = p.out_offset;
     // The uniform is indexed in place (a copy of its arrays into a function
-    // argument would be indexed in private memory: 10x slower on lavapipe).
+    // argument is indexed in private memory: several times slower on lavapipe).
     for (var d = p.rank; d > 0u; d--) {
         let v = (d - 1u) / 4u;
         let e = (d - 1u) % 4u;

@@ -330,7 +330,6 @@ impl Pipeline {
         };
         let mut scheduler = Scheduler::new(&self.scheduler, req.steps)?;
         let uncond = req.negative_embeds.filter(|_| req.guidance > 1.0);
-        debug_assert!(req.guidance <= 1.0 || uncond.is_some());
         let mut on_step = req.on_step;
         for (i, &t) in scheduler.timesteps.clone().iter().enumerate() {
             if req.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {

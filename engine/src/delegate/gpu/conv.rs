@@ -161,7 +161,7 @@ pub async fn conv3d(dev: &GpuDevice, spec: &Conv3d, x: &[f32], w: &[f32], bias: 
 /// [`conv3d`] with a given kernel.
 pub async fn conv3d_with(
     dev: &GpuDevice,
-    config: Kernel,
+    kernel: Kernel,
     spec: &Conv3d,
     x: &[f32],
     w: &[f32],
@@ -175,7 +175,7 @@ pub async fn conv3d_with(
     let mut commands = dev.commands();
     let views = [View::whole(&x_buf, x.len()), View::whole(&w_buf, w.len())];
     let bias_view = bias.map(|b| View::whole(&bias_buf, b.len()));
-    encode_conv3d(dev, &mut commands, config, spec, views, bias_view, View::whole(&out, len)).await?;
+    encode_conv3d(dev, &mut commands, kernel, spec, views, bias_view, View::whole(&out, len)).await?;
     commands.submit();
     let result = dev.read(&out, len).await;
     dev.recycle([x_buf, w_buf, bias_buf, out]);
@@ -188,7 +188,7 @@ pub async fn conv3d_with(
 pub async fn encode_conv3d<'a>(
     dev: &GpuDevice,
     cmds: &mut Commands<'_>,
-    config: Kernel,
+    kernel: Kernel,
     spec: &Conv3d,
     [x, w]: [View<'a>; 2],
     bias: Option<View<'a>>,
@@ -203,18 +203,18 @@ pub async fn encode_conv3d<'a>(
     let taps: usize = spec.kernel.iter().product();
     let (volume, positions): (usize, usize) = (spec.input.iter().product(), spec.positions());
     let u = |v: usize| u32_of(spec, v);
-    match config {
+    match kernel {
         Kernel::Gemm(Config::Tiled(t)) => t.check(&limits)?,
         Kernel::Gemm(Config::Subgroups8 { wg_rows }) => {
             if wg_rows == 0 || 8 * wg_rows > limits.max_compute_invocations_per_workgroup {
-                return Err(Error::Gpu(format!("conv3d {config:?} exceeds the device's limits")));
+                return Err(Error::Gpu(format!("conv3d {kernel:?} exceeds the device's limits")));
             }
         }
         // conv3d has no direct kernel: the tiled one stands in.
         Kernel::Gemm(Config::Direct { .. }) => Tiles::DEFAULT.check(&limits)?,
         Kernel::Narrow => {
             if NARROW_WG > limits.max_compute_invocations_per_workgroup as usize {
-                return Err(Error::Gpu(format!("conv3d {config:?} exceeds the device's limits")));
+                return Err(Error::Gpu(format!("conv3d {kernel:?} exceeds the device's limits")));
             }
         }
     }
@@ -273,7 +273,7 @@ pub async fn encode_conv3d<'a>(
             bias_off,
             accumulate: (ci0 > 0) as u32,
         };
-        let (kernel, overrides, grid) = match config {
+        let (shader, overrides, grid) = match kernel {
             Kernel::Narrow => (
                 &kinema_shaders::CONV3D_NARROW,
                 vec![("WG", NARROW_WG as f64)],
@@ -293,7 +293,7 @@ pub async fn encode_conv3d<'a>(
             }
         };
         let grid = dev.check_groups(&format!("conv3d {spec:?}"), [grid[0], grid[1], nb * ng])?;
-        let pipeline = dev.pipeline(kernel, &overrides).await?;
+        let pipeline = dev.pipeline(shader, &overrides).await?;
         // Without a bias, x stands in for it (never read).
         cmds.dispatch_views(&pipeline, &[xv, wv, bv, ov], &params, grid);
     }

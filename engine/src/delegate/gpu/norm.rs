@@ -13,8 +13,9 @@ const WG: usize = 256;
 /// Threads per workgroup for norm and softmax, one workgroup per row of `n`:
 /// about four values per thread, 32 to 256 threads. A 128-value row (a Wan
 /// head's rms norm, a small model's layer norm) then takes 32 threads and five
-/// barrier rounds, not 256 threads half idle and eight rounds (4× faster on
-/// lavapipe, where every barrier switches all of a workgroup's invocations).
+/// barrier rounds, not 256 threads half idle and eight rounds (the embedded
+/// model's norms ran ~6× faster on lavapipe, where every barrier switches all
+/// of a workgroup's invocations).
 fn row_wg(n: usize) -> usize {
     (n / 4).next_power_of_two().clamp(32, 256)
 }
