@@ -24,7 +24,7 @@ fn open(dir: &str) -> (Program, Checkpoint, Checkpoint) {
     let base = fixture(&format!("programs/{dir}"));
     let program = Program::open(&base.join("program.json")).unwrap();
     // Exported weights, or the sharded diffusers checkpoint the program references.
-    let sharded = ["transformer", "vae"].map(|d| base.join(d)).into_iter().find(|d| d.is_dir());
+    let sharded = ["transformer", "vae", "text_encoder"].map(|d| base.join(d)).into_iter().find(|d| d.is_dir());
     let location = sharded.unwrap_or_else(|| base.join("weights.safetensors"));
     let weights = pollster::block_on(Checkpoint::open(location.to_str().unwrap())).unwrap();
     let io = pollster::block_on(Checkpoint::open(base.join("io.safetensors").to_str().unwrap())).unwrap();
@@ -91,6 +91,61 @@ fn wan_transformer_from_a_sharded_checkpoint_matches_pytorch_on_the_gpu() {
 }
 
 #[test]
+fn umt5_encoder_with_integer_inputs_matches_transformers_on_the_cpu() {
+    let session = run_fixture("umt5_encoder", DeviceChoice::Cpu, 1e-4);
+    let p = session.program();
+    assert!(p.inputs.iter().all(|i| i.element == kinema_engine::program::Element::Integer));
+    // The token table, the padding mask (indexed by known indices) and each layer's relative bias.
+    let gathers = session.profile().iter().filter(|t| t.kind == "gather").count();
+    assert_eq!(gathers, 4);
+    // The buckets fold into one constant shared by both layers' bias gathers.
+    let bucket_tables: Vec<_> = p.constants.iter().filter(|c| c.shape == [16, 16]).collect();
+    assert_eq!(bucket_tables.len(), 1);
+}
+
+#[test]
+fn umt5_encoder_with_integer_inputs_matches_transformers_on_the_gpu() {
+    let session = run_fixture("umt5_encoder", DeviceChoice::Gpu, 5e-4);
+    // The token table (96 rows for 16 tokens) stays in the checkpoint and the CPU
+    // reads the tokens' rows; the mask and bias gathers run on the GPU.
+    let plan = session.plan();
+    let on_cpu: Vec<_> =
+        plan.cpu_fallbacks().map(|s| (s.kernel, session.program().nodes[s.node].path.as_str())).collect();
+    assert_eq!(on_cpu, [("cpu::gather", "encoder.embed_tokens")]);
+    let on_gpu = plan.steps.iter().filter(|s| s.kernel == "gather.wgsl").count();
+    assert_eq!(on_gpu, 3);
+    // Not uploaded: the device holds every parameter but the token table.
+    let table = 96 * 32 * 4;
+    let all: u64 = session.program().parameters.iter().map(|p| 4 * p.shape.iter().product::<usize>() as u64).sum();
+    assert!(session.gpu_parameter_bytes() < all - table + 4096, "{} of {all}", session.gpu_parameter_bytes());
+}
+
+#[test]
+fn integer_inputs_must_be_rows_of_the_table_they_index() {
+    for device in [DeviceChoice::Cpu, DeviceChoice::Gpu] {
+        let (program, weights, io) = open("umt5_encoder");
+        let mask = read_all(&io, "attention_mask");
+        let mut session =
+            pollster::block_on(Session::new(program, Some(weights), Options { device, profile: false })).unwrap();
+        for (bad, want) in [(96.0, "not a whole number in 0..96"), (2.5, "is 2.5"), (-1.0, "is -1")] {
+            let mut ids = read_all(&io, "input_ids");
+            ids[3] = bad;
+            let err = pollster::block_on(session.run(&[("input_ids", &ids), ("attention_mask", &mask)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("input \"input_ids\": value 3") && err.contains(want), "{err}");
+        }
+        let mut half = mask.clone();
+        half[0] = 0.5;
+        let err =
+            pollster::block_on(session.run(&[("input_ids", &read_all(&io, "input_ids")), ("attention_mask", &half)]))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("attention_mask") && err.contains("whole number"), "{err}");
+    }
+}
+
+#[test]
 fn the_plan_fuses_activations_and_reuses_memory() {
     let (program, _, _) = open("video_net");
     let plan = Plan::new(&program, None);
@@ -144,7 +199,23 @@ fn malformed_programs_are_refused_with_clear_errors() {
     refuse(&ok.replace("\"shape\":[4,3]", "\"shape\":[4,5]"), "do not fit");
     refuse(&ok.replace("\"value\":\"y\"", "\"value\":\"z\""), "nothing defines");
     refuse(&ok.replace("\"name\":\"out0\"", "\"name\":\"result\""), "outputs are out0");
-    refuse(&ok.replace("\"dtype\":\"f32\",\"shape\":[2,3]", "\"dtype\":\"i64\",\"shape\":[2,3]"), "dtype");
+    refuse(&ok.replace("\"dtype\":\"f32\",\"shape\":[2,3]", "\"dtype\":\"u8\",\"shape\":[2,3]"), "dtype \"u8\"");
+    // Integer inputs load; an embedding's constant indices must be rows of its table.
+    let ints = ok.replace("\"dtype\":\"f32\",\"shape\":[2,3]", "\"dtype\":\"i64\",\"shape\":[2,3]");
+    let p = Program::from_json(&ints).unwrap();
+    assert_eq!(p.inputs[0].element, kinema_engine::program::Element::Integer);
+    let gather = |index: f32| {
+        program(
+            &format!(
+                r#"[{{"op":"embedding","inputs":["w","i"],"outputs":["y"]}}],
+                "constants":[{{"name":"i","dtype":"f32","shape":[2],"data":[0,{index}]}}]"#
+            ),
+            r#"[{"name":"out0","value":"y"}]"#,
+        )
+    };
+    assert_eq!(Program::from_json(&gather(3.0)).unwrap().outputs[0].shape, vec![2, 3]);
+    refuse(&gather(4.0), "index 1 is 4, not a row of the table's 4 rows");
+    refuse(&gather(0.5), "index 1 is 0.5");
     refuse(&ok.replace("[2,3]", "[65536,65536,2]"), "2³² elements");
     refuse(&ok.replacen("\"inputs\":", "\"inputs\":[],\"inputs\":", 1), "duplicate key");
     refuse("{", "not valid JSON");

@@ -97,6 +97,9 @@ pub const ROTARY: Kernel = kernel!("rotary");
 /// f32 ↔ f16 (packed in u32, no shader-f16 feature needed).
 pub const CAST: Kernel = kernel!("cast");
 
+/// Row gather (the `embedding` op), over a table in windows of rows.
+pub const GATHER: Kernel = kernel!("gather");
+
 /// Every kernel this crate ships.
 pub const CATALOG: &[Kernel] = &[
     MATMUL,
@@ -116,4 +119,5 @@ pub const CATALOG: &[Kernel] = &[
     FILL,
     ROTARY,
     CAST,
+    GATHER,
 ];

@@ -273,3 +273,34 @@ fn bad_op_inputs_are_errors() {
     let rot = Rotary { outer: 1, len: 2, inner: 1, dim: 3, interleaved: true };
     assert!(cpu::rotary::rotary(&rot, &[0.0; 6], &[0.0; 3], &[0.0; 3]).is_err(), "odd dim");
 }
+
+/// The `embedding` op's row gather: the GPU against the CPU delegate, with
+/// repeated indices, on the default device and on one whose bindings hold
+/// 4 KiB (the table and the outputs both in windows of rows); an index that
+/// is not a row is an error on the CPU and 0 on the GPU (programs' integer
+/// inputs and constant indices are checked before any kernel sees them).
+#[test]
+fn gather_rows_match_the_cpu_in_windows() {
+    use kinema_engine::delegate::{Gather, Operand};
+    let small = wgpu::Limits { max_storage_buffer_binding_size: 4096, ..Default::default() };
+    let tiny = pollster::block_on(gpu::GpuDevice::with_limits(Some(small))).unwrap();
+    let default = device();
+    for dev in [&default, &tiny] {
+        for (rows, dim, count) in [(7, 5, 3), (300, 12, 200), (40, 8, 150)] {
+            let table = random(rows * dim, rows as u64);
+            let indices: Vec<f32> = (0..count).map(|i| ((i * 7919 + 3) % rows) as f32).collect();
+            let spec = Gather { rows, dim, count };
+            let want = cpu::gather::gather(&spec, Operand::F32(&table), &indices).unwrap();
+            assert_eq!(want.len(), count * dim);
+            assert_eq!(want[..dim], table[indices[0] as usize * dim..][..dim]);
+            let got = pollster::block_on(gpu::gather::gather(dev, &spec, &table, &indices)).unwrap();
+            assert_eq!(got, want, "{spec:?} on {}", dev.info.name);
+        }
+        let spec = Gather { rows: 300, dim: 12, count: 3 };
+        let table = random(300 * 12, 9);
+        let got = pollster::block_on(gpu::gather::gather(dev, &spec, &table, &[299.0, 300.0, -1.0])).unwrap();
+        assert_eq!(got[..12], table[299 * 12..]);
+        assert!(got[12..].iter().all(|&v| v == 0.0));
+        assert!(cpu::gather::gather(&spec, Operand::F32(&table), &[299.0, 300.0, -1.0]).is_err());
+    }
+}

@@ -32,6 +32,14 @@ pub const FFN_CHUNK_BYTES: u64 = 128 << 20;
 /// each got banks of their own).
 pub const BANK_BYTES: u64 = 256 << 20;
 
+/// A GPU session uploads a gather's parameter table only when the gather reads
+/// a good part of it: at most this many table rows per index. A larger table
+/// stays where it lies and its gathers run on the CPU delegate, reading only
+/// the rows the indices name: umT5's token table (256,384 × 4,096, 4 GiB as
+/// f32, over any storage binding) serves 512 rows a prompt, while each layer's
+/// relative-bias table (32 rows) serves 512 × 512 lookups.
+pub const GATHER_ROWS_PER_INDEX: usize = 4;
+
 /// Where a node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delegate {
@@ -85,6 +93,7 @@ fn kernel(op: &Op, delegate: Delegate) -> &'static str {
         (Op::Reduce { .. }, Delegate::Gpu) => "reduce.wgsl",
         (Op::Rotary { .. }, Delegate::Gpu) => "rotary.wgsl",
         (Op::Cast { .. }, Delegate::Gpu) => "cast.wgsl",
+        (Op::Embedding, Delegate::Gpu) => "gather.wgsl",
         (Op::Reshape { .. } | Op::Unsqueeze { .. } | Op::Squeeze { .. }, Delegate::Gpu) => {
             "copy (a view of a parameter)"
         }
@@ -98,6 +107,7 @@ fn kernel(op: &Op, delegate: Delegate) -> &'static str {
         }
         (Op::Rotary { .. }, Delegate::Cpu) => "cpu::rotary",
         (Op::Cast { .. }, Delegate::Cpu) => "half (host)",
+        (Op::Embedding, Delegate::Cpu) => "cpu::gather",
         (_, Delegate::Cpu) => "cpu::layout",
     }
 }
@@ -127,6 +137,20 @@ pub fn read_only_as_weight(program: &Program, name: &str) -> bool {
                 .iter()
                 .enumerate()
                 .all(|(i, v)| v != name || (i == 1 && matches!(n.op, Op::Linear { .. } | Op::Matmul)))
+        })
+}
+
+/// Whether the CPU delegate may read parameter `name` in its stored dtype
+/// where it lies: it is read only as a matmul's weight ([`read_only_as_weight`])
+/// or as a gather's table, and is not a program output.
+pub fn read_in_place_on_host(program: &Program, name: &str) -> bool {
+    !program.output_values().iter().any(|o| o == name)
+        && program.nodes.iter().all(|n| {
+            n.inputs.iter().enumerate().all(|(i, v)| {
+                v != name
+                    || (i == 1 && matches!(n.op, Op::Linear { .. } | Op::Matmul))
+                    || (i == 0 && n.op == Op::Embedding)
+            })
         })
 }
 
@@ -240,7 +264,15 @@ impl Plan {
             }
             let computed_conv_weight =
                 matches!(n.op, Op::Conv { .. }) && !program.parameters.iter().any(|p| p.name == n.inputs[1]);
+            let host_table = n.op == Op::Embedding
+                && program.parameters.iter().any(|p| {
+                    let count: usize = program.shape(&n.inputs[1]).map_or(0, |s| s.iter().product());
+                    p.name == n.inputs[0] && p.shape[0] > GATHER_ROWS_PER_INDEX.saturating_mul(count)
+                });
             let (delegate, reason) = match gpu {
+                Some(_) if host_table => {
+                    (Delegate::Cpu, "a gather of a few rows of a large table (read where it lies, not uploaded)".into())
+                }
                 Some(_) if computed_conv_weight => (
                     Delegate::Cpu,
                     "conv weights computed in the graph (the GPU kernel reads prepacked parameters)".into(),

@@ -26,12 +26,26 @@ pub const MAX_BYTES: usize = 256 << 20;
 pub const MAX_NODES: usize = 1 << 20;
 pub const MAX_NAME: usize = 512;
 
-/// A named input or output, with its shape (values are f32 in version 1).
+/// A named input or output, with its shape and what its values are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueInfo {
     pub name: String,
     pub shape: Vec<usize>,
+    pub element: Element,
 }
+
+/// What a value's elements are. Every value is computed in f32 in version 1;
+/// an input may be declared integer (`"i64"` or `"i32"`: token ids, masks),
+/// and is then carried as f32, exact for whole numbers of magnitude up to
+/// [`MAX_EXACT_INTEGER`], which `Session::run` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Element {
+    F32,
+    Integer,
+}
+
+/// The largest magnitude an integer input may have (f32 holds every whole number up to 2²⁴).
+pub const MAX_EXACT_INTEGER: f32 = (1u32 << 24) as f32;
 
 /// A small tensor stored in the program itself (folded tables, scalars).
 #[derive(Debug, Clone, PartialEq)]
@@ -227,10 +241,16 @@ impl Program {
         };
         let mut inputs = Vec::new();
         for v in &raw.inputs {
-            check_f32(&format!("input {:?}", v.name), &v.dtype)?;
+            let element = match v.dtype.as_str() {
+                "i64" | "i32" => Element::Integer,
+                "f32" => Element::F32,
+                other => {
+                    return Err(err(format!("input {:?}: dtype {other:?} (\"f32\", \"i64\" or \"i32\")", v.name)));
+                }
+            };
             let shape = check_shape(&format!("input {:?}", v.name), &v.shape)?;
             define("input", &v.name, shape.clone(), &mut shapes)?;
-            inputs.push(ValueInfo { name: v.name.clone(), shape });
+            inputs.push(ValueInfo { name: v.name.clone(), shape, element });
         }
         let mut constants = Vec::new();
         for c in raw.constants {
@@ -331,6 +351,16 @@ impl Program {
             for (name, s) in n.outputs.iter().zip(outs) {
                 shapes.insert(name.clone(), s);
             }
+            if op == Op::Embedding
+                && let Some(c) = constants.iter().find(|c| c.name == n.inputs[1])
+            {
+                // Constant indices are checked here, so no kernel meets a bad one.
+                let rows = shapes[n.inputs[0].as_str()][0];
+                let gather = crate::delegate::Gather { rows, dim: 1, count: c.data.len() };
+                for (j, &v) in c.data.iter().enumerate() {
+                    gather.row(j, v).map_err(|e| err(format!("{at}: constant {:?}: {}", c.name, inner(e))))?;
+                }
+            }
             out_nodes.push(Node {
                 op,
                 op_name: n.op.clone(),
@@ -349,7 +379,7 @@ impl Program {
             let shape = shapes
                 .get(&o.value)
                 .ok_or_else(|| err(format!("output {:?} is {:?}, which nothing defines", o.name, o.value)))?;
-            outputs.push(ValueInfo { name: o.name.clone(), shape: shape.clone() });
+            outputs.push(ValueInfo { name: o.name.clone(), shape: shape.clone(), element: Element::F32 });
             output_values.push(o.value.clone());
         }
         if outputs.is_empty() {

@@ -100,6 +100,10 @@ pub enum Op {
     Cast {
         to_f16: bool,
     },
+    /// Row lookup: table `[rows, d]`, indices (whole numbers) of any shape →
+    /// `indices.shape + [d]` (PyTorch's `embedding`; the exporter also lowers
+    /// indexing by known indices to it).
+    Embedding,
 }
 
 /// The op names, in the order of docs/program-format.md.
@@ -151,6 +155,7 @@ pub const NAMES: &[&str] = &[
     "upsample_nearest",
     "rotary",
     "cast",
+    "embedding",
 ];
 
 /// Reads the attributes of one node.
@@ -328,6 +333,7 @@ impl Op {
                 "f16" => Ok(Op::Cast { to_f16: true }),
                 _ => Err(a.err("dtype", "\"f32\" or \"f16\"")),
             },
+            "embedding" => Ok(Op::Embedding),
             other => Err(Error::Program(format!("unknown op {other:?} (the opset: {})", NAMES.join(", ")))),
         }
     }
@@ -340,7 +346,7 @@ impl Op {
                 (1, 1)
             }
             Op::Pad { .. } | Op::UpsampleNearest { .. } | Op::Cast { .. } => (1, 1),
-            Op::Binary(_) | Op::Matmul => (2, 2),
+            Op::Binary(_) | Op::Matmul | Op::Embedding => (2, 2),
             Op::Linear { .. } | Op::Conv { .. } => (2, 3),
             Op::Attention { .. } => (3, 4),
             Op::LayerNorm { .. } | Op::GroupNorm { .. } => (1, 3),
@@ -372,6 +378,7 @@ impl Op {
             | Op::UpsampleNearest { .. } => "copy",
             Op::Rotary { .. } => "rotary",
             Op::Cast { .. } => "cast",
+            Op::Embedding => "gather",
         }
     }
 }

@@ -252,6 +252,15 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Vec<Shape>> {
                 .collect::<Option<Shape>>()
                 .ok_or_else(|| bad(op, format!("scale {scale:?} of {x:?} overflows")))?
         }
+        Op::Embedding => {
+            let indices = shapes[1];
+            if rank != 2 {
+                return Err(bad(op, format!("the table {x:?} must be [rows, d]")));
+            }
+            let mut s = indices.clone();
+            s.push(x[1]);
+            s
+        }
         Op::Rotary { dim, .. } => {
             let (c, s) = (shapes[1], shapes[2]);
             let d = ax(*dim, rank)?;

@@ -2,7 +2,7 @@
 //! mapped onto the delegate's kernels.
 
 use crate::delegate::{
-    self, Activation, Attention, Conv3d, Matmul, Norm, Operand, Reduce, Rotary, Softmax, cpu, gpu, layout,
+    self, Activation, Attention, Conv3d, Gather, Matmul, Norm, Operand, Reduce, Rotary, Softmax, cpu, gpu, layout,
 };
 use crate::error::{Error, Result};
 use crate::program::Op;
@@ -25,6 +25,7 @@ enum Work {
     Copies(Vec<delegate::CopyPlan>),
     Rotary(Rotary),
     Cast(bool),
+    Gather(Gather),
     View,
 }
 
@@ -139,11 +140,13 @@ fn work(op: &Op, shapes: &[&[usize]], fused: Option<Activation>) -> Result<Work>
             })
         }
         Op::Cast { to_f16 } => Work::Cast(*to_f16),
+        Op::Embedding => Work::Gather(Gather { rows: x[0], dim: x[1], count: numel(shapes[1]) }),
     })
 }
 
 /// Runs `op` on the CPU delegate; returns one buffer per output. Only a
-/// matmul's weight (input 1) may come in its stored dtype.
+/// matmul's weight (input 1) and a gather's table (input 0) may come in their
+/// stored dtype.
 pub fn cpu(op: &Op, inputs: &[Input], fused: Option<Activation>) -> Result<Vec<Vec<f32>>> {
     let shapes: Vec<&[usize]> = inputs.iter().map(|i| i.0).collect();
     let work = work(op, &shapes, fused)?;
@@ -152,13 +155,13 @@ pub fn cpu(op: &Op, inputs: &[Input], fused: Option<Activation>) -> Result<Vec<V
         match value {
             Operand::F32(d) => data.push(d),
             Operand::Half(..) | Operand::Int8 { .. } | Operand::Int4 { .. }
-                if i == 1 && matches!(work, Work::Matmul(_)) =>
+                if (i == 1 && matches!(work, Work::Matmul(_))) || (i == 0 && matches!(work, Work::Gather(_))) =>
             {
                 data.push(&[])
             }
             _ => {
                 return Err(Error::Program(format!(
-                    "{}: input {i} is not f32 (only a matmul's weight may be)",
+                    "{}: input {i} is not f32 (only a matmul's weight and a gather's table may be)",
                     op.kind()
                 )));
             }
@@ -178,6 +181,7 @@ pub fn cpu(op: &Op, inputs: &[Input], fused: Option<Activation>) -> Result<Vec<V
         Work::Copies(ps) => ps.iter().map(|p| cpu::layout::copy(p, &data)).collect(),
         Work::Rotary(r) => one(cpu::rotary::rotary(&r, data[0], data[1], data[2])),
         Work::Cast(to_f16) => Ok(vec![cast(data[0], to_f16)]),
+        Work::Gather(g) => one(cpu::gather::gather(&g, inputs[0].1, data[1])),
         Work::View => Ok(vec![data[0].to_vec()]),
     }
 }
@@ -237,6 +241,7 @@ pub async fn encode(
         }
         Work::Rotary(r) => gpu::rotary::encode_rotary(dev, cmds, &r, [v[0], v[1], v[2]], out).await,
         Work::Cast(true) => gpu::cast::encode_round_f16(dev, cmds, v[0], out).await,
+        Work::Gather(g) => gpu::gather::encode_gather(dev, cmds, &g, [v[0], v[1]], out).await,
         // A view that runs is one of a parameter or constant: a copy into the arena
         // (the plan skips views of arena values).
         Work::Cast(false) | Work::View => {

@@ -17,7 +17,7 @@ use crate::delegate::gpu::GpuDevice;
 use crate::delegate::{Half, Operand};
 use crate::error::{Error, Result};
 use crate::plan::{self, Plan};
-use crate::program::Program;
+use crate::program::{Element, MAX_EXACT_INTEGER, Op, Program, ValueInfo};
 use crate::weights::Checkpoint;
 use crate::weights::dtype::Dtype;
 use crate::weights::quant::Scheme;
@@ -82,6 +82,29 @@ fn host_arena(len: usize) -> Result<Vec<f32>> {
         .ok_or_else(|| Error::Invalid(format!("the plan's arena of {len} floats cannot be allocated here")))?;
     arena.resize(len, 0.0);
     Ok(arena)
+}
+
+/// An integer input's values: whole numbers within f32's exact range and, where
+/// an `embedding` reads the input as its indices, rows of the table (so no GPU
+/// kernel meets an index it could only clamp).
+fn check_integers(program: &Program, info: &ValueInfo, data: &[f32]) -> Result<()> {
+    let rows = program
+        .nodes
+        .iter()
+        .filter(|n| n.op == Op::Embedding && n.inputs[1] == info.name)
+        .filter_map(|n| program.shape(&n.inputs[0]).map(|s| s[0]))
+        .min();
+    for (i, &v) in data.iter().enumerate() {
+        let whole = v.fract() == 0.0 && v.abs() <= MAX_EXACT_INTEGER;
+        if !whole || rows.is_some_and(|r| v < 0.0 || v >= r as f32) {
+            let want = match rows {
+                Some(r) => format!("a whole number in 0..{r} (the rows of the table it indexes)"),
+                None => format!("a whole number of magnitude at most {MAX_EXACT_INTEGER}"),
+            };
+            return Err(Error::Invalid(format!("input {:?}: value {i} is {v}, not {want}", info.name)));
+        }
+    }
+    Ok(())
 }
 
 /// A parameter on the host, as the CPU delegate reads it.
@@ -255,7 +278,8 @@ impl Session {
             let dtype = ckpt.get(&p.key)?.info.dtype;
             let quant = ckpt.quantized(&p.key);
             // Kept as stored: 16-bit and quantized weights that only matmuls read.
-            let keep = (Half::of(dtype).is_some() || quant.is_some()) && plan::read_only_as_weight(&self.program, name);
+            let keep =
+                (Half::of(dtype).is_some() || quant.is_some()) && plan::read_in_place_on_host(&self.program, name);
             let in_place = ckpt.in_memory(&p.key)?;
             let aligned_f32 =
                 dtype == Dtype::F32 && in_place.is_some_and(|b| bytemuck::try_cast_slice::<u8, f32>(b).is_ok());
@@ -316,6 +340,9 @@ impl Session {
                     data.len(),
                     info.shape
                 )));
+            }
+            if info.element == Element::Integer {
+                check_integers(&self.program, info, data)?;
             }
             ordered.push((info.name.as_str(), data));
         }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use super::execute;
 use crate::delegate::gpu::matmul::BStore;
 use crate::delegate::gpu::{GpuDevice, Tracked, View};
-use crate::delegate::{Half, Operand};
+use crate::delegate::{Gather, Half, Operand};
 use crate::error::{Error, Result};
 use crate::plan::{Delegate, Plan, Slot};
 use crate::program::{Op, Program};
@@ -281,17 +281,26 @@ impl Resident {
             if step.delegate == Delegate::Cpu {
                 // Flush, bring the inputs to the host, run, write the outputs back.
                 cmds.submit();
-                let mut host = Vec::new();
-                for name in &node.inputs {
-                    host.push(self.host_value(dev, program, checkpoint, plan, name).await?);
-                }
-                let args: Vec<execute::Input> = node
-                    .inputs
-                    .iter()
-                    .zip(&host)
-                    .map(|(n, d)| (program.shape(n).expect("validated"), Operand::F32(d)))
-                    .collect();
-                let results = execute::cpu(&node.op, &args, step.fused.map(|(_, a)| a))?;
+                let table = program.parameters.iter().find(|p| p.name == node.inputs[0]);
+                let results = match table.filter(|_| node.op == Op::Embedding) {
+                    Some(p) => {
+                        let indices = self.host_value(dev, program, checkpoint, plan, &node.inputs[1]).await?;
+                        vec![gather_rows(checkpoint.expect("checked in Session::new"), p, &indices).await?]
+                    }
+                    None => {
+                        let mut host = Vec::new();
+                        for name in &node.inputs {
+                            host.push(self.host_value(dev, program, checkpoint, plan, name).await?);
+                        }
+                        let args: Vec<execute::Input> = node
+                            .inputs
+                            .iter()
+                            .zip(&host)
+                            .map(|(n, d)| (program.shape(n).expect("validated"), Operand::F32(d)))
+                            .collect();
+                        execute::cpu(&node.op, &args, step.fused.map(|(_, a)| a))?
+                    }
+                };
                 for (name, data) in outs.iter().zip(results) {
                     let s = slot(name).expect("outputs have slots");
                     dev.queue.write_buffer(
@@ -524,4 +533,47 @@ async fn upload(
         })
         .await?;
     Ok(DeviceTensor { buffer: dev.track(buffer), words: len, kept: None })
+}
+
+/// A gather from parameter `p`'s table where it lies (memory-mapped, or over
+/// HTTP): only the rows the indices name are read, in their stored dtype (and
+/// their scales, when quantized), then gathered as the CPU delegate does.
+async fn gather_rows(checkpoint: &Checkpoint, p: &crate::program::Parameter, indices: &[f32]) -> Result<Vec<f32>> {
+    let (rows, dim) = (p.shape[0], p.shape[1]);
+    let spec = Gather { rows, dim, count: indices.len() };
+    let picked: Vec<usize> = indices.iter().enumerate().map(|(i, &v)| spec.row(i, v)).collect::<Result<_>>()?;
+    let t = checkpoint.get(&p.key)?;
+    let row_bytes = usize::try_from(t.info.byte_len() / rows.max(1) as u64)
+        .map_err(|_| Error::Invalid(format!("{}: rows too large", p.key)))?;
+    let mut bytes = vec![0u8; picked.len() * row_bytes];
+    for (&r, out) in picked.iter().zip(bytes.chunks_exact_mut(row_bytes.max(1))) {
+        checkpoint.read_bytes_at(&p.key, r as u64 * row_bytes as u64, out).await?;
+    }
+    let quant = checkpoint.quantized(&p.key);
+    let mut scales = Vec::new();
+    if let Some(q) = &quant {
+        let groups = q.groups();
+        scales.resize(picked.len() * groups, 0f32);
+        for (&r, out) in picked.iter().zip(scales.chunks_exact_mut(groups.max(1))) {
+            checkpoint.read_bytes_at(&q.scales, r as u64 * groups as u64 * 4, bytemuck::cast_slice_mut(out)).await?;
+        }
+    }
+    let wide;
+    let table = match (Half::of(t.info.dtype), &quant) {
+        (Some(h), _) => Operand::Half(h, &bytes),
+        (None, Some(Quantized { scheme: Scheme::Int8, .. })) => Operand::Int8 { q: &bytes, scales: &scales },
+        (None, Some(Quantized { scheme: Scheme::Int4 { group }, .. })) => {
+            Operand::Int4 { q: &bytes, scales: &scales, group: *group }
+        }
+        (None, None) => {
+            let mut v = vec![0f32; picked.len() * dim];
+            crate::weights::convert::to_f32(t.info.dtype, &bytes, &mut v)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", p.key)))?;
+            wide = v;
+            Operand::F32(&wide)
+        }
+    };
+    let local = Gather { rows: picked.len(), dim, count: picked.len() };
+    let order: Vec<f32> = (0..picked.len()).map(|i| i as f32).collect();
+    crate::delegate::cpu::gather::gather(&local, table, &order)
 }

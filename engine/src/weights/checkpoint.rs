@@ -344,6 +344,22 @@ impl Checkpoint {
         t.shard.source.read_at(start, out).await
     }
 
+    /// Reads bytes `offset .. offset + out.len()` of a tensor's data (a few
+    /// rows of a table, say), from wherever its shard lies.
+    pub async fn read_bytes_at(&self, name: &str, offset: u64, out: &mut [u8]) -> Result<()> {
+        let t = self.get(name)?;
+        let len = t.info.byte_len();
+        if offset.checked_add(out.len() as u64).is_none_or(|end| end > len) {
+            return Err(Error::Invalid(format!(
+                "{}: bytes {offset}..+{} of tensor {name:?}, which has {len}",
+                self.name,
+                out.len()
+            )));
+        }
+        let start = t.shard.header.data_start() + t.info.data_offsets.0;
+        t.shard.source.read_at(start + offset, out).await
+    }
+
     /// Reads a floating-point tensor into `out` as f32 (exactly its element count).
     pub async fn read_f32(&self, name: &str, out: &mut [f32]) -> Result<()> {
         self.read_converted(name, out, convert::to_f32).await

@@ -3,6 +3,7 @@
     python -m kinema_export wan <model_dir> --latent-shape C,F,H,W --text-len N [--batch 2] -o <out_dir>
     python -m kinema_export wan-vae <vae_dir> --latent-shape C,F,H,W -o <out_dir>
     python -m kinema_export wan-vae-chunks <vae_dir> --latent-shape C,F,H,W [--tile H,W --tile-stride H,W] -o <out_dir>
+    python -m kinema_export umt5 <text_encoder_dir> [--text-len N] -o <out_dir>
 
 `wan` exports `WanTransformer3DModel` (inputs: hidden_states [B,C,F,H,W],
 timestep [B], encoder_hidden_states [B,N,text_dim]; B = --batch, 2 lets a
@@ -13,7 +14,9 @@ at a time with its feature cache (see wan_vae.py); with `--tile` (pixels, as
 diffusers' `enable_tiling`: 256,256 with stride 192,192) one such pair per
 tile size, decoded tile by tile and blended, and writes `out_dir/vae_decoder.json`,
 the manifest's `vae_decoder` entry (paths relative to the vae_dir's parent,
-the pipeline folder). Either model directory is a
+the pipeline folder); `umt5` exports transformers' `UMT5EncoderModel` (inputs
+input_ids and attention_mask [1, N] integers, output the last hidden state; see
+umt5.py). Each model directory is a
 diffusers folder (config.json + safetensors, sharded or not; a pipeline folder's
 `transformer/` or `vae/`); the program references its weights by key.
 """
@@ -60,9 +63,9 @@ def pair(text: str) -> tuple[int, int]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kinema_export", description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", choices=["wan", "wan-vae", "wan-vae-chunks"])
+    ap.add_argument("model", choices=["wan", "wan-vae", "wan-vae-chunks", "umt5"])
     ap.add_argument("model_dir")
-    ap.add_argument("--latent-shape", type=shape, required=True)
+    ap.add_argument("--latent-shape", type=shape, help="C,F,H,W (wan, wan-vae, wan-vae-chunks)")
     ap.add_argument("--text-len", type=int, default=512)
     ap.add_argument("--batch", type=int, choices=[1, 2], default=1, help="transformer batch (wan only)")
     ap.add_argument("--tile", type=pair, help="wan-vae-chunks: spatial tiles of H,W pixels")
@@ -70,6 +73,18 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
+    if args.model == "umt5":
+        from .umt5 import export_umt5
+
+        try:
+            program = export_umt5(args.model_dir, args.text_len, args.out)
+        except ExportError as e:
+            print(f"kinema_export: error: {e}", file=sys.stderr)
+            return 1
+        print(f"kinema_export: wrote {args.out}/program.json ({len(program['nodes'])} nodes)")
+        return 0
+    if args.latent_shape is None:
+        ap.error(f"{args.model} needs --latent-shape C,F,H,W")
     c, f, h, w = args.latent_shape
     try:
         if args.model == "wan":

@@ -16,6 +16,9 @@ FORMAT = "kinema.program"
 VERSION = 1
 # Buffers and lifted constants up to this many elements are inlined.
 MAX_INLINE = 1 << 16
+# Folded integer index tensors (an embedding's indices: umT5's relative position
+# buckets, [len, len]) up to this many elements are inlined.
+MAX_INLINE_INDICES = 1 << 20
 
 aten = torch.ops.aten
 
@@ -73,6 +76,8 @@ class Lowering:
         # empty_like buffers being filled by slice_scatter: node -> (shape, [(dim, start, step, value)]).
         self.scatters: dict[Any, tuple] = {}
         self.phantoms: set = set()
+        # Constants by content, so a table folded once per layer is written once.
+        self.by_content: dict[tuple, str] = {}
 
     def fresh(self, hint: str) -> str:
         self.count += 1
@@ -85,9 +90,14 @@ class Lowering:
         return outs
 
     def constant(self, tensor: torch.Tensor, hint: str = "const") -> str:
-        name = self.fresh(hint)
         t = tensor.detach().to(torch.float32).contiguous()
-        self.constants.append({"name": name, "dtype": "f32", "shape": list(t.shape), "data": t.flatten().tolist()})
+        data = t.flatten().tolist()
+        key = (tuple(t.shape), tuple(data))
+        if key in self.by_content:
+            return self.by_content[key]
+        name = self.fresh(hint)
+        self.constants.append({"name": name, "dtype": "f32", "shape": list(t.shape), "data": data})
+        self.by_content[key] = name
         return name
 
     def value(self, arg, like=None) -> str:
@@ -101,8 +111,11 @@ class Lowering:
                 one = self.constant(t.flatten()[:1].reshape([1] * t.dim()), "const")
                 self.names[arg] = self.emit("expand", [one], {"shape": list(t.shape)}, _path(arg))[0]
                 return self.names[arg]
-            if t.numel() > MAX_INLINE:
-                raise ExportError(f"folded constant {arg} has {t.numel()} elements (limit {MAX_INLINE})")
+            limit = MAX_INLINE_INDICES if not t.is_floating_point() else MAX_INLINE
+            if t.numel() > limit:
+                raise ExportError(f"folded constant {arg} has {t.numel()} elements (limit {limit})")
+            if not t.is_floating_point() and t.numel() and int(t.long().abs().max()) >= 1 << 24:
+                raise ExportError(f"folded integer constant {arg} has values past 2^24 (not exact in f32)")
             self.names[arg] = self.constant(t, "const")
         if isinstance(arg, torch.fx.Node):
             if arg in self.scatters or arg in self.phantoms:
@@ -147,7 +160,14 @@ class Lowering:
             elif spec.kind == InputKind.USER_INPUT:
                 name = input_names[user_i] if user_i < len(input_names) else node.name
                 user_i += 1
-                inputs.append({"name": name, "dtype": "f32", "shape": _shape(node)})
+                val = node.meta["val"]
+                if val.dtype.is_floating_point:
+                    dtype = "f32"
+                elif val.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool):
+                    dtype = "i64"  # integer values, carried exactly as f32 below 2^24
+                else:
+                    raise ExportError(f"input {name}: dtype {val.dtype}")
+                inputs.append({"name": name, "dtype": dtype, "shape": _shape(node)})
                 self.names[node] = name
             else:
                 raise ExportError(f"input {node.name} of kind {spec.kind} is not supported")
@@ -239,8 +259,19 @@ class Lowering:
             out = self.emit("affine", [self.value(a[0])], attrs, path)
         elif t is aten.rsub.Scalar:
             out = self.emit("affine", [self.value(a[0])], {"scale": -1.0, "shift": float(a[1])}, path)
-        elif t in (aten.pow.Tensor_Scalar,) and float(a[1]) == 2.0:
-            out = self.emit("square", [self.value(a[0])], path=path)
+        elif t is aten.pow.Tensor_Scalar and float(a[1]) in (1.0, 2.0, 3.0, 4.0, 0.5, -1.0):
+            # Small integer powers as products (WGSL's pow is undefined for a negative base).
+            e, x = float(a[1]), self.value(a[0])
+            if e == 1.0:
+                out = [x]
+            elif e == 0.5:
+                out = self.emit("sqrt", [x], path=path)
+            elif e == -1.0:
+                out = self.emit("reciprocal", [x], path=path)
+            else:
+                sq = self.emit("square", [x], path=path)
+                out = {2.0: lambda: sq, 3.0: lambda: self.emit("mul", [sq[0], x], path=path),
+                       4.0: lambda: self.emit("square", sq, path=path)}[e]()
         elif t is aten.linear.default:
             ins = [self.value(a[0]), self.value(a[1])] + ([self.value(a[2])] if len(a) > 2 and a[2] is not None else [])
             out = self.emit("linear", ins, path=path)
@@ -258,7 +289,21 @@ class Lowering:
             if scale is not None:
                 attrs["scale"] = float(scale)
             head_dim = _shape(a[0])[-1]
-            if head_dim > MAX_HEAD_DIM:
+            per_head_mask = mask is not None and len(_shape(mask)) == 4 and _shape(mask)[1] != 1
+            if per_head_mask:
+                # A mask per head (T5's relative position bias, with the padding mask
+                # added): scores in memory, the mask added before the softmax.
+                if attrs["causal"]:
+                    raise ExportError(f"{where}: a causal attention with a per-head mask")
+                kt = self.emit("permute", [k], {"perm": [0, 1, 3, 2]}, path)[0]
+                scores = self.emit("matmul", [q, kt], path=path)[0]
+                factor = float(scale) if scale is not None else head_dim ** -0.5
+                if factor != 1.0:
+                    scores = self.emit("affine", [scores], {"scale": factor}, path)[0]
+                scores = self.emit("add", [scores, self.value(mask)], path=path)[0]
+                probs = self.emit("softmax", [scores], path=path)[0]
+                out = self.emit("matmul", [probs, v], path=path)
+            elif head_dim > MAX_HEAD_DIM:
                 # The attention op's kernels hold a query row in registers (d ≤ 128): a
                 # wider head (Wan's VAE mid-block attends over 384 channels) is composed
                 # from matmul, scale and softmax, with the scores in memory.
@@ -281,6 +326,30 @@ class Lowering:
                         raise ExportError(f"{where}: per-head masks are not supported")
                     ins.append(mv)
                 out = self.emit("attention", ins, attrs, path)
+        elif t in (aten.__and__.Tensor, aten.bitwise_and.Tensor, aten.logical_and.default):
+            # Booleans are 0/1 values: `and` is a product.
+            if any(x.meta["val"].dtype is not torch.bool for x in a[:2] if isinstance(x, torch.fx.Node)):
+                raise ExportError(f"{where}: bitwise and of integers")
+            out = self.emit("mul", [self.value(a[0]), self.value(a[1])], path=path)
+        elif t is aten.where.ScalarOther or t is aten.where.self:
+            # where(c, x, y) = c·x + (1 − c)·y over 0/1 conditions (exact, y finite).
+            cond, x, y = a[0], a[1], a[2]
+            c = self.value(cond)
+            cx = self.emit("mul", [c, self.value(x)], path=path)[0]
+            if isinstance(y, torch.fx.Node):
+                notc = self.emit("affine", [c], {"scale": -1.0, "shift": 1.0}, path)[0]
+                cy = self.emit("mul", [notc, self.value(y)], path=path)[0]
+            else:
+                y = float(y)
+                if not abs(y) < float("inf"):
+                    raise ExportError(f"{where}: where with the non-finite value {y}")
+                cy = self.emit("affine", [c], {"scale": -y, "shift": y}, path)[0]
+            out = self.emit("add", [cx, cy], path=path)
+        elif t is aten.index.Tensor:
+            out = self.index(node)
+        elif t is aten.embedding.default:
+            # embedding(weight [V, D], indices) -> indices.shape + [D]
+            out = self.emit("embedding", [self.value(a[0]), self.value(a[1])], path=path)
         elif t in (aten.softmax.int, aten._softmax.default):
             out = self.softmax(node)
         elif t is aten.layer_norm.default:
@@ -397,8 +466,13 @@ class Lowering:
             out = self.emit("upsample_nearest", [self.value(a[0])], {"scale": scale}, path)
         elif t in (aten._to_copy.default, aten.to.dtype, aten.type_as.default):
             dtype = kw.get("dtype") if t is aten._to_copy.default else (a[1] if t is aten.to.dtype else None)
-            if dtype in (None, torch.float32, torch.float64):
+            src = a[0].meta["val"].dtype if isinstance(a[0], torch.fx.Node) else None
+            if dtype in (None, torch.float32, torch.float64) or (dtype is torch.bool and src is torch.bool):
                 out = self.emit("reshape", [self.value(a[0])], {"shape": _shape(node)}, path)
+            elif dtype is torch.bool and src is not None and not src.is_floating_point:
+                # An integer tensor as booleans: min(|x|, 1) (exact on integer values).
+                v = self.emit("abs", [self.value(a[0])], path=path)[0]
+                out = self.emit("minimum", [v, self.constant(torch.tensor([1.0]), "scalar")], path=path)
             elif dtype in (torch.float16, torch.bfloat16):
                 out = self.emit("cast", [self.value(a[0])], {"dtype": "f16"}, path)
             else:
@@ -406,6 +480,22 @@ class Lowering:
         else:
             raise ExportError(f"cannot lower {t} (at {path or '<top>'})")
         self.names[node] = out[0]
+
+    def index(self, node):
+        """`x[i₀, …, iₙ]` with every index known: a gather of the flattened x
+        at the folded flat indices (an `embedding` over rows of one value)."""
+        a, path = node.args, _path(node)
+        shape = _shape(a[0])
+        idx = list(a[1])
+        if len(idx) != len(shape) or any(i is None or i not in self.known for i in idx):
+            raise ExportError(f"{node.target} at {path or '<top>'}: only indexing every dimension by known indices")
+        parts = torch.broadcast_tensors(*[self.known[i].long() for i in idx])
+        flat = torch.zeros_like(parts[0])
+        for size, part in zip(shape, parts):
+            flat = flat * size + part % size
+        table = self.emit("reshape", [self.value(a[0])], {"shape": [_numel(a[0]), 1]}, path)[0]
+        rows = self.emit("embedding", [table, self.constant(flat, "index")], path=path)[0]
+        return self.emit("reshape", [rows], {"shape": _shape(node)}, path)
 
     def fold(self, node) -> bool:
         """Evaluates `node` now when every tensor it reads is known (tables,
@@ -538,14 +628,18 @@ def _numel(node) -> int:
 
 
 def export_module(module: torch.nn.Module, example_inputs: tuple, out_dir: str, *, weights: str | None = None,
-                  kwargs: dict | None = None, strip_prefix: str = "", input_names: list[str] | None = None) -> dict:
+                  kwargs: dict | None = None, strip_prefix: str = "", input_names: list[str] | None = None,
+                  aliases: dict[str, str] | None = None) -> dict:
     """Exports `module` to `out_dir/program.json` (and `weights.safetensors`
     unless `weights` names an existing checkpoint, whose keys are checked).
     Inputs are named after `forward`'s parameters; `kwargs` are fixed
     non-tensor arguments (e.g. `{"return_dict": False}`); `strip_prefix` is
     removed from parameter keys (a wrapper's attribute name, so keys match the
     wrapped model's checkpoint); `input_names` overrides the names taken from
-    `forward`'s signature (needed when an argument is a list of tensors)."""
+    `forward`'s signature (needed when an argument is a list of tensors);
+    `aliases` maps a tied parameter's key to the key the checkpoint stores it
+    under (transformers saves `shared.weight` once for the tied token tables),
+    used where the checkpoint lacks the first."""
     module = module.eval()
     names = input_names or [p for p in inspect.signature(module.forward).parameters if p not in ("self",)]
     with torch.no_grad():
@@ -567,6 +661,11 @@ def export_module(module: torch.nn.Module, example_inputs: tuple, out_dir: str, 
                   os.path.join(out_dir, "weights.safetensors"))
     else:
         have = _checkpoint_keys(weights)
+        for p in program["parameters"]:
+            alias = (aliases or {}).get(p["key"])
+            if p["key"] not in have and alias in have:
+                p["key"] = alias
+        keys = [p["key"] for p in program["parameters"]]
         missing = [k for k in keys if k not in have]
         if missing:
             raise ExportError(f"{weights} lacks {len(missing)} parameter(s), e.g. {missing[:3]}")

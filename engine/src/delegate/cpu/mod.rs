@@ -5,6 +5,7 @@ pub mod activation;
 pub mod attention;
 pub mod conv;
 pub mod elementwise;
+pub mod gather;
 pub mod gemm;
 pub mod layout;
 pub mod matmul;

@@ -5,6 +5,7 @@ pub mod cast;
 pub mod conv;
 pub mod device;
 pub mod elementwise;
+pub mod gather;
 pub mod layout;
 pub mod matmul;
 pub mod norm;

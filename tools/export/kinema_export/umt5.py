@@ -1,0 +1,41 @@
+"""transformers' `UMT5EncoderModel` (Wan's text encoder) as a Kinema program.
+
+Inputs `input_ids` and `attention_mask`, both `[1, text_len]` integers (as
+`WanPipeline` tokenizes: padded to the text length); output `out0`, the last
+hidden state `[1, text_len, d_model]`. The relative position buckets depend on
+the length alone and fold into one constant index table shared by every layer;
+each layer's bias is a gather of its `relative_attention_bias` table at them,
+added with the padding mask to the scores (attention with a per-head mask).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .lower import export_module
+
+
+def _tanh_gelu(model: torch.nn.Module) -> int:
+    """Swaps transformers' `NewGELUActivation` (the tanh approximation, written
+    out elementwise) for `nn.GELU(approximate="tanh")`, the same function, so
+    the exporter sees one gelu that the matmul epilogue can take."""
+    n = 0
+    for name, child in list(model.named_modules()):
+        for attr, sub in list(child.named_children()):
+            if type(sub).__name__ == "NewGELUActivation":
+                setattr(child, attr, torch.nn.GELU(approximate="tanh"))
+                n += 1
+    return n
+
+
+def export_umt5(text_encoder_dir: str, text_len: int, out_dir: str) -> dict:
+    from transformers import UMT5EncoderModel
+
+    model = UMT5EncoderModel.from_pretrained(text_encoder_dir, torch_dtype=torch.float32).eval()
+    _tanh_gelu(model)
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (1, text_len))
+    mask = torch.ones(1, text_len, dtype=torch.long)
+    return export_module(model, (ids, mask), out_dir, weights=text_encoder_dir, kwargs={"return_dict": False},
+                         input_names=["input_ids", "attention_mask"],
+                         aliases={"encoder.embed_tokens.weight": "shared.weight"})
