@@ -134,6 +134,73 @@ fn wan_pipeline_matches_diffusers_on_the_gpu() {
     pipeline_matches_diffusers(kinema_engine::delegate::DeviceChoice::Gpu);
 }
 
+/// The tiny Wan pipeline's text side against diffusers' `WanPipeline`
+/// (`text_golden.safetensors`): its tokenizer's ids and masks for every prompt
+/// of `text_prompts.json` (empty, HTML entities, accents and emoji, truncated);
+/// `encode_prompt` as `WanPipeline.encode_prompt` (the tiny umT5 program, the
+/// rows past the mask zeroed, the default negative prompt ""), within 1e-5 ·
+/// (1 + |x|); then a clip from the first prompt equal to `WanPipeline(prompt=…)`
+/// fed the same noise, within 1e-3 per pixel — staged, so the text encoder is
+/// loaded for its stage only and the transformer after it.
+fn text_pipeline_matches_diffusers(device: kinema_engine::delegate::DeviceChoice) {
+    use kinema_engine::diffusion::{Folder, Pipeline, Request};
+    use kinema_engine::runtime::Options;
+    let dir = fixture("pipelines/wan_tiny");
+    let golden = pollster::block_on(Checkpoint::open(dir.join("text_golden.safetensors").to_str().unwrap())).unwrap();
+    let prompts: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("text_prompts.json")).unwrap()).unwrap();
+    assert_eq!(prompts.len(), 6);
+    let mut pipe =
+        pollster::block_on(Pipeline::open_staged(&Folder::Dir(dir.clone()), Options { device, profile: false }))
+            .unwrap();
+    assert_eq!(pipe.loaded(), (false, false), "staged: the transformer waits for the text stage");
+    let tokenizer = pipe.tokenizer().unwrap();
+    for (i, prompt) in prompts.iter().enumerate() {
+        let t = tokenizer.encode(prompt).unwrap();
+        let as_f32 = |v: &[u32]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+        assert_eq!(as_f32(&t.input_ids), read(&golden, &format!("input_ids_{i}")), "{prompt:?}");
+        assert_eq!(as_f32(&t.attention_mask), read(&golden, &format!("attention_mask_{i}")), "{prompt:?}");
+    }
+    let ne_want = read(&golden, "negative_prompt_embeds");
+    for (i, prompt) in prompts.iter().enumerate() {
+        let (pe, ne) = pollster::block_on(pipe.encode_prompt(prompt, Some(""))).unwrap();
+        let err = close(&pe, &read(&golden, &format!("prompt_embeds_{i}")), 1e-5);
+        eprintln!("{device:?}: {prompt:?}: max relative error {err:.2e}");
+        assert!(err <= 1e-5, "{device:?} {prompt:?}: {err}");
+        assert!(close(&ne.unwrap(), &ne_want, 1e-5) <= 1e-5, "{device:?}: the negative prompt \"\"");
+    }
+    let (pe, ne) = pollster::block_on(pipe.encode_prompt(&prompts[0], Some(""))).unwrap();
+    let lat = read(
+        &pollster::block_on(Checkpoint::open(dir.join("golden.safetensors").to_str().unwrap())).unwrap(),
+        "latents",
+    );
+    let (steps, guidance) = (pipe.manifest.defaults.steps, pipe.manifest.defaults.guidance);
+    let video = pollster::block_on(pipe.generate(Request {
+        prompt_embeds: &pe,
+        negative_embeds: ne.as_deref(),
+        latents: Some(&lat),
+        steps,
+        guidance,
+        ..Default::default()
+    }))
+    .unwrap();
+    let want = read(&golden, "video");
+    assert_eq!(video.rgb.len(), want.len());
+    let err = video.rgb.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("{device:?}: max abs pixel error {err:.3e} vs WanPipeline(prompt=…)");
+    assert!(err <= 1e-3, "{device:?}: {err}");
+}
+
+#[test]
+fn wan_pipeline_reads_prompts_as_diffusers_does_on_the_cpu() {
+    text_pipeline_matches_diffusers(kinema_engine::delegate::DeviceChoice::Cpu);
+}
+
+#[test]
+fn wan_pipeline_reads_prompts_as_diffusers_does_on_the_gpu() {
+    text_pipeline_matches_diffusers(kinema_engine::delegate::DeviceChoice::Gpu);
+}
+
 /// The tiny Wan pipeline on GPU devices with tiny limits, so arenas span
 /// several banks and most operands are bound in windows. The transformer with
 /// 4 KiB storage bindings and 256 KiB buffers against the CPU delegate (1e-4);
@@ -229,9 +296,10 @@ fn wan_pipeline_runs_within_tiny_device_limits() {
 /// tokenizer.json, 256,300 Unigram pieces, sha256-pinned) encodes as
 /// `WanPipeline` does with transformers' tokenizer
 /// (`tools/fixtures/make_tokenizer_goldens.py`): cleaning, `</s>`, padding and
-/// truncation to 512 — every id and the mask, for plain, empty, whitespace,
-/// multilingual and emoji, HTML-escaped, punctuation, special-token and
-/// over-long prompts.
+/// truncation to 512 — every id and the mask, for 212 prompts: plain, empty,
+/// whitespace, eight other scripts, accents (composed, combining, ligatures,
+/// full-width), emoji (joiners, skin tones, flags), HTML-escaped, punctuation,
+/// special-token and over-long prompts.
 #[test]
 fn umt5_tokenizer_matches_transformers() {
     use kinema_engine::diffusion::Tokenizer;
@@ -250,7 +318,8 @@ fn umt5_tokenizer_matches_transformers() {
     let pad = golden["pad_id"].as_u64().unwrap() as u32;
     let tok = Tokenizer::from_bytes("umt5", &bytes, max).unwrap();
     let cases = golden["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 9);
+    assert_eq!(cases.len(), 212);
+    assert!(cases.iter().filter(|c| c["length"] == 512).count() >= 5, "prompts past 512 tokens, truncated");
     for c in cases {
         let prompt = c["prompt"].as_str().unwrap();
         let want: Vec<u32> = c["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
@@ -717,7 +786,8 @@ fn staged_pipelines_release_each_stage_and_make_the_same_video() {
         } else {
             pollster::block_on(Pipeline::open(&folder, options)).unwrap()
         };
-        assert_eq!(pipe.loaded(), (true, !staged), "staged={staged}: the VAE waits for its stage");
+        // Staged, the transformer waits for the text encoder's stage, the VAE for the transformer's.
+        assert_eq!(pipe.loaded(), (!staged, !staged), "staged={staged}: each model waits for its stage");
         let guidance = pipe.manifest.defaults.guidance;
         for _ in 0..2 {
             let req = Request {

@@ -3,10 +3,11 @@
 //! Without `--pipeline` it runs the embedded default model (models/wan-shapes:
 //! its own word-table text encoder reads the prompt). With `--pipeline DIR` it
 //! runs a pipeline folder (diffusers layout + programs + kinema.json): its text
-//! encoder if it has one, else prompt embeddings from a file
-//! (`--prompt-embeds FILE.safetensors`, keys `prompt_embeds` and optionally
-//! `negative_prompt_embeds`) — the path for real Wan, whose umT5 text encoder
-//! is outside Kinema.
+//! encoder if it has one (umT5 with its tokenizer, as `WanPipeline` encodes:
+//! the negative prompt "" unless `--negative-prompt` says otherwise), else
+//! prompt embeddings from a file (`--prompt-embeds FILE.safetensors`, keys
+//! `prompt_embeds` and optionally `negative_prompt_embeds`, as `kinema encode`
+//! writes them).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -30,6 +31,9 @@ pub struct Args {
     /// `negative_prompt_embeds` (needed for guidance > 1) (for pipelines without a text encoder).
     #[arg(long)]
     prompt_embeds: Option<PathBuf>,
+    /// What the video should not show, for guidance (pipelines with a text encoder; default "").
+    #[arg(long)]
+    negative_prompt: Option<String>,
     /// Denoising steps (default: the pipeline's).
     #[arg(long)]
     steps: Option<usize>,
@@ -83,7 +87,16 @@ pub async fn run(args: Args) -> Result<()> {
         let config = pipe.scheduler().as_kind(kind)?;
         pipe.set_scheduler(config);
     }
-    let (pe, ne) = match (&args.prompt_embeds, &args.prompt, pipe.text_encoder()) {
+    let guidance = args.guidance.unwrap_or(pipe.manifest.defaults.guidance);
+    let words = pipe.text_encoder().map(|t| (t.example.clone(), t.vocabulary.join(" ")));
+    let (pe, ne) = match (&args.prompt_embeds, &args.prompt, words) {
+        (Some(_), _, _) if args.negative_prompt.is_some() => {
+            return Err(Error::Invalid(
+                "--negative-prompt needs the pipeline's text encoder: with --prompt-embeds, put negative_prompt_embeds in \
+                 the file"
+                    .into(),
+            ));
+        }
         (Some(file), _, _) => {
             let embeds = Checkpoint::open(&file.display().to_string()).await?;
             let ne = match embeds.get("negative_prompt_embeds") {
@@ -92,26 +105,30 @@ pub async fn run(args: Args) -> Result<()> {
             };
             (tensor(&embeds, "prompt_embeds").await?, ne)
         }
-        (None, Some(prompt), Some(_)) => {
-            let (pe, ne) = pipe.encode(prompt)?;
-            (pe, Some(ne))
+        (None, Some(prompt), _) if pipe.reads_prompts() => {
+            // WanPipeline encodes the negative prompt only for guidance.
+            let negative = args.negative_prompt.as_deref().unwrap_or("");
+            let t = Instant::now();
+            let encoded = pipe.encode_prompt(prompt, (guidance > 1.0).then_some(negative)).await?;
+            if pipe.tokenizer().is_some() {
+                eprintln!("kinema: text encoded in {:.2} s", t.elapsed().as_secs_f64());
+            }
+            encoded
         }
-        (None, None, Some(t)) => {
-            return Err(Error::Invalid(format!(
-                "give a prompt, e.g. kinema generate {:?} (words: {})",
-                t.example,
-                t.vocabulary.join(" ")
-            )));
+        (None, None, Some((example, words))) => {
+            return Err(Error::Invalid(format!("give a prompt, e.g. kinema generate {example:?} (words: {words})")));
         }
-        (None, _, None) => {
+        (None, None, None) if pipe.reads_prompts() => {
+            return Err(Error::Invalid("give a prompt, e.g. kinema generate --pipeline DIR \"a cat surfing\"".into()));
+        }
+        (None, _, _) => {
             return Err(Error::Invalid(format!(
-                "{} has no text encoder: give --prompt-embeds FILE.safetensors",
+                "{} has no text encoder: give --prompt-embeds FILE.safetensors (kinema encode writes one)",
                 folder.name()
             )));
         }
     };
     let steps = args.steps.unwrap_or(pipe.manifest.defaults.steps);
-    let guidance = args.guidance.unwrap_or(pipe.manifest.defaults.guidance);
     if let (Some(file), None, true) = (&args.prompt_embeds, &ne, guidance > 1.0) {
         return Err(Error::Invalid(format!(
             "{} has no negative_prompt_embeds, which guidance {guidance} needs (WanPipeline encodes the negative \

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod decode;
 mod embedded;
+mod encode;
 mod generate;
 mod inspect;
 mod quantize;
@@ -35,6 +36,8 @@ enum Command {
     Bench(bench::Args),
     /// Print a prompt's token ids and attention mask as a pipeline's tokenizer gives them.
     Tokenize(tokenize::Args),
+    /// Write a prompt's (and the negative prompt's) embeddings from a pipeline's text encoder.
+    Encode(encode::Args),
     /// Write a checkpoint's matrices as weight-only int8 (docs/weights.md); programs run it unchanged.
     Quantize(quantize::Args),
 }
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Run(args) => pollster::block_on(run::run(args)),
         Command::Tokenize(args) => pollster::block_on(tokenize::run(args)),
+        Command::Encode(args) => pollster::block_on(encode::run(args)),
         Command::Quantize(args) => pollster::block_on(quantize::run(args)),
     };
     match result {

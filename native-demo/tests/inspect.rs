@@ -360,7 +360,63 @@ fn tokenize_prints_the_pipelines_ids_and_mask() {
     assert_eq!((ids.len(), mask.len()), (512, 512));
     assert_eq!(ids[..n], case["input_ids"].as_array().unwrap()[..]);
     assert!(ids[n..].iter().all(|v| v == 0) && mask.iter().enumerate().all(|(i, m)| m == (i < n) as u64));
-    let out = kinema(&["tokenize", "--pipeline", &fixture("pipelines/wan_tiny").display().to_string(), "hi"]);
+    let empty = TempDir::new("no-tokenizer");
+    let out = kinema(&["tokenize", "--pipeline", &empty.0.display().to_string(), "hi"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tokenizer.json") && err.lines().count() == 1, "{err}");
+}
+
+/// `kinema encode` writes `WanPipeline.encode_prompt`'s embeddings (the tiny
+/// pipeline's umT5 program; make_pipeline_fixture.py's golden, within 1e-5),
+/// and `kinema generate` reads a prompt through the same encoder; a pipeline
+/// without a text encoder is a one-line error and writes nothing.
+#[test]
+fn encode_writes_the_prompts_embeddings_and_generate_reads_prompts() {
+    use kinema_engine::weights::Checkpoint;
+    let dir = fixture("pipelines/wan_tiny");
+    let golden =
+        pollster::block_on(Checkpoint::open(&dir.join("text_golden.safetensors").display().to_string())).unwrap();
+    let read = |ckpt: &Checkpoint, name: &str| {
+        let mut v = vec![0f32; ckpt.get(name).unwrap().info.numel() as usize];
+        pollster::block_on(ckpt.read_f32(name, &mut v)).unwrap();
+        v
+    };
+    let tmp = TempDir::new("encode");
+    let file = tmp.0.join("embeds.safetensors");
+    let pipeline = dir.display().to_string();
+    let out =
+        kinema(&["encode", "--pipeline", &pipeline, "a cat", "--device", "cpu", "-o", &file.display().to_string()]);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let written = pollster::block_on(Checkpoint::open(&file.display().to_string())).unwrap();
+    assert_eq!(written.get("prompt_embeds").unwrap().info.shape, [1, 7, 16]);
+    for (key, want) in [("prompt_embeds", "prompt_embeds_2"), ("negative_prompt_embeds", "negative_prompt_embeds")] {
+        let (got, want) = (read(&written, key), read(&golden, want));
+        assert_eq!(got.len(), want.len());
+        let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs() / (1.0 + b.abs())));
+        assert!(err <= 1e-5, "{key}: {err}");
+    }
+    let gif = tmp.0.join("cat.gif");
+    let out = kinema(&[
+        "generate",
+        "--pipeline",
+        &pipeline,
+        "a cat surfing a wave at sunset",
+        "--negative-prompt",
+        "blurry",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "-o",
+        &gif.display().to_string(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("text encoded"), "stderr: {err}");
+    assert!(gif.exists());
+    let other = tmp.0.join("other.safetensors");
+    let video_net = fixture("programs/video_net").display().to_string();
+    let out = kinema(&["encode", "--pipeline", &video_net, "a cat", "-o", &other.display().to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.lines().count() == 1 && err.contains("kinema.json"), "{err}");
+    assert!(!other.exists());
 }

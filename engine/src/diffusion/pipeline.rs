@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::folder::Folder;
 use super::scheduler::{Scheduler, SchedulerConfig};
-use super::text::WordTable;
+use super::text::{ProgramEncoder, WordTable};
 use super::vae::{Frames, Tiling, VaeDecoder};
 use crate::error::{Error, Result};
 use crate::program::Program;
@@ -80,21 +80,37 @@ pub struct VideoShape {
     pub fps: u32,
 }
 
+/// Where a pipeline's text embeddings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextKind {
+    /// The caller gives them (`--prompt-embeds`).
+    PromptEmbeds,
+    /// The model's own word-table encoder ([`WordTable`]).
+    WordTable,
+    /// The pipeline's tokenizer and an exported encoder program ([`ProgramEncoder`]; umT5 for Wan).
+    Umt5,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Text {
-    /// "prompt_embeds": the caller gives embeddings (real Wan: umT5 is outside
-    /// Kinema); "word_table": the model's own encoder ([`WordTable`]).
-    pub kind: String,
+    pub kind: TextKind,
     pub length: usize,
     pub dim: usize,
-    /// word_table: the table's checkpoint, its words, and a prompt it knows.
+    /// word_table, umt5: the encoder's checkpoint.
     #[serde(default)]
     pub weights: Option<String>,
+    /// word_table: its words, and a prompt it knows.
     #[serde(default)]
     pub vocabulary: Vec<String>,
     #[serde(default)]
     pub example: Option<String>,
+    /// umt5: the encoder's program.json and the tokenizer's tokenizer.json.
+    #[serde(default)]
+    pub program: Option<String>,
+    #[serde(default)]
+    pub tokenizer: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +196,8 @@ pub struct Pipeline {
     scheduler: SchedulerConfig,
     /// The transformer's session while loaded.
     transformer: Option<Session>,
+    /// The GPU device while no session holds it (sessions share one device per process).
+    _device: Option<std::sync::Arc<crate::delegate::gpu::GpuDevice>>,
     /// Which delegate runs the transformer, and why.
     device: String,
     /// The transformer's batch: 2 runs cond and uncond together.
@@ -187,12 +205,18 @@ pub struct Pipeline {
     /// The VAE decoder (none for pixel-space models); staged, its sessions are
     /// opened when a clip is decoded and released after.
     vae: Option<VaeDecoder>,
-    text: Option<WordTable>,
+    text: Option<TextEncoder>,
     /// Staged: each model is loaded when its stage starts and released when it
     /// ends, so the memory peak is the largest stage's, not the sum.
     staged: bool,
     folder: Folder,
     options: Options,
+}
+
+/// A pipeline's own text encoder.
+enum TextEncoder {
+    Words(WordTable),
+    Program(Box<ProgramEncoder>),
 }
 
 fn err(folder: &Folder, msg: impl std::fmt::Display) -> Error {
@@ -216,27 +240,46 @@ impl Pipeline {
     async fn open_with(folder: &Folder, options: Options, staged: bool) -> Result<Pipeline> {
         let manifest = Manifest::read(folder).await?;
         let scheduler = SchedulerConfig::from_json(&folder.read_text(&manifest.scheduler).await?)?;
-        let text = match manifest.text.kind.as_str() {
-            "prompt_embeds" => None,
-            "word_table" => {
-                let t = &manifest.text;
-                let weights =
-                    t.weights.as_deref().ok_or_else(|| err(folder, "kinema.json: a word_table needs \"weights\""))?;
+        let t = &manifest.text;
+        let needs = |field: Option<&String>, name: &str| {
+            field.cloned().ok_or_else(|| err(folder, format!("kinema.json: text kind {:?} needs {name:?}", t.kind)))
+        };
+        let text = match t.kind {
+            TextKind::PromptEmbeds => None,
+            TextKind::WordTable => {
+                let weights = needs(t.weights.as_ref(), "weights")?;
                 let example = t.example.clone().unwrap_or_else(|| t.vocabulary.join(" "));
-                Some(
-                    WordTable::load(&folder.checkpoint(weights).await?, t.vocabulary.clone(), example, t.length, t.dim)
-                        .await?,
-                )
+                let ckpt = folder.checkpoint(&weights).await?;
+                Some(TextEncoder::Words(WordTable::load(&ckpt, t.vocabulary.clone(), example, t.length, t.dim).await?))
             }
-            other => return Err(err(folder, format!("kinema.json: text kind {other:?} (prompt_embeds, word_table)"))),
+            TextKind::Umt5 => {
+                let (tokenizer, program) =
+                    (needs(t.tokenizer.as_ref(), "tokenizer")?, needs(t.program.as_ref(), "program")?);
+                let weights = needs(t.weights.as_ref(), "weights")?;
+                let mut encoder = ProgramEncoder::open(folder, &tokenizer, &program, &weights, t.length, t.dim).await?;
+                if !staged {
+                    encoder.load(folder, options).await?;
+                }
+                Some(TextEncoder::Program(Box::new(encoder)))
+            }
         };
         let m = &manifest.transformer;
-        let transformer = open_session(folder, options, &m.program, &m.weights).await?;
-        let batch = transformer.program().shape("hidden_states").and_then(|s| s.first().copied()).unwrap_or(1);
+        // Staged with a text encoder program, the transformer waits for its stage
+        // (after the text's), so the two are never loaded together.
+        let wait = staged && matches!(text, Some(TextEncoder::Program(_)));
+        let (transformer, batch, device, held) = if wait {
+            let program = Program::from_json(&folder.read_text(&m.program).await?)
+                .map_err(|e| err(folder, format!("{}: {e}", m.program)))?;
+            let (held, device) = options.device.open().await?;
+            (None, batch_of(&program), device, held)
+        } else {
+            let transformer = open_session(folder, options, &m.program, &m.weights).await?;
+            let (batch, device) = (batch_of(transformer.program()), transformer.device().to_string());
+            (Some(transformer), batch, device, None)
+        };
         if !(1..=2).contains(&batch) {
             return Err(err(folder, format!("the transformer program has batch {batch} (1 or 2)")));
         }
-        let device = transformer.device().to_string();
         let vae = match &manifest.vae_decoder {
             Some(model) => Some(VaeDecoder::open(folder, options, model, &manifest.latent, !staged).await?),
             None => None,
@@ -244,7 +287,8 @@ impl Pipeline {
         Ok(Pipeline {
             manifest,
             scheduler,
-            transformer: Some(transformer),
+            transformer,
+            _device: held,
             device,
             batch,
             vae,
@@ -260,7 +304,8 @@ impl Pipeline {
         &self.device
     }
 
-    /// Whether the transformer and the VAE decoder are loaded now.
+    /// Whether the transformer and the VAE decoder are loaded now (staged, the
+    /// transformer of a pipeline with a text encoder program waits for the text stage).
     pub fn loaded(&self) -> (bool, bool) {
         (self.transformer.is_some(), self.vae.as_ref().is_some_and(VaeDecoder::is_loaded))
     }
@@ -275,17 +320,77 @@ impl Pipeline {
         self.scheduler = config;
     }
 
-    /// The model's own text encoder, if it has one.
+    /// The model's word-table text encoder, if it has one.
     pub fn text_encoder(&self) -> Option<&WordTable> {
-        self.text.as_ref()
+        match &self.text {
+            Some(TextEncoder::Words(t)) => Some(t),
+            _ => None,
+        }
     }
 
-    /// Prompt and unconditional embeddings from the model's text encoder.
+    /// Whether the pipeline reads prompts itself (a word table or a text encoder program).
+    pub fn reads_prompts(&self) -> bool {
+        self.text.is_some()
+    }
+
+    /// The pipeline's tokenizer, if it has a text encoder program.
+    pub fn tokenizer(&self) -> Option<&super::Tokenizer> {
+        match &self.text {
+            Some(TextEncoder::Program(e)) => Some(e.tokenizer()),
+            _ => None,
+        }
+    }
+
+    /// Prompt and unconditional embeddings from the model's word-table encoder
+    /// (its learned null text is the unconditional one).
     pub fn encode(&self, prompt: &str) -> Result<(Vec<f32>, Vec<f32>)> {
-        let t = self.text.as_ref().ok_or_else(|| {
-            Error::Invalid("this pipeline has no text encoder: give prompt embeddings (--prompt-embeds)".into())
-        })?;
+        let Some(TextEncoder::Words(t)) = &self.text else {
+            return Err(Error::Invalid(match self.text {
+                None => "this pipeline has no text encoder: give prompt embeddings (--prompt-embeds)".into(),
+                Some(_) => "this pipeline's text encoder is a program: use encode_prompt".into(),
+            }));
+        };
         Ok((t.encode(prompt)?, t.null().to_vec()))
+    }
+
+    /// `WanPipeline.encode_prompt`: the prompt's embeddings `[1, length, dim]`
+    /// and, when `negative` is given, the negative prompt's (WanPipeline's
+    /// default is `""`). A word table's unconditional text is its learned null
+    /// sequence, so it takes the negative prompt `""` only. A staged pipeline
+    /// loads its text encoder for this and releases it after (the text stage).
+    pub async fn encode_prompt(
+        &mut self,
+        prompt: &str,
+        negative: Option<&str>,
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+        match &mut self.text {
+            None => Err(Error::Invalid(format!(
+                "{} has no text encoder: give prompt embeddings (--prompt-embeds)",
+                self.folder.name()
+            ))),
+            Some(TextEncoder::Words(t)) => match negative {
+                Some(n) if !n.trim().is_empty() => Err(Error::Invalid(format!(
+                    "this model's unconditional text is learned: it takes no negative prompt (got {n:?})"
+                ))),
+                _ => Ok((t.encode(prompt)?, negative.map(|_| t.null().to_vec()))),
+            },
+            Some(TextEncoder::Program(e)) => {
+                e.load(&self.folder, self.options).await?;
+                let encoded = async {
+                    let pe = e.encode(prompt).await?;
+                    let ne = match negative {
+                        Some(n) => Some(e.encode(n).await?),
+                        None => None,
+                    };
+                    Ok((pe, ne))
+                }
+                .await;
+                if self.staged {
+                    e.release();
+                }
+                encoded
+            }
+        }
     }
 
     /// The denoising loop and the decode.
@@ -402,6 +507,11 @@ impl Pipeline {
             self.transformer.as_mut().ok_or_else(|| Error::Invalid("the transformer is not loaded".into()))?;
         Ok(transformer.run(&inputs).await?.swap_remove(0).data)
     }
+}
+
+/// A transformer program's batch (of `hidden_states`).
+fn batch_of(program: &Program) -> usize {
+    program.shape("hidden_states").and_then(|s| s.first().copied()).unwrap_or(1)
 }
 
 /// A program of the folder and its checkpoint as a session, every parameter loaded.

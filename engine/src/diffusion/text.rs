@@ -169,3 +169,88 @@ pub fn prompt_clean(text: &str) -> String {
     let twice = html_escape::decode_html_entities(&once);
     twice.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// A text encoder exported as a program (umT5 for Wan: `kinema_export umt5`)
+/// with the pipeline's tokenizer, encoding as `WanPipeline.encode_prompt`
+/// does: the prompt tokenized ([`Tokenizer`]), the program run on its ids and
+/// attention mask, and the embeddings past the mask's length zeroed.
+pub struct ProgramEncoder {
+    tokenizer: Tokenizer,
+    program: crate::program::Program,
+    /// The program's checkpoint, relative to the folder.
+    weights: String,
+    dim: usize,
+    /// The session while loaded (staged pipelines open it for an encode and release it after).
+    session: Option<crate::runtime::Session>,
+}
+
+impl ProgramEncoder {
+    /// Reads the tokenizer and the program, and checks the program against
+    /// the text shape: inputs `input_ids` and `attention_mask` `[1, length]`
+    /// (integers), output `[1, length, dim]`. Nothing is loaded yet.
+    pub async fn open(
+        folder: &super::Folder,
+        tokenizer: &str,
+        program: &str,
+        weights: &str,
+        length: usize,
+        dim: usize,
+    ) -> Result<ProgramEncoder> {
+        let name = format!("{}/{tokenizer}", folder.name());
+        let tokenizer = Tokenizer::from_bytes(&name, &folder.read(tokenizer).await?, length)?;
+        let at = format!("{}/{program}", folder.name());
+        let program = crate::program::Program::from_json(&folder.read_text(program).await?)
+            .map_err(|e| Error::Invalid(format!("{at}: {e}")))?;
+        let ids = ["input_ids", "attention_mask"];
+        let inputs_fit = program.inputs.len() == 2
+            && program.inputs.iter().zip(ids).all(|(i, n)| i.name == n && i.shape == [1, length]);
+        let output_fits = program.outputs.len() == 1 && program.outputs[0].shape == [1, length, dim];
+        if !inputs_fit || !output_fits {
+            return Err(Error::Invalid(format!(
+                "{at}: a text encoder takes input_ids and attention_mask [1, {length}] and gives [1, {length}, {dim}] \
+                 (kinema.json's text length and dim); this one takes {:?} and gives {:?}",
+                program.inputs.iter().map(|i| (&i.name, &i.shape)).collect::<Vec<_>>(),
+                program.outputs.iter().map(|o| &o.shape).collect::<Vec<_>>()
+            )));
+        }
+        Ok(ProgramEncoder { tokenizer, program, weights: weights.into(), dim, session: None })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Whether the encoder's session is open.
+    pub fn is_loaded(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Opens the session and reads every weight (the text stage's load).
+    pub async fn load(&mut self, folder: &super::Folder, options: crate::runtime::Options) -> Result<()> {
+        if self.session.is_none() {
+            let ckpt = folder.checkpoint(&self.weights).await?;
+            let mut session = crate::runtime::Session::new(self.program.clone(), Some(ckpt), options).await?;
+            session.load_parameters().await?;
+            self.session = Some(session);
+        }
+        Ok(())
+    }
+
+    /// Frees the session (the text stage is over).
+    pub fn release(&mut self) {
+        self.session = None;
+    }
+
+    /// `[1, length, dim]` for `prompt` (the session must be loaded).
+    pub async fn encode(&mut self, prompt: &str) -> Result<Vec<f32>> {
+        let tokens = self.tokenizer.encode(prompt)?;
+        let session = self.session.as_mut().ok_or_else(|| Error::Invalid("the text encoder is not loaded".into()))?;
+        let ids: Vec<f32> = tokens.input_ids.iter().map(|&i| i as f32).collect();
+        let mask: Vec<f32> = tokens.attention_mask.iter().map(|&m| m as f32).collect();
+        let mut out = session.run(&[("input_ids", &ids), ("attention_mask", &mask)]).await?.swap_remove(0).data;
+        // WanPipeline keeps the first `mask.sum()` rows and pads with zeros.
+        let len = tokens.attention_mask.iter().filter(|&&m| m > 0).count();
+        out[len * self.dim..].fill(0.0);
+        Ok(out)
+    }
+}
