@@ -601,8 +601,8 @@ fn chunked_vae_decode_needs_less_memory_than_the_whole_clip() {
         pollster::block_on(Session::new(program, Some(ckpt), options)).unwrap().arena_bytes()
     };
     let whole = arena("programs/vae_decoder_17_frames/program.json");
-    let first = arena("programs/vae_decoder_chunks/first/program.json");
-    let chunk = arena("programs/vae_decoder_chunks/chunk/program.json");
+    let first = arena("programs/vae_decoder/first/program.json");
+    let chunk = arena("programs/vae_decoder/chunk/program.json");
     eprintln!("VAE decoder arena: whole 17-frame clip {whole} B, first chunk {first} B, each further chunk {chunk} B");
     assert!(first.max(chunk) < whole, "{first} / {chunk} vs {whole}");
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use kinema_engine::delegate::DeviceChoice;
-use kinema_engine::diffusion::{Folder, Pipeline, Request, Video};
+use kinema_engine::diffusion::{Folder, Pipeline, Request};
 use kinema_engine::runtime::Options;
 use kinema_engine::weights::Checkpoint;
 use kinema_engine::{Error, Result};
@@ -52,7 +52,7 @@ pub struct Args {
     /// gpu, cpu or auto (KINEMA_DEVICE overrides).
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Where to write the animated GIF.
+    /// Where to write the video: .mp4 (H.264) or .gif.
     #[arg(long, short, default_value = "kinema.gif")]
     output: PathBuf,
     /// Also write each frame as a PNG (frame_000.png, …) in this folder.
@@ -71,6 +71,7 @@ async fn tensor(ckpt: &Checkpoint, name: &str) -> Result<Vec<f32>> {
 }
 
 pub async fn run(args: Args) -> Result<()> {
+    crate::video::Format::of(&args.output)?;
     let device = DeviceChoice::from_env_or(args.device.parse()?)?;
     let folder = match &args.pipeline {
         Some(p) => Folder::at(p)?,
@@ -164,9 +165,9 @@ pub async fn run(args: Args) -> Result<()> {
     bar.finish_and_clear();
     let video = video?;
     let decode_s = t1.elapsed().as_secs_f64() - denoise_s;
-    write_gif(&args.output, &video)?;
+    crate::video::write(&args.output, &video)?;
     if let Some(dir) = &args.frames_dir {
-        write_pngs(dir, &video)?;
+        crate::video::write_pngs(dir, &video)?;
     }
     eprintln!(
         "kinema: {} frames of {}×{}: load {load_s:.2} s, denoise {denoise_s:.2} s ({steps} steps, {:.0} ms/step), \
@@ -177,40 +178,5 @@ pub async fn run(args: Args) -> Result<()> {
         denoise_s * 1e3 / steps as f64,
         args.output.display()
     );
-    Ok(())
-}
-
-fn io_error(path: &std::path::Path) -> impl Fn(&dyn std::fmt::Display) -> Error + '_ {
-    move |e| Error::Io { file: path.display().to_string(), message: e.to_string() }
-}
-
-/// Writes `video` as a looping animated GIF (each frame quantised to 256 colours).
-pub fn write_gif(path: &std::path::Path, video: &Video) -> Result<()> {
-    let io = io_error(path);
-    let (w, h) = (u16::try_from(video.width).map_err(|e| io(&e))?, u16::try_from(video.height).map_err(|e| io(&e))?);
-    let out = std::fs::File::create(path).map_err(|e| io(&e))?;
-    let mut enc = gif::Encoder::new(std::io::BufWriter::new(out), w, h, &[]).map_err(|e| io(&e))?;
-    enc.set_repeat(gif::Repeat::Infinite).map_err(|e| io(&e))?;
-    for f in 0..video.frames {
-        let mut frame = gif::Frame::from_rgb_speed(w, h, &video.rgb8(f), 10);
-        frame.delay = (100 / video.fps.max(1)) as u16;
-        enc.write_frame(&frame).map_err(|e| io(&e))?;
-    }
-    Ok(())
-}
-
-/// Writes each frame of `video` as `dir/frame_NNN.png` (8-bit RGB, lossless).
-pub fn write_pngs(dir: &std::path::Path, video: &Video) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| io_error(dir)(&e))?;
-    for f in 0..video.frames {
-        let path = dir.join(format!("frame_{f:03}.png"));
-        let io = io_error(&path);
-        let file = std::fs::File::create(&path).map_err(|e| io(&e))?;
-        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), video.width as u32, video.height as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().map_err(|e| io(&e))?;
-        writer.write_image_data(&video.rgb8(f)).map_err(|e| io(&e))?;
-    }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod inspect;
 mod quantize;
 mod run;
 mod tokenize;
+mod video;
 
 #[derive(Parser)]
 #[command(name = "kinema", version, about = "Portable GPU compute for video diffusion, native and in the browser")]

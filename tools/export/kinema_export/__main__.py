@@ -4,6 +4,7 @@
     python -m kinema_export wan-vae <vae_dir> --latent-shape C,F,H,W -o <out_dir>
     python -m kinema_export wan-vae-chunks <vae_dir> --latent-shape C,F,H,W [--tile H,W --tile-stride H,W] -o <out_dir>
     python -m kinema_export umt5 <text_encoder_dir> [--text-len N] -o <out_dir>
+    python -m kinema_export wan-pipeline <pipeline_dir> --height H --width W --frames F [--int8] [--batch 2]
 
 `wan` exports `WanTransformer3DModel` (inputs: hidden_states [B,C,F,H,W],
 timestep [B], encoder_hidden_states [B,N,text_dim]; B = --batch, 2 lets a
@@ -16,7 +17,8 @@ tile size, decoded tile by tile and blended, and writes `out_dir/vae_decoder.jso
 the manifest's `vae_decoder` entry (paths relative to the vae_dir's parent,
 the pipeline folder); `umt5` exports transformers' `UMT5EncoderModel` (inputs
 input_ids and attention_mask [1, N] integers, output the last hidden state; see
-umt5.py). Each model directory is a
+umt5.py); `wan-pipeline` exports all of a diffusers Wan folder's programs into
+it and writes its kinema.json (see pipeline.py). Each model directory is a
 diffusers folder (config.json + safetensors, sharded or not; a pipeline folder's
 `transformer/` or `vae/`); the program references its weights by key.
 """
@@ -63,16 +65,34 @@ def pair(text: str) -> tuple[int, int]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kinema_export", description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", choices=["wan", "wan-vae", "wan-vae-chunks", "umt5"])
+    ap.add_argument("model", choices=["wan", "wan-vae", "wan-vae-chunks", "umt5", "wan-pipeline"])
     ap.add_argument("model_dir")
     ap.add_argument("--latent-shape", type=shape, help="C,F,H,W (wan, wan-vae, wan-vae-chunks)")
     ap.add_argument("--text-len", type=int, default=512)
     ap.add_argument("--batch", type=int, choices=[1, 2], default=1, help="transformer batch (wan only)")
     ap.add_argument("--tile", type=pair, help="wan-vae-chunks: spatial tiles of H,W pixels")
     ap.add_argument("--tile-stride", type=pair, help="wan-vae-chunks: tile stride H,W pixels (default 3/4 of --tile)")
-    ap.add_argument("-o", "--out", required=True)
+    ap.add_argument("--height", type=int, help="wan-pipeline: video height in pixels")
+    ap.add_argument("--width", type=int, help="wan-pipeline: video width in pixels")
+    ap.add_argument("--frames", type=int, help="wan-pipeline: video frames (4k + 1)")
+    ap.add_argument("--int8", action="store_true", help="wan-pipeline: int8 weights (runs kinema quantize)")
+    ap.add_argument("-o", "--out", help="the output folder (all but wan-pipeline, which writes into model_dir)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
+    if args.model == "wan-pipeline":
+        from .pipeline import export_pipeline
+
+        if None in (args.height, args.width, args.frames):
+            ap.error("wan-pipeline needs --height, --width and --frames")
+        try:
+            export_pipeline(args.model_dir, args.height, args.width, args.frames, int8=args.int8, batch=args.batch,
+                            text_len=args.text_len, tile=args.tile, tile_stride=args.tile_stride)
+        except ExportError as e:
+            print(f"kinema_export: error: {e}", file=sys.stderr)
+            return 1
+        return 0
+    if args.out is None:
+        ap.error(f"{args.model} needs -o OUT")
     if args.model == "umt5":
         from .umt5 import export_umt5
 

@@ -473,8 +473,11 @@ class Lowering:
                 # An integer tensor as booleans: min(|x|, 1) (exact on integer values).
                 v = self.emit("abs", [self.value(a[0])], path=path)[0]
                 out = self.emit("minimum", [v, self.constant(torch.tensor([1.0]), "scalar")], path=path)
-            elif dtype in (torch.float16, torch.bfloat16):
+            elif dtype is torch.float16:
                 out = self.emit("cast", [self.value(a[0])], {"dtype": "f16"}, path)
+            elif dtype is torch.bfloat16:
+                raise ExportError(f"{where}: a cast to bfloat16 (the opset rounds through f16 only): export the "
+                                  "model in float32")
             else:
                 raise ExportError(f"{where}: cast to {dtype}")
         else:
@@ -514,6 +517,10 @@ class Lowering:
         sub = lambda v: self.known[v] if isinstance(v, torch.fx.Node) else v  # noqa: E731
         args = torch.fx.node.map_aggregate(node.args, sub)
         kwargs = torch.fx.node.map_aggregate(node.kwargs, sub)
+        if "device" in kwargs:
+            # Folded on the host: a model exported on the meta device (shapes only,
+            # umT5-XXL without its 22 GB of f32 weights) still folds real tables.
+            kwargs = {**kwargs, "device": torch.device("cpu")}
         with torch.no_grad():
             self.known[node] = node.target(*args, **kwargs)
         return True

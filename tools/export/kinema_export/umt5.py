@@ -29,13 +29,18 @@ def _tanh_gelu(model: torch.nn.Module) -> int:
 
 
 def export_umt5(text_encoder_dir: str, text_len: int, out_dir: str) -> dict:
-    from transformers import UMT5EncoderModel
+    """Exports the encoder of `text_encoder_dir` (its config.json; the weights
+    are only referenced: the model is built on the meta device, so umT5-XXL
+    exports without its 22.7 GB of f32 weights in memory)."""
+    from transformers import UMT5Config, UMT5EncoderModel
 
-    model = UMT5EncoderModel.from_pretrained(text_encoder_dir, torch_dtype=torch.float32).eval()
+    config = UMT5Config.from_pretrained(text_encoder_dir)
+    # In float32 whatever the checkpoint's dtype: T5's norm casts to its weight's dtype.
+    with torch.device("meta"):
+        model = UMT5EncoderModel._from_config(config, attn_implementation="sdpa", dtype=torch.float32).eval()
     _tanh_gelu(model)
-    vocab = model.config.vocab_size
-    ids = torch.randint(0, vocab, (1, text_len))
-    mask = torch.ones(1, text_len, dtype=torch.long)
+    ids = torch.zeros(1, text_len, dtype=torch.long, device="meta")
+    mask = torch.ones(1, text_len, dtype=torch.long, device="meta")
     return export_module(model, (ids, mask), out_dir, weights=text_encoder_dir, kwargs={"return_dict": False},
                          input_names=["input_ids", "attention_mask"],
                          aliases={"encoder.embed_tokens.weight": "shared.weight"})
