@@ -28,12 +28,18 @@ fn schedulers_match_diffusers_step_for_step() {
         pollster::block_on(Checkpoint::open(fixture("diffusion/schedulers.safetensors").to_str().unwrap())).unwrap();
     let cases: serde_json::Value = serde_json::from_str(&ckpt.shards()[0].header.metadata["cases"]).unwrap();
     let cases = cases.as_array().unwrap();
-    assert_eq!(cases.len(), 6);
+    assert_eq!(cases.len(), 8);
     for c in cases {
         let name = c["name"].as_str().unwrap();
-        let steps = c["steps"].as_u64().unwrap() as usize;
         let config = SchedulerConfig::from_json(c["config"].as_str().unwrap()).unwrap();
-        let mut s = Scheduler::new(&config, steps).unwrap();
+        // A step count, or explicit sigmas (few-step models).
+        let mut s = match c["steps"].as_array() {
+            Some(sigmas) => {
+                let sigmas: Vec<f64> = sigmas.iter().map(|v| v.as_f64().unwrap()).collect();
+                Scheduler::with_sigmas(&config, &sigmas).unwrap()
+            }
+            None => Scheduler::new(&config, c["steps"].as_u64().unwrap() as usize).unwrap(),
+        };
         let err = close(&s.timesteps, &read(&ckpt, &format!("{name}.timesteps")), 1e-5);
         assert!(err <= 1e-6, "{name}: timesteps differ by {err}: {:?}", s.timesteps);
         let err = close(&s.sigmas, &read(&ckpt, &format!("{name}.sigmas")), 1e-5);
@@ -69,6 +75,10 @@ fn scheduler_configs_are_read_or_refused_clearly() {
     }
     let euler = SchedulerConfig::from_json(r#"{"_class_name": "FlowMatchEulerDiscreteScheduler"}"#).unwrap();
     assert!(Scheduler::new(&euler, 0).is_err());
+    for bad in [&[][..], &[1.0, 1.0], &[0.5, 0.75], &[1.5], &[0.0], &[f64::NAN]] {
+        let err = Scheduler::with_sigmas(&euler, bad).unwrap_err().to_string();
+        assert!(err.contains("sigmas") || err.contains("steps"), "{bad:?}: {err}");
+    }
 }
 
 fn pipeline_matches_diffusers(device: kinema_engine::delegate::DeviceChoice) {
@@ -810,4 +820,110 @@ fn staged_pipelines_release_each_stage_and_make_the_same_video() {
     }
     assert_eq!(videos.len(), 4);
     assert!(videos.iter().all(|v| *v == videos[0]), "the same video staged or resident, first clip or second");
+}
+
+/// Bad input on the text side is a clear error and loses nothing: a
+/// tokenizer.json of an unknown model type, a kinema.json naming a text encoder
+/// program that is not there, a text encoder shard cut short, a prompt past
+/// the tokenizer's byte bound; and the edges that are not errors, as
+/// WanPipeline has them: the empty prompt (`</s>` alone) and one past 512 tokens
+/// (cut to the text length, `truncated` set so the CLI says so).
+#[test]
+fn bad_text_input_is_a_clear_error() {
+    use kinema_engine::diffusion::text::MAX_PROMPT_BYTES;
+    use kinema_engine::diffusion::{Folder, Pipeline, Tokenizer};
+    use kinema_engine::runtime::Options;
+    use kinema_tests::TempDir;
+    let dir = fixture("pipelines/wan_tiny");
+    let bytes = std::fs::read(dir.join("tokenizer/tokenizer.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    json["model"]["type"] = "Frobnicate".into();
+    let err = Tokenizer::from_bytes("t.json", json.to_string().as_bytes(), 7).err().unwrap().to_string();
+    assert!(err.contains("t.json: not a tokenizer.json"), "{err}");
+    let tok = Tokenizer::from_bytes("t.json", &bytes, 7).unwrap();
+    let empty = tok.encode("").unwrap();
+    assert_eq!((empty.input_ids[0], empty.attention_mask.iter().sum::<u32>(), empty.truncated), (1, 1, false));
+    let long = tok.encode(&"a cat ".repeat(2000)).unwrap();
+    assert_eq!((long.input_ids.len(), long.attention_mask.iter().sum::<u32>(), long.truncated), (7, 7, true));
+    let err = tok.encode(&"x".repeat(MAX_PROMPT_BYTES + 1)).unwrap_err().to_string();
+    assert!(err.contains("bytes (at most"), "{err}");
+
+    // A copy of the tiny pipeline, broken one way at a time.
+    let copy = |tag: &str| {
+        let tmp = TempDir::new(tag);
+        let status = std::process::Command::new("cp").arg("-r").arg(&dir).arg(tmp.0.join("p")).status().unwrap();
+        assert!(status.success());
+        tmp
+    };
+    let open = |p: &std::path::Path| {
+        pollster::block_on(Pipeline::open(&Folder::Dir(p.to_path_buf()), Options::default()))
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let t = copy("missing-program");
+    std::fs::remove_file(t.0.join("p/programs/text_encoder/program.json")).unwrap();
+    let err = open(&t.0.join("p"));
+    assert!(err.contains("programs/text_encoder/program.json") && !err.contains('\n'), "{err}");
+    let t = copy("cut-shard");
+    let shard = std::fs::read_dir(t.0.join("p/text_encoder"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .unwrap();
+    let len = std::fs::metadata(&shard).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&shard).unwrap().set_len(len - 100).unwrap();
+    let err = open(&t.0.join("p"));
+    let name = shard.file_name().unwrap().to_str().unwrap();
+    assert!(err.contains(name) && !err.contains('\n'), "{err}");
+}
+
+/// An explicit schedule (`Request::sigmas`, `--timesteps`) runs one step per
+/// sigma: the sigmas UniPC's own 4-step schedule starts from (linspace(1, 1/1000,
+/// 5)[:-1], before the shift) give the same clip as `steps: 4`, and a 2-step
+/// few-step schedule at guidance 1 calls the model once a step.
+#[test]
+fn explicit_sigmas_run_as_the_schedule_they_spell() {
+    use kinema_engine::delegate::DeviceChoice;
+    use kinema_engine::diffusion::{Folder, Pipeline, Request};
+    use kinema_engine::runtime::Options;
+    let dir = fixture("pipelines/wan_tiny");
+    let golden = pollster::block_on(Checkpoint::open(dir.join("golden.safetensors").to_str().unwrap())).unwrap();
+    let (pe, ne, lat) =
+        (read(&golden, "prompt_embeds"), read(&golden, "negative_prompt_embeds"), read(&golden, "latents"));
+    let options = Options { device: DeviceChoice::Cpu, profile: false };
+    let mut pipe = pollster::block_on(Pipeline::open(&Folder::Dir(dir), options)).unwrap();
+    let sigmas: Vec<f64> = (0..4).map(|i| 1.0 + (1e-3 - 1.0) * i as f64 / 4.0).collect();
+    let run = |pipe: &mut Pipeline, steps: usize, sigmas: Option<&[f64]>, guidance: f32| {
+        let mut calls = Vec::new();
+        let mut on_step = |i: usize, n: usize| calls.push((i, n));
+        let video = pollster::block_on(pipe.generate(Request {
+            prompt_embeds: &pe,
+            negative_embeds: Some(&ne),
+            latents: Some(&lat),
+            steps,
+            sigmas,
+            guidance,
+            on_step: Some(&mut on_step),
+            ..Default::default()
+        }))
+        .unwrap();
+        (video, calls)
+    };
+    let (by_count, _) = run(&mut pipe, 4, None, 5.0);
+    let (by_sigmas, calls) = run(&mut pipe, 0, Some(&sigmas), 5.0);
+    assert_eq!(calls.len(), 4);
+    let err = by_count.rgb.iter().zip(&by_sigmas.rgb).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err <= 1e-6, "{err}");
+    let (few, calls) = run(&mut pipe, 0, Some(&[1.0, 0.5]), 1.0);
+    assert_eq!((calls, few.rgb.len()), (vec![(1, 2), (2, 2)], by_count.rgb.len()));
+    assert!(
+        pollster::block_on(pipe.generate(Request {
+            prompt_embeds: &pe,
+            sigmas: Some(&[0.5, 0.75]),
+            guidance: 1.0,
+            ..Default::default()
+        }))
+        .is_err()
+    );
 }

@@ -36,6 +36,7 @@ pub async fn run(args: Args) -> Result<()> {
     let folder = Folder::at(&args.pipeline)?;
     let t0 = Instant::now();
     let mut pipe = Pipeline::open_staged(&folder, Options { device, profile: false }).await?;
+    crate::tokenize::warn_if_truncated(&pipe, &[&args.prompt, &args.negative_prompt])?;
     let (pe, ne) = pipe.encode_prompt(&args.prompt, Some(&args.negative_prompt)).await?;
     let ne = ne.expect("asked for");
     let t = &pipe.manifest.text;

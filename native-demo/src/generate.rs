@@ -35,8 +35,13 @@ pub struct Args {
     #[arg(long)]
     negative_prompt: Option<String>,
     /// Denoising steps (default: the pipeline's).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "timesteps")]
     steps: Option<usize>,
+    /// An explicit schedule, e.g. 1000,750,500,250 for a distilled 4-step model: one
+    /// step each, at sigma = t / num_train_timesteps before the scheduler's shift (as
+    /// diffusers' set_timesteps(sigmas=…)).
+    #[arg(long, value_delimiter = ',')]
+    timesteps: Option<Vec<f64>>,
     /// Classifier-free guidance scale (default: the pipeline's; ≤ 1 turns guidance off).
     #[arg(long)]
     guidance: Option<f32>,
@@ -110,6 +115,7 @@ pub async fn run(args: Args) -> Result<()> {
             // WanPipeline encodes the negative prompt only for guidance.
             let negative = args.negative_prompt.as_deref().unwrap_or("");
             let t = Instant::now();
+            crate::tokenize::warn_if_truncated(&pipe, &[prompt, negative])?;
             let encoded = pipe.encode_prompt(prompt, (guidance > 1.0).then_some(negative)).await?;
             if pipe.tokenizer().is_some() {
                 eprintln!("kinema: text encoded in {:.2} s", t.elapsed().as_secs_f64());
@@ -129,7 +135,14 @@ pub async fn run(args: Args) -> Result<()> {
             )));
         }
     };
-    let steps = args.steps.unwrap_or(pipe.manifest.defaults.steps);
+    let sigmas: Option<Vec<f64>> = match &args.timesteps {
+        Some(t) => {
+            let n = pipe.scheduler().num_train_timesteps() as f64;
+            Some(t.iter().map(|t| t / n).collect())
+        }
+        None => None,
+    };
+    let steps = sigmas.as_ref().map_or(args.steps.unwrap_or(pipe.manifest.defaults.steps), Vec::len);
     if let (Some(file), None, true) = (&args.prompt_embeds, &ne, guidance > 1.0) {
         return Err(Error::Invalid(format!(
             "{} has no negative_prompt_embeds, which guidance {guidance} needs (WanPipeline encodes the negative \
@@ -156,6 +169,7 @@ pub async fn run(args: Args) -> Result<()> {
             negative_embeds: ne.as_deref(),
             seed: args.seed,
             steps,
+            sigmas: sigmas.as_deref(),
             guidance,
             frames: args.frames,
             on_step: Some(&mut progress),

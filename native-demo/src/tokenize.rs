@@ -43,3 +43,20 @@ pub async fn run(args: Args) -> Result<()> {
     }
     Ok(())
 }
+
+/// Says on stderr which prompts the pipeline's tokenizer cuts to its text length
+/// (WanPipeline cuts them silently).
+pub fn warn_if_truncated(pipe: &kinema_engine::diffusion::Pipeline, prompts: &[&str]) -> Result<()> {
+    let Some(tokenizer) = pipe.tokenizer() else { return Ok(()) };
+    for p in prompts {
+        if tokenizer.encode(p)?.truncated {
+            let head: String = p.chars().take(40).collect();
+            eprintln!(
+                "kinema: warning: {head:?}… is longer than the text encoder's {} tokens: its end is cut, as WanPipeline \
+                 cuts it",
+                tokenizer.length()
+            );
+        }
+    }
+    Ok(())
+}

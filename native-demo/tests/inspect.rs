@@ -413,6 +413,25 @@ fn encode_writes_the_prompts_embeddings_and_generate_reads_prompts() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.contains("text encoded"), "stderr: {err}");
     assert!(gif.exists());
+    // A few-step schedule, no guidance: one transformer pass a step; a prompt past
+    // the text length is cut, with a warning.
+    let long = "a cat surfing a wave at sunset ".repeat(3);
+    let out = kinema(&[
+        "generate",
+        "--pipeline",
+        &pipeline,
+        &long,
+        "--timesteps",
+        "1000,750,500,250",
+        "--guidance",
+        "1",
+        "--device",
+        "cpu",
+        "-o",
+        &gif.display().to_string(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("(4 steps") && err.contains("its end is cut"), "stderr: {err}");
     let other = tmp.0.join("other.safetensors");
     let video_net = fixture("programs/video_net").display().to_string();
     let out = kinema(&["encode", "--pipeline", &video_net, "a cat", "-o", &other.display().to_string()]);

@@ -171,6 +171,10 @@ pub struct Request<'a> {
     pub latents: Option<&'a [f32]>,
     pub seed: u64,
     pub steps: usize,
+    /// An explicit schedule instead of `steps`: the sigmas before the
+    /// scheduler's shift, one step each (diffusers' `set_timesteps(sigmas=…)`;
+    /// distilled few-step models give theirs).
+    pub sigmas: Option<&'a [f64]>,
     pub guidance: f32,
     /// Video frames; `None`: the pipeline's. The programs are exported for one
     /// frame count, so another is a clear error.
@@ -411,8 +415,9 @@ impl Pipeline {
                 self.manifest.video.frames
             )));
         }
-        if req.steps == 0 || req.steps > 1000 {
-            return Err(Error::Invalid(format!("{} steps (1–1000)", req.steps)));
+        let steps = req.sigmas.map_or(req.steps, <[f64]>::len);
+        if steps == 0 || steps > 1000 {
+            return Err(Error::Invalid(format!("{steps} steps (1–1000)")));
         }
         if !req.guidance.is_finite() {
             return Err(Error::Invalid("the guidance scale must be a finite number".into()));
@@ -433,7 +438,10 @@ impl Pipeline {
             Some(x) => return Err(Error::Invalid(format!("latents have {} values, expected {n}", x.len()))),
             None => crate::random::normal(n, req.seed),
         };
-        let mut scheduler = Scheduler::new(&self.scheduler, req.steps)?;
+        let mut scheduler = match req.sigmas {
+            Some(sigmas) => Scheduler::with_sigmas(&self.scheduler, sigmas)?,
+            None => Scheduler::new(&self.scheduler, steps)?,
+        };
         let uncond = req.negative_embeds.filter(|_| req.guidance > 1.0);
         let mut on_step = req.on_step;
         for (i, &t) in scheduler.timesteps.clone().iter().enumerate() {
@@ -461,7 +469,7 @@ impl Pipeline {
             };
             latents = scheduler.step(&v, &latents)?;
             if let Some(f) = on_step.as_deref_mut() {
-                f(i + 1, req.steps);
+                f(i + 1, steps);
             }
         }
         if self.staged {

@@ -39,6 +39,14 @@ fn bad(msg: String) -> Error {
 }
 
 impl SchedulerConfig {
+    /// The training schedule's length (timesteps are in `0..=` it).
+    pub fn num_train_timesteps(&self) -> usize {
+        match *self {
+            SchedulerConfig::FlowMatchEuler { num_train_timesteps, .. }
+            | SchedulerConfig::UniPc { num_train_timesteps, .. } => num_train_timesteps,
+        }
+    }
+
     /// The same schedule shift under another sampler: `"euler"`
     /// (FlowMatchEulerDiscrete) or `"unipc"` (UniPC, diffusers' Wan defaults:
     /// order 2, bh2, lower-order final steps, final sigma zero).
@@ -176,25 +184,48 @@ fn linspace(a: f64, b: f64, n: usize) -> Vec<f64> {
 impl Scheduler {
     /// `set_timesteps(steps)`.
     pub fn new(config: &SchedulerConfig, steps: usize) -> Result<Scheduler> {
+        Scheduler::with(config, steps, None)
+    }
+
+    /// `set_timesteps(sigmas=…)`: explicit sigmas before the shift, one step
+    /// each (few-step models give theirs: `[1.0, 0.75, 0.5, 0.25]` is
+    /// `--timesteps 1000,750,500,250`); each in (0, 1], decreasing.
+    pub fn with_sigmas(config: &SchedulerConfig, sigmas: &[f64]) -> Result<Scheduler> {
+        let decreasing = sigmas.windows(2).all(|w| w[0] > w[1]);
+        if sigmas.iter().any(|s| !(*s > 0.0 && *s <= 1.0)) || !decreasing {
+            return Err(Error::Invalid(format!(
+                "sigmas {sigmas:?}: each in (0, 1], decreasing (timesteps in (0, num_train_timesteps])"
+            )));
+        }
+        Scheduler::with(config, sigmas.len(), Some(sigmas))
+    }
+
+    fn with(config: &SchedulerConfig, steps: usize, given: Option<&[f64]>) -> Result<Scheduler> {
         if steps == 0 || steps > 10_000 {
             return Err(Error::Invalid(format!("{steps} inference steps (1–10000)")));
         }
         let (timesteps, sigmas, order) = match *config {
             SchedulerConfig::FlowMatchEuler { num_train_timesteps: n, shift } => {
                 let n = n as f64;
-                // sigma_max and sigma_min of the shifted training schedule, then shifted again, as diffusers does.
-                let (max, min) = (shifted(shift, 1.0), shifted(shift, 1.0 / n));
-                let sig: Vec<f32> = linspace(max * n, min * n, steps)
-                    .iter()
-                    .map(|t| shifted(shift, (*t as f32 / n as f32) as f64) as f32)
-                    .collect();
+                let unshifted: Vec<f32> = match given {
+                    Some(s) => s.iter().map(|&s| s as f32).collect(),
+                    None => {
+                        // sigma_max and sigma_min of the shifted training schedule, then shifted again, as diffusers does.
+                        let (max, min) = (shifted(shift, 1.0), shifted(shift, 1.0 / n));
+                        linspace(max * n, min * n, steps).iter().map(|t| *t as f32 / n as f32).collect()
+                    }
+                };
+                let sig: Vec<f32> = unshifted.iter().map(|&s| shifted(shift, s as f64) as f32).collect();
                 let t: Vec<f32> = sig.iter().map(|s| s * n as f32).collect();
                 let mut s = sig;
                 s.push(0.0);
                 (t, s, 0)
             }
             SchedulerConfig::UniPc { num_train_timesteps: n, flow_shift, final_sigma_zero, solver_order, .. } => {
-                let mut sig: Vec<f64> = linspace(1.0, 1.0 / n as f64, steps + 1)[..steps].to_vec();
+                let mut sig: Vec<f64> = match given {
+                    Some(s) => s.to_vec(),
+                    None => linspace(1.0, 1.0 / n as f64, steps + 1)[..steps].to_vec(),
+                };
                 sig.iter_mut().for_each(|s| *s = shifted(flow_shift, *s));
                 if (sig[0] - 1.0).abs() < 1e-6 {
                     sig[0] -= 1e-6;

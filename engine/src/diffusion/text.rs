@@ -105,7 +105,14 @@ pub struct Tokens {
     pub input_ids: Vec<u32>,
     /// 1 for the prompt's tokens (its `</s>` included), 0 for padding.
     pub attention_mask: Vec<u32>,
+    /// The prompt was longer than the text length and its end was cut (as
+    /// WanPipeline's tokenizer call cuts it); callers say so.
+    pub truncated: bool,
 }
+
+/// The longest prompt a tokenizer takes, in bytes (some 16,000 words): a
+/// longer one is an error, not an unbounded allocation.
+pub const MAX_PROMPT_BYTES: usize = 1 << 16;
 
 /// A Hugging Face `tokenizer.json` (umT5's for Wan: Unigram, 256,300 pieces),
 /// read by the `tokenizers` crate, encoding as `WanPipeline` does: the prompt
@@ -145,11 +152,22 @@ impl Tokenizer {
 
     /// `prompt` as `length` ids and its attention mask.
     pub fn encode(&self, prompt: &str) -> Result<Tokens> {
+        if prompt.len() > MAX_PROMPT_BYTES {
+            return Err(Error::Invalid(format!(
+                "a prompt of {} bytes (at most {MAX_PROMPT_BYTES}; the text encoder reads {} tokens)",
+                prompt.len(),
+                self.length
+            )));
+        }
         let enc = self
             .inner
             .encode(prompt_clean(prompt), true)
             .map_err(|e| Error::Invalid(format!("tokenizing {prompt:?}: {e}")))?;
-        let tokens = Tokens { input_ids: enc.get_ids().to_vec(), attention_mask: enc.get_attention_mask().to_vec() };
+        let tokens = Tokens {
+            input_ids: enc.get_ids().to_vec(),
+            attention_mask: enc.get_attention_mask().to_vec(),
+            truncated: !enc.get_overflowing().is_empty(),
+        };
         if tokens.input_ids.len() != self.length || tokens.attention_mask.len() != self.length {
             return Err(Error::Invalid(format!(
                 "tokenizing {prompt:?} gave {} ids, not {}",
