@@ -6,6 +6,7 @@ dtype) against transformers' `UMT5EncoderModel` in bf16 (it would need 22.7 GB
 in f32), each in a fresh process, on the same ids, mask and threads.
 
     python tools/bench_umt5.py ~/.cache/kinema/umt5-real [--weights text_encoder|FILE] [--threads 2] [--json]
+    python tools/bench_umt5.py - --reference-layers 3     # correctness at real width, f32 on both sides
 
 Exports DIR/programs/text_encoder (kinema_export umt5, 512 tokens) when it is
 missing and writes the inputs into DIR/bench/. `--weights` picks Kinema's
@@ -44,6 +45,40 @@ save_file({"out0": y.float().contiguous()}, out)
 '''
 
 
+def reference_check(layers: int, work: str) -> float:
+    """Kinema against transformers in f32 at umT5-XXL's width (d_model 4096, 64 heads,
+    d_ff 10240, 32 buckets up to 128) with `layers` layers and a 2,048-word vocabulary,
+    512 tokens (31 real): max |Δ| / max |ref|."""
+    import torch
+    from make_umt5_real import CONFIG
+    from safetensors.numpy import load_file
+    from safetensors.torch import save_file
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    model = UMT5EncoderModel(UMT5Config(**dict(CONFIG, vocab_size=2048, num_layers=layers))).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5 if p.dim() >= 2 else torch.ones(p.shape))
+    model.save_pretrained(os.path.join(work, "text_encoder"))
+    ids = torch.randint(2, 2048, (1, 512), generator=g)
+    ids[0, 30], ids[0, 31:] = 1, 0
+    mask = (torch.arange(512) < 31).long()[None]
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask).last_hidden_state.numpy()
+    save_file({"input_ids": ids.float(), "attention_mask": mask.float()}, os.path.join(work, "in.safetensors"))
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "tools", "export")}
+    subprocess.run([sys.executable, "-m", "kinema_export", "umt5", os.path.join(work, "text_encoder"), "--text-len",
+                    "512", "-o", os.path.join(work, "program")], check=True, env=env)
+    subprocess.run([KINEMA, "run", os.path.join(work, "program", "program.json"), "--weights",
+                    os.path.join(work, "text_encoder"), "--inputs", os.path.join(work, "in.safetensors"), "--output",
+                    os.path.join(work, "out.safetensors"), "--device", "cpu"], check=True)
+    got = load_file(os.path.join(work, "out.safetensors"))["out0"]
+    import numpy as np
+
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dir")
@@ -51,7 +86,17 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-torch", action="store_true", help="reuse DIR/bench/umt5_torch.safetensors")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--reference-layers", type=int, metavar="N",
+                    help="instead: Kinema vs transformers in f32 on an N-layer model of the real width")
     args = ap.parse_args()
+    if args.reference_layers:
+        import tempfile
+
+        sys.path.insert(0, os.path.join(ROOT, "tools", "fixtures"))
+        with tempfile.TemporaryDirectory() as work:
+            err = reference_check(args.reference_layers, work)
+        print(f"umT5 at real width, {args.reference_layers} layers, f32: max |Δ| / max |ref| = {err:.2e}")
+        return 0
     d = os.path.expanduser(args.dir)
     program = os.path.join(d, "programs", "text_encoder", "program.json")
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "tools", "export")}
