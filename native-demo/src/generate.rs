@@ -116,9 +116,10 @@ pub async fn run(args: Args) -> Result<()> {
             let negative = args.negative_prompt.as_deref().unwrap_or("");
             let t = Instant::now();
             crate::tokenize::warn_if_truncated(&pipe, &[prompt, negative])?;
+            stage_peak();
             let encoded = pipe.encode_prompt(prompt, (guidance > 1.0).then_some(negative)).await?;
             if pipe.tokenizer().is_some() {
-                eprintln!("kinema: text encoded in {:.2} s", t.elapsed().as_secs_f64());
+                eprintln!("kinema: text encoded in {:.2} s{}", t.elapsed().as_secs_f64(), peak_text(stage_peak()));
             }
             encoded
         }
@@ -159,9 +160,14 @@ pub async fn run(args: Args) -> Result<()> {
     );
     let t1 = Instant::now();
     let mut denoise_s = 0.0;
-    let mut progress = |i: usize, _: usize| {
+    let mut denoise_peak = None;
+    stage_peak();
+    let mut progress = |i: usize, n: usize| {
         bar.set_position(i as u64);
         denoise_s = t1.elapsed().as_secs_f64();
+        if i == n {
+            denoise_peak = stage_peak();
+        }
     };
     let video = pipe
         .generate(Request {
@@ -179,18 +185,36 @@ pub async fn run(args: Args) -> Result<()> {
     bar.finish_and_clear();
     let video = video?;
     let decode_s = t1.elapsed().as_secs_f64() - denoise_s;
+    let decode_peak = stage_peak();
     crate::video::write(&args.output, &video)?;
     if let Some(dir) = &args.frames_dir {
         crate::video::write_pngs(dir, &video)?;
     }
     eprintln!(
-        "kinema: {} frames of {}×{}: load {load_s:.2} s, denoise {denoise_s:.2} s ({steps} steps, {:.0} ms/step), \
-         decode {decode_s:.2} s → {}",
+        "kinema: {} frames of {}×{}: load {load_s:.2} s, denoise {denoise_s:.2} s ({steps} steps, {:.0} ms/step{}), \
+         decode {decode_s:.2} s{} → {}",
         video.frames,
         video.width,
         video.height,
         denoise_s * 1e3 / steps as f64,
+        peak_text(denoise_peak),
+        peak_text(decode_peak),
         args.output.display()
     );
     Ok(())
+}
+
+/// The process's peak resident memory since the last call (each stage's peak),
+/// in bytes: Linux's `VmHWM`, then reset through `/proc/self/clear_refs`; `None`
+/// where that is not there.
+fn stage_peak() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    Some(kib * 1024)
+}
+
+fn peak_text(peak: Option<u64>) -> String {
+    peak.map_or(String::new(), |b| format!(", peak RSS {:.2} GiB", b as f64 / f64::from(1u32 << 30)))
 }

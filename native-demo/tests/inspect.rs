@@ -412,6 +412,8 @@ fn encode_writes_the_prompts_embeddings_and_generate_reads_prompts() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.contains("text encoded"), "stderr: {err}");
+    // Each stage's time, and on Linux its peak resident memory (text, denoise, decode).
+    assert!(!cfg!(target_os = "linux") || err.matches("peak RSS").count() == 3, "stderr: {err}");
     assert!(gif.exists());
     // A few-step schedule, no guidance: one transformer pass a step; a prompt past
     // the text length is cut, with a warning.
