@@ -526,7 +526,12 @@ fn batch_of(program: &Program) -> usize {
 pub(super) async fn open_session(folder: &Folder, options: Options, program: &str, weights: &str) -> Result<Session> {
     let parsed =
         Program::from_json(&folder.read_text(program).await?).map_err(|e| err(folder, format!("{program}: {e}")))?;
-    let mut session = Session::new(parsed, Some(folder.checkpoint(weights).await?), options).await?;
+    session_of(folder, options, parsed, weights).await
+}
+
+/// A parsed program and the folder's checkpoint `weights` as a session, every parameter loaded.
+pub(super) async fn session_of(folder: &Folder, options: Options, program: Program, weights: &str) -> Result<Session> {
+    let mut session = Session::new(program, Some(folder.checkpoint(weights).await?), options).await?;
     session.load_parameters().await?;
     Ok(session)
 }

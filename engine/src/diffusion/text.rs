@@ -246,10 +246,8 @@ impl ProgramEncoder {
     /// Opens the session and reads every weight (the text stage's load).
     pub async fn load(&mut self, folder: &super::Folder, options: crate::runtime::Options) -> Result<()> {
         if self.session.is_none() {
-            let ckpt = folder.checkpoint(&self.weights).await?;
-            let mut session = crate::runtime::Session::new(self.program.clone(), Some(ckpt), options).await?;
-            session.load_parameters().await?;
-            self.session = Some(session);
+            self.session =
+                Some(super::pipeline::session_of(folder, options, self.program.clone(), &self.weights).await?);
         }
         Ok(())
     }

@@ -126,32 +126,28 @@ fn epilogue(op: &Op) -> Option<Activation> {
     }
 }
 
+/// Whether `name` is not a program output and every node that reads it reads it
+/// as an input `ok` allows.
+fn read_only_as(program: &Program, name: &str, ok: impl Fn(&Op, usize) -> bool) -> bool {
+    !program.output_values().iter().any(|o| o == name)
+        && program.nodes.iter().all(|n| n.inputs.iter().enumerate().all(|(i, v)| v != name || ok(&n.op, i)))
+}
+
 /// Whether every node that reads `name` is a linear or a matmul reading it as
 /// its weight (input 1), and it is not a program output: such a parameter stays
 /// in its stored dtype (f16, bf16) on both delegates, widened by the matmul
 /// kernels as they load it.
 pub fn read_only_as_weight(program: &Program, name: &str) -> bool {
-    !program.output_values().iter().any(|o| o == name)
-        && program.nodes.iter().all(|n| {
-            n.inputs
-                .iter()
-                .enumerate()
-                .all(|(i, v)| v != name || (i == 1 && matches!(n.op, Op::Linear { .. } | Op::Matmul)))
-        })
+    read_only_as(program, name, |op, i| i == 1 && matches!(op, Op::Linear { .. } | Op::Matmul))
 }
 
 /// Whether the CPU delegate may read parameter `name` in its stored dtype
 /// where it lies: it is read only as a matmul's weight ([`read_only_as_weight`])
 /// or as a gather's table, and is not a program output.
 pub fn read_in_place_on_host(program: &Program, name: &str) -> bool {
-    !program.output_values().iter().any(|o| o == name)
-        && program.nodes.iter().all(|n| {
-            n.inputs.iter().enumerate().all(|(i, v)| {
-                v != name
-                    || (i == 1 && matches!(n.op, Op::Linear { .. } | Op::Matmul))
-                    || (i == 0 && n.op == Op::Embedding)
-            })
-        })
+    read_only_as(program, name, |op, i| {
+        (i == 1 && matches!(op, Op::Linear { .. } | Op::Matmul)) || (i == 0 && *op == Op::Embedding)
+    })
 }
 
 impl Plan {
@@ -264,11 +260,11 @@ impl Plan {
             }
             let computed_conv_weight =
                 matches!(n.op, Op::Conv { .. }) && !program.parameters.iter().any(|p| p.name == n.inputs[1]);
-            let host_table = n.op == Op::Embedding
-                && program.parameters.iter().any(|p| {
-                    let count: usize = program.shape(&n.inputs[1]).map_or(0, |s| s.iter().product());
-                    p.name == n.inputs[0] && p.shape[0] > GATHER_ROWS_PER_INDEX.saturating_mul(count)
-                });
+            let host_table = n.op == Op::Embedding && {
+                let count: usize = program.shape(&n.inputs[1]).map_or(0, |s| s.iter().product());
+                let table = program.parameters.iter().find(|p| p.name == n.inputs[0]);
+                table.is_some_and(|p| p.shape[0] > GATHER_ROWS_PER_INDEX.saturating_mul(count))
+            };
             let (delegate, reason) = match gpu {
                 Some(_) if host_table => {
                     (Delegate::Cpu, "a gather of a few rows of a large table (read where it lies, not uploaded)".into())

@@ -107,6 +107,18 @@ fn check_integers(program: &Program, info: &ValueInfo, data: &[f32]) -> Result<(
     Ok(())
 }
 
+/// A weight's stored bytes (and its scales, when quantized) as the CPU kernels
+/// read them; `None` for another dtype, or f32 bytes not aligned to 4.
+fn stored_operand<'a>(dtype: Dtype, bytes: &'a [u8], scales: Option<(Scheme, &'a [f32])>) -> Option<Operand<'a>> {
+    Some(match (Half::of(dtype), scales) {
+        (Some(half), _) => Operand::Half(half, bytes),
+        (None, Some((Scheme::Int8, scales))) => Operand::Int8 { q: bytes, scales },
+        (None, Some((Scheme::Int4 { group }, scales))) => Operand::Int4 { q: bytes, scales, group },
+        (None, None) if dtype == Dtype::F32 => Operand::F32(bytemuck::try_cast_slice(bytes).ok()?),
+        (None, None) => return None,
+    })
+}
+
 /// A parameter on the host, as the CPU delegate reads it.
 enum HostParam {
     /// Read where it lies in the checkpoint (a memory map, bytes in memory), in
@@ -313,15 +325,9 @@ impl Session {
             HostParam::InPlace { scales } => (ckpt.in_memory(key)?.unwrap_or_default(), scales),
             HostParam::Stored { bytes, scales } => (bytes.as_slice(), scales),
         };
-        Ok(match (Half::of(dtype), scales) {
-            (Some(half), _) => Operand::Half(half, bytes),
-            (None, Some((Scheme::Int8, scales))) => Operand::Int8 { q: bytes, scales },
-            (None, Some((Scheme::Int4 { group }, scales))) => Operand::Int4 { q: bytes, scales, group: *group },
-            (None, None) => Operand::F32(
-                bytemuck::try_cast_slice(bytes)
-                    .map_err(|_| Error::Invalid(format!("parameter {name:?}: f32 data not aligned where it lies")))?,
-            ),
-        })
+        let scales = scales.as_ref().map(|(scheme, s)| (*scheme, s.as_slice()));
+        stored_operand(dtype, bytes, scales)
+            .ok_or_else(|| Error::Invalid(format!("parameter {name:?}: {dtype} data not readable where it lies")))
     }
 
     /// Runs the program on `inputs` (by input name); returns `out0`, `out1`, ….

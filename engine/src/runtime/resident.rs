@@ -545,7 +545,9 @@ async fn gather_rows(checkpoint: &Checkpoint, p: &crate::program::Parameter, ind
     let t = checkpoint.get(&p.key)?;
     let row_bytes = usize::try_from(t.info.byte_len() / rows.max(1) as u64)
         .map_err(|_| Error::Invalid(format!("{}: rows too large", p.key)))?;
-    let mut bytes = vec![0u8; picked.len() * row_bytes];
+    // Held in f32 words, so f32 rows are aligned for the kernel.
+    let mut words = vec![0f32; (picked.len() * row_bytes).div_ceil(4)];
+    let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut words)[..picked.len() * row_bytes];
     for (&r, out) in picked.iter().zip(bytes.chunks_exact_mut(row_bytes.max(1))) {
         checkpoint.read_bytes_at(&p.key, r as u64 * row_bytes as u64, out).await?;
     }
@@ -559,15 +561,13 @@ async fn gather_rows(checkpoint: &Checkpoint, p: &crate::program::Parameter, ind
         }
     }
     let wide;
-    let table = match (Half::of(t.info.dtype), &quant) {
-        (Some(h), _) => Operand::Half(h, &bytes),
-        (None, Some(Quantized { scheme: Scheme::Int8, .. })) => Operand::Int8 { q: &bytes, scales: &scales },
-        (None, Some(Quantized { scheme: Scheme::Int4 { group }, .. })) => {
-            Operand::Int4 { q: &bytes, scales: &scales, group: *group }
-        }
-        (None, None) => {
+    let table = match super::stored_operand(t.info.dtype, bytes, quant.as_ref().map(|q| (q.scheme, scales.as_slice())))
+    {
+        Some(table) => table,
+        None => {
+            // Another float dtype (f64, f8): its rows widened.
             let mut v = vec![0f32; picked.len() * dim];
-            crate::weights::convert::to_f32(t.info.dtype, &bytes, &mut v)
+            crate::weights::convert::to_f32(t.info.dtype, bytes, &mut v)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", p.key)))?;
             wide = v;
             Operand::F32(&wide)
