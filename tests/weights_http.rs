@@ -188,3 +188,114 @@ fn misbehaving_servers_give_errors_not_hangs_or_wrong_bytes() {
     let err = pollster::block_on(Checkpoint::open_with("http://127.0.0.1:9/m.safetensors", &client)).err().unwrap();
     assert!(matches!(err, Error::Http { .. }), "{err}");
 }
+
+/// Every tensor of `a` equals `b`'s, byte for byte.
+fn same_tensors(a: &Checkpoint, b: &Checkpoint) {
+    assert_eq!(a.len(), b.len());
+    for t in a.tensors() {
+        let n = t.info.byte_len() as usize;
+        let (mut x, mut y) = (vec![0u8; n], vec![0u8; n]);
+        pollster::block_on(a.read_bytes(t.name, &mut x)).unwrap();
+        pollster::block_on(b.read_bytes(t.name, &mut y)).unwrap();
+        assert_eq!(x, y, "{}", t.name);
+    }
+}
+
+/// With a disk cache a file is downloaded whole, once: a connection cut
+/// halfway resumes where it stopped (one `Range: bytes=N-` request), the
+/// progress ends at the file's size, and opening it again — by folder, through
+/// the names a folder may hold — makes no request at all.
+#[test]
+fn a_disk_cache_downloads_once_resumes_a_cut_and_then_asks_nothing() {
+    let file = big_file();
+    let cache = kinema_tests::TempDir::new("http-cache");
+    let server = serve(&[("dir/model.safetensors", file.clone())], Behaviour::TruncateFirst);
+    let local = Checkpoint::from_source("m", Box::new(kinema_engine::weights::BytesSource::new("m", file.clone())));
+    let local = pollster::block_on(local).unwrap();
+    let last = std::sync::Arc::new(std::sync::Mutex::new((0, 0)));
+    let sink = last.clone();
+    let progress = Progress::new(Box::new(move |l, t| *sink.lock().unwrap() = (l, t)));
+    let client = HttpClient::default().with_disk_cache(&cache.0).with_progress(progress);
+    let remote = pollster::block_on(Checkpoint::open_with(&server.url("dir"), &client)).unwrap();
+    same_tensors(&local, &remote);
+    let len = file.len() as u64;
+    assert_eq!(*last.lock().unwrap(), (len, len), "every byte counted once");
+    let log = server.log();
+    let downloads: Vec<_> = log.iter().filter(|l| l.path == "dir/model.safetensors").collect();
+    assert_eq!(downloads.len(), 2, "{log:?}");
+    assert_eq!((downloads[0].range, downloads[0].sent), (None, len / 2), "the first answer is cut halfway");
+    assert_eq!(downloads[1].range, Some((len / 2, u64::MAX)), "the second asks for the rest only");
+    assert_eq!(downloads[1].sent, len - len / 2);
+    // Three names probed first (404 each), then the file, twice for the cut.
+    assert_eq!(log.len(), 3 + 2, "{log:?}");
+    let home =
+        kinema_engine::weights::source::http::disk_cache::path_of(&cache.0, &server.url("dir/model.safetensors"));
+    assert_eq!(std::fs::read(home.unwrap()).unwrap(), file, "the cached file is the file");
+
+    let again = HttpClient::default().with_disk_cache(&cache.0);
+    let cached = pollster::block_on(Checkpoint::open_with(&server.url("dir"), &again)).unwrap();
+    same_tensors(&local, &cached);
+    assert_eq!(server.log().len(), log.len(), "the second open asks the server nothing");
+    let left: Vec<_> = walk(&cache.0).into_iter().filter(|p| p.ends_with(".part") || p.ends_with(".meta")).collect();
+    assert!(left.is_empty(), "no partial files left: {left:?}");
+}
+
+/// A download that keeps failing stops with an error that says the bytes are
+/// kept, and the next run (here against a correct server) resumes from them.
+#[test]
+fn a_download_that_fails_is_resumed_by_the_next_run() {
+    let file = big_file();
+    let len = file.len() as u64;
+    let cache = kinema_tests::TempDir::new("http-cache-resume");
+    let client = HttpClient::with_timeout(Duration::from_secs(2)).with_disk_cache(&cache.0);
+    // Every answer is cut halfway: progress until one byte is left, whose half is nothing.
+    let bad = serve(&[("m.safetensors", file.clone())], Behaviour::Truncate);
+    let err = pollster::block_on(Checkpoint::open_with(&bad.url("m.safetensors"), &client)).err().unwrap();
+    assert!(matches!(err, Error::Http { .. }) && err.to_string().contains("resumes"), "{err}");
+    let part = |server: &Server| {
+        let home = kinema_engine::weights::source::http::disk_cache::path_of(&cache.0, &server.url("m.safetensors"));
+        std::path::PathBuf::from(format!("{}.part", home.unwrap().display()))
+    };
+    let kept = std::fs::read(part(&bad)).unwrap();
+    assert_eq!(kept.len() as u64, len - 1, "all but the last byte kept");
+    assert_eq!(kept[..], file[..kept.len()]);
+
+    // The same file on another server: move the part to its address and run again.
+    let good = serve(&[("m.safetensors", file.clone())], Behaviour::Honest);
+    let target = part(&good);
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::rename(part(&bad), &target).unwrap();
+    std::fs::rename(format!("{}.meta", part(&bad).display()), format!("{}.meta", target.display())).unwrap();
+    let ckpt = pollster::block_on(Checkpoint::open_with(&good.url("m.safetensors"), &client)).unwrap();
+    assert_eq!(ckpt.len(), 3);
+    let log = good.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!((log[0].range, log[0].sent), (Some((len - 1, u64::MAX)), 1), "one byte asked for, one sent");
+}
+
+/// A small file over its cap is refused from the server's length, before its
+/// body is saved; nothing is left in the cache.
+#[test]
+fn a_cached_file_over_its_cap_is_refused_before_it_is_saved() {
+    use kinema_engine::diffusion::Folder;
+    let big = vec![b' '; (kinema_engine::diffusion::folder::MAX_TEXT_FILE + 1) as usize];
+    let server = serve(&[("p/kinema.json", big)], Behaviour::Honest);
+    let cache = kinema_tests::TempDir::new("http-cache-cap");
+    let folder = Folder::at_with(&server.url("p"), HttpClient::default().with_disk_cache(&cache.0)).unwrap();
+    let err = pollster::block_on(folder.read("kinema.json")).err().unwrap();
+    assert!(err.to_string().contains("limit"), "{err}");
+    assert!(walk(&cache.0).iter().all(|p| !p.contains("kinema.json")), "{:?}", walk(&cache.0));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use kinema_engine::delegate::DeviceChoice;
-use kinema_engine::diffusion::{Folder, Manifest, VaeDecoder};
+use kinema_engine::diffusion::{Manifest, VaeDecoder};
 use kinema_engine::runtime::Options;
 use kinema_engine::weights::Checkpoint;
 use kinema_engine::weights::dtype::Dtype;
@@ -32,9 +32,13 @@ pub struct Args {
     output: PathBuf,
 }
 
+/// The decode stage's bar: latent frames of tiles.
+pub const DECODE_BAR: &str =
+    "kinema: decoding {bar:30} {pos}/{len} latent frames of tiles {elapsed_precise} (eta {eta})";
+
 pub async fn run(args: Args) -> Result<()> {
     let device = DeviceChoice::from_env_or(args.device.parse()?)?;
-    let folder = Folder::at(&args.pipeline)?;
+    let folder = crate::progress::folder(&args.pipeline)?;
     let manifest = Manifest::read(&folder).await?;
     let model = manifest
         .vae_decoder
@@ -46,7 +50,14 @@ pub async fn run(args: Args) -> Result<()> {
     let t0 = Instant::now();
     let options = Options { device, profile: false };
     let mut vae = VaeDecoder::open(&folder, options, model, &manifest.latent, false).await?;
-    let video = vae.decode(z).await?;
+    let bar = crate::progress::bar(0, DECODE_BAR);
+    let mut report = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let video = vae.decode_with(z, &mut report).await;
+    bar.finish_and_clear();
+    let video = video?;
     eprintln!(
         "kinema: decoded {} frames of {}×{} in {:.2} s",
         video.frames,

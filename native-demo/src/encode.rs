@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use kinema_engine::delegate::DeviceChoice;
-use kinema_engine::diffusion::{Folder, Pipeline};
+use kinema_engine::diffusion::Pipeline;
 use kinema_engine::runtime::Options;
 use kinema_engine::weights::dtype::Dtype;
 use kinema_engine::weights::writer::{TensorSpec, to_bytes};
@@ -33,7 +33,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<()> {
     let device = DeviceChoice::from_env_or(args.device.parse()?)?;
-    let folder = Folder::at(&args.pipeline)?;
+    let folder = crate::progress::folder(&args.pipeline)?;
     let t0 = Instant::now();
     let mut pipe = Pipeline::open_staged(&folder, Options { device, profile: false }).await?;
     crate::tokenize::warn_if_truncated(&pipe, &[&args.prompt, &args.negative_prompt])?;

@@ -12,9 +12,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use kinema_engine::delegate::DeviceChoice;
-use kinema_engine::diffusion::{Folder, Pipeline, Request};
+use kinema_engine::diffusion::{Pipeline, Request};
 use kinema_engine::runtime::Options;
 use kinema_engine::weights::Checkpoint;
 use kinema_engine::{Error, Result};
@@ -79,7 +78,7 @@ pub async fn run(args: Args) -> Result<()> {
     crate::video::Format::of(&args.output)?;
     let device = DeviceChoice::from_env_or(args.device.parse()?)?;
     let folder = match &args.pipeline {
-        Some(p) => Folder::at(p)?,
+        Some(p) => crate::progress::folder(p)?,
         None => crate::embedded::folder(),
     };
     let t0 = Instant::now();
@@ -117,7 +116,19 @@ pub async fn run(args: Args) -> Result<()> {
             let t = Instant::now();
             crate::tokenize::warn_if_truncated(&pipe, &[prompt, negative])?;
             stage_peak();
-            let encoded = pipe.encode_prompt(prompt, (guidance > 1.0).then_some(negative)).await?;
+            let negative = (guidance > 1.0).then_some(negative);
+            let spin = pipe.tokenizer().map(|_| {
+                crate::progress::spinner(if negative.is_some() {
+                    "encoding the prompt and the negative prompt"
+                } else {
+                    "encoding the prompt"
+                })
+            });
+            let encoded = pipe.encode_prompt(prompt, negative).await;
+            if let Some(s) = spin {
+                s.finish_and_clear();
+            }
+            let encoded = encoded?;
             if pipe.tokenizer().is_some() {
                 eprintln!("kinema: text encoded in {:.2} s{}", t.elapsed().as_secs_f64(), peak_text(stage_peak()));
             }
@@ -154,10 +165,11 @@ pub async fn run(args: Args) -> Result<()> {
     let load_s = t0.elapsed().as_secs_f64();
     eprintln!("kinema: loaded {} in {load_s:.2} s; running on {}", folder.name(), pipe.device());
 
-    let bar = ProgressBar::new(steps as u64).with_style(
-        ProgressStyle::with_template("kinema: denoising {bar:30} {pos}/{len} steps {elapsed_precise} (eta {eta})")
-            .expect("a valid template"),
+    let bar = crate::progress::bar(
+        steps as u64,
+        "kinema: denoising {bar:30} {pos}/{len} steps {elapsed_precise} (eta {eta})",
     );
+    let decode_bar = crate::progress::bar(0, crate::decode::DECODE_BAR);
     let t1 = Instant::now();
     let mut denoise_s = 0.0;
     let mut denoise_peak = None;
@@ -167,7 +179,12 @@ pub async fn run(args: Args) -> Result<()> {
         denoise_s = t1.elapsed().as_secs_f64();
         if i == n {
             denoise_peak = stage_peak();
+            bar.finish_and_clear();
         }
+    };
+    let mut decoding = |done: usize, total: usize| {
+        decode_bar.set_length(total as u64);
+        decode_bar.set_position(done as u64);
     };
     let video = pipe
         .generate(Request {
@@ -179,10 +196,12 @@ pub async fn run(args: Args) -> Result<()> {
             guidance,
             frames: args.frames,
             on_step: Some(&mut progress),
+            on_decode: Some(&mut decoding),
             ..Default::default()
         })
         .await;
     bar.finish_and_clear();
+    decode_bar.finish_and_clear();
     let video = video?;
     let decode_s = t1.elapsed().as_secs_f64() - denoise_s;
     let decode_peak = stage_peak();

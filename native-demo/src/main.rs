@@ -10,6 +10,7 @@ mod embedded;
 mod encode;
 mod generate;
 mod inspect;
+mod progress;
 mod quantize;
 mod run;
 mod tokenize;

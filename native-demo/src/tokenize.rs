@@ -2,7 +2,7 @@
 //! and attention mask `WanPipeline` gives its text encoder.
 
 use kinema_engine::Result;
-use kinema_engine::diffusion::{Folder, Manifest, Tokenizer};
+use kinema_engine::diffusion::{Manifest, Tokenizer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -23,7 +23,7 @@ pub struct Args {
 const WAN_TEXT_LENGTH: usize = 512;
 
 pub async fn run(args: Args) -> Result<()> {
-    let folder = Folder::at(&args.pipeline)?;
+    let folder = crate::progress::folder(&args.pipeline)?;
     let length = match args.length {
         Some(n) => n,
         None => match Manifest::read(&folder).await {

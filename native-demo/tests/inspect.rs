@@ -442,6 +442,37 @@ fn encode_writes_the_prompts_embeddings_and_generate_reads_prompts() {
     assert!(!other.exists());
 }
 
+/// `kinema generate --pipeline URL`: the folder is downloaded into the cache
+/// (`KINEMA_CACHE_DIR`) on the first run — a connection cut halfway through each
+/// file is resumed — and the second run asks the server nothing; both write the
+/// video the local folder gives, byte for byte.
+#[test]
+fn a_pipeline_at_a_url_is_cached_and_resumed_and_runs_as_the_folder() {
+    let dir = fixture("pipelines/wan_tiny");
+    let server = Server::serve_dir(&dir, Behaviour::TruncateFirst);
+    let tmp = TempDir::new("url-pipeline");
+    let run = |pipeline: &str, name: &str| -> Vec<u8> {
+        let file = tmp.0.join(name);
+        let out = Command::new(env!("CARGO_BIN_EXE_kinema"))
+            .args(["generate", "--pipeline", pipeline, "a cat", "--steps", "2", "--device", "cpu", "-o"])
+            .arg(&file)
+            .env("KINEMA_CACHE_DIR", tmp.0.join("cache"))
+            .output()
+            .expect("run kinema");
+        assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read(&file).expect("the video")
+    };
+    let local = run(&dir.display().to_string(), "local.gif");
+    let first = run(&server.url(""), "first.gif");
+    let log = server.log();
+    let resumed = log.iter().filter(|l| l.range.is_some_and(|(s, _)| s > 0)).count();
+    assert!(resumed >= 4, "the cut files were resumed by range: {log:?}");
+    let second = run(&server.url(""), "second.gif");
+    assert_eq!(server.log().len(), log.len(), "the second run asks the server nothing");
+    assert_eq!(first.len(), local.len());
+    assert!(first == local && second == local, "the URL's video is the folder's");
+}
+
 /// Reads an MP4's H.264 track back (the `mp4` demuxer, OpenH264's decoder):
 /// each sample's length-prefixed NAL units as Annex B, the avcC's SPS and PPS
 /// first; the frames as RGB bytes.

@@ -21,6 +21,8 @@ pub enum Behaviour {
     ShiftedRange,
     /// Announces the right length, sends half the body, closes.
     Truncate,
+    /// [`Behaviour::Truncate`] for the first request of each file, honest after.
+    TruncateFirst,
     /// Reads the request and never answers.
     Stall,
 }
@@ -170,13 +172,16 @@ fn serve(
             head += &format!("Content-Range: {cr}\r\n");
         }
         head += "\r\n";
-        let send = if b == Behaviour::Truncate { &body[..body.len() / 2] } else { body };
         // Logged before answering, so a client that has its answer finds it logged.
-        let entry = {
+        let (entry, truncate) = {
             let mut log = log.lock().expect("log");
+            let first = !log.iter().any(|l| l.path == path);
+            let truncate = b == Behaviour::Truncate || (b == Behaviour::TruncateFirst && first);
+            let send = if truncate { &body[..body.len() / 2] } else { body };
             log.push(Logged { path, range, sent: send.len() as u64, complete: false });
-            log.len() - 1
+            (log.len() - 1, truncate)
         };
+        let send = if truncate { &body[..body.len() / 2] } else { body };
         out.write_all(head.as_bytes())?;
         // A client that stops reading (as it should from an IgnoreRange
         // server) makes a write fail; log what was really sent either way.
@@ -195,7 +200,7 @@ fn serve(
             log[entry].complete = true;
         }
         result?;
-        if b == Behaviour::Truncate {
+        if truncate {
             return Ok(());
         }
     }
@@ -231,7 +236,9 @@ const CORS: &str = "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Heade
 fn parse_range(v: &str) -> Option<(u64, u64)> {
     let r = v.strip_prefix("bytes=")?;
     let (s, e) = r.split_once('-')?;
-    Some((s.parse().ok()?, e.parse().ok()?))
+    // `bytes=N-`: from N to the end.
+    let e = if e.trim().is_empty() { u64::MAX } else { e.parse().ok()? };
+    Some((s.parse().ok()?, e))
 }
 
 /// The media type browsers need for pages, modules and wasm (the e2e tests

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::weights::Checkpoint;
-use crate::weights::source::{BytesSource, HttpClient, HttpSource, Source, read_vec};
+use crate::weights::source::{BytesSource, HttpClient, Source, open_url, read_vec};
 
 /// JSON files (manifest, programs, scheduler config) larger than this are refused.
 pub const MAX_TEXT_FILE: u64 = 16 << 20;
@@ -27,9 +27,15 @@ pub enum Folder {
 impl Folder {
     /// A URL (`http://…`, `https://…`) or, natively, a path.
     pub fn at(location: &str) -> Result<Folder> {
+        Folder::at_with(location, HttpClient::default())
+    }
+
+    /// [`Folder::at`], reading a URL through `client` (e.g. one with a disk
+    /// cache and a progress report).
+    pub fn at_with(location: &str, client: HttpClient) -> Result<Folder> {
         if location.starts_with("http://") || location.starts_with("https://") {
             let base = format!("{}/", location.trim_end_matches('/'));
-            return Ok(Folder::Url { base, client: HttpClient::default() });
+            return Ok(Folder::Url { base, client });
         }
         #[cfg(not(target_arch = "wasm32"))]
         {
@@ -102,11 +108,9 @@ impl Folder {
                 std::fs::read(&p).map_err(|e| Error::io(shown, e))
             }
             Folder::Url { base, client } => {
-                let source = HttpSource::open(&format!("{base}{rel}"), client).await?;
-                if source.len() > MAX_TEXT_FILE {
-                    return Err(too_big(source.len()));
-                }
-                read_vec(&source, 0, source.len()).await
+                // A file over the cap is refused before it is downloaded.
+                let source = open_url(&format!("{base}{rel}"), client, MAX_TEXT_FILE).await?;
+                read_vec(&*source, 0, source.len()).await
             }
             Folder::Memory { .. } => unreachable!("handled above"),
         }

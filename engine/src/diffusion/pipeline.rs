@@ -181,6 +181,9 @@ pub struct Request<'a> {
     pub frames: Option<usize>,
     /// Called after each denoising step with (steps done, steps).
     pub on_step: Option<&'a mut dyn FnMut(usize, usize)>,
+    /// Called as the VAE decodes with (pieces done, pieces): latent frames of
+    /// tiles ([`super::VaeDecoder::decode_with`]).
+    pub on_decode: Option<&'a mut dyn FnMut(usize, usize)>,
     /// Set to stop between steps.
     pub cancel: Option<&'a AtomicBool>,
 }
@@ -475,7 +478,13 @@ impl Pipeline {
         if self.staged {
             self.transformer = None; // its stage is over: free its memory before the VAE's
         }
-        let video = self.decode(latents).await?;
+        let mut on_decode = req.on_decode;
+        let mut report = |done, total| {
+            if let Some(f) = on_decode.as_deref_mut() {
+                f(done, total);
+            }
+        };
+        let video = self.decode_with(latents, &mut report).await?;
         let (f, h, w) = (video.frames, video.height, video.width);
         let plane = f * h * w;
         let mut rgb = Vec::with_capacity(plane * 3);
@@ -489,6 +498,11 @@ impl Pipeline {
     /// for latents `[1, C, F, H, W]` as the transformer makes them: un-normalised
     /// per channel, then decoded (pixel-space models: the latents themselves).
     pub async fn decode(&mut self, latents: Vec<f32>) -> Result<Frames> {
+        self.decode_with(latents, &mut |_, _| {}).await
+    }
+
+    /// [`Pipeline::decode`], reporting its progress as [`Request::on_decode`] does.
+    async fn decode_with(&mut self, latents: Vec<f32>, on_progress: &mut dyn FnMut(usize, usize)) -> Result<Frames> {
         let l = &self.manifest.latent;
         let per_channel = l.frames * l.height * l.width;
         if latents.len() != l.channels * per_channel {
@@ -499,7 +513,7 @@ impl Pipeline {
             )));
         }
         match &mut self.vae {
-            Some(vae) => vae.decode(latents).await,
+            Some(vae) => vae.decode_with(latents, on_progress).await,
             None => Ok(Frames { frames: l.frames, height: l.height, width: l.width, data: latents }),
         }
     }

@@ -141,12 +141,18 @@ impl Sessions {
         Ok(Sessions::Chunked { first: Box::new(first), chunk: Box::new(chunk) })
     }
 
-    /// Decodes `z` `[1, C, F, h, w]`.
-    async fn decode(&mut self, z: &[f32], c: usize, f: usize, h: usize, w: usize) -> Result<Frames> {
+    /// Decodes `z` `[1, C, F, h, w]`, calling `done(frames)` after each run
+    /// with the latent frames it decoded.
+    async fn decode(&mut self, z: &[f32], [c, f, h, w]: [usize; 4], done: &mut dyn FnMut(usize)) -> Result<Frames> {
         let pieces = match self {
-            Sessions::Whole(s) => vec![s.run(&[("z", z)]).await?.swap_remove(0)],
+            Sessions::Whole(s) => {
+                let out = s.run(&[("z", z)]).await?.swap_remove(0);
+                done(f);
+                vec![out]
+            }
             Sessions::Chunked { first, chunk } => {
                 let mut out = first.run(&[("z", &latent_frame(z, c, f, h * w, 0))]).await?;
+                done(1);
                 let mut pieces = vec![out.remove(0)];
                 let names: Vec<String> = (0..out.len()).map(|i| format!("cache_{i}")).collect();
                 for k in 1..f {
@@ -154,6 +160,7 @@ impl Sessions {
                     let mut inputs: Vec<(&str, &[f32])> = vec![("z", &zk)];
                     inputs.extend(names.iter().map(String::as_str).zip(out.iter().map(|t| &t.data[..])));
                     let mut next = chunk.run(&inputs).await?;
+                    done(1);
                     pieces.push(next.remove(0));
                     out = next; // the cache for the next chunk; this chunk's is dropped
                 }
@@ -293,7 +300,17 @@ impl VaeDecoder {
     /// Decodes latents `[1, C, F, H, W]` as the transformer makes them
     /// (normalised: each channel is un-normalised, `z · std + mean`, first) to
     /// the decoder's raw output.
-    pub async fn decode(&mut self, mut latents: Vec<f32>) -> Result<Frames> {
+    pub async fn decode(&mut self, latents: Vec<f32>) -> Result<Frames> {
+        self.decode_with(latents, &mut |_, _| {}).await
+    }
+
+    /// [`VaeDecoder::decode`], calling `on_progress(done, total)` as it goes,
+    /// counted in latent frames of tiles (`total` = tiles × latent frames).
+    pub async fn decode_with(
+        &mut self,
+        mut latents: Vec<f32>,
+        on_progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Frames> {
         let l = self.latent.clone();
         let (c, f, h, w) = (l.channels, l.frames, l.height, l.width);
         if latents.len() != c * f * h * w {
@@ -304,9 +321,15 @@ impl VaeDecoder {
         }
         let z = &latents[..];
         let (rows, cols) = self.grid();
+        let total = rows.len() * cols.len() * f;
+        let mut decoded = 0;
+        let mut done = |n: usize| {
+            decoded += n;
+            on_progress(decoded, total);
+        };
         if rows.len() == 1 && cols.len() == 1 {
             let sessions = self.sessions((h, w)).await?;
-            let out = sessions.decode(z, c, f, h, w).await;
+            let out = sessions.decode(z, [c, f, h, w], &mut done).await;
             self.release((h, w));
             return out;
         }
@@ -326,7 +349,7 @@ impl VaeDecoder {
                         }
                     }
                     let sessions = self.sessions(size).await?;
-                    tiles[i * cols.len() + j] = Some(sessions.decode(&sub, c, f, r.len, col.len).await?);
+                    tiles[i * cols.len() + j] = Some(sessions.decode(&sub, [c, f, r.len, col.len], &mut done).await?);
                 }
             }
             self.release(size);

@@ -8,7 +8,7 @@ use half::f16;
 use super::convert::{self, Stats, StatsAccumulator};
 use super::header::{self, Header, HeaderError, TensorInfo};
 use super::index::{self, IndexError};
-use super::source::{HttpClient, HttpSource, Source, read_vec, read_windowed};
+use super::source::{HttpClient, Source, open_url, read_vec, read_windowed};
 use crate::error::{Error, Result};
 
 /// The staging window through which tensor data is read and converted.
@@ -80,11 +80,12 @@ impl Base {
         }
     }
 
-    async fn open(&self, rel: &str, client: &HttpClient) -> Result<Box<dyn Source>> {
+    /// The file `rel`; over HTTP one longer than `max` bytes is refused before it is read.
+    async fn open(&self, rel: &str, client: &HttpClient, max: u64) -> Result<Box<dyn Source>> {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
             Base::Dir(d) => Ok(Box::new(super::source::MmapSource::open(&d.join(rel))?)),
-            Base::Url(u) => Ok(Box::new(HttpSource::open(&format!("{u}{rel}"), client).await?)),
+            Base::Url(u) => open_url(&format!("{u}{rel}"), client, max).await,
         }
     }
 }
@@ -130,18 +131,19 @@ impl Checkpoint {
                 return Checkpoint::open_index(location, base, &file, client).await;
             }
             if file.ends_with(".safetensors") {
-                let source = HttpSource::open(location, client).await?;
-                return Checkpoint::from_source(location, Box::new(source)).await;
+                let source = open_url(location, client, u64::MAX).await?;
+                return Checkpoint::from_source(location, source).await;
             }
             // A folder: try the names diffusers and transformers use.
             let base = Base::Url(format!("{}/", location.trim_end_matches('/')));
             for candidate in FOLDER_CANDIDATES {
                 let url = base.display(candidate);
-                match HttpSource::open(&url, client).await {
+                let max = if candidate.ends_with(".json") { index::MAX_INDEX_LEN } else { u64::MAX };
+                match open_url(&url, client, max).await {
                     Ok(source) if candidate.ends_with(".json") => {
-                        return Checkpoint::open_index_source(&url, base, Box::new(source), client).await;
+                        return Checkpoint::open_index_source(&url, base, source, client).await;
                     }
-                    Ok(source) => return Checkpoint::from_source(&url, Box::new(source)).await,
+                    Ok(source) => return Checkpoint::from_source(&url, source).await,
                     Err(Error::Http { message, .. }) if message.contains("404") => continue,
                     Err(e) => return Err(e),
                 }
@@ -174,7 +176,7 @@ impl Checkpoint {
         if file.ends_with(".json") {
             Checkpoint::open_index(&shown, base, &file, client).await
         } else {
-            let source = base.open(&file, client).await?;
+            let source = base.open(&file, client, u64::MAX).await?;
             Checkpoint::from_source(&shown, source).await
         }
     }
@@ -218,7 +220,7 @@ impl Checkpoint {
     }
 
     async fn open_index(shown: &str, base: Base, file: &str, client: &HttpClient) -> Result<Checkpoint> {
-        let source = base.open(file, client).await?;
+        let source = base.open(file, client, index::MAX_INDEX_LEN).await?;
         Checkpoint::open_index_source(shown, base, source, client).await
     }
 
@@ -238,7 +240,7 @@ impl Checkpoint {
         let mut shards = Vec::with_capacity(index.shards.len());
         for file in &index.shards {
             let src = base
-                .open(file, client)
+                .open(file, client, u64::MAX)
                 .await
                 .map_err(|e| index_err(IndexError::MissingShard { shard: file.clone(), reason: short_reason(&e) }))?;
             shards.push(Shard::open(base.display(file), src).await?);

@@ -22,7 +22,7 @@ mod mmap;
 pub use mmap::MmapSource;
 
 pub mod http;
-pub use http::{HttpClient, HttpSource, Progress};
+pub use http::{HttpClient, HttpSource, Progress, open_url};
 
 /// A boxed future of a read, so that sources of different kinds share one
 /// `dyn Source` (not `Send`: browser futures are not).

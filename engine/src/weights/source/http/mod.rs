@@ -9,6 +9,8 @@
 //! enough to fit the prefix anyway.
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod disk_cache;
+#[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
 use native as transport;
@@ -79,6 +81,21 @@ impl std::fmt::Debug for Progress {
         let (l, t) = (self.0.loaded.load(Ordering::Relaxed), self.0.total.load(Ordering::Relaxed));
         write!(f, "Progress({l}/{t})")
     }
+}
+
+/// The file at `url` as a source: natively, from the client's disk cache when
+/// it has one (downloaded whole, once, then memory-mapped); else read by range
+/// requests. A file longer than `max` bytes is refused before it is read.
+pub async fn open_url(url: &str, client: &HttpClient, max: u64) -> Result<Box<dyn Source>> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(path) = client.cached(url, max) {
+        return Ok(Box::new(super::MmapSource::open(&path?)?));
+    }
+    let source = HttpSource::open(url, client).await?;
+    if source.len() > max {
+        return Err(Error::http(url, format!("{} bytes, over the {max}-byte limit for this file", source.len())));
+    }
+    Ok(Box::new(source))
 }
 
 /// A file at a URL, read by byte ranges.

@@ -4,6 +4,8 @@
 //! trickling server gives an error, never a hang.
 
 use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Progress, RangeResponse};
@@ -14,6 +16,8 @@ use crate::error::{Error, Result};
 pub struct HttpClient {
     agent: ureq::Agent,
     progress: Option<Progress>,
+    /// Where whole files are kept ([`HttpClient::with_disk_cache`]).
+    disk_cache: Option<Arc<PathBuf>>,
 }
 
 impl Default for HttpClient {
@@ -39,7 +43,30 @@ impl HttpClient {
             .user_agent(concat!("kinema/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        HttpClient { agent, progress: None }
+        HttpClient { agent, progress: None, disk_cache: None }
+    }
+
+    /// This client, keeping every file it opens whole under `root` (see
+    /// [`super::disk_cache`]): a file is downloaded once, resumed if
+    /// interrupted, and memory-mapped from disk; a second run makes no request.
+    pub fn with_disk_cache(self, root: impl Into<PathBuf>) -> Self {
+        HttpClient { disk_cache: Some(Arc::new(root.into())), ..self }
+    }
+
+    /// The user's cache folder for downloads: `$KINEMA_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/kinema/http`, else `$HOME/.cache/kinema/http`.
+    pub fn user_cache_dir() -> Option<PathBuf> {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        var("KINEMA_CACHE_DIR")
+            .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("kinema/http")))
+            .or_else(|| var("HOME").map(|d| d.join(".cache/kinema/http")))
+    }
+
+    /// The file at `url` from the disk cache, downloaded first if need be;
+    /// `None` when this client has no disk cache.
+    pub(crate) fn cached(&self, url: &str, max: u64) -> Option<Result<PathBuf>> {
+        let root = self.disk_cache.as_deref()?;
+        Some(super::disk_cache::fetch(&self.agent, root, url, max, self.progress.as_ref()))
     }
 
     /// This client, reporting what its sources read to `progress`.
