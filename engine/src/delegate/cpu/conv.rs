@@ -1,13 +1,22 @@
-//! conv3d on the host as an explicit GEMM in bounded chunks: for a run of
-//! output rows, gather the input patches into a column matrix
-//! `[c_in/groups · kd·kh·kw, positions]` (im2col), then one sgemm per chunk
-//! writes `weights · columns` straight into the output. Natively the columns
-//! are a plain matrix that `matrixmultiply` packs; in wasm32 im2col writes
-//! them straight into our sgemm's packed layout and the weights are packed
-//! once per call ([`Route`]), so nothing is packed twice.
+//! conv3d on the host as GEMMs in bounded chunks, two ways:
+//!
+//! - **Shifted** (stride 1, natively): over the (padded) input's own grid, the
+//!   output at grid index `n = z·H·W + y·W + x` is `Σ_tap W_tap · X[n + offset(tap)]`,
+//!   so each kernel tap is one sgemm whose B is the input itself, shifted: no
+//!   column matrix is built at all. A chunk of grid columns accumulates its taps
+//!   in a small buffer (kept in cache), then the positions that are real
+//!   outputs are copied out (the grid's extra columns, ≈ (k−1)/W of them, are
+//!   dropped). Padding, if any, is one copy of the input into a padded grid.
+//! - **im2col** (any stride): for a run of output rows, gather the input
+//!   patches into a column matrix `[c_in/groups · kd·kh·kw, positions]`, then
+//!   one sgemm per chunk writes `weights · columns` straight into the output.
+//!   Natively the columns are a plain matrix that `matrixmultiply` packs; in
+//!   wasm32 im2col writes them straight into our sgemm's packed layout and the
+//!   weights are packed once per call ([`Route`]), so nothing is packed twice.
+//!
 //! Chunks are spread over the cores, as many per thread; each thread reuses
-//! one column buffer of at most [`COLUMN_BUDGET`] floats, so memory does not
-//! grow with the video.
+//! one buffer of at most [`COLUMN_BUDGET`] floats, so memory does not grow with
+//! the video.
 
 use super::gemm::{
     self,
@@ -39,14 +48,44 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-/// `out = act(conv3d(x, w) + bias)`; see [`Conv3d`].
-pub fn conv3d(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    conv3d_by(ROUTE, None, spec, x, w, bias)
+impl OutPtr {
+    /// Element `i` of the output.
+    ///
+    /// # Safety
+    /// `i` must be inside the output.
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: as the caller promises.
+        unsafe { self.0.add(i) }
+    }
 }
 
-/// [`conv3d`] by `route`, on `threads` (or as many as its size is worth).
+/// Floats of a shifted chunk's accumulator (`c_out/groups × columns`, 512 KiB):
+/// it stays in a core's L2 while every tap adds into it.
+const SHIFTED_BUDGET: usize = 1 << 17;
+
+/// How a conv forms its products.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Method {
+    /// A column matrix per chunk, by this route.
+    Im2col(Route),
+    /// One sgemm per kernel tap over the shifted input (stride 1 only).
+    Shifted,
+}
+
+/// `out = act(conv3d(x, w) + bias)`; see [`Conv3d`].
+pub fn conv3d(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    // The shifted sgemms are strided: natively, where `matrixmultiply` packs them.
+    let pointwise = spec.kernel == [1; 3] && spec.stride == [1; 3] && spec.padding == [[0; 2]; 3];
+    let method = match ROUTE {
+        Route::Strided if spec.stride == [1; 3] && !pointwise => Method::Shifted,
+        route => Method::Im2col(route),
+    };
+    conv3d_by(method, None, spec, x, w, bias)
+}
+
+/// [`conv3d`] by `method`, on `threads` (or as many as its size is worth).
 fn conv3d_by(
-    route: Route,
+    method: Method,
     threads: Option<usize>,
     spec: &Conv3d,
     x: &[f32],
@@ -58,10 +97,17 @@ fn conv3d_by(
     if len == 0 {
         return Ok(out);
     }
+    let threads = threads.unwrap_or_else(|| parallel::threads_for(spec.macs()));
+    let route = match method {
+        Method::Im2col(route) => route,
+        Method::Shifted => {
+            shifted(spec, threads, x, w, bias, &mut out);
+            return Ok(out);
+        }
+    };
     let [_, _, ow] = spec.output();
     let (m, k) = (spec.c_out_g(), spec.k());
     // (After `check`: the spec's shape is only trusted from here.)
-    let threads = threads.unwrap_or_else(|| parallel::threads_for(spec.macs()));
     let chunks = chunks(spec, route, threads);
     let ptr = OutPtr(out.as_mut_ptr());
     // A pointwise conv reads its input as the column matrix itself.
@@ -125,6 +171,111 @@ fn conv3d_by(
         }
     });
     Ok(out)
+}
+
+/// The shifted method (see the module's docs) for a stride-1 conv whose
+/// lengths `check` has verified: `out` is the whole output.
+fn shifted(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    assert_eq!(spec.stride, [1; 3], "the shifted method is for stride 1");
+    let [d, h, wd] = spec.input;
+    let p = spec.padding;
+    let (dp, hp, wp) = (d + p[0][0] + p[0][1], h + p[1][0] + p[1][1], wd + p[2][0] + p[2][1]);
+    let padded: std::borrow::Cow<[f32]> = if p == [[0; 2]; 3] {
+        std::borrow::Cow::Borrowed(x)
+    } else {
+        let mut grid = vec![0f32; spec.batch * spec.c_in * dp * hp * wp];
+        for (plane, src) in grid.chunks_exact_mut(dp * hp * wp).zip(x.chunks_exact(d * h * wd)) {
+            for (z, src) in src.chunks_exact(h * wd).enumerate() {
+                for (y, row) in src.chunks_exact(wd).enumerate() {
+                    let at = ((z + p[0][0]) * hp + y + p[1][0]) * wp + p[2][0];
+                    plane[at..at + wd].copy_from_slice(row);
+                }
+            }
+        }
+        std::borrow::Cow::Owned(grid)
+    };
+    let xp = &padded[..];
+    let [od, oh, ow] = spec.output();
+    let (kd, kh, kw) = (spec.kernel[0], spec.kernel[1], spec.kernel[2]);
+    let [dd, dh, dw] = spec.dilation;
+    let plane = hp * wp;
+    let volume = dp * plane;
+    // Grid columns up to the last real output; every tap's shifted read stays
+    // inside the grid: (kd−1)·dd·plane + (kh−1)·dh·wp + (kw−1)·dw + grid − 1 = volume − 1.
+    let grid = (od - 1) * plane + (oh - 1) * wp + ow;
+    let offsets: Vec<usize> = (0..kd)
+        .flat_map(|a| (0..kh).flat_map(move |b| (0..kw).map(move |c| a * dd * plane + b * dh * wp + c * dw)))
+        .collect();
+    let (m, cig, k, taps) = (spec.c_out_g(), spec.c_in_g(), spec.k(), offsets.len());
+    let positions = od * oh * ow;
+    let blocks = spec.batch * spec.groups;
+    let most = (SHIFTED_BUDGET / m.max(1)).clamp(64, grid.max(64));
+    let mut per_block = grid.div_ceil(most);
+    while !(blocks * per_block).is_multiple_of(threads.max(1)) && per_block < grid {
+        per_block += 1;
+    }
+    let spans: Vec<(usize, std::ops::Range<usize>)> = (0..blocks)
+        .flat_map(|b| (0..per_block).map(move |i| (b, i * grid / per_block..(i + 1) * grid / per_block)))
+        .filter(|(_, r)| !r.is_empty())
+        .collect();
+    let ptr = OutPtr(out.as_mut_ptr());
+    parallel::for_each_share(spans, threads, |share| {
+        let mut acc = Vec::new();
+        for (block, cols) in share {
+            let (batch, group) = (block / spec.groups, block % spec.groups);
+            let n = cols.len();
+            acc.resize(m * n, 0.0);
+            let x0 = (batch * spec.c_in + group * cig) * volume;
+            for (t, off) in offsets.iter().enumerate() {
+                // SAFETY: A is group g's m rows of k weights, read at column
+                // stride `taps` (ci) from tap t: inside w (`check`). B is cig
+                // rows `volume` apart of n columns starting at x0 + off +
+                // cols.start, the last at x0 + (cig−1)·volume + off + grid − 1
+                // < x0 + cig·volume (see `grid`): inside xp. C is acc, m × n.
+                unsafe {
+                    gemm::sgemm(
+                        m,
+                        cig,
+                        n,
+                        1.0,
+                        w.as_ptr().add(group * m * k + t),
+                        k as isize,
+                        taps as isize,
+                        xp.as_ptr().add(x0 + off + cols.start),
+                        volume as isize,
+                        1,
+                        if t == 0 { 0.0 } else { 1.0 },
+                        acc.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    );
+                }
+            }
+            // The grid columns that are outputs, run by run along x.
+            let mut g = cols.start;
+            while g < cols.end {
+                let (z, y, xx) = (g / plane, g % plane / wp, g % wp);
+                let row_start = g - xx;
+                if y < oh && xx < ow {
+                    let (first, len) = ((z * oh + y) * ow + xx, (row_start + ow).min(cols.end) - g);
+                    for i in 0..m {
+                        let c = group * m + i;
+                        // SAFETY: output (batch, c, z, y, xx..xx+len) lies inside
+                        // `out`, and only this grid span maps to it.
+                        let row = unsafe {
+                            std::slice::from_raw_parts_mut(ptr.at((batch * spec.c_out + c) * positions + first), len)
+                        };
+                        row.copy_from_slice(&acc[i * n + (g - cols.start)..][..len]);
+                        if let Some(b) = bias.map(|b| b[c]) {
+                            row.iter_mut().for_each(|v| *v += b);
+                        }
+                        activation::apply_row(spec.activation, row, None);
+                    }
+                }
+                g = row_start + wp; // the next grid row
+            }
+        }
+    });
 }
 
 /// The chunks: each (batch, group)'s output rows cut evenly into runs whose
@@ -308,17 +459,36 @@ mod tests {
             Conv3d { padding: [[2, 0], [0, 1], [1, 2]], ..Conv3d::new(1, 2, 3, [4, 4, 5], [3, 2, 3]) },
             Conv3d { groups: 2, ..Conv3d::new(2, 4, 6, [3, 5, 7], [1, 1, 1]) }, // pointwise
             Conv3d::new(1, 12, 5, [3, 4, 11], [3, 3, 3]).padded([1, 1, 1]),     // k = 324: two panels
+            // Stride 1 with dilation, asymmetric padding and groups (the shifted method's grid).
+            Conv3d {
+                dilation: [2, 1, 2],
+                padding: [[2, 0], [1, 0], [0, 3]],
+                groups: 3,
+                ..Conv3d::new(2, 6, 9, [5, 4, 6], [2, 3, 3])
+            },
+            // The VAE's: padded outside the conv, many grid rows per chunk.
+            Conv3d::new(1, 8, 16, [4, 18, 34], [3, 3, 3]),
         ];
         for (i, spec) in specs.iter().enumerate() {
             let x = crate::random::uniform(spec.batch * spec.c_in * spec.input.iter().product::<usize>(), i as u64);
             let w = crate::random::uniform(spec.c_out * spec.k(), 10 + i as u64);
             let want = direct(spec, &x, &w);
             // Three threads: several chunks per (batch, group) wherever there are rows.
-            for route in [Route::Strided, Route::Packed] {
-                let got = conv3d_by(route, Some(3), spec, &x, &w, None).unwrap();
+            let shifted = (spec.stride == [1; 3]).then_some(Method::Shifted);
+            for method in [Method::Im2col(Route::Strided), Method::Im2col(Route::Packed)].into_iter().chain(shifted) {
+                let got = conv3d_by(method, Some(3), spec, &x, &w, None).unwrap();
                 assert_eq!(got.len(), want.len());
-                let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-                assert!(err < 1e-5, "{route:?} {spec:?}: {err}");
+                let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs() / (1.0 + b.abs())));
+                assert!(err < 1e-5, "{method:?} {spec:?}: {err}");
+            }
+            // Bias and a fused activation: each method's epilogue as im2col's.
+            let spec = &Conv3d { activation: crate::delegate::Activation::Silu, ..*spec };
+            let bias = crate::random::uniform(spec.c_out, 20 + i as u64);
+            let want = conv3d_by(Method::Im2col(Route::Strided), Some(1), spec, &x, &w, Some(&bias)).unwrap();
+            for method in [Method::Im2col(Route::Packed)].into_iter().chain(shifted) {
+                let got = conv3d_by(method, Some(3), spec, &x, &w, Some(&bias)).unwrap();
+                let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs() / (1.0 + b.abs())));
+                assert!(got.len() == want.len() && err < 1e-5, "{method:?} {spec:?} with bias and silu: {err}");
             }
         }
     }
