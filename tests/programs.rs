@@ -850,3 +850,49 @@ fn feed_forward_blocks_run_in_chunks_of_tokens() {
     let (_, rel) = errors(&got, &plain);
     assert!(rel <= 1e-5, "chunked on the GPU against the CPU: {rel}");
 }
+
+/// `plan::simplify` (every session runs it): the Wan VAE's bias-free norms lose
+/// their `x + 0.0` affines and the `expand` before each division, and a session
+/// on the simplified program still gives PyTorch's output; an expand whose
+/// readers need its shape stays.
+#[test]
+fn exporter_leftovers_are_simplified_away() {
+    use kinema_engine::plan::simplify;
+    use kinema_engine::program::Op;
+    let (program, _, io) = open("wan_vae_decoder");
+    let identity = |p: &Program| {
+        p.nodes.iter().filter(|n| matches!(n.op, Op::Unary { f: kinema_engine::delegate::Unary::Identity, scale, shift } if scale == 1.0 && shift == 0.0)).count()
+    };
+    let expands = |p: &Program| p.nodes.iter().filter(|n| matches!(n.op, Op::Expand { .. })).count();
+    let simple = simplify(&program).unwrap();
+    assert!(identity(&program) > 0 && expands(&program) > 0, "the fixture has both");
+    assert_eq!(identity(&simple), 0);
+    assert!(expands(&simple) < expands(&program), "{} → {}", expands(&program), expands(&simple));
+    assert_eq!(simple.nodes.len(), program.nodes.len() - (expands(&program) - expands(&simple)));
+    assert_eq!(simple.outputs.len(), program.outputs.len());
+    let weights = || {
+        let dir = fixture("programs/wan_vae_decoder/vae");
+        pollster::block_on(Checkpoint::open(dir.to_str().unwrap())).unwrap()
+    };
+    let inputs: Vec<(String, Vec<f32>)> =
+        program.inputs.iter().map(|i| (i.name.clone(), read_all(&io, &i.name))).collect();
+    let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let mut s = pollster::block_on(Session::new(simple, Some(weights()), Options::default())).unwrap();
+    let got = pollster::block_on(s.run(&named)).unwrap().swap_remove(0).data;
+    let want = read_all(&io, "out0");
+    assert_eq!(got.len(), want.len());
+    let (_, rel) = errors(&got, &want);
+    assert!(rel <= 1e-5, "simplified, CPU, against PyTorch: {rel}");
+
+    // [1,1] expanded to [3,4] and added to [3,1]: without the expand the sum
+    // would be [3,1], so it stays.
+    let kept = Program::from_json(
+        r#"{"format":"kinema.program","version":1,
+            "inputs":[{"name":"a","dtype":"f32","shape":[1,1]},{"name":"b","dtype":"f32","shape":[3,1]}],
+            "nodes":[{"op":"expand","inputs":["a"],"outputs":["e"],"attrs":{"shape":[3,4]}},
+                     {"op":"add","inputs":["e","b"],"outputs":["y"]}],
+            "outputs":[{"name":"out0","value":"y"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(expands(&simplify(&kept).unwrap()), 1);
+}

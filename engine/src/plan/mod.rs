@@ -6,11 +6,13 @@
 
 mod arena;
 mod chunk;
+mod simplify;
 
 use std::collections::HashMap;
 
 pub use arena::{ALIGN, Arena, Slot};
 pub use chunk::chunk_feed_forward;
+pub use simplify::simplify;
 
 use crate::delegate::{Activation, Unary};
 use crate::program::{Op, Program};
@@ -159,8 +161,10 @@ impl Plan {
     /// `program` as it is planned for a GPU whose buffers hold `max_buffer`
     /// bytes: feed-forward blocks whose hidden value is over [`FFN_CHUNK_BYTES`]
     /// (or half the buffer size, if less) run in chunks of tokens
-    /// ([`chunk_feed_forward`]). Unchanged for the CPU.
+    /// ([`chunk_feed_forward`]); on both delegates, without the work
+    /// [`simplify`] removes.
     pub fn fitted(program: Program, max_buffer: Option<u64>) -> crate::Result<Program> {
+        let program = simplify(&program)?;
         match max_buffer {
             Some(max) => chunk_feed_forward(&program, FFN_CHUNK_BYTES.min(max / 2)),
             None => Ok(program),

@@ -186,6 +186,34 @@ pub fn cpu(op: &Op, inputs: &[Input], fused: Option<Activation>) -> Result<Vec<V
     }
 }
 
+/// [`cpu`] for the ops that write straight into their output's memory (`out`,
+/// as long as the output): elementwise ones and single copies (pad, cat,
+/// slice, permute, …). `None` for every other op (and
+/// operands not in f32), which [`cpu`] runs.
+pub fn cpu_into(op: &Op, inputs: &[Input], fused: Option<Activation>, out: &mut [f32]) -> Option<Result<()>> {
+    let shapes: Vec<&[usize]> = inputs.iter().map(|i| i.0).collect();
+    let f32_of = |i: usize| match inputs.get(i)?.1 {
+        Operand::F32(d) => Some(d),
+        _ => None,
+    };
+    match work(op, &shapes, fused) {
+        Err(e) => Some(Err(e)),
+        Ok(Work::Unary(f, a, b)) => {
+            let x = f32_of(0).filter(|x| x.len() == out.len())?;
+            cpu::elementwise::unary_into(f, x, a, b, out);
+            Some(Ok(()))
+        }
+        Ok(Work::Binary(b)) => {
+            Some(cpu::elementwise::binary_into(b, f32_of(0)?, shapes[0], f32_of(1)?, shapes[1], out))
+        }
+        Ok(Work::Copy(p)) => {
+            let data: Option<Vec<&[f32]>> = (0..inputs.len()).map(f32_of).collect();
+            Some(cpu::layout::copy_into(&p, &data?, out))
+        }
+        Ok(_) => None,
+    }
+}
+
 fn cast(x: &[f32], to_f16: bool) -> Vec<f32> {
     if to_f16 { x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect() } else { x.to_vec() }
 }

@@ -380,29 +380,55 @@ impl Session {
             #[cfg(not(target_arch = "wasm32"))]
             let t0 = std::time::Instant::now();
             let node = &self.program.nodes[step.node];
+            // Every arena slice below comes from this one pointer: the inputs'
+            // read-only, the output's (where a kernel writes in place) writable,
+            // and the plan gives a step's output a slot apart from its inputs'
+            // (their lifetimes meet at this step), checked again here.
+            let base = self.arena.as_mut_ptr();
             let mut args = Vec::with_capacity(node.inputs.len());
-            for name in &node.inputs {
-                let shape = self.program.shape(name).expect("validated");
-                let data = if let Some(slot) = self.plan.arena.slots.get(name) {
-                    Operand::F32(&self.arena[slot.offset..][..slot.len])
-                } else if let Some(&c) = self.constants.get(name) {
-                    Operand::F32(&self.program.constants[c].data)
-                } else {
-                    self.parameter(name)?
-                };
-                args.push((shape, data));
-            }
-            let fused = step.fused.map(|(_, a)| a);
-            let outs = execute::cpu(&node.op, &args, fused)?;
-            let out_names = match step.fused {
-                Some((a, _)) => &self.program.nodes[a].outputs,
-                None => &node.outputs,
-            };
+            let mut read = Vec::new();
             if !step.alias {
-                for (name, data) in out_names.iter().zip(outs) {
-                    let slot = self.plan.arena.slots[name];
-                    debug_assert_eq!(slot.len, data.len());
-                    self.arena[slot.offset..][..slot.len].copy_from_slice(&data);
+                for name in &node.inputs {
+                    let shape = self.program.shape(name).expect("validated");
+                    let data = if let Some(slot) = self.plan.arena.slots.get(name) {
+                        read.push(slot.offset..slot.offset + slot.len);
+                        // SAFETY: the slot lies inside the arena (planned for its length).
+                        Operand::F32(unsafe { std::slice::from_raw_parts(base.add(slot.offset), slot.len) })
+                    } else if let Some(&c) = self.constants.get(name) {
+                        Operand::F32(&self.program.constants[c].data)
+                    } else {
+                        self.parameter(name)?
+                    };
+                    args.push((shape, data));
+                }
+                let fused = step.fused.map(|(_, a)| a);
+                let out_names = match step.fused {
+                    Some((a, _)) => &self.program.nodes[a].outputs,
+                    None => &node.outputs,
+                };
+                let apart =
+                    |s: &crate::plan::Slot| read.iter().all(|r| s.offset + s.len <= r.start || r.end <= s.offset);
+                let in_place = match out_names.as_slice() {
+                    [one] => self.plan.arena.slots.get(one).filter(|s| apart(s)).copied(),
+                    _ => None,
+                };
+                // SAFETY: inside the arena, and apart from every input read above.
+                let done = in_place.and_then(|o| {
+                    let out = unsafe { std::slice::from_raw_parts_mut(base.add(o.offset), o.len) };
+                    execute::cpu_into(&node.op, &args, fused, out)
+                });
+                match done {
+                    Some(result) => result?,
+                    None => {
+                        let outs = execute::cpu(&node.op, &args, fused)?;
+                        for (name, data) in out_names.iter().zip(outs) {
+                            let slot = self.plan.arena.slots[name];
+                            debug_assert_eq!(slot.len, data.len());
+                            // SAFETY: the slot lies inside the arena; no input slice is used after this.
+                            unsafe { std::slice::from_raw_parts_mut(base.add(slot.offset), slot.len) }
+                                .copy_from_slice(&data);
+                        }
+                    }
                 }
             }
             #[cfg(not(target_arch = "wasm32"))]

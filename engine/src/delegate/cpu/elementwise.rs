@@ -29,6 +29,17 @@ pub fn unary_one(op: Unary, v: f32) -> f32 {
 
 /// `out[i] = f(x[i]·a + b)`.
 pub fn unary(op: Unary, x: &[f32], a: f32, b: f32) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    unary_into(op, x, a, b, &mut out);
+    out
+}
+
+/// Elements per piece when an elementwise op is spread over the cores.
+const PIECE: usize = 1 << 16;
+
+/// [`unary`] into `out` (as long as `x`), spread over the cores when it is large.
+pub fn unary_into(op: Unary, x: &[f32], a: f32, b: f32, out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "unary: output length");
     let act = match op {
         Unary::Identity => Some(Activation::None),
         Unary::Relu => Some(Activation::Relu),
@@ -37,14 +48,20 @@ pub fn unary(op: Unary, x: &[f32], a: f32, b: f32) -> Vec<f32> {
         Unary::GeluErf => Some(Activation::GeluErf),
         _ => None,
     };
-    match act {
-        Some(act) => {
-            let mut out: Vec<f32> = x.iter().map(|&v| v * a + b).collect();
-            activation::apply_row(act, &mut out, None);
-            out
+    let pieces: Vec<(&[f32], &mut [f32])> = x.chunks(PIECE).zip(out.chunks_mut(PIECE)).collect();
+    // An elementwise op is worth a thread per 2^20 elements (as an op's multiply-adds).
+    let threads = super::parallel::threads_for(x.len() as f64);
+    super::parallel::for_each_share(pieces, threads, |share| {
+        for (x, out) in share {
+            match act {
+                Some(act) => {
+                    out.iter_mut().zip(x).for_each(|(o, &v)| *o = v * a + b);
+                    activation::apply_row(act, out, None);
+                }
+                None => out.iter_mut().zip(x).for_each(|(o, &v)| *o = unary_one(op, v * a + b)),
+            }
         }
-        None => x.iter().map(|&v| unary_one(op, v * a + b)).collect(),
-    }
+    });
 }
 
 /// `f(x, y)` for one pair.
@@ -64,17 +81,36 @@ pub fn binary_one(op: Binary, x: f32, y: f32) -> f32 {
 pub fn binary(op: Binary, a: &[f32], a_shape: &[usize], b: &[f32], b_shape: &[usize]) -> Result<Vec<f32>> {
     crate::delegate::elementwise::check_len("binary a", a_shape, a.len())?;
     crate::delegate::elementwise::check_len("binary b", b_shape, b.len())?;
+    let len = Broadcast::new(a_shape, b_shape)?.len();
+    let mut out = vec![0f32; len];
+    binary_into(op, a, a_shape, b, b_shape, &mut out)?;
+    Ok(out)
+}
+
+/// [`binary`] into `out`, which must hold the broadcast's elements.
+pub fn binary_into(
+    op: Binary,
+    a: &[f32],
+    a_shape: &[usize],
+    b: &[f32],
+    b_shape: &[usize],
+    out: &mut [f32],
+) -> Result<()> {
+    crate::delegate::elementwise::check_len("binary a", a_shape, a.len())?;
+    crate::delegate::elementwise::check_len("binary b", b_shape, b.len())?;
     let bc = Broadcast::new(a_shape, b_shape)?;
+    crate::delegate::elementwise::check_len("binary output", &bc.shape, out.len())?;
     // One monomorphic loop per op, so the inner loops vectorise.
-    Ok(match op {
-        Binary::Add => broadcast(&bc, a, b, |x, y| x + y),
-        Binary::Sub => broadcast(&bc, a, b, |x, y| x - y),
-        Binary::Mul => broadcast(&bc, a, b, |x, y| x * y),
-        Binary::Div => broadcast(&bc, a, b, |x, y| x / y),
-        Binary::Max => broadcast(&bc, a, b, f32::max),
-        Binary::Min => broadcast(&bc, a, b, f32::min),
-        Binary::Pow => broadcast(&bc, a, b, f32::powf),
-    })
+    match op {
+        Binary::Add => broadcast(&bc, a, b, out, |x, y| x + y),
+        Binary::Sub => broadcast(&bc, a, b, out, |x, y| x - y),
+        Binary::Mul => broadcast(&bc, a, b, out, |x, y| x * y),
+        Binary::Div => broadcast(&bc, a, b, out, |x, y| x / y),
+        Binary::Max => broadcast(&bc, a, b, out, f32::max),
+        Binary::Min => broadcast(&bc, a, b, out, f32::min),
+        Binary::Pow => broadcast(&bc, a, b, out, f32::powf),
+    }
+    Ok(())
 }
 
 /// Dimensions merged where both operands step through them as one (their
@@ -96,21 +132,22 @@ fn coalesce(shape: &[usize], sa: &[usize], sb: &[usize]) -> Vec<(usize, usize, u
     dims
 }
 
-fn broadcast(bc: &Broadcast, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+fn broadcast(bc: &Broadcast, a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
     if bc.is_empty() {
-        return Vec::new(); // a zero-length dimension: nothing to compute (found by the session fuzzer)
+        return; // a zero-length dimension: nothing to compute (found by the session fuzzer)
     }
     let dims = coalesce(&bc.shape, &bc.a_strides, &bc.b_strides);
     let (&(inner, ia_step, ib_step), outer) = dims.split_last().expect("at least one dimension");
-    let mut out = Vec::with_capacity(bc.len());
     let mut index = vec![0usize; outer.len()];
     let (mut ia, mut ib) = (0usize, 0usize);
-    for _ in 0..bc.len() / inner {
+    for row in out.chunks_exact_mut(inner) {
         match (ia_step, ib_step) {
-            (1, 1) => out.extend(a[ia..ia + inner].iter().zip(&b[ib..ib + inner]).map(|(&x, &y)| f(x, y))),
-            (1, 0) => out.extend(a[ia..ia + inner].iter().map(|&x| f(x, b[ib]))),
-            (0, 1) => out.extend(b[ib..ib + inner].iter().map(|&y| f(a[ia], y))),
-            _ => out.extend((0..inner).map(|i| f(a[ia + i * ia_step], b[ib + i * ib_step]))),
+            (1, 1) => {
+                row.iter_mut().zip(&a[ia..ia + inner]).zip(&b[ib..ib + inner]).for_each(|((o, &x), &y)| *o = f(x, y))
+            }
+            (1, 0) => row.iter_mut().zip(&a[ia..ia + inner]).for_each(|(o, &x)| *o = f(x, b[ib])),
+            (0, 1) => row.iter_mut().zip(&b[ib..ib + inner]).for_each(|(o, &y)| *o = f(a[ia], y)),
+            _ => row.iter_mut().enumerate().for_each(|(i, o)| *o = f(a[ia + i * ia_step], b[ib + i * ib_step])),
         }
         // Odometer over the outer dimensions, keeping the operand offsets in step.
         for (d, &(n, sa, sb)) in outer.iter().enumerate().rev() {
@@ -125,7 +162,6 @@ fn broadcast(bc: &Broadcast, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) 
             index[d] = 0;
         }
     }
-    out
 }
 
 #[cfg(test)]

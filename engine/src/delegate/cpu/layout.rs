@@ -9,12 +9,28 @@ pub fn copy(plan: &CopyPlan, inputs: &[&[f32]]) -> Result<Vec<f32>> {
     let lens: Vec<usize> = inputs.iter().map(|x| x.len()).collect();
     let len = plan.check(&lens)?;
     let mut out = vec![plan.fill.unwrap_or(0.0); len];
+    copy_regions(plan, inputs, &mut out);
+    Ok(out)
+}
+
+/// [`copy`] into `out`, which must be as long as the plan's output.
+pub fn copy_into(plan: &CopyPlan, inputs: &[&[f32]], out: &mut [f32]) -> Result<()> {
+    let lens: Vec<usize> = inputs.iter().map(|x| x.len()).collect();
+    let len = plan.check(&lens)?;
+    if len != out.len() {
+        return Err(crate::Error::Invalid(format!("copy: an output of {} values for {len}", out.len())));
+    }
+    out.fill(plan.fill.unwrap_or(0.0));
+    copy_regions(plan, inputs, out);
+    Ok(())
+}
+
+fn copy_regions(plan: &CopyPlan, inputs: &[&[f32]], out: &mut [f32]) {
     for r in &plan.regions {
         if !r.is_empty() {
-            copy_region(r, inputs[r.input], &mut out);
+            copy_region(r, inputs[r.input], out);
         }
     }
-    Ok(out)
 }
 
 /// One region: dimensions with `div` (nearest upsampling) keep their own
