@@ -14,6 +14,23 @@ Kinema's error against PyTorch's output (max abs, and relative to max |ref|).
 With `--int8` (`--int4`) Kinema also runs the checkpoint `kinema quantize --int8`
 (`--int4 --group 64`) wrote (cached as DIR/transformer-int8.safetensors, -int4). PyTorch's output is cached in
 DIR/bench/ (a pass at 81 frames takes tens of minutes).
+
+The whole pipeline, prompt to video (text encoder, denoising loop with
+guidance, VAE decode), against diffusers' `WanPipeline` on the same folder:
+
+    python tools/bench_wan.py --pipeline DIR [--steps 1] [--threads 2] [--runs 1] [--json]
+
+DIR is a diffusers Wan folder with `text_encoder/` and `tokenizer/` that
+`python -m kinema_export wan-pipeline` has exported (kinema.json names the size,
+the frames and, when its VAE decoder is tiled, the tiles — diffusers then runs
+`vae.enable_tiling()`, whose defaults are the exporter's). `kinema generate
+--pipeline DIR PROMPT --steps N --device cpu -o clip.mp4` against
+`WanPipeline(prompt=PROMPT, num_inference_steps=N, …)` with the same guidance
+(kinema.json's default, WanPipeline's 5.0) and negative prompt (""): diffusers
+loads the text encoder in its stored dtype (bf16 for umT5-XXL, which does not
+fit this machine in f32) and the transformer and VAE in f32 (PyTorch's fast path
+on a CPU without bf16 arithmetic); Kinema reads every checkpoint in its stored
+dtype, stage by stage. Wall time and peak RSS per process, as above.
 """
 
 from __future__ import annotations
@@ -23,6 +40,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -42,15 +60,24 @@ save_file({"out0": y.contiguous()}, out)
 '''
 
 
-def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one process."""
+def timed(cmd: list[str], env: dict | None = None, stage_peaks: bool = False) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one process. With `stage_peaks`, the
+    process is `kinema generate`, which resets Linux's peak-RSS counter at each
+    stage to print that stage's peak (so ru_maxrss is only the last stage's):
+    the peak is then the largest "peak RSS X GiB" it printed."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env)
+    p = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE if stage_peaks else None, text=True)
+    peaks = []
+    if stage_peaks:
+        import re
+        for line in p.stderr:
+            sys.stderr.write(line)
+            peaks += [float(g) * 2**30 for g in re.findall(r"peak RSS ([0-9.]+) GiB", line)]
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     if status != 0:
         raise SystemExit(f"{cmd[0]} failed ({status})")
-    return wall, usage.ru_maxrss * 1024
+    return wall, int(max([usage.ru_maxrss * 1024] + peaks))
 
 
 def inputs(path: str, frames: int) -> None:
@@ -72,9 +99,65 @@ def error(got: str, want: str) -> tuple[float, float]:
     return err, err / float(abs(b).max())
 
 
+PIPELINE = r'''
+import sys, torch
+threads, d, prompt, steps, guidance, height, width, frames, tiled = sys.argv[1:10]
+torch.set_num_threads(int(threads))
+from diffusers import WanPipeline
+from transformers import UMT5EncoderModel
+text_encoder = UMT5EncoderModel.from_pretrained(d + "/text_encoder", torch_dtype="auto")
+pipe = WanPipeline.from_pretrained(d, text_encoder=text_encoder, torch_dtype=torch.float32)
+pipe.text_encoder = text_encoder
+if tiled == "1":
+    pipe.vae.enable_tiling()
+with torch.no_grad():
+    video = pipe(prompt=prompt, negative_prompt="", height=int(height), width=int(width), num_frames=int(frames),
+                 num_inference_steps=int(steps), guidance_scale=float(guidance), output_type="np",
+                 generator=torch.Generator().manual_seed(0)).frames[0]
+assert video.shape == (int(frames), int(height), int(width), 3), video.shape
+'''
+
+
+def pipeline(args) -> int:
+    d = os.path.abspath(os.path.expanduser(args.pipeline))
+    manifest = json.load(open(os.path.join(d, "kinema.json")))
+    video, guidance = manifest["video"], manifest["defaults"]["guidance"]
+    tiled = "1" if manifest.get("vae_decoder", {}).get("tiling") else "0"
+    prompt = "a cat surfing a wave at sunset"
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), KINEMA_THREADS=str(args.threads))
+    out = os.path.join(tempfile.mkdtemp(prefix="kinema-bench-"), "clip.mp4")
+    rows: dict[str, list[tuple[float, int]]] = {}
+    for _ in range(args.runs):
+        rows.setdefault("diffusers", []).append(timed(
+            [sys.executable, "-c", PIPELINE, str(args.threads), d, prompt, str(args.steps), str(guidance),
+             str(video["height"]), str(video["width"]), str(video["frames"]), tiled]))
+        rows.setdefault("kinema", []).append(timed(
+            [KINEMA, "generate", "--pipeline", d, prompt, "--steps", str(args.steps), "--device", "cpu", "-o", out],
+            env, stage_peaks=True))
+    ref_wall, ref_rss = min(rows["diffusers"])
+    report = {"pipeline": d, "video": video, "steps": args.steps, "guidance": guidance, "tiled_vae": tiled == "1",
+              "threads": args.threads, "rows": {}}
+    for name, runs in rows.items():
+        wall, rss = min(runs)
+        report["rows"][name] = {"wall_s": round(wall, 2), "peak_rss_bytes": rss,
+                                "wall_vs_diffusers": round(wall / ref_wall, 3),
+                                "rss_vs_diffusers": round(rss / ref_rss, 3)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{video['frames']}×{video['height']}×{video['width']}, {args.steps} steps, guidance {guidance}, "
+              f"{args.threads} threads, best of {args.runs}")
+        for name, r in report["rows"].items():
+            print(f"  {name:10} {r['wall_s']:8.2f} s ({r['wall_vs_diffusers']:.2f}×)  "
+                  f"peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB ({r['rss_vs_diffusers']:.2f}×)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("dir")
+    ap.add_argument("dir", nargs="?")
+    ap.add_argument("--pipeline", help="time the whole pipeline of this folder against diffusers' WanPipeline")
+    ap.add_argument("--steps", type=int, default=1, help="denoising steps (--pipeline)")
     ap.add_argument("--frames", type=int, default=1, help="latent frames (1: 1,560 tokens; 21: 32,760)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--runs", type=int, default=1)
@@ -82,6 +165,10 @@ def main() -> int:
     ap.add_argument("--int4", action="store_true", help="also the `kinema quantize --int4` checkpoint (groups of 64)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.pipeline:
+        return pipeline(args)
+    if not args.dir:
+        ap.error("give DIR (the transformer alone) or --pipeline DIR")
     program = os.path.join(args.dir, "programs", f"t2v-{args.frames}f", "program.json")
     transformer = os.path.join(args.dir, "transformer")
     bench = os.path.join(args.dir, "bench")

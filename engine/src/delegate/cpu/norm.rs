@@ -95,17 +95,40 @@ pub fn softmax(spec: &Softmax, x: &[f32]) -> Result<Vec<f32>> {
 /// Reduces the middle axis of `[outer, axis, inner]`.
 pub fn reduce(spec: &Reduce, x: &[f32]) -> Result<Vec<f32>> {
     let len = spec.check(x.len())?;
-    let mut out = Vec::with_capacity(len);
+    let mut out = vec![0f32; len];
+    // A block of outputs at a time: each reduced row is read whole, in order
+    // (a reduction over channels reads planes, not one value a plane apart), and
+    // the block's accumulators stay in cache. Each output still sums its values
+    // in order, in f64, as one loop over them would.
+    const BLOCK: usize = 2048;
+    let mut acc = vec![0f64; BLOCK.min(spec.inner.max(1))];
     for o in 0..spec.outer {
         let base = o * spec.axis * spec.inner;
-        for i in 0..spec.inner {
-            let values = (0..spec.axis).map(|j| x[base + j * spec.inner + i]);
-            out.push(match spec.op {
-                ReduceOp::Sum => values.map(f64::from).sum::<f64>() as f32,
-                ReduceOp::Mean => (values.map(f64::from).sum::<f64>() / spec.axis as f64) as f32,
-                ReduceOp::Max => values.fold(f32::NEG_INFINITY, f32::max),
-                ReduceOp::Min => values.fold(f32::INFINITY, f32::min),
-            });
+        for i0 in (0..spec.inner).step_by(BLOCK) {
+            let n = BLOCK.min(spec.inner - i0);
+            let (acc, out) = (&mut acc[..n], &mut out[o * spec.inner + i0..][..n]);
+            let row = |j: usize| &x[base + j * spec.inner + i0..][..n];
+            match spec.op {
+                ReduceOp::Sum | ReduceOp::Mean => {
+                    acc.fill(0.0);
+                    for j in 0..spec.axis {
+                        acc.iter_mut().zip(row(j)).for_each(|(a, &v)| *a += f64::from(v));
+                    }
+                    let div = if spec.op == ReduceOp::Mean { spec.axis as f64 } else { 1.0 };
+                    out.iter_mut().zip(acc.iter()).for_each(|(o, &a)| *o = (a / div) as f32);
+                }
+                ReduceOp::Max | ReduceOp::Min => {
+                    let (init, f): (f32, fn(f32, f32) -> f32) = if spec.op == ReduceOp::Max {
+                        (f32::NEG_INFINITY, f32::max)
+                    } else {
+                        (f32::INFINITY, f32::min)
+                    };
+                    out.fill(init);
+                    for j in 0..spec.axis {
+                        out.iter_mut().zip(row(j)).for_each(|(o, &v)| *o = f(*o, v));
+                    }
+                }
+            }
         }
     }
     Ok(out)
