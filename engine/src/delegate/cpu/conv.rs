@@ -63,6 +63,11 @@ impl OutPtr {
 /// it stays in a core's L2 while every tap adds into it.
 const SHIFTED_BUDGET: usize = 1 << 17;
 
+/// A 1×1×1 conv of stride 1 without padding: a plain matrix product.
+fn pointwise(spec: &Conv3d) -> bool {
+    spec.kernel == [1; 3] && spec.stride == [1; 3] && spec.padding == [[0; 2]; 3]
+}
+
 /// How a conv forms its products.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Method {
@@ -75,9 +80,8 @@ enum Method {
 /// `out = act(conv3d(x, w) + bias)`; see [`Conv3d`].
 pub fn conv3d(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
     // The shifted sgemms are strided: natively, where `matrixmultiply` packs them.
-    let pointwise = spec.kernel == [1; 3] && spec.stride == [1; 3] && spec.padding == [[0; 2]; 3];
     let method = match ROUTE {
-        Route::Strided if spec.stride == [1; 3] && !pointwise => Method::Shifted,
+        Route::Strided if spec.stride == [1; 3] && !pointwise(spec) => Method::Shifted,
         route => Method::Im2col(route),
     };
     conv3d_by(method, None, spec, x, w, bias)
@@ -111,7 +115,7 @@ fn conv3d_by(
     let chunks = chunks(spec, route, threads);
     let ptr = OutPtr(out.as_mut_ptr());
     // A pointwise conv reads its input as the column matrix itself.
-    let pointwise = spec.kernel == [1; 3] && spec.stride == [1; 3] && spec.padding == [[0; 2]; 3];
+    let pointwise = pointwise(spec);
     let route = if pointwise { Route::Strided } else { route };
     // The packed route packs each group's weights once, for every chunk.
     let packed_w: Vec<Vec<f32>> = match route {

@@ -84,14 +84,16 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 struct Failure {
     error: Error,
     retry: bool,
+    /// The server does not have the file (remembered under `.absent/`).
+    absent: bool,
 }
 
 impl Failure {
     fn retry(error: Error) -> Failure {
-        Failure { error, retry: true }
+        Failure { error, retry: true, absent: false }
     }
     fn fatal(error: Error) -> Failure {
-        Failure { error, retry: false }
+        Failure { error, retry: false, absent: false }
     }
 }
 
@@ -148,8 +150,8 @@ pub(super) fn fetch(
         let before = download.have()?;
         match download.attempt(agent, max) {
             Ok(()) => break,
-            Err(Failure { error, retry }) => {
-                if error.to_string().contains("HTTP 404") {
+            Err(Failure { error, retry, absent: gone }) => {
+                if gone {
                     let _ = std::fs::create_dir_all(absent.parent().unwrap_or(root));
                     let _ = File::create(&absent);
                 }
@@ -272,7 +274,7 @@ impl Download<'_> {
                 self.restart()?;
                 return Err(Failure::retry(Error::http(url, "the server refused to resume (HTTP 416)")));
             }
-            404 => return Err(Failure::fatal(not_found(url))),
+            404 => return Err(Failure { absent: true, ..Failure::fatal(not_found(url)) }),
             s if s >= 500 || s == 408 || s == 429 => {
                 return Err(Failure::retry(Error::http(url, format!("HTTP {s}"))));
             }
