@@ -144,10 +144,11 @@ fn work(op: &Op, shapes: &[&[usize]], fused: Option<Activation>) -> Result<Work>
     })
 }
 
-/// Runs `op` on the CPU delegate; returns one buffer per output. Only a
+/// Runs `op` on the CPU delegate, output `i` into `outs[i]` (exactly that
+/// output's length; whatever it held is overwritten, never read). Only a
 /// matmul's weight (input 1) and a gather's table (input 0) may come in their
 /// stored dtype.
-pub fn cpu(op: &Op, inputs: &[Input], fused: Option<Activation>) -> Result<Vec<Vec<f32>>> {
+pub fn cpu_into(op: &Op, inputs: &[Input], fused: Option<Activation>, outs: &mut [&mut [f32]]) -> Result<()> {
     let shapes: Vec<&[usize]> = inputs.iter().map(|i| i.0).collect();
     let work = work(op, &shapes, fused)?;
     let mut data: Vec<&[f32]> = Vec::with_capacity(inputs.len());
@@ -167,55 +168,53 @@ pub fn cpu(op: &Op, inputs: &[Input], fused: Option<Activation>) -> Result<Vec<V
             }
         }
     }
-    let one = |v: Result<Vec<f32>>| v.map(|v| vec![v]);
+    let want = if let Work::Copies(ps) = &work { ps.len() } else { 1 };
+    if outs.len() != want {
+        return Err(Error::Program(format!("{}: {} outputs given for {want}", op.kind(), outs.len())));
+    }
+    let out = &mut *outs[0];
     match work {
-        Work::Unary(f, a, b) => Ok(vec![cpu::elementwise::unary(f, data[0], a, b)]),
-        Work::Binary(b) => one(cpu::elementwise::binary(b, data[0], shapes[0], data[1], shapes[1])),
-        Work::Matmul(m) => one(cpu::matmul::matmul_weight(&m, data[0], inputs[1].1, data.get(2).copied())),
-        Work::Conv(c) => one(cpu::conv::conv3d(&c, data[0], data[1], data.get(2).copied())),
-        Work::Attention(a) => one(cpu::attention::attention(&a, data[0], data[1], data[2], data.get(3).copied())),
-        Work::Softmax(s) => one(cpu::norm::softmax(&s, data[0])),
-        Work::Norm(n) => one(cpu::norm::norm(&n, data[0], data.get(1).copied(), data.get(2).copied())),
-        Work::Reduce(r) => one(cpu::norm::reduce(&r, data[0])),
-        Work::Copy(p) => one(cpu::layout::copy(&p, &data)),
-        Work::Copies(ps) => ps.iter().map(|p| cpu::layout::copy(p, &data)).collect(),
-        Work::Rotary(r) => one(cpu::rotary::rotary(&r, data[0], data[1], data[2])),
-        Work::Cast(to_f16) => Ok(vec![cast(data[0], to_f16)]),
-        Work::Gather(g) => one(cpu::gather::gather(&g, inputs[0].1, data[1])),
-        Work::View => Ok(vec![data[0].to_vec()]),
+        Work::Unary(f, a, b) => {
+            cpu::check_out("unary", out, data[0].len())?;
+            cpu::elementwise::unary_into(f, data[0], a, b, out);
+            Ok(())
+        }
+        Work::Binary(b) => cpu::elementwise::binary_into(b, data[0], shapes[0], data[1], shapes[1], out),
+        Work::Matmul(m) => cpu::matmul::matmul_weight_into(&m, data[0], inputs[1].1, data.get(2).copied(), out),
+        Work::Conv(c) => cpu::conv::conv3d_into(&c, data[0], data[1], data.get(2).copied(), out),
+        Work::Attention(a) => {
+            cpu::attention::attention_into(&a, [data[0], data[1], data[2]], data.get(3).copied(), out)
+        }
+        Work::Softmax(s) => cpu::norm::softmax_into(&s, data[0], out),
+        Work::Norm(n) => cpu::norm::norm_into(&n, data[0], data.get(1).copied(), data.get(2).copied(), out),
+        Work::Reduce(r) => cpu::norm::reduce_into(&r, data[0], out),
+        Work::Copy(p) => cpu::layout::copy_into(&p, &data, out),
+        Work::Copies(ps) => ps.iter().zip(outs.iter_mut()).try_for_each(|(p, o)| cpu::layout::copy_into(p, &data, o)),
+        Work::Rotary(r) => cpu::rotary::rotary_into(&r, data[0], data[1], data[2], out),
+        Work::Cast(to_f16) => {
+            cpu::check_out("cast", out, data[0].len())?;
+            if to_f16 {
+                out.iter_mut().zip(data[0]).for_each(|(o, &v)| *o = half::f16::from_f32(v).to_f32());
+            } else {
+                out.copy_from_slice(data[0]);
+            }
+            Ok(())
+        }
+        Work::Gather(g) => cpu::gather::gather_into(&g, inputs[0].1, data[1], out),
+        Work::View => {
+            cpu::check_out("view", out, data[0].len())?;
+            out.copy_from_slice(data[0]);
+            Ok(())
+        }
     }
 }
 
-/// [`cpu`] for the ops that write straight into their output's memory (`out`,
-/// as long as the output): elementwise ones and single copies (pad, cat,
-/// slice, permute, …). `None` for every other op (and
-/// operands not in f32), which [`cpu`] runs.
-pub fn cpu_into(op: &Op, inputs: &[Input], fused: Option<Activation>, out: &mut [f32]) -> Option<Result<()>> {
-    let shapes: Vec<&[usize]> = inputs.iter().map(|i| i.0).collect();
-    let f32_of = |i: usize| match inputs.get(i)?.1 {
-        Operand::F32(d) => Some(d),
-        _ => None,
-    };
-    match work(op, &shapes, fused) {
-        Err(e) => Some(Err(e)),
-        Ok(Work::Unary(f, a, b)) => {
-            let x = f32_of(0).filter(|x| x.len() == out.len())?;
-            cpu::elementwise::unary_into(f, x, a, b, out);
-            Some(Ok(()))
-        }
-        Ok(Work::Binary(b)) => {
-            Some(cpu::elementwise::binary_into(b, f32_of(0)?, shapes[0], f32_of(1)?, shapes[1], out))
-        }
-        Ok(Work::Copy(p)) => {
-            let data: Option<Vec<&[f32]>> = (0..inputs.len()).map(f32_of).collect();
-            Some(cpu::layout::copy_into(&p, &data?, out))
-        }
-        Ok(_) => None,
-    }
-}
-
-fn cast(x: &[f32], to_f16: bool) -> Vec<f32> {
-    if to_f16 { x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect() } else { x.to_vec() }
+/// [`cpu_into`] into new buffers, one per output, of `lens` values.
+pub fn cpu(op: &Op, inputs: &[Input], fused: Option<Activation>, lens: &[usize]) -> Result<Vec<Vec<f32>>> {
+    let mut bufs: Vec<Vec<f32>> = lens.iter().map(|&n| vec![0f32; n]).collect();
+    let mut outs: Vec<&mut [f32]> = bufs.iter_mut().map(Vec::as_mut_slice).collect();
+    cpu_into(op, inputs, fused, &mut outs)?;
+    Ok(bufs)
 }
 
 /// Records `op` on the GPU over device views: `inputs` with their shapes, one

@@ -408,26 +408,25 @@ impl Session {
                 };
                 let apart =
                     |s: &crate::plan::Slot| read.iter().all(|r| s.offset + s.len <= r.start || r.end <= s.offset);
-                let in_place = match out_names.as_slice() {
-                    [one] => self.plan.arena.slots.get(one).filter(|s| apart(s)).copied(),
-                    _ => None,
-                };
-                // SAFETY: inside the arena, and apart from every input read above.
-                let done = in_place.and_then(|o| {
-                    let out = unsafe { std::slice::from_raw_parts_mut(base.add(o.offset), o.len) };
-                    execute::cpu_into(&node.op, &args, fused, out)
+                let slots: Vec<crate::plan::Slot> = out_names.iter().map(|n| self.plan.arena.slots[n]).collect();
+                let disjoint = slots.iter().enumerate().all(|(i, a)| {
+                    apart(a) && slots[..i].iter().all(|b| a.offset + a.len <= b.offset || b.offset + b.len <= a.offset)
                 });
-                match done {
-                    Some(result) => result?,
-                    None => {
-                        let outs = execute::cpu(&node.op, &args, fused)?;
-                        for (name, data) in out_names.iter().zip(outs) {
-                            let slot = self.plan.arena.slots[name];
-                            debug_assert_eq!(slot.len, data.len());
-                            // SAFETY: the slot lies inside the arena; no input slice is used after this.
-                            unsafe { std::slice::from_raw_parts_mut(base.add(slot.offset), slot.len) }
-                                .copy_from_slice(&data);
-                        }
+                if disjoint {
+                    // SAFETY: every slot lies inside the arena, apart from every
+                    // input read above and from each other.
+                    let mut outs: Vec<&mut [f32]> = slots
+                        .iter()
+                        .map(|o| unsafe { std::slice::from_raw_parts_mut(base.add(o.offset), o.len) })
+                        .collect();
+                    execute::cpu_into(&node.op, &args, fused, &mut outs)?;
+                } else {
+                    let lens: Vec<usize> = slots.iter().map(|s| s.len).collect();
+                    let outs = execute::cpu(&node.op, &args, fused, &lens)?;
+                    for (slot, data) in slots.iter().zip(outs) {
+                        // SAFETY: the slot lies inside the arena; no input slice is used after this.
+                        unsafe { std::slice::from_raw_parts_mut(base.add(slot.offset), slot.len) }
+                            .copy_from_slice(&data);
                     }
                 }
             }

@@ -298,7 +298,9 @@ impl Resident {
                             .zip(&host)
                             .map(|(n, d)| (program.shape(n).expect("validated"), Operand::F32(d)))
                             .collect();
-                        execute::cpu(&node.op, &args, step.fused.map(|(_, a)| a))?
+                        let lens: Vec<usize> =
+                            outs.iter().map(|n| program.shape(n).expect("validated").iter().product()).collect();
+                        execute::cpu(&node.op, &args, step.fused.map(|(_, a)| a), &lens)?
                     }
                 };
                 for (name, data) in outs.iter().zip(results) {

@@ -26,21 +26,28 @@ const _: () = assert!(BK <= KC);
 
 /// `out = softmax(q·kᵀ · scale + mask) · v`; see [`Attention`].
 pub fn attention(spec: &Attention, q: &[f32], k: &[f32], v: &[f32], mask: Option<&[f32]>) -> Result<Vec<f32>> {
-    attention_by(ROUTE, spec, q, k, v, mask)
+    let mut out = vec![0f32; spec.check(q.len(), k.len(), v.len(), mask.map(<[f32]>::len))?];
+    attention_by(ROUTE, spec, [q, k, v], mask, &mut out)?;
+    Ok(out)
+}
+
+/// [`attention`] into `out`, which must hold exactly the output (whatever it
+/// held before is overwritten, never read).
+pub fn attention_into(spec: &Attention, [q, k, v]: [&[f32]; 3], mask: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
+    attention_by(ROUTE, spec, [q, k, v], mask, out)
 }
 
 fn attention_by(
     route: Route,
     spec: &Attention,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    [q, k, v]: [&[f32]; 3],
     mask: Option<&[f32]>,
-) -> Result<Vec<f32>> {
+    out: &mut [f32],
+) -> Result<()> {
     let len = spec.check(q.len(), k.len(), v.len(), mask.map(<[f32]>::len))?;
-    let mut out = vec![0f32; len];
+    super::check_out("attention", out, len)?;
     if len == 0 {
-        return Ok(out);
+        return Ok(());
     }
     let d = spec.head_dim;
     let mut work = Vec::new();
@@ -61,7 +68,7 @@ fn attention_by(
             normalise(block, &scratch.sum, d);
         }
     });
-    Ok(out)
+    Ok(())
 }
 
 /// A thread's reusable buffers.
@@ -379,7 +386,9 @@ mod tests {
             });
             let want = direct(spec, &q, &k, &v, mask.as_deref());
             for route in [Route::Strided, Route::Packed] {
-                let got = attention_by(route, spec, &q, &k, &v, mask.as_deref()).unwrap();
+                // Into NaNs: every output is written, none read.
+                let mut got = vec![f32::NAN; want.len()];
+                attention_by(route, spec, [&q, &k, &v], mask.as_deref(), &mut got).unwrap();
                 let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
                 assert!(err < 1e-5, "{route:?} {spec:?}: {err}");
             }

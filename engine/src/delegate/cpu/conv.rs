@@ -79,15 +79,23 @@ enum Method {
 
 /// `out = act(conv3d(x, w) + bias)`; see [`Conv3d`].
 pub fn conv3d(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; spec.check(x.len(), w.len(), bias.map(<[f32]>::len))?];
+    conv3d_into(spec, x, w, bias, &mut out)?;
+    Ok(out)
+}
+
+/// [`conv3d`] into `out`, which must hold exactly the output (whatever it
+/// held before is overwritten, never read).
+pub fn conv3d_into(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
     // The shifted sgemms are strided: natively, where `matrixmultiply` packs them.
     let method = match ROUTE {
         Route::Strided if spec.stride == [1; 3] && !pointwise(spec) => Method::Shifted,
         route => Method::Im2col(route),
     };
-    conv3d_by(method, None, spec, x, w, bias)
+    conv3d_by(method, None, spec, x, w, bias, out)
 }
 
-/// [`conv3d`] by `method`, on `threads` (or as many as its size is worth).
+/// [`conv3d_into`] by `method`, on `threads` (or as many as its size is worth).
 fn conv3d_by(
     method: Method,
     threads: Option<usize>,
@@ -95,18 +103,23 @@ fn conv3d_by(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
-) -> Result<Vec<f32>> {
+    out: &mut [f32],
+) -> Result<()> {
     let len = spec.check(x.len(), w.len(), bias.map(<[f32]>::len))?;
-    let mut out = vec![0f32; len];
+    super::check_out("conv3d", out, len)?;
     if len == 0 {
-        return Ok(out);
+        return Ok(());
+    }
+    if spec.k() == 0 {
+        // No sum: the bias and activation of zeros.
+        out.fill(0.0);
     }
     let threads = threads.unwrap_or_else(|| parallel::threads_for(spec.macs()));
     let route = match method {
         Method::Im2col(route) => route,
         Method::Shifted => {
-            shifted(spec, threads, x, w, bias, &mut out);
-            return Ok(out);
+            shifted(spec, threads, x, w, bias, out);
+            return Ok(());
         }
     };
     let [_, _, ow] = spec.output();
@@ -174,7 +187,7 @@ fn conv3d_by(
             unsafe { epilogue(spec, bias, &chunk, block) };
         }
     });
-    Ok(out)
+    Ok(())
 }
 
 /// The shifted method (see the module's docs) for a stride-1 conv whose
@@ -454,6 +467,13 @@ mod tests {
         out
     }
 
+    /// [`conv3d_by`] into a buffer of NaNs: every output must be written, none read.
+    fn by(method: Method, threads: usize, spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        let mut out = vec![f32::NAN; spec.batch * spec.c_out * spec.output().iter().product::<usize>()];
+        conv3d_by(method, Some(threads), spec, x, w, bias, &mut out).unwrap();
+        out
+    }
+
     #[test]
     fn matches_the_definition_with_strides_padding_dilation_groups() {
         let specs = [
@@ -480,7 +500,7 @@ mod tests {
             // Three threads: several chunks per (batch, group) wherever there are rows.
             let shifted = (spec.stride == [1; 3]).then_some(Method::Shifted);
             for method in [Method::Im2col(Route::Strided), Method::Im2col(Route::Packed)].into_iter().chain(shifted) {
-                let got = conv3d_by(method, Some(3), spec, &x, &w, None).unwrap();
+                let got = by(method, 3, spec, &x, &w, None);
                 assert_eq!(got.len(), want.len());
                 let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs() / (1.0 + b.abs())));
                 assert!(err < 1e-5, "{method:?} {spec:?}: {err}");
@@ -488,9 +508,9 @@ mod tests {
             // Bias and a fused activation: each method's epilogue as im2col's.
             let spec = &Conv3d { activation: crate::delegate::Activation::Silu, ..*spec };
             let bias = crate::random::uniform(spec.c_out, 20 + i as u64);
-            let want = conv3d_by(Method::Im2col(Route::Strided), Some(1), spec, &x, &w, Some(&bias)).unwrap();
+            let want = by(Method::Im2col(Route::Strided), 1, spec, &x, &w, Some(&bias));
             for method in [Method::Im2col(Route::Packed)].into_iter().chain(shifted) {
-                let got = conv3d_by(method, Some(3), spec, &x, &w, Some(&bias)).unwrap();
+                let got = by(method, 3, spec, &x, &w, Some(&bias));
                 let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs() / (1.0 + b.abs())));
                 assert!(got.len() == want.len() && err < 1e-5, "{method:?} {spec:?} with bias and silu: {err}");
             }

@@ -8,16 +8,23 @@ use crate::weights::{convert, quant};
 /// `out[i] = table[indices[i]]`; see [`Gather`]. An index that is not a row
 /// of the table is an error.
 pub fn gather(spec: &Gather, table: Operand, indices: &[f32]) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; spec.check(table.len(), indices.len())?];
+    gather_into(spec, table, indices, &mut out)?;
+    Ok(out)
+}
+
+/// [`gather`] into `out` (the gathered length; overwritten, never read).
+pub fn gather_into(spec: &Gather, table: Operand, indices: &[f32], out: &mut [f32]) -> Result<()> {
     let len = spec.check(table.len(), indices.len())?;
-    let mut out = vec![0f32; len];
+    super::check_out("gather", out, len)?;
     let dim = spec.dim;
     if dim == 0 {
-        return Ok(out);
+        return Ok(());
     }
     for (i, (&v, row_out)) in indices.iter().zip(out.chunks_exact_mut(dim)).enumerate() {
         read_row(table, spec.row(i, v)?, dim, row_out)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Row `row` (of `dim` values) of `table`, widened to f32.

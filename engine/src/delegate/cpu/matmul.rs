@@ -17,10 +17,18 @@ struct Block {
 
 /// `out = act(op(A) · op(B) + bias)` for every batch; see [`Matmul`].
 pub fn matmul(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?];
+    matmul_into(spec, a, b, bias, &mut out)?;
+    Ok(out)
+}
+
+/// [`matmul`] into `out`, which must hold exactly the product (whatever it
+/// held before is overwritten, never read).
+pub fn matmul_into(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
     let len = spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?;
-    let mut out = vec![0f32; len];
+    super::check_out("matmul", out, len)?;
     if len == 0 {
-        return Ok(out);
+        return Ok(());
     }
     let macs = spec.batch as f64 * spec.m as f64 * spec.n as f64 * spec.k as f64;
     let threads = parallel::threads_for(macs);
@@ -38,7 +46,7 @@ pub fn matmul(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>) -> Resu
     parallel::for_each_share(work, threads, |share| {
         share.into_iter().for_each(|(block, c)| gemm_block(spec, a, b, bias, &block, c))
     });
-    Ok(out)
+    Ok(())
 }
 
 /// How many values of a stored B are widened to f32 at a time (4 MiB).
@@ -50,9 +58,22 @@ const WIDEN_BLOCK: usize = 1 << 20;
 /// of the sum over k otherwise — so B is never whole as f32. Widening costs
 /// one pass over B per call; the product costs `m` of them.
 pub fn matmul_weight(spec: &Matmul, a: &[f32], b: Operand<'_>, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; spec.check(a.len(), b.len(), bias.map(<[f32]>::len))?];
+    matmul_weight_into(spec, a, b, bias, &mut out)?;
+    Ok(out)
+}
+
+/// [`matmul_weight`] into `out`, as [`matmul_into`].
+pub fn matmul_weight_into(
+    spec: &Matmul,
+    a: &[f32],
+    b: Operand<'_>,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) -> Result<()> {
     // How B is stored: its dtype's bytes (int4: two values a byte) and its scales.
     let (dtype, bytes, scales, group) = match b {
-        Operand::F32(b) => return matmul(spec, a, b, bias),
+        Operand::F32(b) => return matmul_into(spec, a, b, bias, out),
         Operand::Half(half, bytes) => (half.dtype(), bytes, None, 0),
         Operand::Int8 { q, scales } => (Dtype::I8, q, Some(scales), 0),
         Operand::Int4 { q, scales, group } => (Dtype::U8, q, Some(scales), group.max(1)),
@@ -75,12 +96,13 @@ pub fn matmul_weight(spec: &Matmul, a: &[f32], b: Operand<'_>, bias: Option<&[f3
             s.len()
         )));
     }
-    let mut out = vec![0f32; len];
+    super::check_out("matmul", out, len)?;
     let (m, n, k) = (spec.m, spec.n, spec.k);
     if len == 0 || k == 0 {
         // No sum (k = 0): the bias and activation of zeros.
+        out.fill(0.0);
         out.chunks_exact_mut(n.max(1)).for_each(|row| activation::apply_row(spec.activation, row, bias));
-        return Ok(out);
+        return Ok(());
     }
     let threads = parallel::threads_for(spec.batch as f64 * m as f64 * n as f64 * k as f64);
     // B's stored rows: n rows of k when transposed, else k rows of n.
@@ -117,7 +139,7 @@ pub fn matmul_weight(spec: &Matmul, a: &[f32], b: Operand<'_>, bias: Option<&[f3
     if bias.is_some() || spec.activation != Activation::None {
         out.chunks_exact_mut(n).for_each(|row| activation::apply_row(spec.activation, row, bias));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One product into some columns of a row-major output: `out[:, cols] =
@@ -205,6 +227,8 @@ fn gemm_block(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, block: 
                 1,
             );
         }
+    } else {
+        c.fill(0.0); // no sum (k = 0)
     }
     if bias.is_some() || spec.activation != Activation::None {
         c.chunks_exact_mut(spec.n).for_each(|row| activation::apply_row(spec.activation, row, bias));

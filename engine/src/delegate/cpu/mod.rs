@@ -12,3 +12,12 @@ pub mod matmul;
 pub mod norm;
 pub mod parallel;
 pub mod rotary;
+
+/// Checks that the buffer a kernel writes into holds exactly its `len` outputs.
+pub(crate) fn check_out(kernel: &str, out: &[f32], len: usize) -> crate::Result<()> {
+    if out.len() == len {
+        Ok(())
+    } else {
+        Err(crate::Error::Invalid(format!("{kernel}: an output of {} values for {len}", out.len())))
+    }
+}

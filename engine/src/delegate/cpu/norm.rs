@@ -7,19 +7,26 @@ use crate::delegate::{Norm, NormKind, Reduce, ReduceOp, Softmax};
 
 /// Normalises each row; `w` and `b` are the affine parameters (see [`Norm`]).
 pub fn norm(spec: &Norm, x: &[f32], w: Option<&[f32]>, b: Option<&[f32]>) -> Result<Vec<f32>> {
-    spec.check(x.len(), w.map(<[f32]>::len), b.map(<[f32]>::len))?;
     let mut out = vec![0f32; x.len()];
+    norm_into(spec, x, w, b, &mut out)?;
+    Ok(out)
+}
+
+/// [`norm`] into `out` (as long as `x`; overwritten, never read).
+pub fn norm_into(spec: &Norm, x: &[f32], w: Option<&[f32]>, b: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
+    spec.check(x.len(), w.map(<[f32]>::len), b.map(<[f32]>::len))?;
+    super::check_out("norm", out, x.len())?;
     if spec.n == 0 {
-        return Ok(out);
+        return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        unsafe { norm_rows_avx2(spec, x, w, b, &mut out) };
-        return Ok(out);
+        unsafe { norm_rows_avx2(spec, x, w, b, out) };
+        return Ok(());
     }
-    norm_rows(spec, x, w, b, &mut out);
-    Ok(out)
+    norm_rows(spec, x, w, b, out);
+    Ok(())
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -74,10 +81,18 @@ fn norm_rows(spec: &Norm, x: &[f32], w: Option<&[f32]>, b: Option<&[f32]>, out: 
 
 /// Softmax of each row of `n` values.
 pub fn softmax(spec: &Softmax, x: &[f32]) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; x.len()];
+    softmax_into(spec, x, &mut out)?;
+    Ok(out)
+}
+
+/// [`softmax`] into `out` (as long as `x`; overwritten, never read).
+pub fn softmax_into(spec: &Softmax, x: &[f32], out: &mut [f32]) -> Result<()> {
     spec.check(x.len())?;
-    let mut out = x.to_vec();
+    super::check_out("softmax", out, x.len())?;
+    out.copy_from_slice(x);
     if spec.n == 0 {
-        return Ok(out);
+        return Ok(());
     }
     for row in out.chunks_exact_mut(spec.n) {
         let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
@@ -89,13 +104,20 @@ pub fn softmax(spec: &Softmax, x: &[f32]) -> Result<Vec<f32>> {
         let inv = 1.0 / sum;
         row.iter_mut().for_each(|v| *v *= inv);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Reduces the middle axis of `[outer, axis, inner]`.
 pub fn reduce(spec: &Reduce, x: &[f32]) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; spec.check(x.len())?];
+    reduce_into(spec, x, &mut out)?;
+    Ok(out)
+}
+
+/// [`reduce`] into `out` (the reduced length; overwritten, never read).
+pub fn reduce_into(spec: &Reduce, x: &[f32], out: &mut [f32]) -> Result<()> {
     let len = spec.check(x.len())?;
-    let mut out = vec![0f32; len];
+    super::check_out("reduce", out, len)?;
     // A block of outputs at a time: each reduced row is read whole, in order
     // (a reduction over channels reads planes, not one value a plane apart), and
     // the block's accumulators stay in cache. Each output still sums its values
@@ -131,5 +153,5 @@ pub fn reduce(spec: &Reduce, x: &[f32]) -> Result<Vec<f32>> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }

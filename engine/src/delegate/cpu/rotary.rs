@@ -5,11 +5,19 @@ use crate::delegate::Rotary;
 
 /// Rotates the pairs of `x`; see [`Rotary`].
 pub fn rotary(spec: &Rotary, x: &[f32], cos: &[f32], sin: &[f32]) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; x.len()];
+    rotary_into(spec, x, cos, sin, &mut out)?;
+    Ok(out)
+}
+
+/// [`rotary`] into `out` (as long as `x`; overwritten, never read).
+pub fn rotary_into(spec: &Rotary, x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) -> Result<()> {
     spec.check(x.len(), cos.len(), sin.len())?;
-    let mut out = x.to_vec();
+    super::check_out("rotary", out, x.len())?;
+    out.copy_from_slice(x);
     let half = spec.dim / 2;
     if half == 0 {
-        return Ok(out);
+        return Ok(());
     }
     for (row, r) in out.chunks_exact_mut(spec.dim).enumerate() {
         let t = (row / spec.inner) % spec.len;
@@ -21,5 +29,5 @@ pub fn rotary(spec: &Rotary, x: &[f32], cos: &[f32], sin: &[f32]) -> Result<Vec<
             r[i1] = x0 * s + x1 * c;
         }
     }
-    Ok(out)
+    Ok(())
 }
