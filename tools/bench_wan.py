@@ -13,7 +13,8 @@ writing the output) and its peak resident memory (ru_maxrss from wait4); and
 Kinema's error against PyTorch's output (max abs, and relative to max |ref|).
 With `--int8` (`--int4`) Kinema also runs the checkpoint `kinema quantize --int8`
 (`--int4 --group 64`) wrote (cached as DIR/transformer-int8.safetensors, -int4). PyTorch's output is cached in
-DIR/bench/ (a pass at 81 frames takes tens of minutes).
+DIR/bench/ with its wall time and peak RSS: `--reference only` makes it (a pass at
+81 frames takes tens of minutes), `--reference cached` reuses it.
 
 The whole pipeline, prompt to video (text encoder, denoising loop with
 guidance, VAE decode), against diffusers' `WanPipeline` on the same folder:
@@ -164,6 +165,9 @@ def main() -> int:
     ap.add_argument("--int8", action="store_true")
     ap.add_argument("--int4", action="store_true", help="also the `kinema quantize --int4` checkpoint (groups of 64)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--reference", choices=["run", "cached", "only"], default="run",
+                    help="PyTorch's pass: run it (and cache its output and timing), reuse the cached one, "
+                         "or run only it (81 frames: tens of minutes)")
     args = ap.parse_args()
     if args.pipeline:
         return pipeline(args)
@@ -190,9 +194,18 @@ def main() -> int:
         weights["int4"] = q
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), KINEMA_THREADS=str(args.threads))
     rows: dict[str, list[tuple[float, int]]] = {}
+    cached = os.path.join(bench, f"torch-{args.frames}f.json")
+    if args.reference == "cached":
+        if not (os.path.exists(ref) and os.path.exists(cached)):
+            raise SystemExit(f"no cached reference in {bench}: run with --reference only first")
+        rows["pytorch"] = [tuple(r) for r in json.load(open(cached))["runs"]]
     for _ in range(args.runs):
-        rows.setdefault("pytorch", []).append(
-            timed([sys.executable, "-c", TORCH, str(args.threads), transformer, x, ref]))
+        if args.reference != "cached":
+            rows.setdefault("pytorch", []).append(
+                timed([sys.executable, "-c", TORCH, str(args.threads), transformer, x, ref]))
+            json.dump({"threads": args.threads, "runs": rows["pytorch"]}, open(cached, "w"))
+        if args.reference == "only":
+            continue
         for name, w in weights.items():
             out = os.path.join(bench, f"kinema-{name}-{args.frames}f.safetensors")
             cmd = [KINEMA, "run", program, "--weights", w, "--inputs", x, "--output", out, "--device", "cpu"]
