@@ -18,6 +18,7 @@ GFLOP/s at the min time. Output rows match `kinema bench --json`.
 """
 
 import argparse
+import os
 import json
 import statistics
 import time
@@ -88,7 +89,6 @@ def main():
     ap.add_argument("--write-onnx", metavar="DIR", help="write the three ONNX graphs there and stop")
     args = ap.parse_args()
     if args.write_onnx:
-        import os
         os.makedirs(args.write_onnx, exist_ok=True)
         for name, model in onnx_models().items():
             with open(os.path.join(args.write_onnx, f"{name}.onnx"), "wb") as f:
@@ -100,7 +100,7 @@ def main():
 
     import onnxruntime as ort
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
+    opts.intra_op_num_threads = int(os.environ.get("PEER_THREADS", "2"))
     opts.inter_op_num_threads = 1
     for name, model in onnx_models().items():
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
@@ -110,7 +110,7 @@ def main():
 
     import torch
     import torch.nn.functional as F
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("PEER_THREADS", "2")))
     t = {k: {n: torch.from_numpy(v) for n, v in d.items()} for k, d in data.items()}
     fns = {
         "matmul": lambda: t["matmul"]["a"] @ t["matmul"]["b"],

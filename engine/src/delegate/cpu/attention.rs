@@ -142,10 +142,9 @@ fn normalise(out: &mut [f32], sums: &[f32], d: usize) {
 /// A query block's unnormalised output into `out` (those rows of the
 /// output), its softmax sums into `s.sum` (reset by the caller).
 fn query_block(spec: &Attention, views: &Views, out: &mut [f32], s: &mut Scratch) {
-    let (d, rows, q0) = (spec.head_dim, views.rows, views.q0);
-    let (q, k, v, mask) = (views.q, views.k, views.v, views.mask);
+    let (d, rows) = (spec.head_dim, views.rows);
+    let (q, k, v) = (views.q, views.k, views.v);
     out.fill(0.0);
-    let shift = spec.kv_len as isize - spec.q_len as isize;
     for k0 in (0..spec.kv_len).step_by(BK) {
         let cols = BK.min(spec.kv_len - k0);
         s.scores.clear();
@@ -170,30 +169,8 @@ fn query_block(spec: &Attention, views: &Views, out: &mut [f32], s: &mut Scratch
                 1,
             );
         }
-        for (r, row) in s.scores.chunks_exact_mut(cols).enumerate() {
-            if let Some(m) = mask {
-                row.iter_mut().zip(&m[r * spec.kv_len + k0..][..cols]).for_each(|(x, m)| *x += m);
-            }
-            if spec.causal {
-                let last = (q0 + r) as isize + shift; // the last key this query sees
-                for (j, x) in row.iter_mut().enumerate() {
-                    if (k0 + j) as isize > last {
-                        *x = f32::NEG_INFINITY;
-                    }
-                }
-            }
-            // Online softmax: rescale what came before to the new running max.
-            let block_max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let new_max = s.max[r].max(block_max);
-            if new_max == f32::NEG_INFINITY {
-                row.fill(0.0); // nothing visible yet
-                continue;
-            }
-            let rescale = exp(s.max[r] - new_max);
-            s.max[r] = new_max;
-            s.sum[r] = s.sum[r] * rescale + exp_shifted(row, new_max);
-            out[r * d..][..d].iter_mut().for_each(|o| *o *= rescale);
-        }
+        let rows_of = RowsOf { spec, views, k0, cols };
+        rows_of.softmax(&mut s.scores, &mut s.max, &mut s.sum, out);
         // SAFETY: scores is rows × cols, v[k0..] is cols × d, out is rows × d.
         unsafe {
             gemm::sgemm(
@@ -294,27 +271,95 @@ fn query_block_packed(spec: &Attention, views: &Views, out: &mut [f32], s: &mut 
 
 /// `row[i] = e^(row[i] − shift)`, returning the sum: 8 lanes wide with AVX2
 /// when the CPU has it (detected at run time), else what the target gives.
-fn exp_shifted(row: &mut [f32], shift: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        return unsafe { exp_shifted_avx2(row, shift) };
+/// One key block's scores of a query block, row-major (`cols` per row): the
+/// online softmax's step over them.
+struct RowsOf<'a> {
+    spec: &'a Attention,
+    views: &'a Views<'a>,
+    k0: usize,
+    cols: usize,
+}
+
+impl RowsOf<'_> {
+    /// Adds the mask, hides what the causal mask hides, brings each row's
+    /// running max and sum (and its output so far) to the block's max, and
+    /// leaves `e^(score − max)` in the scores, for `P · V`. Compiled for the
+    /// widest vectors the CPU has (AVX-512, AVX2), portably otherwise.
+    fn softmax(&self, scores: &mut [f32], max: &mut [f32], sum: &mut [f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, checked just above.
+                return unsafe { self.softmax_avx512(scores, max, sum, out) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                return unsafe { self.softmax_avx2(scores, max, sum, out) };
+            }
+        }
+        self.softmax_portable(scores, max, sum, out)
     }
-    exp_shifted_portable(row, shift)
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn softmax_avx512(&self, scores: &mut [f32], max: &mut [f32], sum: &mut [f32], out: &mut [f32]) {
+        self.softmax_portable(scores, max, sum, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn softmax_avx2(&self, scores: &mut [f32], max: &mut [f32], sum: &mut [f32], out: &mut [f32]) {
+        self.softmax_portable(scores, max, sum, out)
+    }
+
+    #[inline(always)]
+    fn softmax_portable(&self, scores: &mut [f32], max: &mut [f32], sum: &mut [f32], out: &mut [f32]) {
+        let (spec, views, k0, cols) = (self.spec, self.views, self.k0, self.cols);
+        let d = spec.head_dim;
+        let shift = spec.kv_len as isize - spec.q_len as isize;
+        for (r, row) in scores.chunks_exact_mut(cols).enumerate() {
+            if let Some(m) = views.mask {
+                row.iter_mut().zip(&m[r * spec.kv_len + k0..][..cols]).for_each(|(x, m)| *x += m);
+            }
+            if spec.causal {
+                let last = (views.q0 + r) as isize + shift; // the last key this query sees
+                let first_hidden = (last + 1 - k0 as isize).clamp(0, cols as isize) as usize;
+                row[first_hidden..].fill(f32::NEG_INFINITY);
+            }
+            // Online softmax: rescale what came before to the new running max.
+            let new_max = max[r].max(row_max(row));
+            if new_max == f32::NEG_INFINITY {
+                row.fill(0.0); // nothing visible yet
+                continue;
+            }
+            let rescale = exp(max[r] - new_max);
+            max[r] = new_max;
+            sum[r] = sum[r] * rescale + exp_shifted(row, new_max);
+            out[r * d..][..d].iter_mut().for_each(|o| *o *= rescale);
+        }
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_shifted_avx2(row: &mut [f32], shift: f32) -> f32 {
-    exp_shifted_portable(row, shift)
-}
-
+/// The largest value of a row (−∞ for none), over sixteen running maxima so
+/// the loop vectorises.
 #[inline(always)]
-fn exp_shifted_portable(row: &mut [f32], shift: f32) -> f32 {
+fn row_max(row: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        acc.iter_mut().zip(c).for_each(|(a, &v)| *a = if v > *a { v } else { *a });
+    }
+    let rest = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    acc.iter().fold(rest, |a, &b| a.max(b))
+}
+
+/// `row[i] = e^(row[i] − shift)`; returns their sum (sixteen partial sums, so
+/// the adds vectorise too).
+#[inline(always)]
+fn exp_shifted(row: &mut [f32], shift: f32) -> f32 {
     row.iter_mut().for_each(|x| *x = exp(*x - shift));
-    // Eight partial sums, so the adds vectorise too.
-    let mut acc = [0f32; 8];
-    let mut chunks = row.chunks_exact(8);
+    let mut acc = [0f32; 16];
+    let mut chunks = row.chunks_exact(16);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
             *a += v;
