@@ -896,3 +896,69 @@ fn exporter_leftovers_are_simplified_away() {
     .unwrap();
     assert_eq!(expands(&simplify(&kept).unwrap()), 1);
 }
+
+/// Resident bytes of this process's mappings of `path` (from /proc/self/smaps):
+/// only this test's file, whatever else the test binary maps meanwhile.
+#[cfg(target_os = "linux")]
+fn mapped_rss(path: &std::path::Path) -> usize {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = path.display().to_string();
+    let (mut inside, mut kib) = (false, 0);
+    for line in smaps.lines() {
+        match line.split_whitespace().next() {
+            // A field of the current mapping ("Rss:        8192 kB").
+            Some(key) if key.ends_with(':') => {
+                if inside && key == "Rss:" {
+                    kib += line[4..].trim().trim_end_matches("kB").trim().parse::<usize>().unwrap();
+                }
+            }
+            // A mapping's first line: "start-end perms offset dev inode [path]".
+            _ => inside = line.ends_with(&name),
+        }
+    }
+    kib * 1024
+}
+
+/// A CPU session told to release its weights after use hands a memory-mapped
+/// weight's pages back after the step that reads it last: the same output,
+/// and the file's resident pages go from the weight's size to almost none.
+#[cfg(target_os = "linux")]
+#[test]
+fn cpu_sessions_can_release_mapped_weights_after_use() {
+    use std::collections::BTreeMap;
+
+    use kinema_engine::weights::writer::{TensorSpec, to_bytes};
+
+    let (m, n, k) = (3usize, 1024usize, 4096usize); // an 8 MiB bf16 weight
+    let x = kinema_engine::random::uniform(m * k, 31);
+    let w: Vec<u8> =
+        kinema_engine::random::uniform(n * k, 32).iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+    let file = to_bytes(
+        &[(TensorSpec::new("lin.weight", Dtype::BF16, &[n as u64, k as u64]), w.as_slice())],
+        &BTreeMap::new(),
+    );
+    let path = std::env::temp_dir().join(format!("kinema-release-{}.safetensors", std::process::id()));
+    std::fs::write(&path, &file).unwrap();
+    let program = Program::from_json(&format!(
+        r#"{{"format":"kinema.program","version":1,
+            "inputs":[{{"name":"x","dtype":"f32","shape":[{m},{k}]}}],
+            "parameters":[{{"name":"w","key":"lin.weight","dtype":"bf16","shape":[{n},{k}]}}],
+            "nodes":[{{"op":"linear","inputs":["x","w"],"outputs":["y"]}}],
+            "outputs":[{{"name":"out0","value":"y"}}]}}"#
+    ))
+    .unwrap();
+    let weights = pollster::block_on(Checkpoint::open(path.to_str().unwrap())).unwrap();
+    let options = Options { device: DeviceChoice::Cpu, profile: false };
+    let mut session = pollster::block_on(Session::new(program, Some(weights), options)).unwrap();
+    let kept = pollster::block_on(session.run(&[("x", &x)])).unwrap();
+    let resident = mapped_rss(&path);
+    assert!(resident >= n * k * 2, "the weight's pages after a run: {resident} bytes");
+    session.release_weights_after_use(true);
+    let released = pollster::block_on(session.run(&[("x", &x)])).unwrap();
+    let after = mapped_rss(&path);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(released[0].data.len(), m * n);
+    assert_eq!(kept[0].data, released[0].data);
+    // The header's page and the last partial page may stay.
+    assert!(after <= 2 * 4096, "resident after release: {after} bytes (before: {resident})");
+}

@@ -43,6 +43,11 @@ pub struct Args {
     /// profiled): the first run of a session compiles its GPU pipelines.
     #[arg(long, default_value_t = 0)]
     warmup: usize,
+    /// CPU: hand each memory-mapped weight's pages back to the operating
+    /// system after the step that reads it last (resident memory about one
+    /// layer's weights; a later run reads them again from the page cache).
+    #[arg(long)]
+    release_weights: bool,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -77,6 +82,7 @@ pub async fn run(args: Args) -> Result<()> {
     let mut session = Session::new(program, weights, Options { device, profile: args.profile }).await?;
     eprintln!("kinema: {}", session.device());
     session.load_parameters().await?;
+    session.release_weights_after_use(args.release_weights);
     let loaded = t0.elapsed().as_secs_f64();
     let named: Vec<(&str, &[f32])> = data.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
     for _ in 0..args.warmup {

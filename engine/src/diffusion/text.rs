@@ -246,8 +246,11 @@ impl ProgramEncoder {
     /// Opens the session and reads every weight (the text stage's load).
     pub async fn load(&mut self, folder: &super::Folder, options: crate::runtime::Options) -> Result<()> {
         if self.session.is_none() {
-            self.session =
-                Some(super::pipeline::session_of(folder, options, self.program.clone(), &self.weights).await?);
+            let mut session = super::pipeline::session_of(folder, options, self.program.clone(), &self.weights).await?;
+            // A prompt and a negative prompt, then the stage is over: each layer's
+            // mapped weights are handed back once it has run (umT5-XXL is 11 GB in bf16).
+            session.release_weights_after_use(true);
+            self.session = Some(session);
         }
         Ok(())
     }

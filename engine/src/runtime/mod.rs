@@ -157,6 +157,9 @@ pub struct Session {
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // profiling is native-only
     options: Options,
     profile: Vec<NodeTime>,
+    /// CPU runs: release each memory-mapped parameter's pages after the last
+    /// step of a run that reads it ([`Session::release_weights_after_use`]).
+    release_after_use: bool,
 }
 
 impl Session {
@@ -211,7 +214,18 @@ impl Session {
             constants,
             options,
             profile: Vec::new(),
+            release_after_use: false,
         })
+    }
+
+    /// CPU runs of a model that is run once or twice and then dropped (a text
+    /// encoder): after the last step of a run that reads a parameter, its
+    /// memory-mapped pages are handed back to the operating system
+    /// ([`Checkpoint::release`]), so the process's resident memory holds about
+    /// one layer's weights rather than the model's. A later run reads them
+    /// again (from the page cache). Off by default; GPU sessions ignore it.
+    pub fn release_weights_after_use(&mut self, on: bool) {
+        self.release_after_use = on;
     }
 
     pub fn program(&self) -> &Program {
@@ -372,7 +386,22 @@ impl Session {
             let slot = self.plan.arena.slots[*name];
             self.arena[slot.offset..][..slot.len].copy_from_slice(data);
         }
-        for s in 0..self.plan.steps.len() {
+        // The parameters each step reads last, when they are released after use.
+        let mut last_reads: Vec<Vec<String>> = vec![Vec::new(); self.plan.steps.len()];
+        if self.release_after_use {
+            let keys: HashMap<&str, &str> =
+                self.program.parameters.iter().map(|p| (p.name.as_str(), p.key.as_str())).collect();
+            let mut last: HashMap<&str, usize> = HashMap::new();
+            for (s, step) in self.plan.steps.iter().enumerate() {
+                for name in &self.program.nodes[step.node].inputs {
+                    if let Some(&key) = keys.get(name.as_str()) {
+                        last.insert(key, s);
+                    }
+                }
+            }
+            last.into_iter().for_each(|(key, s)| last_reads[s].push(key.to_string()));
+        }
+        for (s, released) in (0..self.plan.steps.len()).zip(last_reads) {
             let step = self.plan.steps[s].clone();
             let node = &self.program.nodes[step.node];
             let inputs_needed: Vec<String> = node.inputs.clone();
@@ -429,6 +458,9 @@ impl Session {
                             .copy_from_slice(&data);
                     }
                 }
+            }
+            if let Some(ckpt) = &self.checkpoint {
+                released.iter().try_for_each(|key| ckpt.release(key))?;
             }
             #[cfg(not(target_arch = "wasm32"))]
             if self.options.profile {

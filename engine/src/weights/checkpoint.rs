@@ -336,6 +336,16 @@ impl Checkpoint {
         Ok(start.zip(len).and_then(|(s, n)| all.get(s..s.checked_add(n)?)))
     }
 
+    /// Tells the operating system that a memory-mapped tensor's pages may be
+    /// dropped from this process until they are read again (from the page
+    /// cache, or the file): its resident memory stops counting them. Nothing
+    /// is lost — the map is read-only — and other sources ignore it.
+    pub fn release(&self, name: &str) -> Result<()> {
+        let t = self.get(name)?;
+        t.shard.source.release(t.shard.header.data_start() + t.info.data_offsets.0, t.info.byte_len());
+        Ok(())
+    }
+
     /// Reads a tensor's raw little-endian bytes into `out` (exactly its size).
     pub async fn read_bytes(&self, name: &str, out: &mut [u8]) -> Result<()> {
         let t = self.get(name)?;

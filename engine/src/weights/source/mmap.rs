@@ -53,6 +53,30 @@ impl Source for MmapSource {
         Some(self.bytes())
     }
 
+    /// Drops the range's whole 4 KiB pages from the map (`MADV_DONTNEED`); the
+    /// pages a neighbouring tensor shares are kept (on a system of larger pages,
+    /// a shared page may go too: it comes back when read).
+    fn release(&self, offset: u64, len: u64) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            let page = 4096u64;
+            let start = offset.div_ceil(page) * page;
+            let end = offset.saturating_add(len).min(map.len() as u64) / page * page;
+            if end > start {
+                // SAFETY: the map is read-only and private: dropped pages read
+                // back the file's bytes, the same as every slice of it holds.
+                // A failure leaves the pages where they are, which is harmless.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start as usize,
+                        (end - start) as usize,
+                    )
+                };
+            }
+        }
+    }
+
     fn read_at<'a>(&'a self, offset: u64, buf: &'a mut [u8]) -> ReadFuture<'a> {
         Box::pin(async move {
             check_range(&self.name, offset, buf.len(), self.len())?;

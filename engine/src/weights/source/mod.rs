@@ -46,6 +46,10 @@ pub trait Source {
     fn in_memory(&self) -> Option<&[u8]> {
         None
     }
+    /// Bytes `offset .. offset + len` will not be read for a while: a memory
+    /// map may drop their pages (they come back when read). A hint; most
+    /// sources ignore it.
+    fn release(&self, _offset: u64, _len: u64) {}
 }
 
 /// The most a [`read_vec`] allocates ahead of the bytes it has received.
