@@ -269,8 +269,6 @@ fn query_block_packed(spec: &Attention, views: &Views, out: &mut [f32], s: &mut 
     }
 }
 
-/// `row[i] = e^(row[i] − shift)`, returning the sum: 8 lanes wide with AVX2
-/// when the CPU has it (detected at run time), else what the target gives.
 /// One key block's scores of a query block, row-major (`cols` per row): the
 /// online softmax's step over them.
 struct RowsOf<'a> {
