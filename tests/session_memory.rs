@@ -4,36 +4,14 @@
 //! This binary counts every heap allocation (a global allocator wrapper), so it
 //! holds one test: nothing else allocates alongside it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kinema_engine::delegate::{Activation, DeviceChoice, Matmul, Norm, cpu};
 use kinema_engine::program::Program;
 use kinema_engine::runtime::{Options, Session};
 use kinema_engine::weights::writer::{TensorSpec, to_bytes};
 use kinema_engine::weights::{Checkpoint, Dtype};
-
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+use kinema_tests::counting_alloc::{self, Counting};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -95,10 +73,9 @@ fn a_cpu_run_allocates_nothing_the_size_of_an_intermediate() {
     let mut session = pollster::block_on(Session::new(program, Some(weights), options)).unwrap();
     // The first run loads the parameters; the second is measured.
     let first = pollster::block_on(session.run(&[("x", &x)])).unwrap();
-    let before = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    let before = counting_alloc::reset_peak();
     let out = pollster::block_on(session.run(&[("x", &x)])).unwrap();
-    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let peak = counting_alloc::peak() - before;
     let _ = std::fs::remove_file(&path);
 
     assert_eq!(out.len(), 1);

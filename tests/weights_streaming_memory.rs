@@ -5,36 +5,14 @@
 //! samples `RssAnon` from /proc. It holds one test so nothing else allocates
 //! alongside it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use half::f16;
 use kinema_engine::weights::writer::{TensorSpec, header_bytes};
 use kinema_engine::weights::{Checkpoint, Dtype};
 use kinema_tests::TempDir;
-
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+use kinema_tests::counting_alloc::{self, Counting};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -97,8 +75,7 @@ fn loading_a_384_mib_sharded_checkpoint_stays_small() {
     assert_eq!(total, (SHARDS * TENSORS_PER_SHARD * ELEMS * 4) as u64);
 
     let rss_before = rss_anon();
-    let heap_before = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(heap_before, Ordering::Relaxed);
+    let heap_before = counting_alloc::reset_peak();
     let mut rss_peak = rss_before;
 
     let ckpt = pollster::block_on(Checkpoint::open(tmp.0.to_str().unwrap())).unwrap();
@@ -128,7 +105,7 @@ fn loading_a_384_mib_sharded_checkpoint_stays_small() {
         rss_peak = rss_peak.max(rss_anon());
     }
 
-    let heap_peak = PEAK.load(Ordering::Relaxed) - heap_before;
+    let heap_peak = counting_alloc::peak() - heap_before;
     let rss_growth = rss_peak.saturating_sub(rss_before);
     eprintln!(
         "checkpoint {} MiB; peak heap during loading {:.1} MiB; RssAnon growth {:.1} MiB",

@@ -3,6 +3,7 @@
 //! server with range support that logs every request.
 
 pub mod checker;
+pub mod counting_alloc;
 pub mod server;
 pub mod session_case;
 
