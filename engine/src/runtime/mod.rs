@@ -157,9 +157,10 @@ pub struct Session {
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // profiling is native-only
     options: Options,
     profile: Vec<NodeTime>,
-    /// CPU runs: release each memory-mapped parameter's pages after the last
-    /// step of a run that reads it ([`Session::release_weights_after_use`]).
-    release_after_use: bool,
+    /// CPU runs, when weights are released after use
+    /// ([`Session::release_weights_after_use`]): per step, the checkpoint keys of
+    /// the parameters it is the last step to read.
+    release_after: Option<Vec<Vec<String>>>,
 }
 
 impl Session {
@@ -214,7 +215,7 @@ impl Session {
             constants,
             options,
             profile: Vec::new(),
-            release_after_use: false,
+            release_after: None,
         })
     }
 
@@ -225,7 +226,21 @@ impl Session {
     /// one layer's weights rather than the model's. A later run reads them
     /// again (from the page cache). Off by default; GPU sessions ignore it.
     pub fn release_weights_after_use(&mut self, on: bool) {
-        self.release_after_use = on;
+        self.release_after = on.then(|| {
+            let keys: HashMap<&str, &str> =
+                self.program.parameters.iter().map(|p| (p.name.as_str(), p.key.as_str())).collect();
+            let mut last: HashMap<&str, usize> = HashMap::new();
+            for (s, step) in self.plan.steps.iter().enumerate() {
+                for name in &self.program.nodes[step.node].inputs {
+                    if let Some(&key) = keys.get(name.as_str()) {
+                        last.insert(key, s);
+                    }
+                }
+            }
+            let mut per_step = vec![Vec::new(); self.plan.steps.len()];
+            last.into_iter().for_each(|(key, s)| per_step[s].push(key.to_string()));
+            per_step
+        });
     }
 
     pub fn program(&self) -> &Program {
@@ -386,22 +401,7 @@ impl Session {
             let slot = self.plan.arena.slots[*name];
             self.arena[slot.offset..][..slot.len].copy_from_slice(data);
         }
-        // The parameters each step reads last, when they are released after use.
-        let mut last_reads: Vec<Vec<String>> = vec![Vec::new(); self.plan.steps.len()];
-        if self.release_after_use {
-            let keys: HashMap<&str, &str> =
-                self.program.parameters.iter().map(|p| (p.name.as_str(), p.key.as_str())).collect();
-            let mut last: HashMap<&str, usize> = HashMap::new();
-            for (s, step) in self.plan.steps.iter().enumerate() {
-                for name in &self.program.nodes[step.node].inputs {
-                    if let Some(&key) = keys.get(name.as_str()) {
-                        last.insert(key, s);
-                    }
-                }
-            }
-            last.into_iter().for_each(|(key, s)| last_reads[s].push(key.to_string()));
-        }
-        for (s, released) in (0..self.plan.steps.len()).zip(last_reads) {
+        for s in 0..self.plan.steps.len() {
             let step = self.plan.steps[s].clone();
             let node = &self.program.nodes[step.node];
             let inputs_needed: Vec<String> = node.inputs.clone();
@@ -459,8 +459,8 @@ impl Session {
                     }
                 }
             }
-            if let Some(ckpt) = &self.checkpoint {
-                released.iter().try_for_each(|key| ckpt.release(key))?;
+            if let (Some(ckpt), Some(release)) = (&self.checkpoint, &self.release_after) {
+                release[s].iter().try_for_each(|key| ckpt.release(key))?;
             }
             #[cfg(not(target_arch = "wasm32"))]
             if self.options.profile {
