@@ -98,19 +98,20 @@ def main():
     data = inputs(rng)
     rows = []
 
+    threads = int(os.environ.get("PEER_THREADS", "2"))
     import onnxruntime as ort
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(os.environ.get("PEER_THREADS", "2"))
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     for name, model in onnx_models().items():
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         lo, med = timed(lambda: sess.run(None, data[name]), args.runs)
-        rows.append(dict(workload=name, device="onnxruntime-cpu-2t", adapter=f"onnxruntime {ort.__version__}",
+        rows.append(dict(workload=name, device=f"onnxruntime-cpu-{threads}t", adapter=f"onnxruntime {ort.__version__}",
                          ms_min=lo, ms_median=med, gflops=WORKLOADS[name] / lo / 1e6))
 
     import torch
     import torch.nn.functional as F
-    torch.set_num_threads(int(os.environ.get("PEER_THREADS", "2")))
+    torch.set_num_threads(threads)
     t = {k: {n: torch.from_numpy(v) for n, v in d.items()} for k, d in data.items()}
     fns = {
         "matmul": lambda: t["matmul"]["a"] @ t["matmul"]["b"],
@@ -121,7 +122,7 @@ def main():
     with torch.no_grad():
         for name, fn in fns.items():
             lo, med = timed(fn, args.runs)
-            rows.append(dict(workload=name, device="pytorch-cpu-2t", adapter=f"torch {torch.__version__}",
+            rows.append(dict(workload=name, device=f"pytorch-cpu-{threads}t", adapter=f"torch {torch.__version__}",
                              ms_min=lo, ms_median=med, gflops=WORKLOADS[name] / lo / 1e6))
 
     if args.json:

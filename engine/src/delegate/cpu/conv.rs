@@ -1,6 +1,9 @@
-//! conv3d on the host as GEMMs in bounded chunks, two ways:
+//! conv3d on the host as GEMMs in bounded chunks, three ways:
 //!
-//! - **Shifted** (stride 1, natively): over the (padded) input's own grid, the
+//! - **Direct** (stride 1, natively on x86-64 with AVX2 and FMA but not
+//!   AVX-512; [`direct`]): a register-tiled kernel reads the shifted input
+//!   below in place, each block of its taps × channels summed in registers.
+//! - **Shifted** (stride 1, natively, elsewhere): over the (padded) input's own grid, the
 //!   output at grid index `n = z·H·W + y·W + x` is `Σ_tap W_tap · X[n + offset(tap)]`,
 //!   so each kernel tap is one sgemm whose B is the input itself, shifted: no
 //!   column matrix is built at all. A chunk of grid columns accumulates its taps
@@ -23,6 +26,8 @@ use super::gemm::{
     blocked::{Panels, ROUTE, Route},
 };
 use super::{activation, parallel};
+
+mod direct;
 use crate::Result;
 use crate::delegate::Conv3d;
 
@@ -75,6 +80,9 @@ enum Method {
     Im2col(Route),
     /// One sgemm per kernel tap over the shifted input (stride 1 only).
     Shifted,
+    /// A register tile that reads the input in place ([`direct`]; stride 1,
+    /// where [`direct::available`]).
+    Direct,
 }
 
 /// `out = act(conv3d(x, w) + bias)`; see [`Conv3d`].
@@ -89,7 +97,13 @@ pub fn conv3d(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Resu
 pub fn conv3d_into(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
     // The shifted sgemms are strided: natively, where `matrixmultiply` packs them.
     let method = match ROUTE {
-        Route::Strided if spec.stride == [1; 3] && !pointwise(spec) => Method::Shifted,
+        Route::Strided if spec.stride == [1; 3] && !pointwise(spec) => {
+            if direct::available() {
+                Method::Direct
+            } else {
+                Method::Shifted
+            }
+        }
         route => Method::Im2col(route),
     };
     conv3d_by(method, None, spec, x, w, bias, out)
@@ -121,11 +135,18 @@ fn conv3d_by(
             shifted(spec, threads, x, w, bias, out);
             return Ok(());
         }
+        Method::Direct => {
+            direct::conv3d(spec, threads, x, w, bias, out);
+            return Ok(());
+        }
     };
     let [_, _, ow] = spec.output();
     let (m, k) = (spec.c_out_g(), spec.k());
     // (After `check`: the spec's shape is only trusted from here.)
-    let chunks = chunks(spec, route, threads);
+    let chunks = match route {
+        Route::Strided => chunks(spec, COLUMN_BUDGET, k, threads),
+        Route::Packed => chunks(spec, PANEL_BUDGET, k.min(gemm::blocked::KC), threads),
+    };
     let ptr = OutPtr(out.as_mut_ptr());
     // A pointwise conv reads its input as the column matrix itself.
     let pointwise = pointwise(spec);
@@ -190,39 +211,57 @@ fn conv3d_by(
     Ok(())
 }
 
+/// A stride-1 conv's input as a grid: the input itself, or a padded copy of
+/// it where the conv pads, with each kernel tap's offset in it. The output at
+/// (z, y, x) sums tap t's weights times the grid at `z·plane + y·wp + x +
+/// offsets[t]`, in every input channel's grid (`volume` floats apart).
+struct Grid<'a> {
+    data: std::borrow::Cow<'a, [f32]>,
+    wp: usize,
+    plane: usize,
+    volume: usize,
+    offsets: Vec<usize>,
+}
+
+impl<'a> Grid<'a> {
+    fn new(spec: &Conv3d, x: &'a [f32]) -> Self {
+        assert_eq!(spec.stride, [1; 3], "a conv's input grid is for stride 1");
+        let [d, h, wd] = spec.input;
+        let p = spec.padding;
+        let (dp, hp, wp) = (d + p[0][0] + p[0][1], h + p[1][0] + p[1][1], wd + p[2][0] + p[2][1]);
+        let data = if p == [[0; 2]; 3] {
+            std::borrow::Cow::Borrowed(x)
+        } else {
+            let mut grid = vec![0f32; spec.batch * spec.c_in * dp * hp * wp];
+            for (plane, src) in grid.chunks_exact_mut(dp * hp * wp).zip(x.chunks_exact(d * h * wd)) {
+                for (z, src) in src.chunks_exact(h * wd).enumerate() {
+                    for (y, row) in src.chunks_exact(wd).enumerate() {
+                        let at = ((z + p[0][0]) * hp + y + p[1][0]) * wp + p[2][0];
+                        plane[at..at + wd].copy_from_slice(row);
+                    }
+                }
+            }
+            std::borrow::Cow::Owned(grid)
+        };
+        let [kd, kh, kw] = spec.kernel;
+        let [dd, dh, dw] = spec.dilation;
+        let plane = hp * wp;
+        let offsets = (0..kd)
+            .flat_map(|a| (0..kh).flat_map(move |b| (0..kw).map(move |c| a * dd * plane + b * dh * wp + c * dw)))
+            .collect();
+        Self { data, wp, plane, volume: dp * plane, offsets }
+    }
+}
+
 /// The shifted method (see the module's docs) for a stride-1 conv whose
 /// lengths `check` has verified: `out` is the whole output.
 fn shifted(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    assert_eq!(spec.stride, [1; 3], "the shifted method is for stride 1");
-    let [d, h, wd] = spec.input;
-    let p = spec.padding;
-    let (dp, hp, wp) = (d + p[0][0] + p[0][1], h + p[1][0] + p[1][1], wd + p[2][0] + p[2][1]);
-    let padded: std::borrow::Cow<[f32]> = if p == [[0; 2]; 3] {
-        std::borrow::Cow::Borrowed(x)
-    } else {
-        let mut grid = vec![0f32; spec.batch * spec.c_in * dp * hp * wp];
-        for (plane, src) in grid.chunks_exact_mut(dp * hp * wp).zip(x.chunks_exact(d * h * wd)) {
-            for (z, src) in src.chunks_exact(h * wd).enumerate() {
-                for (y, row) in src.chunks_exact(wd).enumerate() {
-                    let at = ((z + p[0][0]) * hp + y + p[1][0]) * wp + p[2][0];
-                    plane[at..at + wd].copy_from_slice(row);
-                }
-            }
-        }
-        std::borrow::Cow::Owned(grid)
-    };
-    let xp = &padded[..];
+    let grid = Grid::new(spec, x);
+    let (xp, plane, wp, volume, offsets) = (&grid.data[..], grid.plane, grid.wp, grid.volume, &grid.offsets);
     let [od, oh, ow] = spec.output();
-    let (kd, kh, kw) = (spec.kernel[0], spec.kernel[1], spec.kernel[2]);
-    let [dd, dh, dw] = spec.dilation;
-    let plane = hp * wp;
-    let volume = dp * plane;
     // Grid columns up to the last real output; every tap's shifted read stays
     // inside the grid: (kd−1)·dd·plane + (kh−1)·dh·wp + (kw−1)·dw + grid − 1 = volume − 1.
     let grid = (od - 1) * plane + (oh - 1) * wp + ow;
-    let offsets: Vec<usize> = (0..kd)
-        .flat_map(|a| (0..kh).flat_map(move |b| (0..kw).map(move |c| a * dd * plane + b * dh * wp + c * dw)))
-        .collect();
     let (m, cig, k, taps) = (spec.c_out_g(), spec.c_in_g(), spec.k(), offsets.len());
     let positions = od * oh * ow;
     let blocks = spec.batch * spec.groups;
@@ -296,16 +335,13 @@ fn shifted(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: Option<&[f
 }
 
 /// The chunks: each (batch, group)'s output rows cut evenly into runs whose
-/// columns fit [`COLUMN_BUDGET`] (a packed panel of them [`PANEL_BUDGET`]),
-/// into a multiple of `threads` runs in all where the rows allow, so every
-/// thread gets as much work.
-fn chunks(spec: &Conv3d, route: Route, threads: usize) -> Vec<Chunk> {
+/// `depth × columns` fit `budget` floats (im2col's columns, [`COLUMN_BUDGET`];
+/// a packed panel of them, [`PANEL_BUDGET`]; the direct method's output
+/// block), into a multiple of `threads` runs in all where the rows allow, so
+/// every thread gets as much work.
+fn chunks(spec: &Conv3d, budget: usize, depth: usize, threads: usize) -> Vec<Chunk> {
     let [od, oh, ow] = spec.output();
     let rows = od * oh;
-    let (budget, depth) = match route {
-        Route::Strided => (COLUMN_BUDGET, spec.k()),
-        Route::Packed => (PANEL_BUDGET, spec.k().min(gemm::blocked::KC)),
-    };
     let most = (budget / (depth * ow).max(1)).clamp(1, rows);
     let blocks = spec.batch * spec.groups;
     let mut per_block = rows.div_ceil(most);
@@ -498,8 +534,14 @@ mod tests {
             let w = crate::random::uniform(spec.c_out * spec.k(), 10 + i as u64);
             let want = direct(spec, &x, &w);
             // Three threads: several chunks per (batch, group) wherever there are rows.
-            let shifted = (spec.stride == [1; 3]).then_some(Method::Shifted);
-            for method in [Method::Im2col(Route::Strided), Method::Im2col(Route::Packed)].into_iter().chain(shifted) {
+            // Stride 1: the shifted method, and the direct one where this CPU runs it.
+            let shifted: Vec<Method> = [Method::Shifted, Method::Direct]
+                .into_iter()
+                .filter(|m| spec.stride == [1; 3] && (*m != Method::Direct || direct::available()))
+                .collect();
+            for method in
+                [Method::Im2col(Route::Strided), Method::Im2col(Route::Packed)].into_iter().chain(shifted.clone())
+            {
                 let got = by(method, 3, spec, &x, &w, None);
                 assert_eq!(got.len(), want.len());
                 let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs() / (1.0 + b.abs())));
@@ -509,7 +551,7 @@ mod tests {
             let spec = &Conv3d { activation: crate::delegate::Activation::Silu, ..*spec };
             let bias = crate::random::uniform(spec.c_out, 20 + i as u64);
             let want = by(Method::Im2col(Route::Strided), 1, spec, &x, &w, Some(&bias));
-            for method in [Method::Im2col(Route::Packed)].into_iter().chain(shifted) {
+            for method in [Method::Im2col(Route::Packed)].into_iter().chain(shifted.iter().copied()) {
                 let got = by(method, 3, spec, &x, &w, Some(&bias));
                 let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs() / (1.0 + b.abs())));
                 assert!(got.len() == want.len() && err < 1e-5, "{method:?} {spec:?} with bias and silu: {err}");
@@ -531,11 +573,11 @@ mod tests {
             for (route, threads) in
                 [Route::Strided, Route::Packed].into_iter().flat_map(|r| (1..=4).map(move |t| (r, t)))
             {
-                let chunks = chunks(spec, route, threads);
                 let (budget, depth) = match route {
                     Route::Strided => (COLUMN_BUDGET, spec.k()),
                     Route::Packed => (PANEL_BUDGET, spec.k().min(gemm::blocked::KC)),
                 };
+                let chunks = chunks(spec, budget, depth, threads);
                 let mut seen = vec![0; spec.batch * spec.groups * od * oh];
                 for c in &chunks {
                     assert!(!c.rows.is_empty() && c.rows.len() * ow * depth <= budget.max(depth * ow));

@@ -1,0 +1,215 @@
+//! conv3d of stride 1 without a column matrix or packed input: a micro-kernel
+//! that reads its B rows straight out of the input (XNNPACK's indirection idea).
+//!
+//! Over the (padded) input grid (see [`Grid`]), output column `n` of tap `t`
+//! and input channel `ci` reads `x[ci·volume + offset(t) + n]`: for a strip of
+//! [`NR`] output columns that lie in one output row, depth `p = t·cig + ci` of
+//! the product is a run of `NR` consecutive input floats at a fixed offset from
+//! the strip's grid index. So each depth's offset is tabled once per call, the
+//! weights are packed once per call into strips of [`MR`] output channels in
+//! that depth order, and an `MR × NR` tile of the output accumulates every
+//! depth of a block in registers (no copy of the input at all, and the output
+//! is read back only once per block of [`KC`] depths).
+//!
+//! Work is cut into chunks of whole output rows ([`super::chunks`]) whose
+//! output block stays in L2 while every depth block adds into it; within a
+//! block, one strip of input rows (in L1) serves every channel tile.
+
+use super::{Grid, OutPtr, epilogue, out_block};
+use crate::delegate::Conv3d;
+use crate::delegate::cpu::parallel;
+
+/// Output channels and output columns of the register tile.
+const MR: usize = 6;
+const NR: usize = 16;
+
+/// Depths per block: the block's weights (`c_out/groups × KC`) and the
+/// chunk's output block share a core's L2.
+const KC: usize = 128;
+
+/// Floats of a chunk's output block (128 KiB).
+const OUT_BUDGET: usize = 1 << 15;
+
+/// Whether this CPU runs the direct method: x86-64 with AVX2 and FMA. (On
+/// AVX-512 CPUs the shifted method's `matrixmultiply` kernels are 512 bits
+/// wide; this one is 256, so it is not chosen there.)
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && !std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The direct method for a stride-1 conv whose lengths `check` has verified,
+/// on a CPU where [`available`] holds: `out` is the whole output.
+pub(super) fn conv3d(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    assert!(available(), "the direct conv needs AVX2 and FMA");
+    let grid = Grid::new(spec, x);
+    let xp = &grid.data[..];
+    let [_, oh, ow] = spec.output();
+    let (m, cig, k) = (spec.c_out_g(), spec.c_in_g(), spec.k());
+    let taps = grid.offsets.len();
+    // Depth p = t·cig + ci reads input row ci of tap t.
+    let (volume, offsets) = (grid.volume, &grid.offsets);
+    let rows: Vec<isize> =
+        (0..taps).flat_map(|t| (0..cig).map(move |ci| (ci * volume + offsets[t]) as isize)).collect();
+    let farthest = rows.iter().copied().max().unwrap_or(0) as usize;
+    // Rows of a strip copied into a local buffer: NR apart.
+    let local_rows: Vec<isize> = (0..KC.min(k)).map(|p| (p * NR) as isize).collect();
+    // Each group's weights in tiles of MR channels (zero rows past m), depth-major.
+    let tiles = m.div_ceil(MR);
+    let mut packed = vec![0f32; spec.groups * tiles * k * MR];
+    for (g, group) in packed.chunks_exact_mut((tiles * k * MR).max(1)).enumerate().take(spec.groups) {
+        for co in 0..m {
+            let (tile, i) = (co / MR, co % MR);
+            let src = &w[(g * m + co) * k..][..k];
+            for (ci, by_tap) in src.chunks_exact(taps).enumerate() {
+                for (t, &v) in by_tap.iter().enumerate() {
+                    group[(tile * k + t * cig + ci) * MR + i] = v;
+                }
+            }
+        }
+    }
+    let positions = spec.positions();
+    let ptr = OutPtr(out.as_mut_ptr());
+    parallel::for_each_share(super::chunks(spec, OUT_BUDGET, m, threads), threads, |share| {
+        let mut local = Vec::new();
+        for chunk in share {
+            let x0 = (chunk.batch * spec.c_in + chunk.group * cig) * grid.volume;
+            // The chunk's strips: (grid index, output position, columns).
+            let strips: Vec<(usize, usize, usize)> = chunk
+                .rows
+                .clone()
+                .flat_map(|r| {
+                    let g = r / oh * grid.plane + r % oh * grid.wp;
+                    (0..ow).step_by(NR).map(move |c| (g + c, r * ow + c, NR.min(ow - c)))
+                })
+                .collect();
+            let weights = &packed[chunk.group * tiles * k * MR..];
+            for k0 in (0..k).step_by(KC) {
+                let kc = KC.min(k - k0);
+                for &(g, pos, cols) in &strips {
+                    // NR floats from every row of the block, read in place
+                    // unless the strip's last floats would pass the input's end.
+                    let (b, offsets) = if x0 + farthest + g + NR <= xp.len() {
+                        (xp[x0 + g..].as_ptr(), &rows[k0..k0 + kc])
+                    } else {
+                        local.clear();
+                        local.resize(kc * NR, 0.0);
+                        for (p, dst) in local.chunks_exact_mut(NR).enumerate() {
+                            let src = &xp[(x0 + g + rows[k0 + p] as usize).min(xp.len())..];
+                            let n = src.len().min(NR);
+                            dst[..n].copy_from_slice(&src[..n]);
+                        }
+                        (local.as_ptr(), &local_rows[..kc])
+                    };
+                    for tile in 0..tiles {
+                        let c0 = chunk.group * m + tile * MR;
+                        let a = &weights[(tile * k + k0) * MR..][..kc * MR];
+                        // SAFETY: every offset read is inside xp (the strip's
+                        // last float, x0 + g + farthest + NR − 1, checked above)
+                        // or the local copy; the tile's rows (min(MR, m − tile·MR)
+                        // channels, `positions` apart) and columns (`cols` from
+                        // `pos`, inside one output row) are this chunk's only:
+                        // no other thread writes them. The CPU has AVX2 and FMA
+                        // (asserted above).
+                        unsafe {
+                            tile_avx2(
+                                a,
+                                b,
+                                offsets,
+                                ptr.at((chunk.batch * spec.c_out + c0) * positions + pos),
+                                positions,
+                                (m - tile * MR).min(MR),
+                                cols,
+                                k0 > 0,
+                            );
+                        }
+                    }
+                }
+            }
+            // SAFETY: the chunk's output block, which only this thread writes.
+            unsafe { epilogue(spec, bias, &chunk, out_block(spec, &chunk, ptr)) };
+        }
+    });
+}
+
+/// `C[rows × cols] (+)= A · B` for one register tile: `a` holds `kc = offsets.len()`
+/// depths of MR weights each, depth p's B row is the NR floats at
+/// `b + offsets[p]`, and C's rows are `ldc` apart. Only the first `rows` rows
+/// and `cols` columns of the tile are written (added to when `accumulate`).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; every `b + offsets[p] .. + NR` must be
+/// readable; C's `rows × cols` elements must be writable and touched by no
+/// other thread.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx2(
+    a: &[f32],
+    b: *const f32,
+    offsets: &[isize],
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+) {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(a.len(), offsets.len() * MR);
+    let mut acc = [_mm256_setzero_ps(); 2 * MR];
+    for (weights, &offset) in a.chunks_exact(MR).zip(offsets) {
+        // SAFETY: as the caller promises.
+        let (b0, b1) = unsafe {
+            let row = b.offset(offset);
+            (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)))
+        };
+        for i in 0..MR {
+            let ai = _mm256_set1_ps(weights[i]);
+            acc[2 * i] = _mm256_fmadd_ps(ai, b0, acc[2 * i]);
+            acc[2 * i + 1] = _mm256_fmadd_ps(ai, b1, acc[2 * i + 1]);
+        }
+    }
+    // SAFETY (the stores): C's rows × cols are the caller's to write.
+    if rows == MR && cols == NR {
+        for i in 0..MR {
+            unsafe {
+                let row = c.add(i * ldc);
+                let (mut v0, mut v1) = (acc[2 * i], acc[2 * i + 1]);
+                if accumulate {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row.add(8)));
+                }
+                _mm256_storeu_ps(row, v0);
+                _mm256_storeu_ps(row.add(8), v1);
+            }
+        }
+    } else {
+        let mut tile = [0f32; MR * NR];
+        for (i, v) in acc.iter().enumerate() {
+            // SAFETY: tile holds 2·MR vectors of 8.
+            unsafe { _mm256_storeu_ps(tile.as_mut_ptr().add(i * 8), *v) };
+        }
+        for (i, src) in tile.chunks_exact(NR).take(rows).enumerate() {
+            // SAFETY: row i's first `cols` elements are the caller's to write.
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
+            for (d, s) in row.iter_mut().zip(src) {
+                *d = if accumulate { *d + s } else { *s };
+            }
+        }
+    }
+}
+
+/// Never called: [`available`] is false off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx2(_: &[f32], _: *const f32, _: &[isize], _: *mut f32, _: usize, _: usize, _: usize, _: bool) {
+    unreachable!("the direct conv is x86-64 only")
+}
