@@ -169,7 +169,8 @@ pub async fn run(args: Args) -> Result<()> {
         steps as u64,
         "kinema: denoising {bar:30} {pos}/{len} steps {elapsed_precise} (eta {eta})",
     );
-    let decode_bar = crate::progress::bar(0, crate::decode::DECODE_BAR);
+    // The decode bar appears when decoding starts, not beside the steps' bar.
+    let mut decode_bar = None;
     let t1 = Instant::now();
     let mut denoise_s = 0.0;
     let mut denoise_peak = None;
@@ -183,8 +184,9 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let mut decoding = |done: usize, total: usize| {
-        decode_bar.set_length(total as u64);
-        decode_bar.set_position(done as u64);
+        let bar = decode_bar.get_or_insert_with(|| crate::progress::bar(total as u64, crate::decode::DECODE_BAR));
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
     };
     let video = pipe
         .generate(Request {
@@ -201,7 +203,9 @@ pub async fn run(args: Args) -> Result<()> {
         })
         .await;
     bar.finish_and_clear();
-    decode_bar.finish_and_clear();
+    if let Some(bar) = decode_bar {
+        bar.finish_and_clear();
+    }
     let video = video?;
     let decode_s = t1.elapsed().as_secs_f64() - denoise_s;
     let decode_peak = stage_peak();

@@ -21,7 +21,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::Progress;
+use super::{Progress, too_long};
 use crate::error::{Error, Result};
 
 /// Failures in a row, without progress in between, before a download gives up.
@@ -328,10 +328,6 @@ impl Download<'_> {
 
 fn not_found(url: &str) -> Error {
     Error::http(url, "not found (HTTP 404)")
-}
-
-fn too_long(url: &str, len: u64, max: u64) -> Error {
-    Error::http(url, format!("{len} bytes, over the {max}-byte limit for this file"))
 }
 
 #[cfg(test)]

@@ -83,6 +83,11 @@ impl std::fmt::Debug for Progress {
     }
 }
 
+/// The error for a file of `len` bytes where at most `max` are allowed.
+fn too_long(url: &str, len: u64, max: u64) -> Error {
+    Error::http(url, format!("{len} bytes, over the {max}-byte limit for this file"))
+}
+
 /// The file at `url` as a source: natively, from the client's disk cache when
 /// it has one (downloaded whole, once, then memory-mapped); else read by range
 /// requests. A file longer than `max` bytes is refused before it is read.
@@ -93,7 +98,7 @@ pub async fn open_url(url: &str, client: &HttpClient, max: u64) -> Result<Box<dy
     }
     let source = HttpSource::open(url, client).await?;
     if source.len() > max {
-        return Err(Error::http(url, format!("{} bytes, over the {max}-byte limit for this file", source.len())));
+        return Err(too_long(url, source.len(), max));
     }
     Ok(Box::new(source))
 }
