@@ -81,7 +81,7 @@ enum Method {
     /// One sgemm per kernel tap over the shifted input (stride 1 only).
     Shifted,
     /// A register tile that reads the input in place ([`direct`]; stride 1,
-    /// where [`direct::available`]).
+    /// where [`super::tile::available`]).
     Direct,
 }
 
@@ -98,7 +98,7 @@ pub fn conv3d_into(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>, ou
     // The shifted sgemms are strided: natively, where `matrixmultiply` packs them.
     let method = match ROUTE {
         Route::Strided if spec.stride == [1; 3] && !pointwise(spec) => {
-            if direct::available() {
+            if super::tile::available() {
                 Method::Direct
             } else {
                 Method::Shifted
@@ -537,7 +537,7 @@ mod tests {
             // Stride 1: the shifted method, and the direct one where this CPU runs it.
             let shifted: Vec<Method> = [Method::Shifted, Method::Direct]
                 .into_iter()
-                .filter(|m| spec.stride == [1; 3] && (*m != Method::Direct || direct::available()))
+                .filter(|m| spec.stride == [1; 3] && (*m != Method::Direct || super::super::tile::available()))
                 .collect();
             for method in
                 [Method::Im2col(Route::Strided), Method::Im2col(Route::Packed)].into_iter().chain(shifted.clone())

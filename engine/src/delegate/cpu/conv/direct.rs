@@ -18,10 +18,7 @@
 use super::{Grid, OutPtr, epilogue, out_block};
 use crate::delegate::Conv3d;
 use crate::delegate::cpu::parallel;
-
-/// Output channels and output columns of the register tile.
-const MR: usize = 6;
-const NR: usize = 16;
+use crate::delegate::cpu::tile::{self, MR, NR};
 
 /// Depths per block: the block's weights (`c_out/groups × KC`) and the
 /// chunk's output block share a core's L2.
@@ -30,26 +27,10 @@ const KC: usize = 128;
 /// Floats of a chunk's output block (128 KiB).
 const OUT_BUDGET: usize = 1 << 15;
 
-/// Whether this CPU runs the direct method: x86-64 with AVX2 and FMA. (On
-/// AVX-512 CPUs the shifted method's `matrixmultiply` kernels are 512 bits
-/// wide; this one is 256, so it is not chosen there.)
-pub(super) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && !std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// The direct method for a stride-1 conv whose lengths `check` has verified,
-/// on a CPU where [`available`] holds: `out` is the whole output.
+/// on a CPU where [`tile::available`] holds: `out` is the whole output.
 pub(super) fn conv3d(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    assert!(available(), "the direct conv needs AVX2 and FMA");
+    assert!(tile::available(), "the direct conv needs AVX2 and FMA");
     let grid = Grid::new(spec, x);
     let xp = &grid.data[..];
     let [_, oh, ow] = spec.output();
@@ -120,7 +101,7 @@ pub(super) fn conv3d(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: 
                         // no other thread writes them. The CPU has AVX2 and FMA
                         // (asserted above).
                         unsafe {
-                            tile_avx2(
+                            tile::tile(
                                 a,
                                 b,
                                 offsets,
@@ -138,78 +119,4 @@ pub(super) fn conv3d(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: 
             unsafe { epilogue(spec, bias, &chunk, out_block(spec, &chunk, ptr)) };
         }
     });
-}
-
-/// `C[rows × cols] (+)= A · B` for one register tile: `a` holds `kc = offsets.len()`
-/// depths of MR weights each, depth p's B row is the NR floats at
-/// `b + offsets[p]`, and C's rows are `ldc` apart. Only the first `rows` rows
-/// and `cols` columns of the tile are written (added to when `accumulate`).
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA; every `b + offsets[p] .. + NR` must be
-/// readable; C's `rows × cols` elements must be writable and touched by no
-/// other thread.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx2(
-    a: &[f32],
-    b: *const f32,
-    offsets: &[isize],
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-    accumulate: bool,
-) {
-    use std::arch::x86_64::*;
-    debug_assert_eq!(a.len(), offsets.len() * MR);
-    let mut acc = [_mm256_setzero_ps(); 2 * MR];
-    for (weights, &offset) in a.chunks_exact(MR).zip(offsets) {
-        // SAFETY: as the caller promises.
-        let (b0, b1) = unsafe {
-            let row = b.offset(offset);
-            (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)))
-        };
-        for i in 0..MR {
-            let ai = _mm256_set1_ps(weights[i]);
-            acc[2 * i] = _mm256_fmadd_ps(ai, b0, acc[2 * i]);
-            acc[2 * i + 1] = _mm256_fmadd_ps(ai, b1, acc[2 * i + 1]);
-        }
-    }
-    // SAFETY (the stores): C's rows × cols are the caller's to write.
-    if rows == MR && cols == NR {
-        for i in 0..MR {
-            unsafe {
-                let row = c.add(i * ldc);
-                let (mut v0, mut v1) = (acc[2 * i], acc[2 * i + 1]);
-                if accumulate {
-                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
-                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row.add(8)));
-                }
-                _mm256_storeu_ps(row, v0);
-                _mm256_storeu_ps(row.add(8), v1);
-            }
-        }
-    } else {
-        let mut tile = [0f32; MR * NR];
-        for (i, v) in acc.iter().enumerate() {
-            // SAFETY: tile holds 2·MR vectors of 8.
-            unsafe { _mm256_storeu_ps(tile.as_mut_ptr().add(i * 8), *v) };
-        }
-        for (i, src) in tile.chunks_exact(NR).take(rows).enumerate() {
-            // SAFETY: row i's first `cols` elements are the caller's to write.
-            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-            for (d, s) in row.iter_mut().zip(src) {
-                *d = if accumulate { *d + s } else { *s };
-            }
-        }
-    }
-}
-
-/// Never called: [`available`] is false off x86-64.
-#[cfg(not(target_arch = "x86_64"))]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx2(_: &[f32], _: *const f32, _: &[isize], _: *mut f32, _: usize, _: usize, _: usize, _: bool) {
-    unreachable!("the direct conv is x86-64 only")
 }
