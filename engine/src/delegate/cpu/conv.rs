@@ -26,10 +26,10 @@ use super::gemm::{
     blocked::{Panels, ROUTE, Route},
 };
 use super::{activation, parallel};
-
-mod direct;
 use crate::Result;
 use crate::delegate::Conv3d;
+
+mod direct;
 
 /// Floats in one thread's column buffer (4 MiB).
 const COLUMN_BUDGET: usize = 1 << 20;
@@ -143,10 +143,8 @@ fn conv3d_by(
     let [_, _, ow] = spec.output();
     let (m, k) = (spec.c_out_g(), spec.k());
     // (After `check`: the spec's shape is only trusted from here.)
-    let chunks = match route {
-        Route::Strided => chunks(spec, COLUMN_BUDGET, k, threads),
-        Route::Packed => chunks(spec, PANEL_BUDGET, k.min(gemm::blocked::KC), threads),
-    };
+    let (budget, depth) = im2col_budget(spec, route);
+    let chunks = chunks(spec, budget, depth, threads);
     let ptr = OutPtr(out.as_mut_ptr());
     // A pointwise conv reads its input as the column matrix itself.
     let pointwise = pointwise(spec);
@@ -256,8 +254,8 @@ impl<'a> Grid<'a> {
 /// The shifted method (see the module's docs) for a stride-1 conv whose
 /// lengths `check` has verified: `out` is the whole output.
 fn shifted(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    let grid = Grid::new(spec, x);
-    let (xp, plane, wp, volume, offsets) = (&grid.data[..], grid.plane, grid.wp, grid.volume, &grid.offsets);
+    let input = Grid::new(spec, x);
+    let (xp, plane, wp, volume, offsets) = (&input.data[..], input.plane, input.wp, input.volume, &input.offsets);
     let [od, oh, ow] = spec.output();
     // Grid columns up to the last real output; every tap's shifted read stays
     // inside the grid: (kd−1)·dd·plane + (kh−1)·dh·wp + (kw−1)·dw + grid − 1 = volume − 1.
@@ -332,6 +330,15 @@ fn shifted(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: Option<&[f
             }
         }
     });
+}
+
+/// im2col's chunk budget by route: floats, and the depth each column takes
+/// (all of k for a column matrix; one panel of it for a packed one).
+fn im2col_budget(spec: &Conv3d, route: Route) -> (usize, usize) {
+    match route {
+        Route::Strided => (COLUMN_BUDGET, spec.k()),
+        Route::Packed => (PANEL_BUDGET, spec.k().min(gemm::blocked::KC)),
+    }
 }
 
 /// The chunks: each (batch, group)'s output rows cut evenly into runs whose
@@ -573,10 +580,7 @@ mod tests {
             for (route, threads) in
                 [Route::Strided, Route::Packed].into_iter().flat_map(|r| (1..=4).map(move |t| (r, t)))
             {
-                let (budget, depth) = match route {
-                    Route::Strided => (COLUMN_BUDGET, spec.k()),
-                    Route::Packed => (PANEL_BUDGET, spec.k().min(gemm::blocked::KC)),
-                };
+                let (budget, depth) = im2col_budget(spec, route);
                 let chunks = chunks(spec, budget, depth, threads);
                 let mut seen = vec![0; spec.batch * spec.groups * od * oh];
                 for c in &chunks {

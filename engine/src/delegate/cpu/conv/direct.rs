@@ -35,9 +35,9 @@ pub(super) fn conv3d(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: 
     let xp = &grid.data[..];
     let [_, oh, ow] = spec.output();
     let (m, cig, k) = (spec.c_out_g(), spec.c_in_g(), spec.k());
-    let taps = grid.offsets.len();
     // Depth p = t·cig + ci reads input row ci of tap t.
     let (volume, offsets) = (grid.volume, &grid.offsets);
+    let taps = offsets.len();
     let rows: Vec<isize> =
         (0..taps).flat_map(|t| (0..cig).map(move |ci| (ci * volume + offsets[t]) as isize)).collect();
     let farthest = rows.iter().copied().max().unwrap_or(0) as usize;
@@ -62,7 +62,7 @@ pub(super) fn conv3d(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: 
     parallel::for_each_share(super::chunks(spec, OUT_BUDGET, m, threads), threads, |share| {
         let mut local = Vec::new();
         for chunk in share {
-            let x0 = (chunk.batch * spec.c_in + chunk.group * cig) * grid.volume;
+            let x0 = (chunk.batch * spec.c_in + chunk.group * cig) * volume;
             // The chunk's strips: (grid index, output position, columns).
             let strips: Vec<(usize, usize, usize)> = chunk
                 .rows
