@@ -1,7 +1,7 @@
 //! conv3d on the host as GEMMs in bounded chunks, three ways:
 //!
-//! - **Direct** (stride 1, natively on x86-64 with AVX2 and FMA but not
-//!   AVX-512; [`direct`]): a register-tiled kernel reads the shifted input
+//! - **Direct** (stride 1, natively on x86-64 with AVX-512 or AVX2 + FMA;
+//!   [`direct`]): a register tile ([`super::tile`]) reads the shifted input
 //!   below in place, each block of its taps × channels summed in registers.
 //! - **Shifted** (stride 1, natively, elsewhere): over the (padded) input's own grid, the
 //!   output at grid index `n = z·H·W + y·W + x` is `Σ_tap W_tap · X[n + offset(tap)]`,
@@ -25,6 +25,7 @@ use super::gemm::{
     self,
     blocked::{Panels, ROUTE, Route},
 };
+use super::tile::Kernel;
 use super::{activation, parallel};
 use crate::Result;
 use crate::delegate::Conv3d;
@@ -81,8 +82,8 @@ enum Method {
     /// One sgemm per kernel tap over the shifted input (stride 1 only).
     Shifted,
     /// A register tile that reads the input in place ([`direct`]; stride 1,
-    /// where [`super::tile::available`]).
-    Direct,
+    /// by one of the tiles this CPU runs, [`super::tile::kernels`]).
+    Direct(Kernel),
 }
 
 /// `out = act(conv3d(x, w) + bias)`; see [`Conv3d`].
@@ -98,11 +99,7 @@ pub fn conv3d_into(spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>, ou
     // The shifted sgemms are strided: natively, where `matrixmultiply` packs them.
     let method = match ROUTE {
         Route::Strided if spec.stride == [1; 3] && !pointwise(spec) => {
-            if super::tile::available() {
-                Method::Direct
-            } else {
-                Method::Shifted
-            }
+            super::tile::best().map_or(Method::Shifted, Method::Direct)
         }
         route => Method::Im2col(route),
     };
@@ -135,8 +132,8 @@ fn conv3d_by(
             shifted(spec, threads, x, w, bias, out);
             return Ok(());
         }
-        Method::Direct => {
-            direct::conv3d(spec, threads, x, w, bias, out);
+        Method::Direct(kernel) => {
+            direct::conv3d(kernel, spec, threads, x, w, bias, out);
             return Ok(());
         }
     };
@@ -541,10 +538,10 @@ mod tests {
             let w = crate::random::uniform(spec.c_out * spec.k(), 10 + i as u64);
             let want = direct(spec, &x, &w);
             // Three threads: several chunks per (batch, group) wherever there are rows.
-            // Stride 1: the shifted method, and the direct one where this CPU runs it.
-            let shifted: Vec<Method> = [Method::Shifted, Method::Direct]
-                .into_iter()
-                .filter(|m| spec.stride == [1; 3] && (*m != Method::Direct || super::super::tile::available()))
+            // Stride 1: the shifted method, and the direct one by every tile this CPU runs.
+            let shifted: Vec<Method> = std::iter::once(Method::Shifted)
+                .chain(super::super::tile::kernels().into_iter().map(Method::Direct))
+                .filter(|_| spec.stride == [1; 3])
                 .collect();
             for method in
                 [Method::Im2col(Route::Strided), Method::Im2col(Route::Packed)].into_iter().chain(shifted.clone())

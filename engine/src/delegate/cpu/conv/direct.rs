@@ -3,11 +3,11 @@
 //!
 //! Over the (padded) input grid (see [`Grid`]), output column `n` of tap `t`
 //! and input channel `ci` reads `x[ci·volume + offset(t) + n]`: for a strip of
-//! [`NR`] output columns that lie in one output row, depth `p = t·cig + ci` of
-//! the product is a run of `NR` consecutive input floats at a fixed offset from
+//! `nr` output columns that lie in one output row, depth `p = t·cig + ci` of
+//! the product is a run of `nr` consecutive input floats at a fixed offset from
 //! the strip's grid index. So each depth's offset is tabled once per call, the
-//! weights are packed once per call into strips of [`MR`] output channels in
-//! that depth order, and an `MR × NR` tile of the output accumulates every
+//! weights are packed once per call into strips of `mr` output channels in
+//! that depth order, and an `mr × nr` tile of the output accumulates every
 //! depth of a block in registers (no copy of the input at all, and the output
 //! is read back only once per block of [`KC`] depths).
 //!
@@ -18,7 +18,7 @@
 use super::{Grid, OutPtr, epilogue, out_block};
 use crate::delegate::Conv3d;
 use crate::delegate::cpu::parallel;
-use crate::delegate::cpu::tile::{self, MR, NR};
+use crate::delegate::cpu::tile::Kernel;
 
 /// Depths per block: the block's weights (`c_out/groups × KC`) and the
 /// chunk's output block share a core's L2.
@@ -28,9 +28,18 @@ const KC: usize = 128;
 const OUT_BUDGET: usize = 1 << 15;
 
 /// The direct method for a stride-1 conv whose lengths `check` has verified,
-/// on a CPU where [`tile::available`] holds: `out` is the whole output.
-pub(super) fn conv3d(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    assert!(tile::available(), "the direct conv needs AVX2 and FMA");
+/// by `kernel` (one of [`tile::kernels`](crate::delegate::cpu::tile::kernels)):
+/// `out` is the whole output.
+pub(super) fn conv3d(
+    kernel: Kernel,
+    spec: &Conv3d,
+    threads: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let (mr, nr) = (kernel.mr, kernel.nr);
     let grid = Grid::new(spec, x);
     let xp = &grid.data[..];
     let [_, oh, ow] = spec.output();
@@ -41,18 +50,18 @@ pub(super) fn conv3d(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: 
     let rows: Vec<isize> =
         (0..taps).flat_map(|t| (0..cig).map(move |ci| (ci * volume + offsets[t]) as isize)).collect();
     let farthest = rows.iter().copied().max().unwrap_or(0) as usize;
-    // Rows of a strip copied into a local buffer: NR apart.
-    let local_rows: Vec<isize> = (0..KC.min(k)).map(|p| (p * NR) as isize).collect();
-    // Each group's weights in tiles of MR channels (zero rows past m), depth-major.
-    let tiles = m.div_ceil(MR);
-    let mut packed = vec![0f32; spec.groups * tiles * k * MR];
-    for (g, group) in packed.chunks_exact_mut((tiles * k * MR).max(1)).enumerate().take(spec.groups) {
+    // Rows of a strip copied into a local buffer: nr apart.
+    let local_rows: Vec<isize> = (0..KC.min(k)).map(|p| (p * nr) as isize).collect();
+    // Each group's weights in tiles of mr channels (zero rows past m), depth-major.
+    let tiles = m.div_ceil(mr);
+    let mut packed = vec![0f32; spec.groups * tiles * k * mr];
+    for (g, group) in packed.chunks_exact_mut((tiles * k * mr).max(1)).enumerate().take(spec.groups) {
         for co in 0..m {
-            let (tile, i) = (co / MR, co % MR);
+            let (tile, i) = (co / mr, co % mr);
             let src = &w[(g * m + co) * k..][..k];
             for (ci, by_tap) in src.chunks_exact(taps).enumerate() {
                 for (t, &v) in by_tap.iter().enumerate() {
-                    group[(tile * k + t * cig + ci) * MR + i] = v;
+                    group[(tile * k + t * cig + ci) * mr + i] = v;
                 }
             }
         }
@@ -69,45 +78,44 @@ pub(super) fn conv3d(spec: &Conv3d, threads: usize, x: &[f32], w: &[f32], bias: 
                 .clone()
                 .flat_map(|r| {
                     let g = r / oh * grid.plane + r % oh * grid.wp;
-                    (0..ow).step_by(NR).map(move |c| (g + c, r * ow + c, NR.min(ow - c)))
+                    (0..ow).step_by(nr).map(move |c| (g + c, r * ow + c, nr.min(ow - c)))
                 })
                 .collect();
-            let weights = &packed[chunk.group * tiles * k * MR..];
+            let weights = &packed[chunk.group * tiles * k * mr..];
             for k0 in (0..k).step_by(KC) {
                 let kc = KC.min(k - k0);
                 for &(g, pos, cols) in &strips {
-                    // NR floats from every row of the block, read in place
+                    // nr floats from every row of the block, read in place
                     // unless the strip's last floats would pass the input's end.
-                    let (b, offsets) = if x0 + farthest + g + NR <= xp.len() {
+                    let (b, offsets) = if x0 + farthest + g + nr <= xp.len() {
                         (xp[x0 + g..].as_ptr(), &rows[k0..k0 + kc])
                     } else {
                         local.clear();
-                        local.resize(kc * NR, 0.0);
-                        for (p, dst) in local.chunks_exact_mut(NR).enumerate() {
+                        local.resize(kc * nr, 0.0);
+                        for (p, dst) in local.chunks_exact_mut(nr).enumerate() {
                             let src = &xp[(x0 + g + rows[k0 + p] as usize).min(xp.len())..];
-                            let n = src.len().min(NR);
+                            let n = src.len().min(nr);
                             dst[..n].copy_from_slice(&src[..n]);
                         }
                         (local.as_ptr(), &local_rows[..kc])
                     };
                     for tile in 0..tiles {
-                        let c0 = chunk.group * m + tile * MR;
-                        let a = &weights[(tile * k + k0) * MR..][..kc * MR];
+                        let c0 = chunk.group * m + tile * mr;
+                        let a = &weights[(tile * k + k0) * mr..][..kc * mr];
                         // SAFETY: every offset read is inside xp (the strip's
-                        // last float, x0 + g + farthest + NR − 1, checked above)
-                        // or the local copy; the tile's rows (min(MR, m − tile·MR)
+                        // last float, x0 + g + farthest + nr − 1, checked above)
+                        // or the local copy; the tile's rows (min(mr, m − tile·mr)
                         // channels, `positions` apart) and columns (`cols` from
                         // `pos`, inside one output row) are this chunk's only:
-                        // no other thread writes them. The CPU has AVX2 and FMA
-                        // (asserted above).
+                        // no other thread writes them.
                         unsafe {
-                            tile::tile(
+                            kernel.run(
                                 a,
                                 b,
                                 offsets,
                                 ptr.at((chunk.batch * spec.c_out + c0) * positions + pos),
                                 positions,
-                                (m - tile * MR).min(MR),
+                                (m - tile * mr).min(mr),
                                 cols,
                                 k0 > 0,
                             );
