@@ -73,17 +73,22 @@ impl Kernel {
 
 /// Every register tile this CPU runs, widest first (none off x86-64).
 pub fn kernels() -> Vec<Kernel> {
-    let mut found = Vec::new();
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            found.push(Kernel { name: "avx512", mr: 8, nr: 32, tile: x86::avx512::<8> });
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            found.push(Kernel { name: "avx2", mr: 6, nr: 16, tile: x86::avx2 });
-        }
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f").then_some(Kernel {
+            name: "avx512",
+            mr: 8,
+            nr: 32,
+            tile: x86::avx512::<8>,
+        });
+        let avx2 = (std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+            .then_some(Kernel { name: "avx2", mr: 6, nr: 16, tile: x86::avx2 });
+        avx512.into_iter().chain(avx2).collect()
     }
-    found
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
 }
 
 /// The widest register tile this CPU runs, if any.
