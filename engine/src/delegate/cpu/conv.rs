@@ -21,12 +21,13 @@
 //! one buffer of at most [`COLUMN_BUDGET`] floats, so memory does not grow with
 //! the video.
 
+use super::activation;
 use super::gemm::{
     self,
     blocked::{Panels, ROUTE, Route},
 };
+use super::parallel::{self, OutPtr};
 use super::tile::Kernel;
-use super::{activation, parallel};
 use crate::Result;
 use crate::delegate::Conv3d;
 
@@ -44,25 +45,6 @@ struct Chunk {
     batch: usize,
     group: usize,
     rows: std::ops::Range<usize>,
-}
-
-/// The output, shared by threads that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each chunk writes only its own (batch, group channels, positions)
-// block of the output; no two chunks overlap (see `conv3d`).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// Element `i` of the output.
-    ///
-    /// # Safety
-    /// `i` must be inside the output.
-    unsafe fn at(self, i: usize) -> *mut f32 {
-        // SAFETY: as the caller promises.
-        unsafe { self.0.add(i) }
-    }
 }
 
 /// Floats of a shifted chunk's accumulator (`c_out/groups × columns`, 512 KiB):

@@ -1,18 +1,60 @@
 //! Matmul on the host: `matrixmultiply`'s packed, SIMD sgemm reads A and B
-//! through strides (so transposes are free); blocks of output rows are spread
-//! over the cores with scoped threads; the epilogue adds the bias and applies
-//! the activation.
+//! through strides (so transposes are free); the output is cut into blocks of
+//! rows × columns ([`cut`]), one per thread, along whichever side packs least;
+//! the epilogue adds the bias and applies the activation.
 
-use super::{activation, gemm, parallel};
+use super::parallel::{self, OutPtr};
+use super::{activation, gemm};
 use crate::delegate::{Activation, Matmul, Operand};
 use crate::weights::dtype::Dtype;
 use crate::weights::{convert, quant};
 use crate::{Error, Result};
 
-/// One block of work: rows `rows` of batch `batch`.
+/// One block of work: rows `rows` and columns `cols` of batch `batch`'s output.
 struct Block {
     batch: usize,
     rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+}
+
+/// Blocks per thread a product is cut into. One: every further block packs
+/// its share of A or B once more, which cost more than the balance it buys on
+/// equally free cores (1024³ on two threads: cut 2 × 1, 10.8 ms at best; 2 × 2,
+/// 11.6 ms; 2 × 4, 11.9 ms — docs/benchmarks.md).
+const BLOCKS_PER_THREAD: usize = 1;
+
+/// Alignment of block edges: the sgemm's micro-tiles are at most 16 wide.
+const EDGE: usize = 16;
+
+/// How an `m × n` output is cut into about `blocks` blocks: `(row blocks,
+/// column blocks)`. Each block packs its rows of A (`m/r × k`) and its columns
+/// of B (`k × n/c`), so a cut packs `c·m·k + r·k·n` floats in all: of the cuts
+/// into exactly `blocks` the one packing least (least `c·m + r·n`) is taken; a
+/// product too small for any gives fewer, whole rows.
+fn cut(m: usize, n: usize, blocks: usize) -> (usize, usize) {
+    let fits = |r: usize, c: usize| r <= m.div_ceil(EDGE) && c <= n.div_ceil(EDGE);
+    (1..=blocks)
+        .filter(|r| blocks.is_multiple_of(*r) && fits(*r, blocks / r))
+        .map(|r| (r, blocks / r))
+        .min_by_key(|&(r, c)| c * m + r * n)
+        .unwrap_or((blocks.min(m.div_ceil(EDGE)).max(1), 1))
+}
+
+/// `0..len` in `parts` runs, edges on multiples of [`EDGE`] (empty runs dropped).
+fn runs(len: usize, parts: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let edge = move |i: usize| if i == parts { len } else { (i * len / parts) / EDGE * EDGE };
+    (0..parts).map(move |i| edge(i)..edge(i + 1)).filter(|r| !r.is_empty())
+}
+
+/// The blocks of `batch` products of `m × n` for `threads`.
+fn blocks(batch: usize, m: usize, n: usize, threads: usize) -> Vec<Block> {
+    let per_batch = if threads > 1 { (BLOCKS_PER_THREAD * threads).div_ceil(batch) } else { 1 };
+    let (r, c) = cut(m, n, per_batch);
+    (0..batch)
+        .flat_map(|batch| {
+            runs(m, r).flat_map(move |rows| runs(n, c).map(move |cols| Block { batch, rows: rows.clone(), cols }))
+        })
+        .collect()
 }
 
 /// `out = act(op(A) · op(B) + bias)` for every batch; see [`Matmul`].
@@ -32,19 +74,10 @@ pub fn matmul_into(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, ou
     }
     let macs = spec.batch as f64 * spec.m as f64 * spec.n as f64 * spec.k as f64;
     let threads = parallel::threads_for(macs);
-    // Split each batch's rows into `per_batch` blocks, so that there are at
-    // least `threads` blocks in all; a block owns its rows of `out`.
-    let per_batch = threads.div_ceil(spec.batch).clamp(1, spec.m);
-    let rows_per_block = spec.m.div_ceil(per_batch);
-    let mut work: Vec<(Block, &mut [f32])> = Vec::new();
-    for (batch, c) in out.chunks_exact_mut(spec.m * spec.n).enumerate() {
-        for (i, rows_out) in c.chunks_mut(rows_per_block * spec.n).enumerate() {
-            let start = i * rows_per_block;
-            work.push((Block { batch, rows: start..start + rows_out.len() / spec.n }, rows_out));
-        }
-    }
-    parallel::for_each_share(work, threads, |share| {
-        share.into_iter().for_each(|(block, c)| gemm_block(spec, a, b, bias, &block, c))
+    let out = OutPtr(out.as_mut_ptr());
+    parallel::for_each_share(blocks(spec.batch, spec.m, spec.n, threads), threads, |share| {
+        // SAFETY: the blocks are disjoint parts of the output, checked to hold them all.
+        share.for_each(|block| unsafe { gemm_block(spec, a, b, bias, &block, out) })
     });
     Ok(())
 }
@@ -167,28 +200,27 @@ impl Sub<'_> {
         let a_end = self.a_at + (m - 1) * self.ar + (self.k - 1) * self.ac;
         let b_end = (self.k - 1) * self.br + (width - 1) * self.bc;
         assert!(a_end < self.a.len() && b_end < self.b.len() && self.cols.end <= n, "matmul: a block out of bounds");
-        let rows_per = m.div_ceil(threads.clamp(1, m));
-        let work: Vec<(usize, &mut [f32])> = out.chunks_mut(rows_per * n).enumerate().collect();
-        parallel::for_each_share(work, threads, |share| {
-            for (i, c) in share {
-                let r0 = i * rows_per;
-                // SAFETY: rows r0.. r0 + c.len() / n of A and all of B are inside their
-                // slices (the bounds asserted above), and the block writes columns
-                // `cols` (< n, asserted) of the rows of `c`, which it owns.
+        let out = OutPtr(out.as_mut_ptr());
+        parallel::for_each_share(blocks(1, m, width, threads), threads, |share| {
+            for Block { rows, cols, .. } in share {
+                // SAFETY: rows `rows` of A and columns `cols` (< width) of B are
+                // inside their slices (the bounds asserted above), and the
+                // block writes its rows of output columns `self.cols.start +
+                // cols` (< n, asserted), which no other block writes.
                 unsafe {
                     gemm::sgemm(
-                        c.len() / n,
+                        rows.len(),
                         self.k,
-                        width,
+                        cols.len(),
                         1.0,
-                        self.a.as_ptr().add(self.a_at + r0 * self.ar),
+                        self.a.as_ptr().add(self.a_at + rows.start * self.ar),
                         self.ar as isize,
                         self.ac as isize,
-                        self.b.as_ptr(),
+                        self.b.as_ptr().add(cols.start * self.bc),
                         self.br as isize,
                         self.bc as isize,
                         self.beta,
-                        c.as_mut_ptr().add(self.cols.start),
+                        out.at(rows.start * n + self.cols.start + cols.start),
                         n as isize,
                         1,
                     );
@@ -198,40 +230,51 @@ impl Sub<'_> {
     }
 }
 
-/// Computes rows `block.rows` of batch `block.batch` into `c` (those rows of `out`).
-fn gemm_block(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, block: &Block, c: &mut [f32]) {
+/// Computes block `block` of the output at `out`.
+///
+/// # Safety
+/// `spec.check` must have passed for A, B, the bias and the output at `out`,
+/// and no other thread may touch this block of the output meanwhile.
+unsafe fn gemm_block(spec: &Matmul, a: &[f32], b: &[f32], bias: Option<&[f32]>, block: &Block, out: OutPtr) {
     let (ab, ar, ac) = spec.a_strides();
     let (bb, br, bc) = spec.b_strides();
-    let rows = block.rows.len();
-    debug_assert_eq!(c.len(), rows * spec.n);
-    if spec.k > 0 && rows > 0 && spec.n > 0 {
+    let (n, rows, cols) = (spec.n, block.rows.len(), block.cols.len());
+    // SAFETY: the block's first element is inside the output (as promised).
+    let c = unsafe { out.at((block.batch * spec.m + block.rows.start) * n + block.cols.start) };
+    if spec.k > 0 && rows > 0 && cols > 0 {
         // SAFETY: `Matmul::check` verified that A, B and the output hold exactly
-        // batch × (m×k, k×n, m×n) elements; this block reads rows
-        // `block.rows` (< m) of batch `block.batch` (< batch) of A, all of that
-        // batch of B, and writes exactly the `rows × n` elements of `c`.
+        // batch × (m×k, k×n, m×n) elements; this block reads rows `block.rows`
+        // (< m) of batch `block.batch` (< batch) of A, columns `block.cols`
+        // (< n) of that batch of B, and writes its rows × cols of the output.
         unsafe {
             gemm::sgemm(
                 rows,
                 spec.k,
-                spec.n,
+                cols,
                 1.0,
                 a.as_ptr().add(block.batch * ab + block.rows.start * ar),
                 ar as isize,
                 ac as isize,
-                b.as_ptr().add(block.batch * bb),
+                b.as_ptr().add(block.batch * bb + block.cols.start * bc),
                 br as isize,
                 bc as isize,
                 0.0,
-                c.as_mut_ptr(),
-                spec.n as isize,
+                c,
+                n as isize,
                 1,
             );
         }
-    } else {
-        c.fill(0.0); // no sum (k = 0)
     }
-    if bias.is_some() || spec.activation != Activation::None {
-        c.chunks_exact_mut(spec.n).for_each(|row| activation::apply_row(spec.activation, row, bias));
+    let bias = bias.map(|b| &b[block.cols.clone()]);
+    for i in 0..rows {
+        // SAFETY: row i of the block: `cols` elements of the output that only this block writes.
+        let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * n), cols) };
+        if spec.k == 0 {
+            row.fill(0.0); // no sum
+        }
+        if bias.is_some() || spec.activation != Activation::None {
+            activation::apply_row(spec.activation, row, bias);
+        }
     }
 }
 
@@ -333,17 +376,52 @@ mod tests {
 
     #[test]
     fn threaded_blocks_equal_one_block() {
-        // Large enough to be split; every transpose and a batch of 3.
+        // Large enough to be cut; every transpose, a batch of 3, a bias and an activation.
         for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
-            let spec = Matmul { trans_a, trans_b, ..Matmul::new(3, 97, 130, 101) };
+            let spec = Matmul { trans_a, trans_b, activation: Activation::Silu, ..Matmul::new(3, 97, 130, 101) };
             let a = crate::random::uniform(3 * 97 * 101, 1);
             let b = crate::random::uniform(3 * 101 * 130, 2);
-            let threaded = matmul(&spec, &a, &b, None).unwrap();
-            let mut single = vec![0f32; 3 * 97 * 130];
-            for (batch, c) in single.chunks_exact_mut(97 * 130).enumerate() {
-                gemm_block(&spec, &a, &b, None, &Block { batch, rows: 0..97 }, c);
+            let bias = crate::random::uniform(130, 3);
+            let mut single = vec![f32::NAN; 3 * 97 * 130];
+            for batch in 0..3 {
+                let block = Block { batch, rows: 0..97, cols: 0..130 };
+                // SAFETY: the one block of each batch, the lengths as `check` wants.
+                unsafe { gemm_block(&spec, &a, &b, Some(&bias), &block, OutPtr(single.as_mut_ptr())) };
             }
-            assert_eq!(threaded, single, "trans_a={trans_a} trans_b={trans_b}");
+            for threads in [2, 3, 8] {
+                let mut threaded = vec![f32::NAN; single.len()];
+                let out = OutPtr(threaded.as_mut_ptr());
+                let work = blocks(3, 97, 130, threads);
+                assert!(work.len() >= threads.min(3 * 7), "{threads} threads: {} blocks", work.len());
+                parallel::for_each_share(work, threads, |share| {
+                    // SAFETY: disjoint blocks of an output of the right length.
+                    share.for_each(|block| unsafe { gemm_block(&spec, &a, &b, Some(&bias), &block, out) })
+                });
+                assert_eq!(threaded, single, "trans_a={trans_a} trans_b={trans_b} on {threads} threads");
+            }
+            assert_eq!(matmul(&spec, &a, &b, Some(&bias)).unwrap(), single);
+        }
+    }
+
+    /// Blocks tile each batch's output exactly, with edges on the sgemm's
+    /// tiles, and the cut packs least.
+    #[test]
+    fn blocks_tile_the_output() {
+        assert_eq!(cut(1024, 1024, 4), (2, 2));
+        assert_eq!(cut(1560, 682, 4), (4, 1)); // 1560 + 4·682 < 2·1560 + 2·682
+        assert_eq!(cut(20, 5000, 8), (1, 8));
+        assert_eq!(cut(5000, 20, 8), (8, 1));
+        assert_eq!(cut(3, 3, 8), (1, 1));
+        for (batch, m, n, threads) in [(1, 1024, 1024, 2), (3, 97, 130, 3), (1, 5, 7, 4), (16, 64, 64, 2), (1, 1, 1, 1)]
+        {
+            let mut seen = vec![0u8; batch * m * n];
+            for block in blocks(batch, m, n, threads) {
+                assert!(block.rows.start.is_multiple_of(EDGE) && block.cols.start.is_multiple_of(EDGE));
+                for (i, j) in block.rows.flat_map(|i| block.cols.clone().map(move |j| (i, j))) {
+                    seen[(block.batch * m + i) * n + j] += 1;
+                }
+            }
+            assert!(seen.iter().all(|&s| s == 1), "{batch} × {m} × {n} on {threads}");
         }
     }
 }

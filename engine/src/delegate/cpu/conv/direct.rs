@@ -15,9 +15,9 @@
 //! output block stays in L2 while every depth block adds into it; within a
 //! block, one strip of input rows (in L1) serves every channel tile.
 
-use super::{Grid, OutPtr, epilogue, out_block};
+use super::{Grid, epilogue, out_block};
 use crate::delegate::Conv3d;
-use crate::delegate::cpu::parallel;
+use crate::delegate::cpu::parallel::{self, OutPtr};
 use crate::delegate::cpu::tile::Kernel;
 
 /// Depths per block: the block's weights (`c_out/groups × KC`) and the
