@@ -147,8 +147,10 @@ fn wan_pipeline_matches_diffusers_on_the_gpu() {
 /// The tiny Wan pipeline's text side against diffusers' `WanPipeline`
 /// (`text_golden.safetensors`): its tokenizer's ids and masks for every prompt
 /// of `text_prompts.json` (empty, HTML entities, accents and emoji, truncated);
-/// `encode_prompt` as `WanPipeline.encode_prompt` (the tiny umT5 program, the
-/// rows past the mask zeroed, the default negative prompt ""), within 1e-5 ·
+/// `encode_prompt` as `WanPipeline.encode_prompt` (the tiny umT5 programs —
+/// the 7-token one and those for prompts of at most 1 and 3 tokens, each
+/// prompt by the shortest it fits — the rows past the mask zeroed, the
+/// default negative prompt ""), within 1e-5 ·
 /// (1 + |x|); then a clip from the first prompt equal to `WanPipeline(prompt=…)`
 /// fed the same noise, within 1e-3 per pixel — staged, so the text encoder is
 /// loaded for its stage only and the transformer after it.
@@ -171,6 +173,11 @@ fn text_pipeline_matches_diffusers(device: kinema_engine::delegate::DeviceChoice
         assert_eq!(as_f32(&t.input_ids), read(&golden, &format!("input_ids_{i}")), "{prompt:?}");
         assert_eq!(as_f32(&t.attention_mask), read(&golden, &format!("attention_mask_{i}")), "{prompt:?}");
     }
+    // The short prompts run the shorter programs ("" one token, "a cat" three).
+    let encoder = pipe.program_encoder().unwrap();
+    assert_eq!(encoder.lengths(), [1, 3, 7]);
+    let runs: Vec<usize> = prompts.iter().map(|p| encoder.length_for(p).unwrap()).collect();
+    assert_eq!(runs, [7, 1, 3, 7, 7, 7], "{prompts:?}");
     let ne_want = read(&golden, "negative_prompt_embeds");
     for (i, prompt) in prompts.iter().enumerate() {
         let (pe, ne) = pollster::block_on(pipe.encode_prompt(prompt, Some(""))).unwrap();
@@ -865,6 +872,20 @@ fn bad_text_input_is_a_clear_error() {
     std::fs::remove_file(t.0.join("p/programs/text_encoder/program.json")).unwrap();
     let err = open(&t.0.join("p"));
     assert!(err.contains("programs/text_encoder/program.json") && !err.contains('\n'), "{err}");
+    let t = copy("missing-short-program");
+    std::fs::remove_file(t.0.join("p/programs/text_encoder/3/program.json")).unwrap();
+    let err = open(&t.0.join("p"));
+    assert!(err.contains("programs/text_encoder/3/program.json") && !err.contains('\n'), "{err}");
+    // A short program listed for a length it was not exported for, and one as long as the text.
+    for (tag, length, want) in [("short-length", 2, "for 2 tokens takes"), ("short-as-long", 7, "each length once")] {
+        let t = copy(tag);
+        let path = t.0.join("p/kinema.json");
+        let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        m["text"]["short_programs"][1]["length"] = length.into();
+        std::fs::write(&path, m.to_string()).unwrap();
+        let err = open(&t.0.join("p"));
+        assert!(err.contains(want) && !err.contains('\n'), "{tag}: {err}");
+    }
     let t = copy("cut-shard");
     let shard = std::fs::read_dir(t.0.join("p/text_encoder"))
         .unwrap()

@@ -111,6 +111,18 @@ pub struct Text {
     pub program: Option<String>,
     #[serde(default)]
     pub tokenizer: Option<String>,
+    /// umt5: the same encoder exported for shorter prompts (each of fewer
+    /// tokens than `length`); a prompt runs the shortest it fits.
+    #[serde(default)]
+    pub short_programs: Vec<ShortProgram>,
+}
+
+/// A text encoder program for prompts of at most `length` tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShortProgram {
+    pub length: usize,
+    pub program: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,7 +275,11 @@ impl Pipeline {
                 let (tokenizer, program) =
                     (needs(t.tokenizer.as_ref(), "tokenizer")?, needs(t.program.as_ref(), "program")?);
                 let weights = needs(t.weights.as_ref(), "weights")?;
-                let mut encoder = ProgramEncoder::open(folder, &tokenizer, &program, &weights, t.length, t.dim).await?;
+                let mut programs: Vec<(usize, &str)> =
+                    t.short_programs.iter().map(|p| (p.length, p.program.as_str())).collect();
+                programs.push((t.length, &program));
+                let mut encoder =
+                    ProgramEncoder::open(folder, &tokenizer, &programs, &weights, t.length, t.dim).await?;
                 if !staged {
                     encoder.load(folder, options).await?;
                 }
@@ -342,8 +358,13 @@ impl Pipeline {
 
     /// The pipeline's tokenizer, if it has a text encoder program.
     pub fn tokenizer(&self) -> Option<&super::Tokenizer> {
+        self.program_encoder().map(ProgramEncoder::tokenizer)
+    }
+
+    /// The pipeline's text encoder program(s), if it has them.
+    pub fn program_encoder(&self) -> Option<&ProgramEncoder> {
         match &self.text {
-            Some(TextEncoder::Program(e)) => Some(e.tokenizer()),
+            Some(TextEncoder::Program(e)) => Some(e),
             _ => None,
         }
     }
@@ -382,11 +403,11 @@ impl Pipeline {
                 _ => Ok((t.encode(prompt)?, negative.map(|_| t.null().to_vec()))),
             },
             Some(TextEncoder::Program(e)) => {
-                e.load(&self.folder, self.options).await?;
+                let (folder, options) = (&self.folder, self.options);
                 let encoded = async {
-                    let pe = e.encode(prompt).await?;
+                    let pe = e.encode(folder, options, prompt).await?;
                     let ne = match negative {
-                        Some(n) => Some(e.encode(n).await?),
+                        Some(n) => Some(e.encode(folder, options, n).await?),
                         None => None,
                     };
                     Ok((pe, ne))

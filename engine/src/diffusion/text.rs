@@ -192,84 +192,160 @@ pub fn prompt_clean(text: &str) -> String {
 /// with the pipeline's tokenizer, encoding as `WanPipeline.encode_prompt`
 /// does: the prompt tokenized ([`Tokenizer`]), the program run on its ids and
 /// attention mask, and the embeddings past the mask's length zeroed.
+///
+/// The encoder may come as several programs, for the text length and for
+/// shorter prompts: a prompt runs the shortest one its tokens fit (umT5 attends
+/// only to the mask's tokens and its position bias depends on token distances
+/// alone, so those rows are the full program's), and the rows past it are the
+/// zeros WanPipeline writes there. A 10-token prompt then costs a 32-token pass,
+/// not a 512-token one.
 pub struct ProgramEncoder {
     tokenizer: Tokenizer,
-    program: crate::program::Program,
-    /// The program's checkpoint, relative to the folder.
+    /// By length, shortest first; the last is the text length's.
+    programs: Vec<LengthProgram>,
+    /// The programs' checkpoint, relative to the folder.
     weights: String,
     dim: usize,
-    /// The session while loaded (staged pipelines open it for an encode and release it after).
+    /// Release each weight's mapped pages after its last read in a run.
+    release_weights: bool,
+}
+
+struct LengthProgram {
+    length: usize,
+    program: crate::program::Program,
+    /// Its session while open (staged pipelines open one for an encode and release it after).
     session: Option<crate::runtime::Session>,
 }
 
 impl ProgramEncoder {
-    /// Reads the tokenizer and the program, and checks the program against
-    /// the text shape: inputs `input_ids` and `attention_mask` `[1, length]`
-    /// (integers), output `[1, length, dim]`. Nothing is loaded yet.
+    /// Reads the tokenizer and the programs (`(length, program.json)`, the
+    /// text length's among them), and checks each against its text shape:
+    /// inputs `input_ids` and `attention_mask` `[1, n]` (integers), output
+    /// `[1, n, dim]`. Nothing is loaded yet.
     pub async fn open(
         folder: &super::Folder,
         tokenizer: &str,
-        program: &str,
+        programs: &[(usize, &str)],
         weights: &str,
         length: usize,
         dim: usize,
     ) -> Result<ProgramEncoder> {
         let name = format!("{}/{tokenizer}", folder.name());
         let tokenizer = Tokenizer::from_bytes(&name, &folder.read(tokenizer).await?, length)?;
-        let at = format!("{}/{program}", folder.name());
-        let program = crate::program::Program::from_json(&folder.read_text(program).await?)
-            .map_err(|e| Error::Invalid(format!("{at}: {e}")))?;
-        let ids = ["input_ids", "attention_mask"];
-        let inputs_fit = program.inputs.len() == 2
-            && program.inputs.iter().zip(ids).all(|(i, n)| i.name == n && i.shape == [1, length]);
-        let output_fits = program.outputs.len() == 1 && program.outputs[0].shape == [1, length, dim];
-        if !inputs_fit || !output_fits {
+        let mut lengths: Vec<usize> = programs.iter().map(|p| p.0).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        if lengths.len() != programs.len() || lengths.last() != Some(&length) || lengths[0] == 0 {
             return Err(Error::Invalid(format!(
-                "{at}: a text encoder takes input_ids and attention_mask [1, {length}] and gives [1, {length}, {dim}] \
-                 (kinema.json's text length and dim); this one takes {:?} and gives {:?}",
-                program.inputs.iter().map(|i| (&i.name, &i.shape)).collect::<Vec<_>>(),
-                program.outputs.iter().map(|o| &o.shape).collect::<Vec<_>>()
+                "{}: text encoder programs for {:?} tokens: each length once, from 1 to the text length {length},                  which one must have",
+                folder.name(),
+                programs.iter().map(|p| p.0).collect::<Vec<_>>()
             )));
         }
-        Ok(ProgramEncoder { tokenizer, program, weights: weights.into(), dim, session: None })
+        let mut out = Vec::with_capacity(programs.len());
+        for &(n, program) in programs {
+            let at = format!("{}/{program}", folder.name());
+            let program = crate::program::Program::from_json(&folder.read_text(program).await?)
+                .map_err(|e| Error::Invalid(format!("{at}: {e}")))?;
+            let ids = ["input_ids", "attention_mask"];
+            let inputs_fit = program.inputs.len() == 2
+                && program.inputs.iter().zip(ids).all(|(i, name)| i.name == name && i.shape == [1, n]);
+            let output_fits = program.outputs.len() == 1 && program.outputs[0].shape == [1, n, dim];
+            if !inputs_fit || !output_fits {
+                return Err(Error::Invalid(format!(
+                    "{at}: a text encoder for {n} tokens takes input_ids and attention_mask [1, {n}] and gives                      [1, {n}, {dim}] (kinema.json's lengths and text dim); this one takes {:?} and gives {:?}",
+                    program.inputs.iter().map(|i| (&i.name, &i.shape)).collect::<Vec<_>>(),
+                    program.outputs.iter().map(|o| &o.shape).collect::<Vec<_>>()
+                )));
+            }
+            out.push(LengthProgram { length: n, program, session: None });
+        }
+        out.sort_by_key(|p| p.length);
+        Ok(ProgramEncoder { tokenizer, programs: out, weights: weights.into(), dim, release_weights: true })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
 
-    /// Whether the encoder's session is open.
-    pub fn is_loaded(&self) -> bool {
-        self.session.is_some()
+    /// The programs' lengths, shortest first.
+    pub fn lengths(&self) -> Vec<usize> {
+        self.programs.iter().map(|p| p.length).collect()
     }
 
-    /// Opens the session and reads every weight (the text stage's load).
+    /// The length of the program that encodes `prompt`.
+    pub fn length_for(&self, prompt: &str) -> Result<usize> {
+        Ok(self.programs[self.program_for(&self.tokenizer.encode(prompt)?).0].length)
+    }
+
+    /// The shortest program `tokens` fit, and how many they are.
+    fn program_for(&self, tokens: &Tokens) -> (usize, usize) {
+        // The mask is the prompt's tokens, then padding.
+        let len = tokens.attention_mask.iter().take_while(|&&m| m > 0).count();
+        let i = self.programs.iter().position(|p| p.length >= len).expect("the last program has the text length");
+        (i, len)
+    }
+
+    /// Whether any of the encoder's sessions is open.
+    pub fn is_loaded(&self) -> bool {
+        self.programs.iter().any(|p| p.session.is_some())
+    }
+
+    /// Opens every program's session and reads its weights (a pipeline that
+    /// keeps its models: a GPU uploads a weight the programs share once).
     pub async fn load(&mut self, folder: &super::Folder, options: crate::runtime::Options) -> Result<()> {
-        if self.session.is_none() {
-            let mut session = super::pipeline::session_of(folder, options, self.program.clone(), &self.weights).await?;
-            // A prompt and a negative prompt, then the stage is over: each layer's
-            // mapped weights are handed back once it has run (umT5-XXL is 11 GB in bf16).
-            session.release_weights_after_use(true);
-            self.session = Some(session);
+        for i in 0..self.programs.len() {
+            self.session(i, folder, options).await?;
         }
         Ok(())
     }
 
-    /// Frees the session (the text stage is over).
-    pub fn release(&mut self) {
-        self.session = None;
+    /// Whether runs hand each mapped weight's pages back after its last read;
+    /// on by default (a prompt and a negative prompt, then the stage is over:
+    /// umT5-XXL is 11 GB in bf16). Set before the sessions open.
+    pub fn release_weights_after_use(&mut self, on: bool) {
+        self.release_weights = on;
     }
 
-    /// `[1, length, dim]` for `prompt` (the session must be loaded).
-    pub async fn encode(&mut self, prompt: &str) -> Result<Vec<f32>> {
+    async fn session(
+        &mut self,
+        i: usize,
+        folder: &super::Folder,
+        options: crate::runtime::Options,
+    ) -> Result<&mut crate::runtime::Session> {
+        let p = &mut self.programs[i];
+        if p.session.is_none() {
+            let mut session = super::pipeline::session_of(folder, options, p.program.clone(), &self.weights).await?;
+            session.release_weights_after_use(self.release_weights);
+            p.session = Some(session);
+        }
+        Ok(p.session.as_mut().expect("opened above"))
+    }
+
+    /// Frees the sessions (the text stage is over).
+    pub fn release(&mut self) {
+        self.programs.iter_mut().for_each(|p| p.session = None);
+    }
+
+    /// `[1, length, dim]` for `prompt`, by the shortest program its tokens fit
+    /// (opened now if it is not yet).
+    pub async fn encode(
+        &mut self,
+        folder: &super::Folder,
+        options: crate::runtime::Options,
+        prompt: &str,
+    ) -> Result<Vec<f32>> {
         let tokens = self.tokenizer.encode(prompt)?;
-        let session = self.session.as_mut().ok_or_else(|| Error::Invalid("the text encoder is not loaded".into()))?;
-        let ids: Vec<f32> = tokens.input_ids.iter().map(|&i| i as f32).collect();
-        let mask: Vec<f32> = tokens.attention_mask.iter().map(|&m| m as f32).collect();
-        let mut out = session.run(&[("input_ids", &ids), ("attention_mask", &mask)]).await?.swap_remove(0).data;
+        let (i, len) = self.program_for(&tokens);
+        let n = self.programs[i].length;
+        let ids: Vec<f32> = tokens.input_ids[..n].iter().map(|&i| i as f32).collect();
+        let mask: Vec<f32> = tokens.attention_mask[..n].iter().map(|&m| m as f32).collect();
+        let dim = self.dim;
+        let session = self.session(i, folder, options).await?;
+        let rows = session.run(&[("input_ids", &ids), ("attention_mask", &mask)]).await?.swap_remove(0).data;
         // WanPipeline keeps the first `mask.sum()` rows and pads with zeros.
-        let len = tokens.attention_mask.iter().filter(|&&m| m > 0).count();
-        out[len * self.dim..].fill(0.0);
+        let mut out = vec![0f32; self.tokenizer.length() * dim];
+        out[..len * dim].copy_from_slice(&rows[..len * dim]);
         Ok(out)
     }
 }

@@ -4,7 +4,7 @@
     python -m kinema_export wan-vae <vae_dir> --latent-shape C,F,H,W -o <out_dir>
     python -m kinema_export wan-vae-chunks <vae_dir> --latent-shape C,F,H,W [--tile H,W --tile-stride H,W] -o <out_dir>
     python -m kinema_export umt5 <text_encoder_dir> [--text-len N] -o <out_dir>
-    python -m kinema_export wan-pipeline <pipeline_dir> --height H --width W --frames F [--int8] [--batch 2]
+    python -m kinema_export wan-pipeline <pipeline_dir> --height H --width W --frames F [--int8] [--batch 2] [--text-lengths N,N,…]
 
 `wan` exports `WanTransformer3DModel` (inputs: hidden_states [B,C,F,H,W],
 timestep [B], encoder_hidden_states [B,N,text_dim]; B = --batch, 2 lets a
@@ -63,12 +63,25 @@ def pair(text: str) -> tuple[int, int]:
     return h, w
 
 
+def lengths(text: str) -> list[int]:
+    try:
+        out = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected N,N,…") from None
+    if any(n < 1 for n in out):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kinema_export", description=__doc__.split("\n\n")[0])
     ap.add_argument("model", choices=["wan", "wan-vae", "wan-vae-chunks", "umt5", "wan-pipeline"])
     ap.add_argument("model_dir")
     ap.add_argument("--latent-shape", type=shape, help="C,F,H,W (wan, wan-vae, wan-vae-chunks)")
     ap.add_argument("--text-len", type=int, default=512)
+    ap.add_argument("--text-lengths", type=lengths,
+                    help="wan-pipeline: shorter text encoder programs, N,N,… tokens (default: a sixteenth and a "
+                         "quarter of --text-len; '' for none)")
     ap.add_argument("--batch", type=int, choices=[1, 2], default=1, help="transformer batch (wan only)")
     ap.add_argument("--tile", type=pair, help="wan-vae-chunks: spatial tiles of H,W pixels")
     ap.add_argument("--tile-stride", type=pair, help="wan-vae-chunks: tile stride H,W pixels (default 3/4 of --tile)")
@@ -86,7 +99,7 @@ def main(argv=None) -> int:
             ap.error("wan-pipeline needs --height, --width and --frames")
         try:
             export_pipeline(args.model_dir, args.height, args.width, args.frames, int8=args.int8, batch=args.batch,
-                            text_len=args.text_len, tile=args.tile, tile_stride=args.tile_stride)
+                            text_len=args.text_len, text_lengths=args.text_lengths, tile=args.tile, tile_stride=args.tile_stride)
         except ExportError as e:
             print(f"kinema_export: error: {e}", file=sys.stderr)
             return 1

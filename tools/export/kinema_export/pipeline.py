@@ -7,7 +7,12 @@ them).
     python -m kinema_export wan-pipeline DIR --height 480 --width 832 --frames 81 [--int8]
 
 - the text encoder (`text_encoder/`, umT5) with `tokenizer/tokenizer.json`, when the
-  folder has them (else `kinema generate` takes `--prompt-embeds`);
+  folder has them (else `kinema generate` takes `--prompt-embeds`): for the text length
+  and for shorter prompts (`short_lengths`, by default a sixteenth and a quarter of it).
+  umT5 attends only to a prompt's own tokens (the mask) and its position bias depends
+  on token distances alone, so a prompt's embeddings from a shorter program are the same
+  rows as from the full one; Kinema runs the shortest program a prompt fits and pads
+  with zeros, as WanPipeline pads its output;
 - the transformer for the latent shape of that video (batch 1, or 2 with `--batch 2`);
 - the VAE decoder chunk by chunk with its feature cache, in spatial tiles as
   diffusers' `enable_tiling` (256-pixel tiles every 192) when a frame is larger.
@@ -43,8 +48,13 @@ def _quantize(kinema: str, src: str, dst: str) -> None:
     subprocess.run([kinema, "quantize", src, "--int8", "-o", dst], check=True)
 
 
+def short_lengths(text_len: int) -> list[int]:
+    """The shorter text programs' lengths by default: a sixteenth and a quarter of it."""
+    return sorted({n for n in (text_len // 16, text_len // 4) if 1 < n < text_len})
+
+
 def export_pipeline(folder: str, height: int, width: int, frames: int, *, int8: bool = False, batch: int = 1,
-                    text_len: int = TEXT_LEN, tile: tuple[int, int] | None = None,
+                    text_len: int = TEXT_LEN, text_lengths: list[int] | None = None, tile: tuple[int, int] | None = None,
                     tile_stride: tuple[int, int] | None = None, log=print) -> dict:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
@@ -130,9 +140,16 @@ def export_pipeline(folder: str, height: int, width: int, frames: int, *, int8: 
             _quantize(kinema, text_dir, os.path.join(folder, weights))
         log(f"kinema_export: the text encoder for {text_len} tokens")
         export_umt5(text_dir, text_len, os.path.join(programs, "text_encoder"))
+        short = []
+        for n in short_lengths(text_len) if text_lengths is None else sorted(set(text_lengths)):
+            if not 0 < n < text_len:
+                raise ExportError(f"a shorter text program of {n} tokens (1 to {text_len - 1})")
+            log(f"kinema_export: the text encoder for prompts of at most {n} tokens")
+            export_umt5(text_dir, n, os.path.join(programs, "text_encoder", f"{n}"))
+            short.append({"length": n, "program": f"programs/text_encoder/{n}/program.json"})
         manifest["text"] = {"kind": "umt5", "length": text_len, "dim": text_dim,
                             "program": "programs/text_encoder/program.json", "weights": weights,
-                            "tokenizer": tokenizer}
+                            "tokenizer": tokenizer, "short_programs": short}
     else:
         log("kinema_export: no text_encoder/ and tokenizer/: kinema generate will take --prompt-embeds")
         manifest["text"] = {"kind": "prompt_embeds", "length": text_len, "dim": text_dim}
