@@ -11,7 +11,7 @@
 //! strip's four rows side by side — its max, exp and sum run four rows per
 //! vector, and the scores are never packed a second time.
 
-use super::activation::exp;
+use super::activation::{Fused, MulAdd, Unfused, exp, exp_by};
 use super::gemm::blocked::{KC, MR, Panels, ROUTE, Route, sgemm_into_packed_a, sgemm_packed};
 use super::{gemm, parallel};
 use crate::Result;
@@ -301,17 +301,22 @@ impl RowsOf<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn softmax_avx512(&self, scores: &mut [f32], max: &mut [f32], sum: &mut [f32], out: &mut [f32]) {
-        self.softmax_portable(scores, max, sum, out)
+        self.softmax_by::<Fused>(scores, max, sum, out)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn softmax_avx2(&self, scores: &mut [f32], max: &mut [f32], sum: &mut [f32], out: &mut [f32]) {
-        self.softmax_portable(scores, max, sum, out)
+        self.softmax_by::<Fused>(scores, max, sum, out)
     }
 
-    #[inline(always)]
     fn softmax_portable(&self, scores: &mut [f32], max: &mut [f32], sum: &mut [f32], out: &mut [f32]) {
+        self.softmax_by::<Unfused>(scores, max, sum, out)
+    }
+
+    /// The softmax with `exp`'s multiply-adds by `M` (fused where the caller has FMA).
+    #[inline(always)]
+    fn softmax_by<M: MulAdd>(&self, scores: &mut [f32], max: &mut [f32], sum: &mut [f32], out: &mut [f32]) {
         let (spec, views, k0, cols) = (self.spec, self.views, self.k0, self.cols);
         let d = spec.head_dim;
         let shift = spec.kv_len as isize - spec.q_len as isize;
@@ -330,9 +335,9 @@ impl RowsOf<'_> {
                 row.fill(0.0); // nothing visible yet
                 continue;
             }
-            let rescale = exp(max[r] - new_max);
+            let rescale = exp_by::<M>(max[r] - new_max);
             max[r] = new_max;
-            sum[r] = sum[r] * rescale + exp_shifted(row, new_max);
+            sum[r] = sum[r] * rescale + exp_shifted::<M>(row, new_max);
             out[r * d..][..d].iter_mut().for_each(|o| *o *= rescale);
         }
     }
@@ -354,8 +359,8 @@ fn row_max(row: &[f32]) -> f32 {
 /// `row[i] = e^(row[i] − shift)`; returns their sum (sixteen partial sums, so
 /// the adds vectorise too).
 #[inline(always)]
-fn exp_shifted(row: &mut [f32], shift: f32) -> f32 {
-    row.iter_mut().for_each(|x| *x = exp(*x - shift));
+fn exp_shifted<M: MulAdd>(row: &mut [f32], shift: f32) -> f32 {
+    row.iter_mut().for_each(|x| *x = exp_by::<M>(*x - shift));
     let mut acc = [0f32; 16];
     let mut chunks = row.chunks_exact(16);
     for c in &mut chunks {
