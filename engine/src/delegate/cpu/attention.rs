@@ -11,7 +11,7 @@
 //! strip's four rows side by side — its max, exp and sum run four rows per
 //! vector, and the scores are never packed a second time.
 
-use super::activation::{Fused, MulAdd, Unfused, exp, exp_by};
+use super::activation::{MulAdd, Unfused, exp, exp_by};
 use super::gemm::blocked::{KC, MR, Panels, ROUTE, Route, sgemm_into_packed_a, sgemm_packed};
 use super::{gemm, parallel};
 use crate::Result;
@@ -301,13 +301,13 @@ impl RowsOf<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn softmax_avx512(&self, scores: &mut [f32], max: &mut [f32], sum: &mut [f32], out: &mut [f32]) {
-        self.softmax_by::<Fused>(scores, max, sum, out)
+        self.softmax_by::<super::activation::Fused>(scores, max, sum, out)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn softmax_avx2(&self, scores: &mut [f32], max: &mut [f32], sum: &mut [f32], out: &mut [f32]) {
-        self.softmax_by::<Fused>(scores, max, sum, out)
+        self.softmax_by::<super::activation::Fused>(scores, max, sum, out)
     }
 
     fn softmax_portable(&self, scores: &mut [f32], max: &mut [f32], sum: &mut [f32], out: &mut [f32]) {
