@@ -206,8 +206,6 @@ pub struct ProgramEncoder {
     /// The programs' checkpoint, relative to the folder.
     weights: String,
     dim: usize,
-    /// Release each weight's mapped pages after its last read in a run.
-    release_weights: bool,
 }
 
 struct LengthProgram {
@@ -237,7 +235,8 @@ impl ProgramEncoder {
         lengths.dedup();
         if lengths.len() != programs.len() || lengths.last() != Some(&length) || lengths[0] == 0 {
             return Err(Error::Invalid(format!(
-                "{}: text encoder programs for {:?} tokens: each length once, from 1 to the text length {length},                  which one must have",
+                "{}: text encoder programs for {:?} tokens: each length once, from 1 to the text length {length}, \
+                 which one must have",
                 folder.name(),
                 programs.iter().map(|p| p.0).collect::<Vec<_>>()
             )));
@@ -253,7 +252,8 @@ impl ProgramEncoder {
             let output_fits = program.outputs.len() == 1 && program.outputs[0].shape == [1, n, dim];
             if !inputs_fit || !output_fits {
                 return Err(Error::Invalid(format!(
-                    "{at}: a text encoder for {n} tokens takes input_ids and attention_mask [1, {n}] and gives                      [1, {n}, {dim}] (kinema.json's lengths and text dim); this one takes {:?} and gives {:?}",
+                    "{at}: a text encoder for {n} tokens takes input_ids and attention_mask [1, {n}] and gives \
+                     [1, {n}, {dim}] (kinema.json's lengths and text dim); this one takes {:?} and gives {:?}",
                     program.inputs.iter().map(|i| (&i.name, &i.shape)).collect::<Vec<_>>(),
                     program.outputs.iter().map(|o| &o.shape).collect::<Vec<_>>()
                 )));
@@ -261,7 +261,7 @@ impl ProgramEncoder {
             out.push(LengthProgram { length: n, program, session: None });
         }
         out.sort_by_key(|p| p.length);
-        Ok(ProgramEncoder { tokenizer, programs: out, weights: weights.into(), dim, release_weights: true })
+        Ok(ProgramEncoder { tokenizer, programs: out, weights: weights.into(), dim })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -300,13 +300,6 @@ impl ProgramEncoder {
         Ok(())
     }
 
-    /// Whether runs hand each mapped weight's pages back after its last read;
-    /// on by default (a prompt and a negative prompt, then the stage is over:
-    /// umT5-XXL is 11 GB in bf16). Set before the sessions open.
-    pub fn release_weights_after_use(&mut self, on: bool) {
-        self.release_weights = on;
-    }
-
     async fn session(
         &mut self,
         i: usize,
@@ -316,7 +309,9 @@ impl ProgramEncoder {
         let p = &mut self.programs[i];
         if p.session.is_none() {
             let mut session = super::pipeline::session_of(folder, options, p.program.clone(), &self.weights).await?;
-            session.release_weights_after_use(self.release_weights);
+            // A prompt and a negative prompt, then the stage is over: each layer's
+            // mapped weights are handed back once it has run (umT5-XXL is 11 GB in bf16).
+            session.release_weights_after_use(true);
             p.session = Some(session);
         }
         Ok(p.session.as_mut().expect("opened above"))
