@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use kinema_engine::Result;
+use kinema_engine::runtime::step_kernel;
 use kinema_engine::weights::{Checkpoint, Manifest, Stats};
 use serde_json::{Value, json};
 
@@ -218,7 +219,7 @@ async fn program(args: &Args) -> Result<()> {
             .map(|s| {
                 let n = &program.nodes[s.node];
                 json!({"node": s.node, "op": n.op_name, "path": n.path, "delegate": format!("{:?}", s.delegate).to_lowercase(),
-                       "kernel": s.kernel, "reason": s.reason,
+                       "kernel": step_kernel(gpu.as_deref(), &program, s), "reason": s.reason,
                        "fused": s.fused.map(|(i, _)| program.nodes[i].op_name.clone()),
                        "outputs": n.outputs.iter().map(|o| json!({"name": o, "shape": program.shape(o)})).collect::<Vec<_>>()})
             })
@@ -250,7 +251,7 @@ async fn program(args: &Args) -> Result<()> {
     for (o, v) in program.outputs.iter().zip(program.output_values()) {
         let _ = writeln!(out, "output {} {:?} (= {v})", o.name, o.shape);
     }
-    let _ = writeln!(out, "{:>4}  {:12} {:8} {:16} {:24} path", "node", "op", "delegate", "kernel", "output");
+    let _ = writeln!(out, "{:>4}  {:12} {:8} {:24} {:44} path", "node", "op", "delegate", "output", "kernel");
     for s in &plan.steps {
         let n = &program.nodes[s.node];
         let op = match s.fused {
@@ -259,7 +260,8 @@ async fn program(args: &Args) -> Result<()> {
         };
         let shape = format!("{:?}", program.shape(&n.outputs[0]).unwrap_or(&[]));
         let delegate = format!("{:?}", s.delegate).to_lowercase();
-        let _ = writeln!(out, "{:>4}  {op:12} {delegate:8} {:16} {shape:24} {}", s.node, s.kernel, n.path);
+        let kernel = step_kernel(gpu.as_deref(), &program, s);
+        let _ = writeln!(out, "{:>4}  {op:12} {delegate:8} {shape:24} {kernel:44} {}", s.node, n.path);
     }
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let _ = writeln!(

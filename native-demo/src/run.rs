@@ -113,7 +113,7 @@ pub async fn run(args: Args) -> Result<()> {
     if args.profile {
         let mut by_kind: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
         for t in session.profile() {
-            println!("{:>9.3} ms  node {:4}  {:10} {}", t.ms, t.node, t.kind, t.path);
+            println!("{:>9.3} ms  node {:4}  {:10} {:44} {}", t.ms, t.node, t.kind, t.kernel, t.path);
             let e = by_kind.entry(t.kind).or_default();
             e.0 += 1;
             e.1 += t.ms;

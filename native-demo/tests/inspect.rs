@@ -176,6 +176,66 @@ fn run_and_inspect_a_program() {
     assert!(err.contains("version 2 is not supported") && err.lines().count() == 1, "{err}");
 }
 
+/// `kinema inspect` and `run --profile` name the kernel that runs each step:
+/// on lavapipe (a CPU rasteriser with 8-wide subgroups) the tuning table picks
+/// the subgroup kernels, and the narrow conv for convs of few output channels
+/// (16 here, `CONV3D_NARROW_CHANNELS`); on the CPU delegate, its kernels.
+#[test]
+fn inspect_and_profile_name_the_kernel_that_runs() {
+    let dir = fixture("programs/video_net");
+    let path = |f: &str| dir.join(f).display().to_string();
+    let kernels = |device: &str| -> Vec<(String, String)> {
+        let plan = json_of(&kinema(&["inspect", &path("program.json"), "--json", "--device", device]));
+        let steps = plan["steps"].as_array().unwrap();
+        steps
+            .iter()
+            .map(|s| (s["op"].as_str().unwrap().to_string(), s["kernel"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let sg8 = |file: &str| format!("{file}_sg8.wgsl (8 subgroups per workgroup)");
+    let narrow = "conv3d_narrow.wgsl (64 threads)".to_string();
+    let gpu = kernels("gpu");
+    let want_gpu: Vec<(&str, String)> = vec![
+        ("conv", narrow.clone()),
+        ("group_norm", "norm.wgsl".into()),
+        ("silu", "unary.wgsl".into()),
+        ("conv", narrow.clone()),
+        ("group_norm", "norm.wgsl".into()),
+        ("silu", "unary.wgsl".into()),
+        ("conv", narrow),
+        ("add", "binary.wgsl".into()),
+        ("conv", sg8("conv3d")), // 16 → 32 channels, fused with its silu
+        ("mean", "reduce.wgsl".into()),
+        ("mean", "reduce.wgsl".into()),
+        ("mean", "reduce.wgsl".into()),
+        ("linear", sg8("matmul")),
+    ];
+    let want_gpu: Vec<(String, String)> = want_gpu.into_iter().map(|(o, k)| (o.to_string(), k)).collect();
+    assert_eq!(gpu, want_gpu);
+    let cpu = kernels("cpu");
+    assert_eq!(cpu.len(), 13);
+    assert_eq!(cpu[8], ("conv".to_string(), "cpu::conv".to_string()));
+    assert_eq!(cpu[12], ("linear".to_string(), "cpu::matmul".to_string()));
+    // The text table says the same.
+    let text = kinema(&["inspect", &path("program.json"), "--device", "gpu"]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    let head = text.lines().find(|l| l.trim_end().ends_with(" head")).expect("the head's row");
+    assert!(head.contains(&sg8("matmul")), "{head}");
+    // So does the profile of a GPU run: one row per step, each naming its kernel.
+    let tmp = TempDir::new("profile_kernels");
+    let out_file = tmp.0.join("out.safetensors").display().to_string();
+    let args =
+        ["run", &path("program.json"), "--weights", &path("weights.safetensors"), "--inputs", &path("io.safetensors")];
+    let out = kinema(&[&args[..], &["--output", &out_file, "--device", "gpu", "--profile"]].concat());
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(" ms  node ")).collect();
+    assert_eq!(rows.len(), want_gpu.len(), "{stdout}");
+    for (row, (_, kernel)) in rows.iter().zip(&want_gpu) {
+        assert!(row.contains(kernel.as_str()), "{row} should name {kernel}");
+    }
+}
+
 /// Prompt embeddings without a negative: refused while guidance is on (the
 /// pipeline's default, 5), as diffusers would encode "" — not run without
 /// guidance; with `--guidance 1` they run.

@@ -55,6 +55,18 @@ fn conv3d(x: &[usize], w: &[usize], op: &Op, activation: Activation) -> Result<C
     })
 }
 
+/// The kernel a GPU step of `op` runs on `dev`, with its configuration — the
+/// tuning table's choice for this adapter, as [`encode`] makes it — for the
+/// ops whose kernel depends on the adapter (matmul and linear, conv, attention).
+pub fn gpu_kernel(dev: &gpu::GpuDevice, op: &Op, shapes: &[&[usize]], fused: Option<Activation>) -> Option<String> {
+    match work(op, shapes, fused).ok()? {
+        Work::Matmul(_) => Some(gpu::tuning::matmul(dev).describe()),
+        Work::Conv(c) => Some(gpu::tuning::conv(dev, &c).describe()),
+        Work::Attention(_) => Some(gpu::tuning::attention(dev).describe()),
+        _ => None,
+    }
+}
+
 fn work(op: &Op, shapes: &[&[usize]], fused: Option<Activation>) -> Result<Work> {
     let x = shapes[0];
     let rank = x.len();

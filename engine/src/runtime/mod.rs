@@ -43,8 +43,23 @@ pub struct Tensor {
 pub struct NodeTime {
     pub node: usize,
     pub kind: &'static str,
+    /// The kernel that ran ([`step_kernel`]).
+    pub kernel: String,
     pub path: String,
     pub ms: f64,
+}
+
+/// The kernel `step` of `program` runs: on the GPU (`dev`), the file and
+/// configuration the tuning table gives this adapter (e.g. `matmul_sg8.wgsl
+/// (8 subgroups per workgroup)` on lavapipe) for the ops whose kernel depends
+/// on it; otherwise the plan's name for it.
+pub fn step_kernel(dev: Option<&GpuDevice>, program: &Program, step: &plan::Step) -> String {
+    let node = &program.nodes[step.node];
+    let tuned = dev.filter(|_| step.delegate == plan::Delegate::Gpu).and_then(|dev| {
+        let shapes: Option<Vec<&[usize]>> = node.inputs.iter().map(|i| program.shape(i)).collect();
+        execute::gpu_kernel(dev, &node.op, &shapes?, step.fused.map(|(_, a)| a))
+    });
+    tuned.unwrap_or_else(|| step.kernel.to_string())
 }
 
 /// Device memory a GPU session of a program takes ([`device_bytes`]).
@@ -466,7 +481,14 @@ impl Session {
             if self.options.profile {
                 let node = &self.program.nodes[step.node];
                 let ms = t0.elapsed().as_secs_f64() * 1e3;
-                self.profile.push(NodeTime { node: step.node, kind: node.op.kind(), path: node.path.clone(), ms });
+                let kernel = step.kernel.to_string();
+                self.profile.push(NodeTime {
+                    node: step.node,
+                    kind: node.op.kind(),
+                    kernel,
+                    path: node.path.clone(),
+                    ms,
+                });
             }
         }
         let values: Vec<String> = self.program.output_values().to_vec();

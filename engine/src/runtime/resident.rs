@@ -355,7 +355,14 @@ impl Resident {
                 cmds.submit();
                 let _ = dev.device.poll(wgpu::PollType::wait_indefinitely());
                 let ms = t0.elapsed().as_secs_f64() * 1e3;
-                times.push(super::NodeTime { node: step.node, kind: node.op.kind(), path: node.path.clone(), ms });
+                let kernel = super::step_kernel(Some(dev), program, step);
+                times.push(super::NodeTime {
+                    node: step.node,
+                    kind: node.op.kind(),
+                    kernel,
+                    path: node.path.clone(),
+                    ms,
+                });
                 cmds = dev.commands();
             }
         }

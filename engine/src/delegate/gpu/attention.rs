@@ -46,6 +46,15 @@ impl Variant {
     pub fn for_device(dev: &GpuDevice) -> Variant {
         super::tuning::attention(dev)
     }
+
+    /// The kernel file and its configuration, as `kinema inspect` and
+    /// `--profile` name them.
+    pub fn describe(&self) -> String {
+        match *self {
+            Variant::Tiled => format!("attention.wgsl ({BQ} queries per workgroup)"),
+            Variant::Subgroups8 { wg_rows } => format!("attention_sg8.wgsl ({wg_rows} subgroups per workgroup)"),
+        }
+    }
 }
 
 /// `out = softmax(q·kᵀ · scale + mask) · v` on the GPU; see [`Attention`].

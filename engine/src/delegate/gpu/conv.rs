@@ -22,6 +22,23 @@ pub enum Kernel {
     Narrow,
 }
 
+impl Kernel {
+    /// The kernel file and its configuration, as `kinema inspect` and
+    /// `--profile` name them.
+    pub fn describe(&self) -> String {
+        match *self {
+            Kernel::Narrow => format!("conv3d_narrow.wgsl ({NARROW_WG} threads)"),
+            Kernel::Gemm(Config::Subgroups8 { wg_rows }) => {
+                format!("conv3d_sg8.wgsl ({wg_rows} subgroups per workgroup)")
+            }
+            Kernel::Gemm(gemm) => {
+                let t = if let Config::Tiled(t) = gemm { t } else { Tiles::DEFAULT };
+                format!("conv3d.wgsl ({} × {} threads, BK {})", t.wg_m, t.wg_n, t.bk)
+            }
+        }
+    }
+}
+
 /// The narrow kernel's workgroup size.
 const NARROW_WG: usize = 64;
 

@@ -114,6 +114,17 @@ impl Config {
         super::tuning::matmul(dev)
     }
 
+    /// The kernel file and its configuration, as `kinema inspect` and
+    /// `--profile` name them (e.g. `matmul_sg8.wgsl (8 subgroups per workgroup)`).
+    pub fn describe(&self) -> String {
+        let file = self.kernel(false, BStore::F32).0.name;
+        match *self {
+            Config::Tiled(t) => format!("{file}.wgsl ({} × {} threads, BK {})", t.wg_m, t.wg_n, t.bk),
+            Config::Subgroups8 { wg_rows } => format!("{file}.wgsl ({wg_rows} subgroups per workgroup)"),
+            Config::Direct { wg_m, wg_n } => format!("{file}.wgsl ({wg_m} × {wg_n} threads)"),
+        }
+    }
+
     /// Output block per workgroup, (rows, columns).
     fn block(&self) -> (u32, u32) {
         match *self {
