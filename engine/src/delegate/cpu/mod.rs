@@ -12,6 +12,7 @@ pub mod matmul;
 pub mod norm;
 pub mod parallel;
 pub mod rotary;
+mod stored;
 mod tile;
 
 /// Checks that the buffer a kernel writes into holds exactly its `len` outputs.
