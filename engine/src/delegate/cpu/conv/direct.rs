@@ -3,9 +3,11 @@
 //!
 //! Over the (padded) input grid (see [`Grid`]), output column `n` of tap `t`
 //! and input channel `ci` reads `x[ci·volume + offset(t) + n]`: for a strip of
-//! `nr` output columns that lie in one output row, depth `p = t·cig + ci` of
-//! the product is a run of `nr` consecutive input floats at a fixed offset from
-//! the strip's grid index. So each depth's offset is tabled once per call, the
+//! `nr` output columns that lie in one output row, depth `p = ci·taps + t` of
+//! the product (the weights' own order) is a run of `nr` consecutive input
+//! floats at a fixed offset from the strip's grid index. Channel-major depths
+//! keep a block's rows in few pages and lines: a 3×3×3 tap's 27 rows of one
+//! channel lie in 3 planes, the 3 shifts of a row in the same lines. So each depth's offset is tabled once per call, the
 //! weights are packed once per call into strips of `mr` output channels in
 //! that depth order, and an `mr × nr` tile of the output accumulates every
 //! depth of a block in registers (no copy of the input at all, and the output
@@ -44,25 +46,21 @@ pub(super) fn conv3d(
     let xp = &grid.data[..];
     let [_, oh, ow] = spec.output();
     let (m, cig, k) = (spec.c_out_g(), spec.c_in_g(), spec.k());
-    // Depth p = t·cig + ci reads input row ci of tap t.
+    // Depth p = ci·taps + t reads input row ci of tap t.
     let (volume, offsets) = (grid.volume, &grid.offsets);
-    let taps = offsets.len();
-    let rows: Vec<isize> =
-        (0..taps).flat_map(|t| (0..cig).map(move |ci| (ci * volume + offsets[t]) as isize)).collect();
+    let rows: Vec<isize> = (0..cig).flat_map(|ci| offsets.iter().map(move |&o| (ci * volume + o) as isize)).collect();
     let farthest = rows.iter().copied().max().unwrap_or(0) as usize;
     // Rows of a strip copied into a local buffer: nr apart.
     let local_rows: Vec<isize> = (0..KC.min(k)).map(|p| (p * nr) as isize).collect();
-    // Each group's weights in tiles of mr channels (zero rows past m), depth-major.
+    // Each group's weights in tiles of mr channels (zero rows past m),
+    // depth-major: a channel's weights are already in depth order.
     let tiles = m.div_ceil(mr);
     let mut packed = vec![0f32; spec.groups * tiles * k * mr];
     for (g, group) in packed.chunks_exact_mut((tiles * k * mr).max(1)).enumerate().take(spec.groups) {
         for co in 0..m {
             let (tile, i) = (co / mr, co % mr);
-            let src = &w[(g * m + co) * k..][..k];
-            for (ci, by_tap) in src.chunks_exact(taps).enumerate() {
-                for (t, &v) in by_tap.iter().enumerate() {
-                    group[(tile * k + t * cig + ci) * mr + i] = v;
-                }
+            for (p, &v) in w[(g * m + co) * k..][..k].iter().enumerate() {
+                group[(tile * k + p) * mr + i] = v;
             }
         }
     }
