@@ -336,24 +336,28 @@ mod tests {
                 let a = crate::random::uniform(batch * m * k, 3);
                 let b = crate::random::uniform(batch * k * n, 4);
                 let bias = crate::random::uniform(n, 5);
-                let mut bytes = vec![0u8]; // one byte first: the stored values start at an odd address
-                for &v in &b {
-                    let v = if half == Half::F16 {
-                        half::f16::from_f32(v).to_le_bytes()
+                // The stored values from an even address (a memory map's) and an odd one.
+                let mut words = vec![0u16; 1 + b.len()];
+                for (w, &v) in words[1..].iter_mut().zip(&b) {
+                    *w = if half == Half::F16 {
+                        half::f16::from_f32(v).to_bits()
                     } else {
-                        half::bf16::from_f32(v).to_le_bytes()
+                        half::bf16::from_f32(v).to_bits()
                     };
-                    bytes.extend_from_slice(&v);
                 }
+                let even: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                let odd: Vec<u8> = std::iter::once(0).chain(even[2..].iter().copied()).collect();
                 let mut wide = vec![0f32; b.len()];
-                convert::to_f32(dtype, &bytes[1..], &mut wide).unwrap();
+                convert::to_f32(dtype, &even[2..], &mut wide).unwrap();
                 let want = matmul(&spec, &a, &wide, Some(&bias)).unwrap();
-                let got = matmul_weight(&spec, &a, Operand::Half(half, &bytes[1..]), Some(&bias)).unwrap();
-                assert_eq!(got.len(), want.len());
-                // Within rounding of another summation order (the packed route's KC blocks).
-                let err = got.iter().zip(&want).fold(0f32, |e, (x, y)| e.max((x - y).abs()));
-                assert!(err <= 2e-6 * (1.0 + max_abs(&want)), "{dtype:?} trans_b={trans_b} {m}x{n}x{k}: {err}");
-                assert!(matmul_weight(&spec, &a, Operand::Half(half, &bytes[2..]), None).is_err());
+                for stored in [&bytemuck::cast_slice::<u16, u8>(&words)[2..], &odd[1..]] {
+                    let got = matmul_weight(&spec, &a, Operand::Half(half, stored), Some(&bias)).unwrap();
+                    assert_eq!(got.len(), want.len());
+                    // Within rounding of another summation order (the packed route's KC blocks).
+                    let err = got.iter().zip(&want).fold(0f32, |e, (x, y)| e.max((x - y).abs()));
+                    assert!(err <= 2e-6 * (1.0 + max_abs(&want)), "{dtype:?} trans_b={trans_b} {m}x{n}x{k}: {err}");
+                    assert!(matmul_weight(&spec, &a, Operand::Half(half, &stored[1..]), None).is_err());
+                }
             }
         }
     }
