@@ -14,6 +14,7 @@ mod progress;
 mod quantize;
 mod run;
 mod tokenize;
+mod tune;
 mod video;
 
 #[derive(Parser)]
@@ -42,6 +43,9 @@ enum Command {
     Encode(encode::Args),
     /// Write a checkpoint's matrices as weight-only int8 (docs/weights.md); programs run it unchanged.
     Quantize(quantize::Args),
+    /// Time the GPU kernels' configurations on this adapter per shape class and save the winners
+    /// (the tuning table later processes use; KINEMA_TUNE=off ignores it).
+    Tune(tune::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => pollster::block_on(tokenize::run(args)),
         Command::Encode(args) => pollster::block_on(encode::run(args)),
         Command::Quantize(args) => pollster::block_on(quantize::run(args)),
+        Command::Tune(args) => pollster::block_on(tune::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

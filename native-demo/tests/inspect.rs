@@ -7,8 +7,10 @@ use kinema_tests::server::{Behaviour, Server};
 use kinema_tests::{TempDir, fixture, raw_file, weights_golden};
 use serde_json::Value;
 
+/// The binary, with the static tuning table (a table saved in the user's
+/// cache by `kinema tune` would change the kernels `inspect` names).
 fn kinema(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kinema")).args(args).output().expect("run kinema")
+    Command::new(env!("CARGO_BIN_EXE_kinema")).args(args).env("KINEMA_TUNE", "off").output().expect("run kinema")
 }
 
 fn json_of(out: &Output) -> Value {

@@ -60,9 +60,19 @@ fn conv3d(x: &[usize], w: &[usize], op: &Op, activation: Activation) -> Result<C
 /// ops whose kernel depends on the adapter (matmul and linear, conv, attention).
 pub fn gpu_kernel(dev: &gpu::GpuDevice, op: &Op, shapes: &[&[usize]], fused: Option<Activation>) -> Option<String> {
     match work(op, shapes, fused).ok()? {
-        Work::Matmul(_) => Some(gpu::tuning::matmul(dev).describe()),
+        Work::Matmul(m) => Some(gpu::tuning::matmul_for(dev, &m).describe()),
         Work::Conv(c) => Some(gpu::tuning::conv(dev, &c).describe()),
-        Work::Attention(_) => Some(gpu::tuning::attention(dev).describe()),
+        Work::Attention(a) => Some(gpu::tuning::attention_for(dev, &a).describe()),
+        _ => None,
+    }
+}
+
+/// What the tuner times for a GPU step of `op` ([`gpu::tune`]), for the ops
+/// whose kernel it picks per shape class: matmuls (and linears), attention.
+pub fn tuning_example(op: &Op, shapes: &[&[usize]]) -> Option<gpu::tune::Example> {
+    match work(op, shapes, None).ok()? {
+        Work::Matmul(m) => Some(gpu::tune::Example::Matmul(m)),
+        Work::Attention(a) => Some(gpu::tune::Example::Attention(a)),
         _ => None,
     }
 }
@@ -257,7 +267,7 @@ pub async fn encode(
             gpu::elementwise::encode_binary(dev, cmds, b, (v[0], shapes[0]), (v[1], shapes[1]), out).await
         }
         Work::Matmul(m) => {
-            let config = tuning::matmul(dev);
+            let config = tuning::matmul_for(dev, &m);
             gpu::matmul::encode_matmul(dev, cmds, config, &m, v[0], (v[1], b_store), v.get(2).copied(), out).await
         }
         Work::Conv(c) => {
@@ -265,7 +275,7 @@ pub async fn encode(
             gpu::conv::encode_conv3d(dev, cmds, kernel, &c, [v[0], v[1]], v.get(2).copied(), out).await
         }
         Work::Attention(a) => {
-            let variant = tuning::attention(dev);
+            let variant = tuning::attention_for(dev, &a);
             gpu::attention::encode_attention(dev, cmds, variant, &a, [v[0], v[1], v[2]], v.get(3).copied(), out).await
         }
         Work::Softmax(s) => gpu::norm::encode_softmax(dev, cmds, &s, v[0], out).await,

@@ -62,6 +62,19 @@ pub fn step_kernel(dev: Option<&GpuDevice>, program: &Program, step: &plan::Step
     tuned.unwrap_or_else(|| step.kernel.to_string())
 }
 
+/// The tuner's examples in `program` ([`execute::tuning_example`]): its
+/// matmuls, linears and attentions at their shapes, in program order.
+pub fn tuning_examples(program: &Program) -> Vec<crate::delegate::gpu::tune::Example> {
+    program
+        .nodes
+        .iter()
+        .filter_map(|node| {
+            let shapes: Option<Vec<&[usize]>> = node.inputs.iter().map(|i| program.shape(i)).collect();
+            execute::tuning_example(&node.op, &shapes?)
+        })
+        .collect()
+}
+
 /// Device memory a GPU session of a program takes ([`device_bytes`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceBytes {

@@ -20,6 +20,8 @@ pub struct GpuDevice {
     fault: Arc<Mutex<Option<String>>>,
     /// Bytes of the [`Tracked`] buffers alive (sessions' weights and arenas).
     live: Arc<std::sync::atomic::AtomicU64>,
+    /// The tuning table ([`super::tune`]), read on first use.
+    tuning: Mutex<Option<Arc<super::tune::Table>>>,
 }
 
 /// A device buffer counted in its device's [`live_bytes`](GpuDevice::live_bytes)
@@ -112,6 +114,7 @@ impl GpuDevice {
             pool: Mutex::default(),
             fault,
             live: Arc::default(),
+            tuning: Mutex::default(),
         })
     }
 
@@ -180,6 +183,28 @@ impl GpuDevice {
         }
         self.pipelines.lock().expect("pipeline cache").insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// The tuning table this process uses: the saved one for this adapter
+    /// (read once), or none with `KINEMA_TUNE=off`.
+    pub fn tuning(&self) -> Arc<super::tune::Table> {
+        let mut held = self.tuning.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.get_or_insert_with(|| {
+            let mode = super::tune::Mode::from_env().unwrap_or_else(|e| {
+                eprintln!("kinema: {e}; using the saved tuning table");
+                super::tune::Mode::Cached
+            });
+            Arc::new(match mode {
+                super::tune::Mode::Off => super::tune::Table::default(),
+                super::tune::Mode::Cached => super::tune::load(self),
+            })
+        })
+        .clone()
+    }
+
+    /// Replaces this process's tuning table (`kinema tune`, tests).
+    pub fn set_tuning(&self, table: super::tune::Table) {
+        *self.tuning.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(table));
     }
 
     /// Whether kernels needing `needs` can run here.

@@ -10,6 +10,7 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod rotary;
+pub mod tune;
 pub mod tuning;
 
 pub use device::{Commands, GpuDevice, Tracked, View};

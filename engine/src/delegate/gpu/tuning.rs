@@ -1,4 +1,6 @@
-//! The tuning table: which kernel configuration each kind of adapter gets.
+//! The static tuning table: which kernel configuration each kind of adapter
+//! gets, unless the adapter's own table ([`super::tune`], filled by `kinema
+//! tune`) has a winner for the shape class ([`matmul_for`], [`attention_for`]).
 //! `kinema bench --tune` times every candidate on the adapter at hand (the
 //! results behind these choices are in docs/benchmarks.md).
 //!
@@ -53,6 +55,24 @@ pub fn conv(dev: &GpuDevice, spec: &crate::delegate::Conv3d) -> super::conv::Ker
 /// The attention kernel for this adapter.
 pub fn attention(dev: &GpuDevice) -> Variant {
     if is_cpu_rasteriser(dev) { Variant::Subgroups8 { wg_rows: 8 } } else { Variant::Tiled }
+}
+
+/// The matmul configuration for `spec` on this adapter: the tuned winner of
+/// its shape class ([`super::tune`]), else [`matmul`]'s.
+pub fn matmul_for(dev: &GpuDevice, spec: &crate::delegate::Matmul) -> Config {
+    match dev.tuning().entries.get(&super::tune::Class::matmul(spec)) {
+        Some(super::tune::Entry { choice: super::tune::Choice::Matmul(c), .. }) => *c,
+        _ => matmul(dev),
+    }
+}
+
+/// The attention kernel for `spec` on this adapter: the tuned winner of its
+/// shape class, else [`attention`]'s.
+pub fn attention_for(dev: &GpuDevice, spec: &crate::delegate::Attention) -> Variant {
+    match dev.tuning().entries.get(&super::tune::Class::attention(spec)) {
+        Some(super::tune::Entry { choice: super::tune::Choice::Attention(v), .. }) => *v,
+        _ => attention(dev),
+    }
 }
 
 /// Matmul/conv3d configurations worth timing on this adapter.

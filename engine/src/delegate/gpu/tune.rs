@@ -1,0 +1,394 @@
+//! The tuner: kernel configurations timed on the adapter at hand, per shape
+//! class, kept in a small JSON table per adapter and Kinema version.
+//!
+//! A [`Class`] buckets a matmul by the powers of two its m, n and k round up
+//! to, and an attention by its head dimension and the powers of two of its
+//! query and key lengths. [`tune`] times, for each class it is handed an
+//! example of, the static table's choice ([`super::tuning`]) and every
+//! candidate on that example; a candidate may win only if its output matches
+//! the default's (within [`AGREE`] of the largest output) and it ran faster.
+//! The winners go in a [`Table`], saved natively under the user's cache
+//! folder (`tuning/ADAPTER.json`) and read back by the next process, which
+//! then tunes nothing: a lookup ([`GpuDevice::tuned_matmul`]) finds the
+//! class's winner, or the static choice for a class nobody tuned.
+//! `KINEMA_TUNE=off` ignores the table (the static choices only).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::GpuDevice;
+use super::attention::Variant;
+use super::matmul::{Config, Tiles};
+use crate::delegate::{Attention, Matmul};
+use crate::{Error, Result};
+
+/// How far a candidate's output may be from the default's, relative to the
+/// default's largest magnitude (both sum in f32, in different orders).
+pub const AGREE: f32 = 1e-4;
+
+/// A shape class: the tuning table's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    /// log₂ of m, n and k, rounded up.
+    Matmul { m: u32, n: u32, k: u32 },
+    /// The head dimension, and log₂ of the query and key lengths, rounded up.
+    Attention { head_dim: u32, q: u32, kv: u32 },
+}
+
+fn log2_ceil(x: usize) -> u32 {
+    x.max(1).next_power_of_two().trailing_zeros()
+}
+
+impl Class {
+    pub fn matmul(spec: &Matmul) -> Class {
+        Class::Matmul { m: log2_ceil(spec.m), n: log2_ceil(spec.n), k: log2_ceil(spec.k) }
+    }
+
+    pub fn attention(spec: &Attention) -> Class {
+        Class::Attention { head_dim: spec.head_dim as u32, q: log2_ceil(spec.q_len), kv: log2_ceil(spec.kv_len) }
+    }
+
+    /// The table's key, e.g. `matmul m≤1024 n≤1024 k≤64`.
+    pub fn key(&self) -> String {
+        match *self {
+            Class::Matmul { m, n, k } => format!("matmul m≤{} n≤{} k≤{}", 1u64 << m, 1u64 << n, 1u64 << k),
+            Class::Attention { head_dim, q, kv } => {
+                format!("attention d={head_dim} q≤{} kv≤{}", 1u64 << q, 1u64 << kv)
+            }
+        }
+    }
+
+    fn parse(key: &str) -> Option<Class> {
+        let pow = |s: &str, tag: &str| -> Option<u32> {
+            let v: u64 = s.strip_prefix(tag)?.parse().ok()?;
+            v.is_power_of_two().then(|| v.trailing_zeros())
+        };
+        let parts: Vec<&str> = key.split(' ').collect();
+        match parts.as_slice() {
+            ["matmul", m, n, k] => Some(Class::Matmul { m: pow(m, "m≤")?, n: pow(n, "n≤")?, k: pow(k, "k≤")? }),
+            ["attention", d, q, kv] => Some(Class::Attention {
+                head_dim: d.strip_prefix("d=")?.parse().ok()?,
+                q: pow(q, "q≤")?,
+                kv: pow(kv, "kv≤")?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A kernel configuration the table may hold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Choice {
+    Matmul(Config),
+    Attention(Variant),
+}
+
+impl Choice {
+    pub fn describe(&self) -> String {
+        match self {
+            Choice::Matmul(c) => c.describe(),
+            Choice::Attention(v) => v.describe(),
+        }
+    }
+
+    fn to_json(self) -> Value {
+        match self {
+            Choice::Matmul(Config::Tiled(t)) => json!({"matmul": "tiled", "wg_m": t.wg_m, "wg_n": t.wg_n, "bk": t.bk}),
+            Choice::Matmul(Config::Direct { wg_m, wg_n }) => json!({"matmul": "direct", "wg_m": wg_m, "wg_n": wg_n}),
+            Choice::Matmul(Config::Subgroups8 { wg_rows }) => json!({"matmul": "subgroups8", "wg_rows": wg_rows}),
+            Choice::Attention(Variant::Tiled) => json!({"attention": "tiled"}),
+            Choice::Attention(Variant::Subgroups8 { wg_rows }) => {
+                json!({"attention": "subgroups8", "wg_rows": wg_rows})
+            }
+        }
+    }
+
+    /// A choice from the table, if it is one of this adapter's candidates
+    /// (a table edited by hand or for another adapter chooses nothing else).
+    fn from_json(v: &Value, dev: &GpuDevice) -> Option<Choice> {
+        let num = |k: &str| v.get(k).and_then(Value::as_u64).and_then(|x| u32::try_from(x).ok());
+        let choice = match (v.get("matmul").and_then(Value::as_str), v.get("attention").and_then(Value::as_str)) {
+            (Some("tiled"), None) => {
+                Choice::Matmul(Config::Tiled(Tiles { wg_m: num("wg_m")?, wg_n: num("wg_n")?, bk: num("bk")? }))
+            }
+            (Some("direct"), None) => Choice::Matmul(Config::Direct { wg_m: num("wg_m")?, wg_n: num("wg_n")? }),
+            (Some("subgroups8"), None) => Choice::Matmul(Config::Subgroups8 { wg_rows: num("wg_rows")? }),
+            (None, Some("tiled")) => Choice::Attention(Variant::Tiled),
+            (None, Some("subgroups8")) => Choice::Attention(Variant::Subgroups8 { wg_rows: num("wg_rows")? }),
+            _ => return None,
+        };
+        let known = match choice {
+            Choice::Matmul(c) => super::tuning::candidates(dev).contains(&c),
+            Choice::Attention(a) => super::tuning::attention_candidates(dev).contains(&a),
+        };
+        known.then_some(choice)
+    }
+}
+
+/// One class's result: the winner and the times it was chosen by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub choice: Choice,
+    /// The winner's and the static default's least time, ms.
+    pub ms: f64,
+    pub default_ms: f64,
+    /// The shape it was timed at (m, n, k or q, kv, head_dim).
+    pub shape: [usize; 3],
+}
+
+/// The winners for one adapter and Kinema version.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    pub entries: BTreeMap<Class, Entry>,
+}
+
+/// Which tuning a process does: `KINEMA_TUNE=off` (the static choices only)
+/// or `cached` (the default: the saved table, else the static choices).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Off,
+    Cached,
+}
+
+impl Mode {
+    /// From `KINEMA_TUNE`; anything else than `off` or `cached` is an error.
+    pub fn from_env() -> Result<Mode> {
+        match std::env::var("KINEMA_TUNE").ok().as_deref() {
+            None | Some("") | Some("cached") => Ok(Mode::Cached),
+            Some("off") => Ok(Mode::Off),
+            Some(other) => Err(Error::Invalid(format!("KINEMA_TUNE={other}: expected off or cached"))),
+        }
+    }
+}
+
+/// The adapter's identity in the table: vendor, device, driver and backend.
+pub fn adapter_key(dev: &GpuDevice) -> String {
+    let i = &dev.info;
+    format!("{:04x}:{:04x} {} {} ({:?})", i.vendor, i.device, i.name, i.driver_info, i.backend)
+}
+
+impl Table {
+    /// The table as JSON, for `dev`.
+    pub fn to_json(&self, dev: &GpuDevice) -> Value {
+        let entries: Vec<Value> = self
+            .entries
+            .iter()
+            .map(|(class, e)| {
+                json!({"class": class.key(), "kernel": e.choice.to_json(), "describe": e.choice.describe(),
+                       "ms": e.ms, "default_ms": e.default_ms, "shape": e.shape})
+            })
+            .collect();
+        json!({"format": "kinema.tuning", "version": env!("CARGO_PKG_VERSION"), "adapter": adapter_key(dev), "entries": entries})
+    }
+
+    /// A table read back: empty (and why) unless it is this version's, for
+    /// this adapter, every entry a class and one of the adapter's candidates.
+    pub fn from_json(v: &Value, dev: &GpuDevice) -> std::result::Result<Table, String> {
+        if v.get("format").and_then(Value::as_str) != Some("kinema.tuning") {
+            return Err("not a kinema.tuning table".into());
+        }
+        if v.get("version").and_then(Value::as_str) != Some(env!("CARGO_PKG_VERSION")) {
+            return Err("made by another version of Kinema".into());
+        }
+        if v.get("adapter").and_then(Value::as_str) != Some(adapter_key(dev).as_str()) {
+            return Err("made for another adapter".into());
+        }
+        let mut table = Table::default();
+        for e in v.get("entries").and_then(Value::as_array).ok_or("no entries")? {
+            let class =
+                e.get("class").and_then(Value::as_str).and_then(Class::parse).ok_or("an entry without a class")?;
+            let choice = e.get("kernel").and_then(|k| Choice::from_json(k, dev)).ok_or("an unknown kernel")?;
+            let num = |k: &str| e.get(k).and_then(Value::as_f64).filter(|x| x.is_finite() && *x >= 0.0);
+            let shape =
+                e.get("shape").and_then(Value::as_array).filter(|s| s.len() == 3).ok_or("an entry without a shape")?;
+            let dim = |i: usize| shape[i].as_u64().map(|x| x as usize).ok_or("a bad shape");
+            let entry = Entry {
+                choice,
+                ms: num("ms").ok_or("a bad time")?,
+                default_ms: num("default_ms").ok_or("a bad time")?,
+                shape: [dim(0)?, dim(1)?, dim(2)?],
+            };
+            table.entries.insert(class, entry);
+        }
+        Ok(table)
+    }
+}
+
+/// The file the table of `dev` is kept in: `tuning/` in the user's cache
+/// folder (`$KINEMA_CACHE_DIR`, `$XDG_CACHE_HOME/kinema`, `~/.cache/kinema`).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn table_path(dev: &GpuDevice) -> Option<std::path::PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    let root = var("KINEMA_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("kinema")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache/kinema")))?;
+    let name: String = adapter_key(dev)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .collect();
+    Some(root.join("tuning").join(format!("{name}.json")))
+}
+
+/// The saved table of `dev`, or an empty one with a warning on stderr when
+/// the file is unreadable or not this adapter's (it is only a cache).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load(dev: &GpuDevice) -> Table {
+    let Some(path) = table_path(dev) else { return Table::default() };
+    let Ok(text) = std::fs::read_to_string(&path) else { return Table::default() };
+    let parsed = serde_json::from_str::<Value>(&text).map_err(|e| e.to_string());
+    match parsed.and_then(|v| Table::from_json(&v, dev)) {
+        Ok(table) => table,
+        Err(why) => {
+            eprintln!("kinema: ignoring the tuning table {}: {why}", path.display());
+            Table::default()
+        }
+    }
+}
+
+/// No table is kept in the browser yet: the static choices.
+#[cfg(target_arch = "wasm32")]
+pub fn load(_dev: &GpuDevice) -> Table {
+    Table::default()
+}
+
+/// Saves `table` as the table of `dev`; returns where.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn save(dev: &GpuDevice, table: &Table) -> Result<std::path::PathBuf> {
+    let path = table_path(dev).ok_or_else(|| Error::Invalid("no cache folder for the tuning table".into()))?;
+    let io = |e: std::io::Error| Error::Invalid(format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(path.parent().expect("a file in tuning/")).map_err(io)?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&table.to_json(dev)).expect("JSON")).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(path)
+}
+
+/// An example of a class to time: a product or an attention of real shapes.
+#[derive(Clone, Debug)]
+pub enum Example {
+    Matmul(Matmul),
+    Attention(Attention),
+}
+
+impl Example {
+    pub fn class(&self) -> Class {
+        match self {
+            Example::Matmul(m) => Class::matmul(m),
+            Example::Attention(a) => Class::attention(a),
+        }
+    }
+}
+
+/// Times the candidates of each example's class (the first example of a
+/// class stands for it) into `table`, until `budget` has passed: a class
+/// whose candidates were not all timed by then is left out (so the table never
+/// holds a half-timed choice); a class already in `table` is skipped.
+/// Returns how many classes were tuned.
+pub async fn tune(
+    dev: &GpuDevice,
+    examples: &[Example],
+    budget: Duration,
+    runs: usize,
+    table: &mut Table,
+) -> Result<usize> {
+    let deadline = Instant::now() + budget;
+    let mut tuned = 0;
+    for example in examples {
+        let class = example.class();
+        if table.entries.contains_key(&class) || Instant::now() >= deadline {
+            continue;
+        }
+        let entry = match example {
+            Example::Matmul(spec) => {
+                let spec = Matmul { activation: crate::delegate::Activation::None, ..*spec };
+                let a = crate::random::uniform(spec.batch * spec.m * spec.k, 1);
+                let b = crate::random::uniform(spec.batch * spec.k * spec.n, 2);
+                let run = |c: Config| super::matmul::matmul_with(dev, c, &spec, &a, &b[..], None);
+                let default = super::tuning::matmul(dev);
+                let mut cands = super::tuning::candidates(dev);
+                cands.retain(|c| *c != default);
+                let shape = [spec.m, spec.n, spec.k];
+                let Some((c, ms, default_ms)) = best(default, &cands, runs, deadline, run).await? else { continue };
+                Entry { choice: Choice::Matmul(c), ms, default_ms, shape }
+            }
+            Example::Attention(spec) => {
+                let (q, kv) = (spec.batch * spec.heads * spec.q_len, spec.batch * spec.heads * spec.kv_len);
+                let qs = crate::random::uniform(q * spec.head_dim, 3);
+                let ks = crate::random::uniform(kv * spec.head_dim, 4);
+                let vs = crate::random::uniform(kv * spec.head_dim, 5);
+                let run = |v: Variant| super::attention::attention_with(dev, v, spec, &qs, &ks, &vs, None);
+                let default = super::tuning::attention(dev);
+                let mut cands = super::tuning::attention_candidates(dev);
+                cands.retain(|c| *c != default);
+                let shape = [spec.q_len, spec.kv_len, spec.head_dim];
+                let Some((v, ms, default_ms)) = best(default, &cands, runs, deadline, run).await? else { continue };
+                Entry { choice: Choice::Attention(v), ms, default_ms, shape }
+            }
+        };
+        table.entries.insert(class, entry);
+        tuned += 1;
+    }
+    Ok(tuned)
+}
+
+/// The fastest of `default` and `candidates` whose output agrees with the
+/// default's, with its least time and the default's (ms); `None` if the
+/// deadline passed before every candidate was timed.
+async fn best<C: Copy, F: std::future::Future<Output = Result<Vec<f32>>>>(
+    default: C,
+    candidates: &[C],
+    runs: usize,
+    deadline: Instant,
+    run: impl Fn(C) -> F,
+) -> Result<Option<(C, f64, f64)>> {
+    let time = async |c: C| -> Result<(f64, Vec<f32>)> {
+        let mut out = run(c).await?; // the first run compiles the kernel: not timed
+        let mut least = f64::INFINITY;
+        for _ in 0..runs.max(1) {
+            let t0 = Instant::now();
+            out = run(c).await?;
+            least = least.min(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok((least, out))
+    };
+    let (default_ms, want) = time(default).await?;
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    let mut winner = (default, default_ms);
+    for &c in candidates {
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        // A candidate that fails (a limit, a compile error) or disagrees loses.
+        let Ok((ms, got)) = time(c).await else { continue };
+        let agrees = got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= AGREE * scale);
+        if agrees && ms < winner.1 {
+            winner = (c, ms);
+        }
+    }
+    Ok(Some((winner.0, winner.1, default_ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A class's key reads back as the class; keys that are not one do not.
+    #[test]
+    fn class_keys_round_trip() {
+        let specs = [Matmul::new(1, 1560, 1536, 8960), Matmul::new(2, 1, 1, 1), Matmul::new(1, 1024, 1024, 1024)];
+        for spec in &specs {
+            let class = Class::matmul(spec);
+            assert_eq!(Class::parse(&class.key()), Some(class));
+        }
+        assert_eq!(Class::matmul(&specs[0]).key(), "matmul m≤2048 n≤2048 k≤16384");
+        let att = Attention::new(1, 12, 1560, 512, 128);
+        assert_eq!(Class::attention(&att).key(), "attention d=128 q≤2048 kv≤512");
+        assert_eq!(Class::parse(&Class::attention(&att).key()), Some(Class::attention(&att)));
+        for bad in ["", "matmul m≤3 n≤4 k≤4", "matmul m≤4 n≤4", "conv m≤4 n≤4 k≤4", "attention d=x q≤4 kv≤4"]
+        {
+            assert_eq!(Class::parse(bad), None, "{bad}");
+        }
+    }
+}

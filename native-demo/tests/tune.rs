@@ -1,0 +1,142 @@
+//! `kinema tune` end to end on lavapipe: the table it saves, a second process
+//! that reads it and times nothing, the kernels `inspect` and `run` then use
+//! (outputs still PyTorch's), and tables that must be ignored.
+
+use std::process::{Command, Output};
+
+use kinema_tests::{TempDir, fixture};
+use serde_json::Value;
+
+fn kinema(cache: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kinema"));
+    cmd.args(args).env("KINEMA_CACHE_DIR", cache).env_remove("KINEMA_TUNE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run kinema")
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+/// The kernels `kinema inspect --device gpu` names for the program's linear
+/// (matmul) and attention steps.
+fn step_kernels(cache: &std::path::Path, env: &[(&str, &str)], program: &str) -> (Vec<String>, Vec<String>, String) {
+    let out = kinema(cache, env, &["inspect", program, "--device", "gpu", "--json"]);
+    let plan = json_of(&out);
+    let of = |op: &str| -> Vec<String> {
+        let steps = plan["steps"].as_array().unwrap();
+        steps.iter().filter(|s| s["op"] == op).map(|s| s["kernel"].as_str().unwrap().to_string()).collect()
+    };
+    (of("linear"), of("attention"), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+fn max_err(got: &str, want: &str) -> (f32, f32) {
+    let got = pollster::block_on(kinema_engine::weights::Checkpoint::open(got)).unwrap();
+    let want = pollster::block_on(kinema_engine::weights::Checkpoint::open(want)).unwrap();
+    let n = want.get("out0").unwrap().info.numel() as usize;
+    assert_eq!(got.get("out0").unwrap().info.numel() as usize, n);
+    let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+    pollster::block_on(got.read_f32("out0", &mut a)).unwrap();
+    pollster::block_on(want.read_f32("out0", &mut b)).unwrap();
+    let err = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    (err, b.iter().fold(0f32, |m, v| m.max(v.abs())))
+}
+
+#[test]
+fn tune_saves_a_table_that_later_processes_use() {
+    let dir = fixture("programs/wan_transformer");
+    let path = |f: &str| dir.join(f).display().to_string();
+    let program = path("program.json");
+    let tmp = TempDir::new("tune");
+    let cache = tmp.0.join("cache");
+    // The tiny transformer's classes: its linears (tokens × features, the
+    // 1-token time embedding) and its self- and cross-attention.
+    let classes = [
+        "attention d=12 q≤32 kv≤32",
+        "attention d=12 q≤32 kv≤8",
+        "matmul m≤1 n≤256 k≤32",
+        "matmul m≤1 n≤32 k≤16",
+        "matmul m≤1 n≤32 k≤32",
+        "matmul m≤32 n≤32 k≤32",
+        "matmul m≤32 n≤64 k≤32",
+        "matmul m≤8 n≤32 k≤16",
+        "matmul m≤8 n≤32 k≤32",
+    ];
+    let first = json_of(&kinema(&cache, &[], &["tune", &program, "--budget", "300", "--runs", "2", "--json"]));
+    let entries = first["entries"].as_array().unwrap();
+    let mut keys: Vec<&str> = entries.iter().map(|e| e["class"].as_str().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, classes);
+    assert_eq!(first["tuned"], classes.len());
+    for e in entries {
+        // The default is a candidate: the winner is never slower than it.
+        assert!(e["ms"].as_f64().unwrap() <= e["default_ms"].as_f64().unwrap(), "{e}");
+        let kernel = e["describe"].as_str().unwrap();
+        let want = if e["class"].as_str().unwrap().starts_with("matmul") { "matmul" } else { "attention" };
+        assert!(kernel.starts_with(want), "{e}");
+    }
+    let saved = std::path::PathBuf::from(first["path"].as_str().unwrap());
+    assert!(saved.starts_with(cache.join("tuning")) && saved.is_file(), "{saved:?}");
+    // A second process times nothing: the table is read back whole.
+    let second = json_of(&kinema(&cache, &[], &["tune", &program, "--budget", "300", "--json"]));
+    assert_eq!(second["tuned"], 0);
+    assert_eq!(second["entries"], first["entries"]);
+
+    // A table that picks kernels other than the static choice (lavapipe's:
+    // the 8-subgroup kernels) for every class: inspect names them, and a run
+    // by them still gives PyTorch's outputs.
+    let mut table: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    for e in table["entries"].as_array_mut().unwrap() {
+        let matmul = e["class"].as_str().unwrap().starts_with("matmul");
+        e["kernel"] = if matmul {
+            serde_json::json!({"matmul": "direct", "wg_m": 8, "wg_n": 8})
+        } else {
+            serde_json::json!({"attention": "tiled"})
+        };
+    }
+    std::fs::write(&saved, table.to_string()).unwrap();
+    let (linears, attentions, _) = step_kernels(&cache, &[], &program);
+    assert!(!linears.is_empty() && !attentions.is_empty());
+    assert!(linears.iter().all(|k| k == "matmul_direct.wgsl (8 × 8 threads)"), "{linears:?}");
+    assert!(attentions.iter().all(|k| k.starts_with("attention.wgsl (")), "{attentions:?}");
+    let out = tmp.0.join("out.safetensors").display().to_string();
+    let run = ["run", &program, "--weights", &path("transformer"), "--inputs", &path("io.safetensors")];
+    let ran = kinema(&cache, &[], &[&run[..], &["--output", &out, "--device", "gpu"]].concat());
+    assert!(ran.status.success(), "stderr: {}", String::from_utf8_lossy(&ran.stderr));
+    let (err, scale) = max_err(&out, &path("io.safetensors"));
+    assert!(err <= 1e-4 * scale.max(1.0), "{err} of {scale}");
+
+    // KINEMA_TUNE=off: the static choices, whatever the table says.
+    let (linears, attentions, _) = step_kernels(&cache, &[("KINEMA_TUNE", "off")], &program);
+    assert!(linears.iter().all(|k| k == "matmul_sg8.wgsl (8 subgroups per workgroup)"), "{linears:?}");
+    assert!(attentions.iter().all(|k| k == "attention_sg8.wgsl (8 subgroups per workgroup)"), "{attentions:?}");
+
+    // Tables to ignore, with one line saying why: not JSON, another adapter's,
+    // a kernel that is not one of this adapter's candidates.
+    let mut other = table.clone();
+    other["adapter"] = "0000:0000 some other GPU (Metal)".into();
+    let mut unknown = table.clone();
+    unknown["entries"][0]["kernel"] = serde_json::json!({"matmul": "subgroups8", "wg_rows": 3});
+    for (text, why) in [
+        ("{".to_string(), "EOF"),
+        (other.to_string(), "made for another adapter"),
+        (unknown.to_string(), "an unknown kernel"),
+    ] {
+        std::fs::write(&saved, text).unwrap();
+        let (linears, _, stderr) = step_kernels(&cache, &[], &program);
+        assert!(linears.iter().all(|k| k == "matmul_sg8.wgsl (8 subgroups per workgroup)"), "{why}: {linears:?}");
+        let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("ignoring the tuning table")).collect();
+        assert_eq!(warnings.len(), 1, "{stderr}");
+        assert!(warnings[0].contains(why), "{stderr}");
+    }
+    // A budget of 0 times nothing.
+    let none = json_of(&kinema(&cache, &[], &["tune", &program, "--budget", "0", "--fresh", "--json"]));
+    assert_eq!(none["tuned"], 0);
+    assert_eq!(none["entries"].as_array().unwrap().len(), 0);
+    let bad = kinema(&cache, &[], &["tune", "--budget", "100000"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--budget 100000: expected 0 to 86400 seconds"));
+}
