@@ -140,3 +140,46 @@ fn tune_saves_a_table_that_later_processes_use() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--budget 100000: expected 0 to 86400 seconds"));
 }
+
+/// `KINEMA_TUNE=full`: a GPU session first times the classes its program's
+/// table lacks (once: a second process finds them all), within
+/// `KINEMA_TUNE_BUDGET`; its outputs stay PyTorch's; bad settings are errors.
+#[test]
+fn full_tuning_times_a_programs_classes_at_first_use_once() {
+    let dir = fixture("programs/wan_transformer");
+    let path = |f: &str| dir.join(f).display().to_string();
+    let tmp = TempDir::new("tune_full");
+    let out = tmp.0.join("out.safetensors").display().to_string();
+    let (program, weights, inputs) = (path("program.json"), path("transformer"), path("io.safetensors"));
+    let args = ["run", &program, "--weights", &weights, "--inputs", &inputs, "--output", &out, "--device", "gpu"];
+    let run = |cache: &std::path::Path, env: &[(&str, &str)]| -> String {
+        let ran = kinema(cache, env, &args);
+        let stderr = String::from_utf8_lossy(&ran.stderr).to_string();
+        assert!(ran.status.success(), "stderr: {stderr}");
+        let (err, scale) = max_err(&out, &inputs);
+        assert!(err <= 1e-4 * scale.max(1.0), "{err} of {scale}");
+        stderr
+    };
+    let tuned = |stderr: &str| stderr.lines().filter(|l| l.starts_with("kinema: tuned ")).count();
+    let cache = tmp.0.join("cache");
+    let first = run(&cache, &[("KINEMA_TUNE", "full")]);
+    assert!(first.contains("kinema: tuned 9 shape classes in "), "{first}");
+    let table = std::fs::read_dir(cache.join("tuning")).unwrap().count();
+    assert_eq!(table, 1);
+    assert_eq!(tuned(&run(&cache, &[("KINEMA_TUNE", "full")])), 0);
+    // No budget: nothing timed, nothing saved.
+    let none = tmp.0.join("none");
+    assert_eq!(tuned(&run(&none, &[("KINEMA_TUNE", "full"), ("KINEMA_TUNE_BUDGET", "0")])), 0);
+    assert!(!none.join("tuning").exists());
+    for (k, v, why) in [
+        ("KINEMA_TUNE", "always", "KINEMA_TUNE=always: expected off, cached or full"),
+        ("KINEMA_TUNE_BUDGET", "ten", "KINEMA_TUNE_BUDGET=ten: expected 0 to 3600 seconds"),
+    ] {
+        let env = [("KINEMA_TUNE", "full"), (k, v)];
+        let env = if k == "KINEMA_TUNE" { &env[1..] } else { &env[..] };
+        let bad = kinema(&none, env, &args);
+        assert_eq!(bad.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(stderr.lines().any(|l| l.starts_with("kinema: error: ") && l.contains(why)), "{stderr}");
+    }
+}

@@ -227,6 +227,10 @@ impl Session {
                 )));
             }
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(dev) = &gpu {
+            crate::delegate::gpu::tune::at_first_use(dev, &tuning_examples(&program)).await?;
+        }
         let resident = match &gpu {
             Some(dev) => Some(resident::Resident::new(dev, &program, &plan).await?),
             None => None,

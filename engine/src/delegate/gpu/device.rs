@@ -22,6 +22,8 @@ pub struct GpuDevice {
     live: Arc<std::sync::atomic::AtomicU64>,
     /// The tuning table ([`super::tune`]), read on first use.
     tuning: Mutex<Option<Arc<super::tune::Table>>>,
+    /// Time this process has spent tuning at first use.
+    tuning_spent: Mutex<std::time::Duration>,
 }
 
 /// A device buffer counted in its device's [`live_bytes`](GpuDevice::live_bytes)
@@ -115,6 +117,7 @@ impl GpuDevice {
             fault,
             live: Arc::default(),
             tuning: Mutex::default(),
+            tuning_spent: Mutex::default(),
         })
     }
 
@@ -196,10 +199,19 @@ impl GpuDevice {
             });
             Arc::new(match mode {
                 super::tune::Mode::Off => super::tune::Table::default(),
-                super::tune::Mode::Cached => super::tune::load(self),
+                super::tune::Mode::Cached | super::tune::Mode::Full => super::tune::load(self),
             })
         })
         .clone()
+    }
+
+    /// Time spent tuning at first use so far ([`super::tune::at_first_use`]).
+    pub fn tuning_spent(&self) -> std::time::Duration {
+        *self.tuning_spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn add_tuning_spent(&self, d: std::time::Duration) {
+        *self.tuning_spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += d;
     }
 
     /// Replaces this process's tuning table (`kinema tune`, tests).

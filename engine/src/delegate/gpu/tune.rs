@@ -11,7 +11,8 @@
 //! folder (`tuning/ADAPTER.json`) and read back by the next process, which
 //! then tunes nothing: a lookup ([`GpuDevice::tuned_matmul`]) finds the
 //! class's winner, or the static choice for a class nobody tuned.
-//! `KINEMA_TUNE=off` ignores the table (the static choices only).
+//! `KINEMA_TUNE=off` ignores the table (the static choices only); `full`
+//! tunes what a GPU session's program needs at first use ([`at_first_use`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -144,23 +145,74 @@ pub struct Table {
     pub entries: BTreeMap<Class, Entry>,
 }
 
-/// Which tuning a process does: `KINEMA_TUNE=off` (the static choices only)
-/// or `cached` (the default: the saved table, else the static choices).
+/// Which tuning a process does (`KINEMA_TUNE`): `off`, the static choices
+/// only; `cached` (the default), the saved table, else the static choices;
+/// `full`, as cached, and a GPU session first times the classes of its
+/// program the table lacks ([`at_first_use`]).
+///
+/// Not `full` by default: a first run would then spend up to the budget
+/// timing, and its kernels (all agreeing within [`AGREE`], not bit for bit)
+/// would depend on how the timings fell; `kinema tune` does it ahead of time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Off,
     Cached,
+    Full,
 }
 
 impl Mode {
-    /// From `KINEMA_TUNE`; anything else than `off` or `cached` is an error.
+    /// From `KINEMA_TUNE`; anything but `off`, `cached` or `full` is an error.
     pub fn from_env() -> Result<Mode> {
         match std::env::var("KINEMA_TUNE").ok().as_deref() {
             None | Some("") | Some("cached") => Ok(Mode::Cached),
             Some("off") => Ok(Mode::Off),
-            Some(other) => Err(Error::Invalid(format!("KINEMA_TUNE={other}: expected off or cached"))),
+            Some("full") => Ok(Mode::Full),
+            Some(other) => Err(Error::Invalid(format!("KINEMA_TUNE={other}: expected off, cached or full"))),
         }
     }
+}
+
+/// Seconds a process may spend tuning at first use: `KINEMA_TUNE_BUDGET`
+/// (0 to 3600; 0 = none), else 10.
+pub fn process_budget() -> Result<Duration> {
+    match std::env::var("KINEMA_TUNE_BUDGET").ok().filter(|v| !v.is_empty()) {
+        None => Ok(Duration::from_secs(10)),
+        Some(v) => match v.parse::<f64>() {
+            Ok(s) if s.is_finite() && (0.0..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+            _ => Err(Error::Invalid(format!("KINEMA_TUNE_BUDGET={v}: expected 0 to 3600 seconds"))),
+        },
+    }
+}
+
+/// With `KINEMA_TUNE=full`: times the classes of `examples` that the
+/// device's table lacks, within what is left of this process's budget
+/// ([`process_budget`]), then uses and saves the grown table (a table that
+/// cannot be saved is still used, with a warning). Otherwise nothing.
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn at_first_use(dev: &GpuDevice, examples: &[Example]) -> Result<()> {
+    if Mode::from_env()? != Mode::Full {
+        return Ok(());
+    }
+    let left = process_budget()?.saturating_sub(dev.tuning_spent());
+    if left.is_zero() {
+        return Ok(());
+    }
+    let mut table = (*dev.tuning()).clone();
+    let t0 = Instant::now();
+    let tuned = tune(dev, examples, left, 3, &mut table).await?;
+    dev.add_tuning_spent(t0.elapsed());
+    if tuned > 0 {
+        match save(dev, &table) {
+            Ok(path) => eprintln!(
+                "kinema: tuned {tuned} shape classes in {:.1} s into {}",
+                t0.elapsed().as_secs_f64(),
+                path.display()
+            ),
+            Err(e) => eprintln!("kinema: tuned {tuned} shape classes; the table was not saved: {e}"),
+        }
+        dev.set_tuning(table);
+    }
+    Ok(())
 }
 
 /// The adapter's identity in the table: vendor, device, driver and backend.
