@@ -103,7 +103,7 @@ async fn kernel_ms(dev: &GpuDevice, w: &Workloads, workload: &str, runs: usize) 
                 gpu::matmul::encode_matmul(
                     dev,
                     &mut cmds,
-                    Config::for_device(dev),
+                    tuning::matmul_for(dev, mm),
                     mm,
                     views[0],
                     (views[1], kinema_engine::delegate::gpu::matmul::BStore::F32),
@@ -120,7 +120,7 @@ async fn kernel_ms(dev: &GpuDevice, w: &Workloads, workload: &str, runs: usize) 
                 gpu::attention::encode_attention(
                     dev,
                     &mut cmds,
-                    Variant::for_device(dev),
+                    tuning::attention_for(dev, att),
                     att,
                     [views[0], views[1], views[2]],
                     None,

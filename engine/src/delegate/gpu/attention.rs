@@ -58,6 +58,7 @@ impl Variant {
 }
 
 /// `out = softmax(q·kᵀ · scale + mask) · v` on the GPU; see [`Attention`].
+/// By the tuned kernel of its shape class ([`super::tuning::attention_for`]).
 pub async fn attention(
     dev: &GpuDevice,
     spec: &Attention,
@@ -66,7 +67,7 @@ pub async fn attention(
     v: &[f32],
     mask: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
-    attention_with(dev, Variant::for_device(dev), spec, q, k, v, mask).await
+    attention_with(dev, super::tuning::attention_for(dev, spec), spec, q, k, v, mask).await
 }
 
 /// [`attention`] with a given kernel.

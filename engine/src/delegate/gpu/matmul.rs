@@ -223,6 +223,7 @@ impl BStore<'_> {
 }
 
 /// `out = act(op(A) · op(B) + bias)` on the GPU, B in f32, f16, bf16 or int8; see [`Matmul`].
+/// By the tuned configuration of its shape class ([`super::tuning::matmul_for`]).
 pub async fn matmul<'b>(
     dev: &GpuDevice,
     spec: &Matmul,
@@ -230,7 +231,7 @@ pub async fn matmul<'b>(
     b: impl Into<Operand<'b>>,
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
-    matmul_with(dev, Config::for_device(dev), spec, a, b, bias).await
+    matmul_with(dev, super::tuning::matmul_for(dev, spec), spec, a, b, bias).await
 }
 
 /// [`matmul`] with a given kernel configuration: uploads the operands,
