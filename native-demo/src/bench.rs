@@ -113,8 +113,16 @@ async fn kernel_ms(dev: &GpuDevice, w: &Workloads, workload: &str, runs: usize) 
                 .await?
             }
             "conv3d" => {
-                gpu::conv::encode_conv3d(dev, &mut cmds, tuning::conv(dev, conv), conv, [views[0], views[1]], None, o)
-                    .await?
+                gpu::conv::encode_conv3d(
+                    dev,
+                    &mut cmds,
+                    tuning::conv_for(dev, conv),
+                    conv,
+                    [views[0], views[1]],
+                    None,
+                    o,
+                )
+                .await?
             }
             _ => {
                 gpu::attention::encode_attention(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kinema_engine::delegate::gpu::GpuDevice;
 use kinema_engine::delegate::gpu::tune::{self, Example, Table};
-use kinema_engine::delegate::{Attention, Matmul};
+use kinema_engine::delegate::{Attention, Conv3d, Matmul};
 use kinema_engine::program::Program;
 use kinema_engine::{Error, Result};
 
@@ -38,6 +38,7 @@ pub async fn run(args: Args) -> Result<()> {
     }
     if args.programs.is_empty() {
         examples.push(Example::Matmul(Matmul::new(1, 1024, 1024, 1024)));
+        examples.push(Example::Conv(Conv3d::new(1, 64, 64, [8, 32, 32], [3, 3, 3]).padded([1, 1, 1])));
         examples.push(Example::Attention(Attention { scale: 1.0 / 8.0, ..Attention::new(1, 8, 1024, 1024, 64) }));
     }
     let dev = GpuDevice::new().await?;

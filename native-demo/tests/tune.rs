@@ -22,15 +22,15 @@ fn json_of(out: &Output) -> Value {
 }
 
 /// The kernels `kinema inspect --device gpu` names for the program's linear
-/// (matmul) and attention steps.
-fn step_kernels(cache: &std::path::Path, env: &[(&str, &str)], program: &str) -> (Vec<String>, Vec<String>, String) {
+/// (matmul), attention and conv steps.
+fn step_kernels(cache: &std::path::Path, env: &[(&str, &str)], program: &str) -> ([Vec<String>; 3], String) {
     let out = kinema(cache, env, &["inspect", program, "--device", "gpu", "--json"]);
     let plan = json_of(&out);
     let of = |op: &str| -> Vec<String> {
         let steps = plan["steps"].as_array().unwrap();
         steps.iter().filter(|s| s["op"] == op).map(|s| s["kernel"].as_str().unwrap().to_string()).collect()
     };
-    (of("linear"), of("attention"), String::from_utf8_lossy(&out.stderr).to_string())
+    ([of("linear"), of("attention"), of("conv")], String::from_utf8_lossy(&out.stderr).to_string())
 }
 
 fn max_err(got: &str, want: &str) -> (f32, f32) {
@@ -45,6 +45,9 @@ fn max_err(got: &str, want: &str) -> (f32, f32) {
     (err, b.iter().fold(0f32, |m, v| m.max(v.abs())))
 }
 
+/// The tiny transformer's patch embedding as a GEMM class.
+const CONV_CLASS: &str = "conv3d c_out≤32 k≤64 p≤32";
+
 #[test]
 fn tune_saves_a_table_that_later_processes_use() {
     let dir = fixture("programs/wan_transformer");
@@ -53,10 +56,12 @@ fn tune_saves_a_table_that_later_processes_use() {
     let tmp = TempDir::new("tune");
     let cache = tmp.0.join("cache");
     // The tiny transformer's classes: its linears (tokens × features, the
-    // 1-token time embedding) and its self- and cross-attention.
+    // 1-token time embedding), its self- and cross-attention and its patch
+    // embedding (a conv).
     let classes = [
         "attention d=12 q≤32 kv≤32",
         "attention d=12 q≤32 kv≤8",
+        CONV_CLASS,
         "matmul m≤1 n≤256 k≤32",
         "matmul m≤1 n≤32 k≤16",
         "matmul m≤1 n≤32 k≤32",
@@ -75,7 +80,8 @@ fn tune_saves_a_table_that_later_processes_use() {
         // The default is a candidate: the winner is never slower than it.
         assert!(e["ms"].as_f64().unwrap() <= e["default_ms"].as_f64().unwrap(), "{e}");
         let kernel = e["describe"].as_str().unwrap();
-        let want = if e["class"].as_str().unwrap().starts_with("matmul") { "matmul" } else { "attention" };
+        let class = e["class"].as_str().unwrap();
+        let want = class.split(' ').next().unwrap();
         assert!(kernel.starts_with(want), "{e}");
     }
     let saved = std::path::PathBuf::from(first["path"].as_str().unwrap());
@@ -90,18 +96,18 @@ fn tune_saves_a_table_that_later_processes_use() {
     // by them still gives PyTorch's outputs.
     let mut table: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
     for e in table["entries"].as_array_mut().unwrap() {
-        let matmul = e["class"].as_str().unwrap().starts_with("matmul");
-        e["kernel"] = if matmul {
-            serde_json::json!({"matmul": "direct", "wg_m": 8, "wg_n": 8})
-        } else {
-            serde_json::json!({"attention": "tiled"})
+        e["kernel"] = match e["class"].as_str().unwrap().split(' ').next().unwrap() {
+            "matmul" => serde_json::json!({"matmul": "blocked", "wg_m": 8, "wg_n": 16, "bk": 16}),
+            "conv3d" => serde_json::json!({"conv3d": "tiled", "wg_m": 8, "wg_n": 8, "bk": 8}),
+            _ => serde_json::json!({"attention": "tiled"}),
         };
     }
     std::fs::write(&saved, table.to_string()).unwrap();
-    let (linears, attentions, _) = step_kernels(&cache, &[], &program);
-    assert!(!linears.is_empty() && !attentions.is_empty());
-    assert!(linears.iter().all(|k| k == "matmul_direct.wgsl (8 × 8 threads)"), "{linears:?}");
+    let ([linears, attentions, convs], _) = step_kernels(&cache, &[], &program);
+    assert!(!linears.is_empty() && !attentions.is_empty() && convs.len() == 1);
+    assert!(linears.iter().all(|k| k == "matmul_blocked.wgsl (8 × 16 threads of 8 × 4, BK 16)"), "{linears:?}");
     assert!(attentions.iter().all(|k| k.starts_with("attention.wgsl (")), "{attentions:?}");
+    assert_eq!(convs, ["conv3d.wgsl (8 × 8 threads, BK 8)"]);
     let out = tmp.0.join("out.safetensors").display().to_string();
     let run = ["run", &program, "--weights", &path("transformer"), "--inputs", &path("io.safetensors")];
     let ran = kinema(&cache, &[], &[&run[..], &["--output", &out, "--device", "gpu"]].concat());
@@ -110,9 +116,10 @@ fn tune_saves_a_table_that_later_processes_use() {
     assert!(err <= 1e-4 * scale.max(1.0), "{err} of {scale}");
 
     // KINEMA_TUNE=off: the static choices, whatever the table says.
-    let (linears, attentions, _) = step_kernels(&cache, &[("KINEMA_TUNE", "off")], &program);
+    let ([linears, attentions, convs], _) = step_kernels(&cache, &[("KINEMA_TUNE", "off")], &program);
     assert!(linears.iter().all(|k| k == "matmul_sg8.wgsl (8 subgroups per workgroup)"), "{linears:?}");
     assert!(attentions.iter().all(|k| k == "attention_sg8.wgsl (8 subgroups per workgroup)"), "{attentions:?}");
+    assert!(convs.iter().all(|k| k.starts_with("conv3d_")), "{convs:?}");
 
     // Tables to ignore, with one line saying why: not JSON, another adapter's,
     // a kernel that is not one of this adapter's candidates.
@@ -126,7 +133,7 @@ fn tune_saves_a_table_that_later_processes_use() {
         (unknown.to_string(), "an unknown kernel"),
     ] {
         std::fs::write(&saved, text).unwrap();
-        let (linears, _, stderr) = step_kernels(&cache, &[], &program);
+        let ([linears, ..], stderr) = step_kernels(&cache, &[], &program);
         assert!(linears.iter().all(|k| k == "matmul_sg8.wgsl (8 subgroups per workgroup)"), "{why}: {linears:?}");
         let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("ignoring the tuning table")).collect();
         assert_eq!(warnings.len(), 1, "{stderr}");
@@ -162,8 +169,9 @@ fn full_tuning_times_a_programs_classes_at_first_use_once() {
     };
     let tuned = |stderr: &str| stderr.lines().filter(|l| l.starts_with("kinema: tuned ")).count();
     let cache = tmp.0.join("cache");
-    let first = run(&cache, &[("KINEMA_TUNE", "full")]);
-    assert!(first.contains("kinema: tuned 9 shape classes in "), "{first}");
+    // A budget that covers every class even beside other tests (the default, 10 s, may not).
+    let first = run(&cache, &[("KINEMA_TUNE", "full"), ("KINEMA_TUNE_BUDGET", "300")]);
+    assert!(first.contains("kinema: tuned 10 shape classes in "), "{first}");
     let table = std::fs::read_dir(cache.join("tuning")).unwrap().count();
     assert_eq!(table, 1);
     assert_eq!(tuned(&run(&cache, &[("KINEMA_TUNE", "full")])), 0);

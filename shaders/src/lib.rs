@@ -38,6 +38,11 @@ macro_rules! kernel {
 /// epilogue, tiled through workgroup memory (the path for real GPUs).
 pub const MATMUL: Kernel = kernel!("matmul", "activation.wgsl", "epilogue.wgsl", "matmul_operands.wgsl");
 
+/// The same matmul register-blocked wider (8 × 4 outputs per thread, vec4
+/// workgroup tiles: 128 × 64 or 64 × 64 blocks), a candidate for the tuner.
+pub const MATMUL_BLOCKED: Kernel =
+    kernel!("matmul_blocked", "activation.wgsl", "epilogue.wgsl", "matmul_operands.wgsl");
+
 /// The same matmul for adapters with 8-wide subgroups (lavapipe): rows of A
 /// shared with `subgroupBroadcast` instead of workgroup memory.
 pub const MATMUL_SG8: Kernel =
@@ -103,6 +108,7 @@ pub const GATHER: Kernel = kernel!("gather");
 /// Every kernel this crate ships.
 pub const CATALOG: &[Kernel] = &[
     MATMUL,
+    MATMUL_BLOCKED,
     MATMUL_SG8,
     MATMUL_DIRECT,
     CONV3D,

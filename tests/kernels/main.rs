@@ -54,10 +54,12 @@ fn device() -> GpuDevice {
     pollster::block_on(GpuDevice::new()).unwrap_or_else(|e| panic!("GPU tests need an adapter (install lavapipe): {e}"))
 }
 
-/// Every kernel family the adapter runs: tiled, direct (conv3d's tiled stands
-/// in for it), and the subgroup one where the adapter has 8-wide subgroups (lavapipe).
+/// Every kernel family the adapter runs: tiled, blocked and direct (conv3d's
+/// tiled stands in for the last two), and the subgroup one where the adapter
+/// has 8-wide subgroups (lavapipe).
 fn configs(dev: &GpuDevice) -> Vec<Config> {
-    let mut list = vec![Config::Tiled(Tiles::DEFAULT), Config::Direct { wg_m: 8, wg_n: 8 }];
+    let mut list =
+        vec![Config::Tiled(Tiles::DEFAULT), Config::Blocked(Tiles::DEFAULT), Config::Direct { wg_m: 8, wg_n: 8 }];
     if dev.supports(kinema_shaders::Needs::Subgroups8) {
         list.push(Config::Subgroups8 { wg_rows: 8 });
     }

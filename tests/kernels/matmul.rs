@@ -194,6 +194,9 @@ fn gpu_matmul_tile_configurations_agree() {
         Config::Tiled(Tiles { wg_m: 8, wg_n: 8, bk: 8 }),
         Config::Tiled(Tiles { wg_m: 4, wg_n: 16, bk: 32 }),
         Config::Tiled(Tiles { wg_m: 8, wg_n: 32, bk: 4 }),
+        Config::Blocked(Tiles::DEFAULT),
+        Config::Blocked(Tiles { wg_m: 8, wg_n: 16, bk: 16 }),
+        Config::Blocked(Tiles { wg_m: 4, wg_n: 8, bk: 4 }),
         Config::Direct { wg_m: 4, wg_n: 16 },
         Config::Direct { wg_m: 16, wg_n: 16 },
     ];

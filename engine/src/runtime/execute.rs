@@ -61,7 +61,7 @@ fn conv3d(x: &[usize], w: &[usize], op: &Op, activation: Activation) -> Result<C
 pub fn gpu_kernel(dev: &gpu::GpuDevice, op: &Op, shapes: &[&[usize]], fused: Option<Activation>) -> Option<String> {
     match work(op, shapes, fused).ok()? {
         Work::Matmul(m) => Some(gpu::tuning::matmul_for(dev, &m).describe()),
-        Work::Conv(c) => Some(gpu::tuning::conv(dev, &c).describe()),
+        Work::Conv(c) => Some(gpu::tuning::conv_for(dev, &c).describe()),
         Work::Attention(a) => Some(gpu::tuning::attention_for(dev, &a).describe()),
         _ => None,
     }
@@ -73,6 +73,7 @@ pub fn tuning_example(op: &Op, shapes: &[&[usize]]) -> Option<gpu::tune::Example
     match work(op, shapes, None).ok()? {
         Work::Matmul(m) => Some(gpu::tune::Example::Matmul(m)),
         Work::Attention(a) => Some(gpu::tune::Example::Attention(a)),
+        Work::Conv(c) => Some(gpu::tune::Example::Conv(c)),
         _ => None,
     }
 }
@@ -271,7 +272,7 @@ pub async fn encode(
             gpu::matmul::encode_matmul(dev, cmds, config, &m, v[0], (v[1], b_store), v.get(2).copied(), out).await
         }
         Work::Conv(c) => {
-            let kernel = tuning::conv(dev, &c);
+            let kernel = tuning::conv_for(dev, &c);
             gpu::conv::encode_conv3d(dev, cmds, kernel, &c, [v[0], v[1]], v.get(2).copied(), out).await
         }
         Work::Attention(a) => {

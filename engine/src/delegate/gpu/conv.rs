@@ -32,7 +32,7 @@ impl Kernel {
                 format!("conv3d_sg8.wgsl ({wg_rows} subgroups per workgroup)")
             }
             Kernel::Gemm(gemm) => {
-                let t = if let Config::Tiled(t) = gemm { t } else { Tiles::DEFAULT };
+                let t = gemm.conv_tiles();
                 format!("conv3d.wgsl ({} × {} threads, BK {})", t.wg_m, t.wg_n, t.bk)
             }
         }
@@ -172,7 +172,7 @@ fn u32_of(spec: &Conv3d, v: usize) -> Result<u32> {
 
 /// `out = act(conv3d(x, w) + bias)` on the GPU, weights in PyTorch's layout; see [`Conv3d`].
 pub async fn conv3d(dev: &GpuDevice, spec: &Conv3d, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    conv3d_with(dev, super::tuning::conv(dev, spec), spec, x, w, bias).await
+    conv3d_with(dev, super::tuning::conv_for(dev, spec), spec, x, w, bias).await
 }
 
 /// [`conv3d`] with a given kernel.
@@ -227,8 +227,8 @@ pub async fn encode_conv3d<'a>(
                 return Err(Error::Gpu(format!("conv3d {kernel:?} exceeds the device's limits")));
             }
         }
-        // conv3d has no direct kernel: the tiled one stands in.
-        Kernel::Gemm(Config::Direct { .. }) => Tiles::DEFAULT.check(&limits)?,
+        // conv3d has no direct or blocked kernel: the tiled one stands in.
+        Kernel::Gemm(Config::Direct { .. } | Config::Blocked(_)) => Tiles::DEFAULT.check(&limits)?,
         Kernel::Narrow => {
             if NARROW_WG > limits.max_compute_invocations_per_workgroup as usize {
                 return Err(Error::Gpu(format!("conv3d {kernel:?} exceeds the device's limits")));
@@ -296,8 +296,8 @@ pub async fn encode_conv3d<'a>(
                 vec![("WG", NARROW_WG as f64)],
                 [positions.div_ceil(4 * NARROW_WG), nco.div_ceil(4)],
             ),
-            Kernel::Gemm(gemm @ (Config::Tiled(_) | Config::Direct { .. })) => {
-                let t = if let Config::Tiled(t) = gemm { t } else { Tiles::DEFAULT };
+            Kernel::Gemm(gemm @ (Config::Tiled(_) | Config::Blocked(_) | Config::Direct { .. })) => {
+                let t = gemm.conv_tiles();
                 let (bm, bn) = (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN);
                 let grid = [positions.div_ceil(bn as usize), nco.div_ceil(bm as usize)];
                 let overrides = vec![("WG_M", t.wg_m as f64), ("WG_N", t.wg_n as f64), ("BK", t.bk as f64)];

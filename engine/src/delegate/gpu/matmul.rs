@@ -63,19 +63,30 @@ impl Tiles {
 
     /// Bytes of workgroup memory: the A and B tiles, `BK × (BM + BN)` f32.
     pub fn workgroup_bytes(&self) -> u32 {
-        4 * self.bk * (self.wg_m * Tiles::TM + self.wg_n * Tiles::TN)
+        self.workgroup_bytes_of(Tiles::TM)
+    }
+
+    /// The same with `tm` rows per thread (`matmul_blocked.wgsl`'s 8).
+    fn workgroup_bytes_of(&self, tm: u32) -> u32 {
+        4 * self.bk * (self.wg_m * tm + self.wg_n * Tiles::TN)
     }
 
     /// Refuses a configuration the device cannot run. (wgpu does not check
     /// workgroup sizes that come from `override` values against the limits.)
     pub fn check(&self, limits: &wgpu::Limits) -> Result<()> {
+        self.check_of(limits, Tiles::TM)
+    }
+
+    /// [`Tiles::check`] with `tm` rows per thread. The blocked kernel's vec4
+    /// tiles also need BK and 8 × `wg_m` (its A tile's rows) whole in vec4s.
+    fn check_of(&self, limits: &wgpu::Limits, tm: u32) -> Result<()> {
         let fits = self.wg_m > 0
             && self.wg_n > 0
             && self.bk > 0
             && self.invocations() <= limits.max_compute_invocations_per_workgroup
             && self.wg_n <= limits.max_compute_workgroup_size_x
             && self.wg_m <= limits.max_compute_workgroup_size_y
-            && self.workgroup_bytes() <= limits.max_compute_workgroup_storage_size;
+            && self.workgroup_bytes_of(tm) <= limits.max_compute_workgroup_storage_size;
         if fits {
             Ok(())
         } else {
@@ -83,7 +94,7 @@ impl Tiles {
                 "matmul tiles {self:?} ({} invocations, {} bytes of workgroup memory) exceed the device's limits \
                  ({} invocations, {} bytes)",
                 self.invocations(),
-                self.workgroup_bytes(),
+                self.workgroup_bytes_of(tm),
                 limits.max_compute_invocations_per_workgroup,
                 limits.max_compute_workgroup_storage_size
             )))
@@ -100,6 +111,8 @@ impl Tiles {
 pub enum Config {
     /// `matmul.wgsl`.
     Tiled(Tiles),
+    /// `matmul_blocked.wgsl`: the same threads and BK, each 8 rows × 4 columns.
+    Blocked(Tiles),
     /// `matmul_sg8.wgsl` with `wg_rows` subgroups per workgroup (each 16 rows × 64 columns).
     Subgroups8 { wg_rows: u32 },
     /// `matmul_direct.wgsl`: `wg_m × wg_n` invocations of 4 rows × 8 columns,
@@ -109,6 +122,16 @@ pub enum Config {
 }
 
 impl Config {
+    /// Rows per thread of `matmul_blocked.wgsl`.
+    const BLOCKED_TM: u32 = 8;
+
+    /// The tiles conv3d's GEMM kernel (`conv3d.wgsl`) takes for this
+    /// configuration: its own when tiled, else the default (conv3d has no
+    /// direct or blocked kernel).
+    pub fn conv_tiles(&self) -> Tiles {
+        if let Config::Tiled(t) = self { *t } else { Tiles::DEFAULT }
+    }
+
     /// The configuration the tuning table gives this adapter.
     pub fn for_device(dev: &GpuDevice) -> Config {
         super::tuning::matmul(dev)
@@ -120,6 +143,9 @@ impl Config {
         let file = self.kernel(false, BStore::F32).0.name;
         match *self {
             Config::Tiled(t) => format!("{file}.wgsl ({} × {} threads, BK {})", t.wg_m, t.wg_n, t.bk),
+            Config::Blocked(t) => {
+                format!("{file}.wgsl ({} × {} threads of 8 × 4, BK {})", t.wg_m, t.wg_n, t.bk)
+            }
             Config::Subgroups8 { wg_rows } => format!("{file}.wgsl ({wg_rows} subgroups per workgroup)"),
             Config::Direct { wg_m, wg_n } => format!("{file}.wgsl ({wg_m} × {wg_n} threads)"),
         }
@@ -129,34 +155,33 @@ impl Config {
     fn block(&self) -> (u32, u32) {
         match *self {
             Config::Tiled(t) => (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN),
+            Config::Blocked(t) => (t.wg_m * Config::BLOCKED_TM, t.wg_n * Tiles::TN),
             Config::Subgroups8 { wg_rows } => (16 * wg_rows, 64),
             Config::Direct { wg_m, wg_n } => (4 * wg_m, 8 * wg_n),
         }
     }
 
     fn check(&self, dev: &GpuDevice) -> Result<()> {
-        match *self {
-            Config::Tiled(t) => t.check(&dev.device.limits()),
+        self.check_limits(&dev.device.limits())
+    }
+
+    /// Refuses a configuration a device of these limits cannot run.
+    pub fn check_limits(&self, limits: &wgpu::Limits) -> Result<()> {
+        let fits = match *self {
+            Config::Tiled(t) => return t.check(limits),
+            Config::Blocked(t) => return t.check_of(limits, Config::BLOCKED_TM),
             Config::Subgroups8 { wg_rows } => {
-                let limits = dev.device.limits();
-                if wg_rows == 0 || 8 * wg_rows > limits.max_compute_invocations_per_workgroup {
-                    return Err(Error::Gpu(format!("matmul {self:?} exceeds the device's limits")));
-                }
-                Ok(())
+                wg_rows > 0 && 8 * wg_rows <= limits.max_compute_invocations_per_workgroup
             }
             Config::Direct { wg_m, wg_n } => {
-                let limits = dev.device.limits();
-                let fits = wg_m > 0
+                wg_m > 0
                     && wg_n > 0
                     && wg_m * wg_n <= limits.max_compute_invocations_per_workgroup
                     && wg_n <= limits.max_compute_workgroup_size_x
-                    && wg_m <= limits.max_compute_workgroup_size_y;
-                if !fits {
-                    return Err(Error::Gpu(format!("matmul {self:?} exceeds the device's limits")));
-                }
-                Ok(())
+                    && wg_m <= limits.max_compute_workgroup_size_y
             }
-        }
+        };
+        if fits { Ok(()) } else { Err(Error::Gpu(format!("matmul {self:?} exceeds the device's limits"))) }
     }
 
     /// The kernel and its `override` values (B as stored, `b`; vec4
@@ -169,6 +194,11 @@ impl Config {
                 let mut overrides = t.overrides().to_vec();
                 overrides.push(half);
                 (&kinema_shaders::MATMUL, overrides)
+            }
+            Config::Blocked(t) => {
+                let mut overrides = t.overrides().to_vec();
+                overrides.push(half);
+                (&kinema_shaders::MATMUL_BLOCKED, overrides)
             }
             Config::Subgroups8 { wg_rows } => {
                 let overrides = vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", flag(contiguous)), half];

@@ -2,8 +2,9 @@
 //! class, kept in a small JSON table per adapter and Kinema version.
 //!
 //! A [`Class`] buckets a matmul by the powers of two its m, n and k round up
-//! to, and an attention by its head dimension and the powers of two of its
-//! query and key lengths. [`tune`] times, for each class it is handed an
+//! to, a conv3d likewise as the GEMM it is (output channels per group, input
+//! channels per group × taps, output positions), and an attention by its head
+//! dimension and the powers of two of its query and key lengths. [`tune`] times, for each class it is handed an
 //! example of, the static table's choice ([`super::tuning`]) and every
 //! candidate on that example; a candidate may win only if its output matches
 //! the default's (within [`AGREE`] of the largest output) and it ran faster.
@@ -21,8 +22,9 @@ use serde_json::{Value, json};
 
 use super::GpuDevice;
 use super::attention::Variant;
+use super::conv::Kernel as ConvKernel;
 use super::matmul::{Config, Tiles};
-use crate::delegate::{Attention, Matmul};
+use crate::delegate::{Attention, Conv3d, Matmul};
 use crate::{Error, Result};
 
 /// How far a candidate's output may be from the default's, relative to the
@@ -36,6 +38,9 @@ pub enum Class {
     Matmul { m: u32, n: u32, k: u32 },
     /// The head dimension, and log₂ of the query and key lengths, rounded up.
     Attention { head_dim: u32, q: u32, kv: u32 },
+    /// log₂ of the output channels per group, of the depth (input channels
+    /// per group × taps) and of the output positions, rounded up.
+    Conv { c_out: u32, k: u32, positions: u32 },
 }
 
 fn log2_ceil(x: usize) -> u32 {
@@ -45,6 +50,10 @@ fn log2_ceil(x: usize) -> u32 {
 impl Class {
     pub fn matmul(spec: &Matmul) -> Class {
         Class::Matmul { m: log2_ceil(spec.m), n: log2_ceil(spec.n), k: log2_ceil(spec.k) }
+    }
+
+    pub fn conv(spec: &Conv3d) -> Class {
+        Class::Conv { c_out: log2_ceil(spec.c_out_g()), k: log2_ceil(spec.k()), positions: log2_ceil(spec.positions()) }
     }
 
     pub fn attention(spec: &Attention) -> Class {
@@ -57,6 +66,9 @@ impl Class {
             Class::Matmul { m, n, k } => format!("matmul m≤{} n≤{} k≤{}", 1u64 << m, 1u64 << n, 1u64 << k),
             Class::Attention { head_dim, q, kv } => {
                 format!("attention d={head_dim} q≤{} kv≤{}", 1u64 << q, 1u64 << kv)
+            }
+            Class::Conv { c_out, k, positions } => {
+                format!("conv3d c_out≤{} k≤{} p≤{}", 1u64 << c_out, 1u64 << k, 1u64 << positions)
             }
         }
     }
@@ -74,6 +86,9 @@ impl Class {
                 q: pow(q, "q≤")?,
                 kv: pow(kv, "kv≤")?,
             }),
+            ["conv3d", c, k, p] => {
+                Some(Class::Conv { c_out: pow(c, "c_out≤")?, k: pow(k, "k≤")?, positions: pow(p, "p≤")? })
+            }
             _ => None,
         }
     }
@@ -84,6 +99,7 @@ impl Class {
 pub enum Choice {
     Matmul(Config),
     Attention(Variant),
+    Conv(ConvKernel),
 }
 
 impl Choice {
@@ -91,17 +107,28 @@ impl Choice {
         match self {
             Choice::Matmul(c) => c.describe(),
             Choice::Attention(v) => v.describe(),
+            Choice::Conv(k) => k.describe(),
         }
     }
 
     fn to_json(self) -> Value {
         match self {
             Choice::Matmul(Config::Tiled(t)) => json!({"matmul": "tiled", "wg_m": t.wg_m, "wg_n": t.wg_n, "bk": t.bk}),
+            Choice::Matmul(Config::Blocked(t)) => {
+                json!({"matmul": "blocked", "wg_m": t.wg_m, "wg_n": t.wg_n, "bk": t.bk})
+            }
             Choice::Matmul(Config::Direct { wg_m, wg_n }) => json!({"matmul": "direct", "wg_m": wg_m, "wg_n": wg_n}),
             Choice::Matmul(Config::Subgroups8 { wg_rows }) => json!({"matmul": "subgroups8", "wg_rows": wg_rows}),
             Choice::Attention(Variant::Tiled) => json!({"attention": "tiled"}),
             Choice::Attention(Variant::Subgroups8 { wg_rows }) => {
                 json!({"attention": "subgroups8", "wg_rows": wg_rows})
+            }
+            Choice::Conv(ConvKernel::Narrow) => json!({"conv3d": "narrow"}),
+            Choice::Conv(ConvKernel::Gemm(c)) => {
+                let mut v = Choice::Matmul(c).to_json();
+                v["conv3d"] = v["matmul"].take();
+                v.as_object_mut().expect("an object").remove("matmul");
+                v
             }
         }
     }
@@ -110,9 +137,25 @@ impl Choice {
     /// (a table edited by hand or for another adapter chooses nothing else).
     fn from_json(v: &Value, dev: &GpuDevice) -> Option<Choice> {
         let num = |k: &str| v.get(k).and_then(Value::as_u64).and_then(|x| u32::try_from(x).ok());
+        if let Some(kind) = v.get("conv3d").and_then(Value::as_str) {
+            let kernel = match kind {
+                "narrow" => ConvKernel::Narrow,
+                _ => {
+                    let mut gemm = v.clone();
+                    gemm["matmul"] = kind.into();
+                    gemm.as_object_mut()?.remove("conv3d");
+                    let Some(Choice::Matmul(c)) = Choice::from_json(&gemm, dev) else { return None };
+                    ConvKernel::Gemm(c)
+                }
+            };
+            return super::tuning::conv_candidates(dev).contains(&kernel).then_some(Choice::Conv(kernel));
+        }
         let choice = match (v.get("matmul").and_then(Value::as_str), v.get("attention").and_then(Value::as_str)) {
             (Some("tiled"), None) => {
                 Choice::Matmul(Config::Tiled(Tiles { wg_m: num("wg_m")?, wg_n: num("wg_n")?, bk: num("bk")? }))
+            }
+            (Some("blocked"), None) => {
+                Choice::Matmul(Config::Blocked(Tiles { wg_m: num("wg_m")?, wg_n: num("wg_n")?, bk: num("bk")? }))
             }
             (Some("direct"), None) => Choice::Matmul(Config::Direct { wg_m: num("wg_m")?, wg_n: num("wg_n")? }),
             (Some("subgroups8"), None) => Choice::Matmul(Config::Subgroups8 { wg_rows: num("wg_rows")? }),
@@ -123,6 +166,7 @@ impl Choice {
         let known = match choice {
             Choice::Matmul(c) => super::tuning::candidates(dev).contains(&c),
             Choice::Attention(a) => super::tuning::attention_candidates(dev).contains(&a),
+            Choice::Conv(k) => super::tuning::conv_candidates(dev).contains(&k),
         };
         known.then_some(choice)
     }
@@ -317,11 +361,12 @@ pub fn save(dev: &GpuDevice, table: &Table) -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
-/// An example of a class to time: a product or an attention of real shapes.
+/// An example of a class to time: a product, a conv or an attention of real shapes.
 #[derive(Clone, Debug)]
 pub enum Example {
     Matmul(Matmul),
     Attention(Attention),
+    Conv(Conv3d),
 }
 
 impl Example {
@@ -329,6 +374,7 @@ impl Example {
         match self {
             Example::Matmul(m) => Class::matmul(m),
             Example::Attention(a) => Class::attention(a),
+            Example::Conv(c) => Class::conv(c),
         }
     }
 }
@@ -377,6 +423,18 @@ pub async fn tune(
                 let shape = [spec.q_len, spec.kv_len, spec.head_dim];
                 let Some((v, ms, default_ms)) = best(default, &cands, runs, deadline, run).await? else { continue };
                 Entry { choice: Choice::Attention(v), ms, default_ms, shape }
+            }
+            Example::Conv(spec) => {
+                let spec = Conv3d { activation: crate::delegate::Activation::None, ..*spec };
+                let x = crate::random::uniform(spec.batch * spec.c_in * spec.input.iter().product::<usize>(), 6);
+                let w = crate::random::uniform(spec.c_out * spec.k(), 7);
+                let run = |k: ConvKernel| super::conv::conv3d_with(dev, k, &spec, &x, &w, None);
+                let default = super::tuning::conv(dev, &spec);
+                let mut cands = super::tuning::conv_candidates(dev);
+                cands.retain(|c| *c != default);
+                let shape = [spec.c_out_g(), spec.k(), spec.positions()];
+                let Some((k, ms, default_ms)) = best(default, &cands, runs, deadline, run).await? else { continue };
+                Entry { choice: Choice::Conv(k), ms, default_ms, shape }
             }
         };
         table.entries.insert(class, entry);
@@ -438,8 +496,18 @@ mod tests {
         let att = Attention::new(1, 12, 1560, 512, 128);
         assert_eq!(Class::attention(&att).key(), "attention d=128 q≤2048 kv≤512");
         assert_eq!(Class::parse(&Class::attention(&att).key()), Some(Class::attention(&att)));
-        for bad in ["", "matmul m≤3 n≤4 k≤4", "matmul m≤4 n≤4", "conv m≤4 n≤4 k≤4", "attention d=x q≤4 kv≤4"]
-        {
+        // The VAE's 384-channel causal conv at 104 × 60 as its GEMM: 384 × (384 · 27) × 6240.
+        let conv = Conv3d::new(1, 384, 384, [3, 60, 104], [3, 3, 3]).padded([1, 1, 1]);
+        assert_eq!(Class::conv(&conv).key(), "conv3d c_out≤512 k≤16384 p≤32768");
+        assert_eq!(Class::parse(&Class::conv(&conv).key()), Some(Class::conv(&conv)));
+        for bad in [
+            "",
+            "matmul m≤3 n≤4 k≤4",
+            "matmul m≤4 n≤4",
+            "conv m≤4 n≤4 k≤4",
+            "attention d=x q≤4 kv≤4",
+            "conv3d c_out≤4 k≤4",
+        ] {
             assert_eq!(Class::parse(bad), None, "{bad}");
         }
     }

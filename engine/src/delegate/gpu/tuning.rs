@@ -52,6 +52,15 @@ pub fn conv(dev: &GpuDevice, spec: &crate::delegate::Conv3d) -> super::conv::Ker
     }
 }
 
+/// The conv3d kernel for `spec` on this adapter: the tuned winner of its
+/// shape class, else [`conv`]'s.
+pub fn conv_for(dev: &GpuDevice, spec: &crate::delegate::Conv3d) -> super::conv::Kernel {
+    match dev.tuning().entries.get(&super::tune::Class::conv(spec)) {
+        Some(super::tune::Entry { choice: super::tune::Choice::Conv(k), .. }) => *k,
+        _ => conv(dev, spec),
+    }
+}
+
 /// The attention kernel for this adapter.
 pub fn attention(dev: &GpuDevice) -> Variant {
     if is_cpu_rasteriser(dev) { Variant::Subgroups8 { wg_rows: 8 } } else { Variant::Tiled }
@@ -94,11 +103,26 @@ pub fn candidates(dev: &GpuDevice) -> Vec<Config> {
     .filter(|t| t.check(&limits).is_ok())
     .map(Config::Tiled)
     .collect();
+    // 128 × 64 and 64 × 64 blocks of 8 × 4 per thread.
+    list.extend(
+        [(16, 16, 16), (8, 16, 16), (16, 16, 8), (8, 16, 32)]
+            .map(|(wg_m, wg_n, bk)| Config::Blocked(Tiles { wg_m, wg_n, bk }))
+            .into_iter()
+            .filter(|c| c.check_limits(&limits).is_ok()),
+    );
     list.extend([(8, 8), (4, 16), (16, 8), (16, 16)].map(|(wg_m, wg_n)| Config::Direct { wg_m, wg_n }));
     if dev.supports(Needs::Subgroups8) {
         list.extend([1, 2, 4, 8, 16].map(|wg_rows| Config::Subgroups8 { wg_rows }));
     }
     list
+}
+
+/// conv3d kernels worth timing on this adapter: the narrow one, and the
+/// implicit GEMM with each tiled and subgroup configuration of [`candidates`]
+/// (conv3d has no direct or blocked kernel).
+pub fn conv_candidates(dev: &GpuDevice) -> Vec<super::conv::Kernel> {
+    let gemm = candidates(dev).into_iter().filter(|c| matches!(c, Config::Tiled(_) | Config::Subgroups8 { .. }));
+    std::iter::once(super::conv::Kernel::Narrow).chain(gemm.map(super::conv::Kernel::Gemm)).collect()
 }
 
 /// Attention kernels worth timing on this adapter.
