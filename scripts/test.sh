@@ -84,7 +84,7 @@ fixtures_url="$(head -n1 "$server_out")"
 WASM_BINDGEN_TEST_TIMEOUT=900 KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
     cargo test --target wasm32-unknown-unknown -p kinema-engine --test web_fetch --test web_kernels --test web_program --test web_pipeline --locked
 WASM_BINDGEN_TEST_TIMEOUT=900 KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
-    cargo test --target wasm32-unknown-unknown -p kinema-web --test inspect --test generate --locked
+    cargo test --target wasm32-unknown-unknown -p kinema-web --test inspect --test generate --test tune --locked
 
 step "end to end: www/ in headless Chromium (Playwright), WebGPU and wasm CPU vs native frames"
 kill $server_pid 2>/dev/null || true

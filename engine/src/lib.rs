@@ -7,6 +7,7 @@
 //! - [`plan`]: delegate per node, fusion, the memory arena;
 //! - [`runtime`]: sessions that run a program with its checkpoint.
 
+pub mod clock;
 pub mod delegate;
 pub mod diffusion;
 pub mod error;

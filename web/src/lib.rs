@@ -90,6 +90,8 @@ pub struct Kinema {
     device: DeviceChoice,
     adapter: String,
     features: Vec<String>,
+    /// The page's one GPU device (shared with every session), if the GPU runs.
+    gpu: Option<std::sync::Arc<kinema_engine::delegate::gpu::GpuDevice>>,
 }
 
 #[wasm_bindgen]
@@ -101,8 +103,42 @@ impl Kinema {
         let choice: DeviceChoice = asked.parse().map_err(js_error)?;
         let (gpu, adapter) = choice.open().await.map_err(js_error)?;
         let device = if gpu.is_some() { DeviceChoice::Gpu } else { DeviceChoice::Cpu };
-        let features = gpu.map(|d| d.optional_features().into_iter().map(String::from).collect()).unwrap_or_default();
-        Ok(Kinema { device, adapter, features })
+        let features =
+            gpu.as_ref().map(|d| d.optional_features().into_iter().map(String::from).collect()).unwrap_or_default();
+        Ok(Kinema { device, adapter, features, gpu })
+    }
+
+    /// `await kinema.tune({ budget, runs, fresh })`: times, on this page's
+    /// WebGPU adapter, the static kernel and every candidate for the shape
+    /// classes of the reference workloads (matmul 1024³, conv3d, attention; a
+    /// pipeline's own: `pipeline.tune`), keeps the fastest that agrees with the
+    /// default, and saves the table in `localStorage` (key
+    /// `kinema.tuning/ADAPTER`), where every later page finds it. `budget`:
+    /// seconds (default 10); `runs` per candidate (3); `fresh`: start from an
+    /// empty table. Returns the table as JSON, with `tuned` (classes timed now)
+    /// and `key` (where it was saved; null in a worker, with `unsaved`: why).
+    pub async fn tune(&self, options: JsValue) -> Result<String, JsError> {
+        use kinema_engine::delegate::gpu::tune::Example;
+        use kinema_engine::delegate::{Attention, Conv3d, Matmul};
+        let examples = vec![
+            Example::Matmul(Matmul::new(1, 1024, 1024, 1024)),
+            Example::Conv(Conv3d::new(1, 64, 64, [8, 32, 32], [3, 3, 3]).padded([1, 1, 1])),
+            Example::Attention(Attention { scale: 1.0 / 8.0, ..Attention::new(1, 8, 1024, 1024, 64) }),
+        ];
+        tune_on(self.gpu.as_deref(), &examples, &options).await
+    }
+
+    /// The GPU tuning table this page uses, as JSON (no entries on the CPU
+    /// delegate, or before any `tune`).
+    #[wasm_bindgen(getter)]
+    pub fn tuning(&self) -> String {
+        use kinema_engine::delegate::gpu::tune::Table;
+        match &self.gpu {
+            Some(d) => d.tuning().to_json(d).to_string(),
+            None => {
+                serde_json::json!({"format": "kinema.tuning", "entries": Table::default().entries.len()}).to_string()
+            }
+        }
     }
 
     /// "gpu" or "cpu".
@@ -165,18 +201,57 @@ impl Kinema {
             *client = client.clone().with_progress(progress);
         }
         let pipe = Pipeline::open(&folder, Options { device: self.device, profile: false }).await.map_err(js_error)?;
-        Ok(KinemaPipeline { inner: Rc::new(RefCell::new(pipe)) })
+        Ok(KinemaPipeline { inner: Rc::new(RefCell::new(pipe)), gpu: self.gpu.clone() })
     }
+}
+
+/// [`Kinema::tune`] over `examples` on `dev`.
+async fn tune_on(
+    dev: Option<&kinema_engine::delegate::gpu::GpuDevice>,
+    examples: &[kinema_engine::delegate::gpu::tune::Example],
+    options: &JsValue,
+) -> Result<String, JsError> {
+    use kinema_engine::delegate::gpu::tune;
+    let dev = dev.ok_or_else(|| JsError::new("tune: the CPU delegate runs here; tuning is for WebGPU adapters"))?;
+    let budget = number(options, "budget")?.unwrap_or(10.0);
+    if budget > 86_400.0 {
+        return Err(JsError::new(&format!("budget {budget}: expected 0 to 86400 seconds")));
+    }
+    let runs = number(options, "runs")?.map_or(3, |r| (r as usize).clamp(1, 100));
+    let mut table =
+        if get(options, "fresh").as_bool() == Some(true) { tune::Table::default() } else { (*dev.tuning()).clone() };
+    let budget = std::time::Duration::from_secs_f64(budget);
+    let tuned = tune::tune(dev, examples, budget, runs, &mut table).await.map_err(js_error)?;
+    let mut v = table.to_json(dev);
+    v["tuned"] = tuned.into();
+    match tune::save(dev, &table) {
+        Ok(key) => v["key"] = serde_json::to_value(&key).unwrap_or_default(),
+        Err(e) => {
+            v["key"] = serde_json::Value::Null;
+            v["unsaved"] = e.to_string().into();
+        }
+    }
+    dev.set_tuning(table);
+    Ok(v.to_string())
 }
 
 /// A loaded pipeline.
 #[wasm_bindgen]
 pub struct KinemaPipeline {
     inner: Rc<RefCell<Pipeline>>,
+    gpu: Option<std::sync::Arc<kinema_engine::delegate::gpu::GpuDevice>>,
 }
 
 #[wasm_bindgen]
 impl KinemaPipeline {
+    /// `await pipeline.tune({ budget, runs, fresh })`: [`Kinema::tune`] for
+    /// the shape classes of this pipeline's programs (the transformer's and
+    /// the VAE decoder's matmuls, convs and attentions).
+    pub async fn tune(&self, options: JsValue) -> Result<String, JsError> {
+        let examples = self.inner.borrow().tuning_examples();
+        tune_on(self.gpu.as_deref(), &examples, &options).await
+    }
+
     /// The words the model's text encoder knows (empty for embeddings-only pipelines).
     #[wasm_bindgen(getter)]
     pub fn vocabulary(&self) -> Vec<String> {
@@ -303,11 +378,7 @@ impl Kinema {
 // The reference workloads of `kinema bench`, in the browser (www/bench.html).
 
 fn now_ms() -> f64 {
-    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
-        .ok()
-        .and_then(|p| js_sys::Reflect::get(&p, &"now".into()).ok().map(|f| (p, f)))
-        .and_then(|(p, f)| f.dyn_into::<js_sys::Function>().ok()?.call0(&p).ok()?.as_f64())
-        .unwrap_or_else(js_sys::Date::now)
+    kinema_engine::clock::seconds() * 1e3
 }
 
 /// `await benchmark({ device: "gpu" | "cpu", runs })`: times `matmul`

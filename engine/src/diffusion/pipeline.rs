@@ -243,6 +243,17 @@ fn err(folder: &Folder, msg: impl std::fmt::Display) -> Error {
 }
 
 impl Pipeline {
+    /// What the GPU tuner times for this pipeline ([`crate::delegate::gpu::tune`]):
+    /// the matmuls, convs and attentions of the transformer and of the VAE
+    /// decoder's sessions, those it holds now.
+    pub fn tuning_examples(&self) -> Vec<crate::delegate::gpu::tune::Example> {
+        let mut programs: Vec<&Program> = self.transformer.iter().map(Session::program).collect();
+        if let Some(vae) = &self.vae {
+            programs.extend(vae.programs());
+        }
+        programs.into_iter().flat_map(crate::runtime::tuning_examples).collect()
+    }
+
     /// Opens a pipeline folder (on disk, at a URL, or in memory) with every
     /// model loaded and kept (the browser's choice: weights come over the network).
     pub async fn open(folder: &Folder, options: Options) -> Result<Pipeline> {

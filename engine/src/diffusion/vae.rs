@@ -209,6 +209,18 @@ pub struct VaeDecoder {
 }
 
 impl VaeDecoder {
+    /// The programs of the sessions it holds now (none when released).
+    pub fn programs(&self) -> Vec<&crate::program::Program> {
+        let mut out = Vec::new();
+        for (_, sessions) in &self.loaded {
+            match sessions {
+                Sessions::Whole(s) => out.push(s.program()),
+                Sessions::Chunked { first, chunk } => out.extend([first.program(), chunk.program()]),
+            }
+        }
+        out
+    }
+
     /// Checks the decoder's programs (every tile size the latent's grid has a
     /// decoder; first and chunk programs fit); loads them now if `keep`.
     pub async fn open(folder: &Folder, options: Options, model: &Model, latent: &Latent, keep: bool) -> Result<Self> {

@@ -9,14 +9,18 @@
 //! candidate on that example; a candidate may win only if its output matches
 //! the default's (within [`AGREE`] of the largest output) and it ran faster.
 //! The winners go in a [`Table`], saved natively under the user's cache
-//! folder (`tuning/ADAPTER.json`) and read back by the next process, which
+//! folder (`tuning/ADAPTER.json`), in the browser in the page's `localStorage`
+//! (key `kinema.tuning/ADAPTER`; none in a worker), and read back by the next
+//! process or page, which
 //! then tunes nothing: a lookup ([`GpuDevice::tuned_matmul`]) finds the
 //! class's winner, or the static choice for a class nobody tuned.
 //! `KINEMA_TUNE=off` ignores the table (the static choices only); `full`
 //! tunes what a GPU session's program needs at first use ([`at_first_use`]).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::seconds;
 
 use serde_json::{Value, json};
 
@@ -242,16 +246,13 @@ pub async fn at_first_use(dev: &GpuDevice, examples: &[Example]) -> Result<()> {
         return Ok(());
     }
     let mut table = (*dev.tuning()).clone();
-    let t0 = Instant::now();
+    let t0 = seconds();
     let tuned = tune(dev, examples, left, 3, &mut table).await?;
-    dev.add_tuning_spent(t0.elapsed());
+    let spent = seconds() - t0;
+    dev.add_tuning_spent(Duration::from_secs_f64(spent));
     if tuned > 0 {
         match save(dev, &table) {
-            Ok(path) => eprintln!(
-                "kinema: tuned {tuned} shape classes in {:.1} s into {}",
-                t0.elapsed().as_secs_f64(),
-                path.display()
-            ),
+            Ok(path) => eprintln!("kinema: tuned {tuned} shape classes in {spent:.1} s into {}", path.display()),
             Err(e) => eprintln!("kinema: tuned {tuned} shape classes; the table was not saved: {e}"),
         }
         dev.set_tuning(table);
@@ -343,10 +344,45 @@ pub fn load(dev: &GpuDevice) -> Table {
     }
 }
 
-/// No table is kept in the browser yet: the static choices.
+/// The page's `localStorage` (none in a worker, or where storage is blocked).
 #[cfg(target_arch = "wasm32")]
-pub fn load(_dev: &GpuDevice) -> Table {
-    Table::default()
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+/// The `localStorage` key the table of `dev` is kept under in the browser.
+pub fn storage_key(dev: &GpuDevice) -> String {
+    format!("kinema.tuning/{}", adapter_key(dev))
+}
+
+/// The table of `dev` saved in this page's `localStorage`, or an empty one
+/// (with a console warning when the saved one is unreadable or another's).
+#[cfg(target_arch = "wasm32")]
+pub fn load(dev: &GpuDevice) -> Table {
+    let Some(text) = local_storage().and_then(|s| s.get_item(&storage_key(dev)).ok().flatten()) else {
+        return Table::default();
+    };
+    let parsed = serde_json::from_str::<Value>(&text).map_err(|e| e.to_string());
+    match parsed.and_then(|v| Table::from_json(&v, dev)) {
+        Ok(table) => table,
+        Err(why) => {
+            web_sys::console::warn_1(&format!("kinema: ignoring the tuning table {}: {why}", storage_key(dev)).into());
+            Table::default()
+        }
+    }
+}
+
+/// Saves `table` as the table of `dev` in this page's `localStorage`;
+/// returns the key.
+#[cfg(target_arch = "wasm32")]
+pub fn save(dev: &GpuDevice, table: &Table) -> Result<String> {
+    let storage = local_storage().ok_or_else(|| {
+        Error::Invalid("no localStorage here (a worker, or storage blocked): the table is not kept".into())
+    })?;
+    let key = storage_key(dev);
+    let text = serde_json::to_string(&table.to_json(dev)).expect("JSON");
+    storage.set_item(&key, &text).map_err(|e| Error::Invalid(format!("localStorage {key}: {e:?}")))?;
+    Ok(key)
 }
 
 /// Saves `table` as the table of `dev`; returns where.
@@ -391,11 +427,11 @@ pub async fn tune(
     runs: usize,
     table: &mut Table,
 ) -> Result<usize> {
-    let deadline = Instant::now() + budget;
+    let deadline = seconds() + budget.as_secs_f64();
     let mut tuned = 0;
     for example in examples {
         let class = example.class();
-        if table.entries.contains_key(&class) || Instant::now() >= deadline {
+        if table.entries.contains_key(&class) || seconds() >= deadline {
             continue;
         }
         let entry = match example {
@@ -450,16 +486,16 @@ async fn best<C: Copy, F: std::future::Future<Output = Result<Vec<f32>>>>(
     default: C,
     candidates: &[C],
     runs: usize,
-    deadline: Instant,
+    deadline: f64,
     run: impl Fn(C) -> F,
 ) -> Result<Option<(C, f64, f64)>> {
     let time = async |c: C| -> Result<(f64, Vec<f32>)> {
         let mut out = run(c).await?; // the first run compiles the kernel: not timed
         let mut least = f64::INFINITY;
         for _ in 0..runs.max(1) {
-            let t0 = Instant::now();
+            let t0 = seconds();
             out = run(c).await?;
-            least = least.min(t0.elapsed().as_secs_f64() * 1e3);
+            least = least.min((seconds() - t0) * 1e3);
         }
         Ok((least, out))
     };
@@ -467,7 +503,7 @@ async fn best<C: Copy, F: std::future::Future<Output = Result<Vec<f32>>>>(
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
     let mut winner = (default, default_ms);
     for &c in candidates {
-        if Instant::now() >= deadline {
+        if seconds() >= deadline {
             return Ok(None);
         }
         // A candidate that fails (a limit, a compile error) or disagrees loses.
