@@ -11,8 +11,8 @@
 //! The winners go in a [`Table`], saved natively under the user's cache
 //! folder (`tuning/ADAPTER.json`), in the browser in the page's `localStorage`
 //! (key `kinema.tuning/ADAPTER`; none in a worker), and read back by the next
-//! process or page, which
-//! then tunes nothing: a lookup ([`GpuDevice::tuned_matmul`]) finds the
+//! process or page, which then tunes nothing: a lookup
+//! ([`super::tuning::matmul_for`], `conv_for`, `attention_for`) finds the
 //! class's winner, or the static choice for a class nobody tuned.
 //! `KINEMA_TUNE=off` ignores the table (the static choices only); `full`
 //! tunes what a GPU session's program needs at first use ([`at_first_use`]).
