@@ -132,12 +132,9 @@ impl Kinema {
     /// delegate, or before any `tune`).
     #[wasm_bindgen(getter)]
     pub fn tuning(&self) -> String {
-        use kinema_engine::delegate::gpu::tune::Table;
         match &self.gpu {
             Some(d) => d.tuning().to_json(d).to_string(),
-            None => {
-                serde_json::json!({"format": "kinema.tuning", "entries": Table::default().entries.len()}).to_string()
-            }
+            None => serde_json::json!({"format": "kinema.tuning", "entries": []}).to_string(),
         }
     }
 

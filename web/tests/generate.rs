@@ -16,20 +16,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[path = "../../engine/tests/web_support/mod.rs"]
 mod web_support;
-use web_support::base;
-
-fn options(pairs: &[(&str, JsValue)]) -> JsValue {
-    let o = js_sys::Object::new();
-    for (k, v) in pairs {
-        js_sys::Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
-    }
-    o.into()
-}
-
-fn message(e: wasm_bindgen::JsError) -> String {
-    let v: JsValue = e.into();
-    v.dyn_into::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default()
-}
+use web_support::{base, message, options};
 
 #[wasm_bindgen_test]
 async fn generate_gives_the_engines_frames_and_clear_errors() {

@@ -252,15 +252,18 @@ fn rotary_chain<'p>(g: &Graph<'p>, split: usize) -> Option<RotaryChain<'p>> {
     {
         return None;
     }
-    // The even and odd elements: each half squeezed, read by two products.
-    let half = |v: &str| -> Option<(usize, &'p str)> {
-        let q = g.only_reader(v)?;
-        let n = g.node(q);
-        let Op::Squeeze { dim } = n.op else { return None };
-        (axis(dim, r) == Some(r - 1)).then(|| (q, n.outputs[0].as_str()))
+    // The one reader of `v`, if it is the op `dim_of` gives a dimension for, on
+    // the pairs' axis; and its output.
+    let on_pairs = |v: &str, dim_of: fn(&Op) -> Option<isize>| -> Option<(usize, &'p str)> {
+        let i = g.only_reader(v)?;
+        let n = g.node(i);
+        (axis(dim_of(&n.op)?, r) == Some(r - 1)).then(|| (i, n.outputs[0].as_str()))
     };
-    let (sq_e, even) = half(&s.outputs[0])?;
-    let (sq_o, odd) = half(&s.outputs[1])?;
+    let squeeze = |op: &Op| if let Op::Squeeze { dim } = op { Some(*dim) } else { None };
+    let unsqueeze = |op: &Op| if let Op::Unsqueeze { dim } = op { Some(*dim) } else { None };
+    // The even and odd elements: each half squeezed, read by two products.
+    let (sq_e, even) = on_pairs(&s.outputs[0], squeeze)?;
+    let (sq_o, odd) = on_pairs(&s.outputs[1], squeeze)?;
     // Each half's two products, with their other operands.
     let products = |v: &str| -> Option<[(usize, &'p str); 2]> {
         let &[a, b] = g.internal_readers(v) else { return None };
@@ -299,14 +302,8 @@ fn rotary_chain<'p>(g: &Graph<'p>, split: usize) -> Option<RotaryChain<'p>> {
         return None;
     }
     // Each result unsqueezed back to pairs, the two cat along them, reshaped to x's shape.
-    let back = |v: &str| -> Option<(usize, &'p str)> {
-        let u = g.only_reader(v)?;
-        let n = g.node(u);
-        let Op::Unsqueeze { dim } = n.op else { return None };
-        (axis(dim, r) == Some(r - 1)).then(|| (u, n.outputs[0].as_str()))
-    };
-    let (un_e, ue) = back(&g.node(diff).outputs[0])?;
-    let (un_o, uo) = back(&g.node(sum).outputs[0])?;
+    let (un_e, ue) = on_pairs(&g.node(diff).outputs[0], unsqueeze)?;
+    let (un_o, uo) = on_pairs(&g.node(sum).outputs[0], unsqueeze)?;
     let cat = g.only_reader(ue)?;
     let c = g.node(cat);
     if g.only_reader(uo) != Some(cat)

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses what it needs
 
 use kinema_engine::weights::Checkpoint;
+use wasm_bindgen::{JsCast, JsValue};
 
 /// The fixture server's base URL, compiled in (scripts/test.sh sets it).
 pub fn base() -> &'static str {
@@ -17,4 +18,19 @@ pub async fn read_all(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
     let mut v = vec![0f32; ckpt.get(name).unwrap().info.numel() as usize];
     ckpt.read_f32(name, &mut v).await.unwrap();
     v
+}
+
+/// A JS options object of `pairs`.
+pub fn options(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = js_sys::Object::new();
+    for (k, v) in pairs {
+        js_sys::Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
+    }
+    o.into()
+}
+
+/// The message of the JS `Error` a call returned.
+pub fn message(e: wasm_bindgen::JsError) -> String {
+    let v: JsValue = e.into();
+    v.dyn_into::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default()
 }

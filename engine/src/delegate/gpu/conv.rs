@@ -220,18 +220,14 @@ pub async fn encode_conv3d<'a>(
     let taps: usize = spec.kernel.iter().product();
     let (volume, positions): (usize, usize) = (spec.input.iter().product(), spec.positions());
     let u = |v: usize| u32_of(spec, v);
+    let too_big = || Error::Gpu(format!("conv3d {kernel:?} exceeds the device's limits"));
     match kernel {
-        Kernel::Gemm(Config::Tiled(t)) => t.check(&limits)?,
-        Kernel::Gemm(Config::Subgroups8 { wg_rows }) => {
-            if wg_rows == 0 || 8 * wg_rows > limits.max_compute_invocations_per_workgroup {
-                return Err(Error::Gpu(format!("conv3d {kernel:?} exceeds the device's limits")));
-            }
-        }
-        // conv3d has no direct or blocked kernel: the tiled one stands in.
-        Kernel::Gemm(Config::Direct { .. } | Config::Blocked(_)) => Tiles::DEFAULT.check(&limits)?,
+        Kernel::Gemm(c @ Config::Subgroups8 { .. }) => c.check_limits(&limits).map_err(|_| too_big())?,
+        // The tiled kernel with the configuration's tiles (conv3d has no direct or blocked kernel).
+        Kernel::Gemm(c) => c.conv_tiles().check(&limits)?,
         Kernel::Narrow => {
             if NARROW_WG > limits.max_compute_invocations_per_workgroup as usize {
-                return Err(Error::Gpu(format!("conv3d {kernel:?} exceeds the device's limits")));
+                return Err(too_big());
             }
         }
     }

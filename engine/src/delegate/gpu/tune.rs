@@ -441,8 +441,7 @@ pub async fn tune(
                 let b = crate::random::uniform(spec.batch * spec.k * spec.n, 2);
                 let run = |c: Config| super::matmul::matmul_with(dev, c, &spec, &a, &b[..], None);
                 let default = super::tuning::matmul(dev);
-                let mut cands = super::tuning::candidates(dev);
-                cands.retain(|c| *c != default);
+                let cands = super::tuning::candidates(dev);
                 let shape = [spec.m, spec.n, spec.k];
                 let Some((c, ms, default_ms)) = best(default, &cands, runs, deadline, run).await? else { continue };
                 Entry { choice: Choice::Matmul(c), ms, default_ms, shape }
@@ -454,8 +453,7 @@ pub async fn tune(
                 let vs = crate::random::uniform(kv * spec.head_dim, 5);
                 let run = |v: Variant| super::attention::attention_with(dev, v, spec, &qs, &ks, &vs, None);
                 let default = super::tuning::attention(dev);
-                let mut cands = super::tuning::attention_candidates(dev);
-                cands.retain(|c| *c != default);
+                let cands = super::tuning::attention_candidates(dev);
                 let shape = [spec.q_len, spec.kv_len, spec.head_dim];
                 let Some((v, ms, default_ms)) = best(default, &cands, runs, deadline, run).await? else { continue };
                 Entry { choice: Choice::Attention(v), ms, default_ms, shape }
@@ -466,8 +464,7 @@ pub async fn tune(
                 let w = crate::random::uniform(spec.c_out * spec.k(), 7);
                 let run = |k: ConvKernel| super::conv::conv3d_with(dev, k, &spec, &x, &w, None);
                 let default = super::tuning::conv(dev, &spec);
-                let mut cands = super::tuning::conv_candidates(dev);
-                cands.retain(|c| *c != default);
+                let cands = super::tuning::conv_candidates(dev);
                 let shape = [spec.c_out_g(), spec.k(), spec.positions()];
                 let Some((k, ms, default_ms)) = best(default, &cands, runs, deadline, run).await? else { continue };
                 Entry { choice: Choice::Conv(k), ms, default_ms, shape }
@@ -479,10 +476,11 @@ pub async fn tune(
     Ok(tuned)
 }
 
-/// The fastest of `default` and `candidates` whose output agrees with the
-/// default's, with its least time and the default's (ms); `None` if the
-/// deadline passed before every candidate was timed.
-async fn best<C: Copy, F: std::future::Future<Output = Result<Vec<f32>>>>(
+/// The fastest of `default` and `candidates` (the default among them is
+/// timed once) whose output agrees with the default's, with its least time
+/// and the default's (ms); `None` if the deadline passed before every
+/// candidate was timed.
+async fn best<C: Copy + PartialEq, F: std::future::Future<Output = Result<Vec<f32>>>>(
     default: C,
     candidates: &[C],
     runs: usize,
@@ -502,7 +500,7 @@ async fn best<C: Copy, F: std::future::Future<Output = Result<Vec<f32>>>>(
     let (default_ms, want) = time(default).await?;
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
     let mut winner = (default, default_ms);
-    for &c in candidates {
+    for &c in candidates.iter().filter(|&&c| c != default) {
         if seconds() >= deadline {
             return Ok(None);
         }
