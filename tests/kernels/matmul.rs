@@ -474,3 +474,21 @@ fn gpu_matmul_binds_large_values_in_windows() {
             .unwrap_err();
     assert!(err.to_string().contains("storage binding limit"), "{err}");
 }
+
+/// Every static choice is one of the tuner's candidates (a class whose
+/// default won is saved as that choice and must read back), on lavapipe and
+/// on a device of WebGPU's default limits.
+#[test]
+fn static_choices_are_tuner_candidates() {
+    use kinema_engine::delegate::Conv3d;
+    use kinema_engine::delegate::gpu::tuning;
+    let limited = pollster::block_on(GpuDevice::with_limits(Some(wgpu::Limits::default()))).unwrap();
+    for dev in [device(), limited] {
+        assert!(tuning::candidates(&dev).contains(&tuning::matmul(&dev)));
+        assert!(tuning::attention_candidates(&dev).contains(&tuning::attention(&dev)));
+        for c_out in [3, 64] {
+            let conv = Conv3d::new(1, 8, c_out, [4, 8, 8], [3, 3, 3]);
+            assert!(tuning::conv_candidates(&dev).contains(&tuning::conv(&dev, &conv)), "{c_out} channels");
+        }
+    }
+}

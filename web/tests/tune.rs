@@ -4,30 +4,17 @@
 //! tables are ignored.
 #![cfg(target_arch = "wasm32")]
 
-use kinema_engine::delegate::gpu::{GpuDevice, tune};
+use kinema_engine::delegate::gpu::{self, GpuDevice, tune};
 use kinema_web::Kinema;
 use serde_json::Value;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 #[path = "../../engine/tests/web_support/mod.rs"]
 mod web_support;
-use web_support::base;
-
-fn options(pairs: &[(&str, JsValue)]) -> JsValue {
-    let o = js_sys::Object::new();
-    for (k, v) in pairs {
-        js_sys::Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
-    }
-    o.into()
-}
-
-fn message(e: wasm_bindgen::JsError) -> String {
-    let v: JsValue = e.into();
-    v.dyn_into::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_default()
-}
+use web_support::{base, message, options};
 
 #[wasm_bindgen_test]
 async fn tune_saves_a_table_in_local_storage_that_a_new_device_reads() {
@@ -55,6 +42,11 @@ async fn tune_saves_a_table_in_local_storage_that_a_new_device_reads() {
     assert_eq!(in_use["entries"], table["entries"]);
     let dev = GpuDevice::new().await.unwrap();
     assert_eq!(tune::storage_key(&dev), key);
+    // Every static choice is a candidate, so a class whose default won reads back too.
+    let wide = kinema_engine::delegate::Conv3d::new(1, 64, 64, [4, 8, 8], [3, 3, 3]);
+    assert!(gpu::tuning::conv_candidates(&dev).contains(&gpu::tuning::conv(&dev, &wide)));
+    assert!(gpu::tuning::candidates(&dev).contains(&gpu::tuning::matmul(&dev)));
+    assert!(gpu::tuning::attention_candidates(&dev).contains(&gpu::tuning::attention(&dev)));
     assert_eq!(tune::load(&dev).to_json(&dev)["entries"], table["entries"]);
     // Tables to ignore: not JSON, another adapter's.
     let mut other = table.clone();

@@ -43,12 +43,16 @@ pub fn matmul(dev: &GpuDevice) -> Config {
 /// output channels per group (a GEMM tile of 64 channels would compute 3 and
 /// idle for the rest: the embedded model's 16 → 3 conv head took 345 ms
 /// instead of 2191 in a profiled forward on lavapipe), else the implicit GEMM
-/// with the matmul's configuration.
+/// with the matmul's configuration, named as the kernel that runs (conv3d
+/// has no direct or blocked kernel: those stand for the tiled one), so that
+/// it is one of [`conv_candidates`].
 pub fn conv(dev: &GpuDevice, spec: &crate::delegate::Conv3d) -> super::conv::Kernel {
     if spec.c_out_g() <= kinema_shaders::CONV3D_NARROW_CHANNELS {
-        super::conv::Kernel::Narrow
-    } else {
-        super::conv::Kernel::Gemm(matmul(dev))
+        return super::conv::Kernel::Narrow;
+    }
+    match matmul(dev) {
+        c @ Config::Subgroups8 { .. } => super::conv::Kernel::Gemm(c),
+        c => super::conv::Kernel::Gemm(Config::Tiled(c.conv_tiles())),
     }
 }
 
