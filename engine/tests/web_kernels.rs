@@ -109,3 +109,40 @@ async fn webgpu_attention_matches_the_cpu_delegate() {
         );
     }
 }
+
+/// Every matmul kernel the tuner may pick on this adapter, and the f16 ones
+/// where it has `shader-f16`, against the CPU delegate (f16 arithmetic within
+/// f16 rounding): on SwiftShader, whatever subgroups and f16 it offers.
+#[wasm_bindgen_test]
+async fn webgpu_matmul_candidates_match_the_cpu_delegate() {
+    use gpu::matmul::{Config, Tiles};
+    let dev = GpuDevice::new().await.expect("WebGPU adapter");
+    let mut configs = gpu::tuning::candidates(&dev);
+    if dev.supports(kinema_shaders::Needs::F16) {
+        configs.push(Config::F16(Tiles::DEFAULT));
+    }
+    web_sys::console::log_1(
+        &format!(
+            "{}: features {:?}, subgroups {}–{}, {} matmul configurations",
+            dev.info.name,
+            dev.optional_features(),
+            dev.info.subgroup_min_size,
+            dev.info.subgroup_max_size,
+            configs.len()
+        )
+        .into(),
+    );
+    for (i, &(m, n, k, trans_b)) in [(33, 70, 45, true), (5, 64, 128, false)].iter().enumerate() {
+        let spec = Matmul { trans_b, activation: Activation::GeluTanh, ..Matmul::new(1, m, n, k) };
+        let (a, b, bias) = (random(m * k, 60 + i as u64), random(k * n, 70 + i as u64), random(n, 80));
+        let want = cpu::matmul::matmul(&spec, &a, &b, Some(&bias)).unwrap();
+        let scale = 1.0 + want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for &config in &configs {
+            let got = gpu::matmul::matmul_with(&dev, config, &spec, &a, &b[..], Some(&bias)).await.unwrap();
+            assert_eq!(got.len(), want.len(), "lengths");
+            let err = got.iter().zip(&want).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            let tol = if config.reduced_precision() { 2e-3 } else { 1e-4 };
+            assert!(err <= tol * (k as f32).sqrt() * scale, "{config:?} {spec:?}: max abs error {err}");
+        }
+    }
+}

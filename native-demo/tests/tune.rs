@@ -191,3 +191,52 @@ fn full_tuning_times_a_programs_classes_at_first_use_once() {
         assert!(stderr.lines().any(|l| l.starts_with("kinema: error: ") && l.contains(why)), "{stderr}");
     }
 }
+
+/// `KINEMA_PRECISION=f16`: the tuner may also choose f16 arithmetic (on an
+/// adapter with `shader-f16`: lavapipe), into a table of its own that an f32
+/// process never reads; a run by the f16 kernels stays within f16 rounding of
+/// PyTorch's outputs; a bad setting is an error.
+#[test]
+fn f16_precision_tables_are_kept_apart() {
+    let dir = fixture("programs/wan_transformer");
+    let path = |f: &str| dir.join(f).display().to_string();
+    let program = path("program.json");
+    let tmp = TempDir::new("tune_f16");
+    let cache = tmp.0.join("cache");
+    let f16 = [("KINEMA_PRECISION", "f16")];
+    let tuned = json_of(&kinema(&cache, &f16, &["tune", &program, "--budget", "300", "--runs", "1", "--json"]));
+    assert_eq!(tuned["precision"], "f16");
+    assert_eq!(tuned["entries"].as_array().unwrap().len(), 10);
+    let saved = std::path::PathBuf::from(tuned["path"].as_str().unwrap());
+    assert!(saved.to_str().unwrap().ends_with(".f16.json"), "{saved:?}");
+    // Every linear by the f16 kernel: inspect names it, the run is within f16 rounding.
+    let mut table = tuned.clone();
+    for e in table["entries"].as_array_mut().unwrap() {
+        if e["class"].as_str().unwrap().starts_with("matmul ") {
+            e["kernel"] = serde_json::json!({"matmul": "f16", "wg_m": 8, "wg_n": 16, "bk": 16});
+        }
+    }
+    std::fs::write(&saved, table.to_string()).unwrap();
+    let ([linears, ..], stderr) = step_kernels(&cache, &f16, &program);
+    assert!(!linears.is_empty(), "{stderr}");
+    assert!(linears.iter().all(|k| k == "matmul_f16.wgsl (8 × 16 threads, BK 16, f16 arithmetic)"), "{linears:?}");
+    let out = tmp.0.join("out.safetensors").display().to_string();
+    let run = ["run", &program, "--weights", &path("transformer"), "--inputs", &path("io.safetensors")];
+    let ran = kinema(&cache, &f16, &[&run[..], &["--output", &out, "--device", "gpu"]].concat());
+    assert!(ran.status.success(), "stderr: {}", String::from_utf8_lossy(&ran.stderr));
+    let (err, scale) = max_err(&out, &path("io.safetensors"));
+    assert!(err <= 1e-2 * scale.max(1.0), "{err} of {scale}");
+    assert!(err > 1e-6 * scale.max(1.0), "bit for bit f32? {err}");
+    // An f32 process reads its own table (none here), not the f16 one, and
+    // an f16 table put in its place is ignored, with the reason.
+    let ([linears, ..], stderr) = step_kernels(&cache, &[], &program);
+    assert!(linears.iter().all(|k| k == "matmul_sg8.wgsl (8 subgroups per workgroup)"), "{linears:?}");
+    assert!(!stderr.contains("ignoring"), "{stderr}");
+    std::fs::write(saved.to_str().unwrap().replace(".f16.json", ".json"), table.to_string()).unwrap();
+    let ([linears, ..], stderr) = step_kernels(&cache, &[], &program);
+    assert!(linears.iter().all(|k| k == "matmul_sg8.wgsl (8 subgroups per workgroup)"), "{linears:?}");
+    assert!(stderr.contains("made at another precision"), "{stderr}");
+    let bad = kinema(&cache, &[("KINEMA_PRECISION", "f64")], &["tune", "--budget", "0"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("KINEMA_PRECISION=f64: expected f32 or f16"));
+}

@@ -21,6 +21,11 @@ pub enum Needs {
     Nothing,
     /// Subgroup operations (`subgroupBroadcast`), with subgroups of exactly 8.
     Subgroups8,
+    /// Subgroup operations (`subgroupShuffle`, `subgroup_size`), subgroups of
+    /// any width from 4 to 128.
+    Subgroups,
+    /// f16 arithmetic (`enable f16`, WebGPU's `shader-f16`).
+    F16,
 }
 
 macro_rules! kernel {
@@ -45,8 +50,33 @@ pub const MATMUL_BLOCKED: Kernel =
 
 /// The same matmul for adapters with 8-wide subgroups (lavapipe): rows of A
 /// shared with `subgroupBroadcast` instead of workgroup memory.
-pub const MATMUL_SG8: Kernel =
-    Kernel { needs: Needs::Subgroups8, ..kernel!("matmul_sg8", "activation.wgsl", "epilogue.wgsl") };
+pub const MATMUL_SG8: Kernel = Kernel {
+    needs: Needs::Subgroups8,
+    ..kernel!("matmul_sg8", "activation.wgsl", "epilogue.wgsl", "matmul_vec4_operands.wgsl")
+};
+
+/// The same matmul for subgroups of any width (4 to 128, as the invocation
+/// runs): the 16 rows of A a workgroup shares passed round with
+/// `subgroupShuffle`, a candidate for the tuner on real GPUs.
+pub const MATMUL_SUBGROUP: Kernel = Kernel {
+    needs: Needs::Subgroups,
+    ..kernel!("matmul_subgroup", "activation.wgsl", "epilogue.wgsl", "matmul_vec4_operands.wgsl")
+};
+
+/// The tiled matmul in f16 arithmetic (inputs rounded to f16, f16 sums over
+/// each BK slice of k, f32 across slices): a reduced-precision candidate
+/// for the tuner, on adapters with `shader-f16`.
+pub const MATMUL_F16: Kernel = Kernel {
+    needs: Needs::F16,
+    source: concat!(
+        "enable f16;\n",
+        include_str!("activation.wgsl"),
+        include_str!("epilogue.wgsl"),
+        include_str!("matmul_operands.wgsl"),
+        include_str!("matmul_f16.wgsl")
+    ),
+    ..kernel!("matmul_f16")
+};
 
 /// The same matmul for adapters that run invocations on a CPU without 8-wide
 /// subgroups (SwiftShader): no workgroup memory, no barriers.
@@ -110,6 +140,8 @@ pub const CATALOG: &[Kernel] = &[
     MATMUL,
     MATMUL_BLOCKED,
     MATMUL_SG8,
+    MATMUL_SUBGROUP,
+    MATMUL_F16,
     MATMUL_DIRECT,
     CONV3D,
     CONV3D_SG8,

@@ -17,7 +17,8 @@ fn parse(kernel: &kinema_shaders::Kernel) -> (naga::Module, naga::valid::ModuleI
     let core = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     let caps = match kernel.needs {
         kinema_shaders::Needs::Nothing => core,
-        kinema_shaders::Needs::Subgroups8 => core | Capabilities::SUBGROUP,
+        kinema_shaders::Needs::Subgroups8 | kinema_shaders::Needs::Subgroups => core | Capabilities::SUBGROUP,
+        kinema_shaders::Needs::F16 => core | Capabilities::SHADER_FLOAT16,
     };
     let info = Validator::new(ValidationFlags::all(), caps)
         .subgroup_stages(naga::valid::ShaderStages::COMPUTE)

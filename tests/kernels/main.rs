@@ -63,5 +63,8 @@ fn configs(dev: &GpuDevice) -> Vec<Config> {
     if dev.supports(kinema_shaders::Needs::Subgroups8) {
         list.push(Config::Subgroups8 { wg_rows: 8 });
     }
+    if dev.supports(kinema_shaders::Needs::Subgroups) {
+        list.push(Config::Subgroups { lanes: 128 });
+    }
     list
 }

@@ -203,6 +203,12 @@ fn gpu_matmul_tile_configurations_agree() {
     if dev.supports(kinema_shaders::Needs::Subgroups8) {
         all.extend([1, 2, 4].map(|wg_rows| Config::Subgroups8 { wg_rows }));
     }
+    // Lavapipe runs the any-width kernel at its width, 8.
+    let eight = dev.supports(kinema_shaders::Needs::Subgroups8);
+    assert!(!eight || dev.supports(kinema_shaders::Needs::Subgroups), "8-wide subgroups are some width");
+    if dev.supports(kinema_shaders::Needs::Subgroups) {
+        all.extend([32, 64, 256].map(|lanes| Config::Subgroups { lanes }));
+    }
     for tiles in all {
         let got = pollster::block_on(matmul_with(&dev, tiles, &spec, &a, &b, None)).unwrap();
         let (err, ok) = compare(&got, &want, spec.k, 1e-4);
@@ -491,4 +497,54 @@ fn static_choices_are_tuner_candidates() {
             assert!(tuning::conv_candidates(&dev).contains(&tuning::conv(&dev, &conv)), "{c_out} channels");
         }
     }
+}
+
+/// The f16-arithmetic kernel (`matmul_f16.wgsl`, a reduced-precision tuner
+/// candidate) where the adapter has `shader-f16` (lavapipe does): within f16
+/// rounding of the CPU's f32 product on awkward shapes, both transposes, every
+/// way B is stored; and really in f16 — a 1-deep product is the CPU's of the
+/// inputs rounded to f16, rounded to f16, bit for bit.
+#[test]
+fn gpu_matmul_in_f16_arithmetic_is_within_f16_rounding() {
+    use kinema_engine::weights::quant::quantize_int8;
+    let dev = device();
+    if !dev.supports(kinema_shaders::Needs::F16) {
+        eprintln!("skipped: {} has no shader-f16", dev.info.name);
+        return;
+    }
+    let configs = [
+        Config::F16(Tiles::DEFAULT),
+        Config::F16(Tiles { wg_m: 8, wg_n: 16, bk: 32 }),
+        Config::F16(Tiles { wg_m: 4, wg_n: 8, bk: 4 }),
+    ];
+    for (i, &(batch, m, n, k, trans_b)) in
+        [(1, 1, 1, 1, false), (2, 7, 33, 5, true), (1, 65, 64, 300, true), (1, 3, 127, 70, false)].iter().enumerate()
+    {
+        let spec = Matmul { trans_b, activation: Activation::Silu, ..Matmul::new(batch, m, n, k) };
+        let a = random(batch * m * k, 90 + i as u64);
+        let values = random(batch * k * n, 100 + i as u64);
+        let bias = random(n, 110);
+        let f16 = stored(&values, Half::F16);
+        let int8 = (batch == 1).then(|| quantize_int8(&values, if trans_b { n } else { k }));
+        let mut operands = vec![Operand::F32(&values), Operand::Half(Half::F16, &f16)];
+        if let Some((q, scales)) = &int8 {
+            operands.push(Operand::Int8 { q: bytemuck::cast_slice(q), scales });
+        }
+        for b in operands {
+            let want = cpu::matmul::matmul_weight(&spec, &a, b, Some(&bias)).unwrap();
+            for config in configs {
+                let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, b, Some(&bias))).unwrap();
+                let (err, ok) = compare(&got, &want, k, 2e-3);
+                assert!(ok, "{config:?} {spec:?}: max abs error {err}");
+            }
+        }
+    }
+    // 1 + 2⁻¹² is 1 in f16: f32 arithmetic would give 1.000244 · 3.
+    let spec = Matmul::new(1, 2, 2, 1);
+    let (a, b) = ([1.0 + 2f32.powi(-12), 0.1], [3.0, 1.0 / 3.0]);
+    let round = |x: f32| half::f16::from_f32(x).to_f32();
+    let want: Vec<f32> = a.iter().flat_map(|&x| b.iter().map(move |&y| round(round(x) * round(y)))).collect();
+    let got = pollster::block_on(matmul_with(&dev, configs[0], &spec, &a, &b[..], None)).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(got[0], 3.0);
 }

@@ -292,7 +292,13 @@ pub async fn encode_conv3d<'a>(
                 vec![("WG", NARROW_WG as f64)],
                 [positions.div_ceil(4 * NARROW_WG), nco.div_ceil(4)],
             ),
-            Kernel::Gemm(gemm @ (Config::Tiled(_) | Config::Blocked(_) | Config::Direct { .. })) => {
+            Kernel::Gemm(
+                gemm @ (Config::Tiled(_)
+                | Config::Blocked(_)
+                | Config::Direct { .. }
+                | Config::Subgroups { .. }
+                | Config::F16(_)),
+            ) => {
                 let t = gemm.conv_tiles();
                 let (bm, bn) = (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN);
                 let grid = [positions.div_ceil(bn as usize), nco.div_ceil(bm as usize)];

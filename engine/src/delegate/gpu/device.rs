@@ -24,6 +24,8 @@ pub struct GpuDevice {
     tuning: Mutex<Option<Arc<super::tune::Table>>>,
     /// Time this process has spent tuning at first use.
     tuning_spent: Mutex<std::time::Duration>,
+    /// The arithmetic the tuner may choose ([`super::tune::Precision`]).
+    precision: super::tune::Precision,
 }
 
 /// A device buffer counted in its device's [`live_bytes`](GpuDevice::live_bytes)
@@ -64,6 +66,7 @@ impl GpuDevice {
 
     /// Opens the default adapter with the given limits (`None`: the adapter's own).
     pub async fn with_limits(limits: Option<wgpu::Limits>) -> Result<GpuDevice> {
+        let precision = super::tune::Precision::from_env()?;
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -118,6 +121,7 @@ impl GpuDevice {
             live: Arc::default(),
             tuning: Mutex::default(),
             tuning_spent: Mutex::default(),
+            precision,
         })
     }
 
@@ -219,6 +223,16 @@ impl GpuDevice {
         *self.tuning.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(table));
     }
 
+    /// The arithmetic the tuner may choose here (`KINEMA_PRECISION`).
+    pub fn precision(&self) -> super::tune::Precision {
+        self.precision
+    }
+
+    /// This device with the tuner choosing `precision` (its table read anew).
+    pub fn with_precision(self, precision: super::tune::Precision) -> GpuDevice {
+        GpuDevice { precision, tuning: Mutex::default(), ..self }
+    }
+
     /// Whether kernels needing `needs` can run here.
     pub fn supports(&self, needs: kinema_shaders::Needs) -> bool {
         match needs {
@@ -228,6 +242,13 @@ impl GpuDevice {
                     && self.info.subgroup_min_size == 8
                     && self.info.subgroup_max_size == 8
             }
+            // The kernels' registers hold A for widths from 4 (`matmul_subgroup.wgsl`).
+            kinema_shaders::Needs::Subgroups => {
+                self.device.features().contains(wgpu::Features::SUBGROUP)
+                    && self.info.subgroup_min_size >= 4
+                    && self.info.subgroup_max_size <= 128
+            }
+            kinema_shaders::Needs::F16 => self.device.features().contains(wgpu::Features::SHADER_F16),
         }
     }
 

@@ -115,6 +115,14 @@ pub enum Config {
     Blocked(Tiles),
     /// `matmul_sg8.wgsl` with `wg_rows` subgroups per workgroup (each 16 rows × 64 columns).
     Subgroups8 { wg_rows: u32 },
+    /// `matmul_subgroup.wgsl`: `lanes` invocations per workgroup (a multiple
+    /// of the adapter's widest subgroup), 16 rows × 8 columns each.
+    Subgroups { lanes: u32 },
+    /// `matmul_f16.wgsl`: as `Tiled`, in f16 arithmetic (A and B rounded to
+    /// f16, f16 sums over each BK slice of k, f32 across slices) — reduced
+    /// precision, a tuner candidate only where asked for
+    /// ([`super::tune::Precision::F16`]).
+    F16(Tiles),
     /// `matmul_direct.wgsl`: `wg_m × wg_n` invocations of 4 rows × 8 columns,
     /// no workgroup memory (conv3d, which has no such kernel, takes
     /// `Tiled(Tiles::DEFAULT)` for it).
@@ -132,6 +140,11 @@ impl Config {
         if let Config::Tiled(t) = self { *t } else { Tiles::DEFAULT }
     }
 
+    /// Whether this configuration rounds to f16 ([`Config::F16`]).
+    pub fn reduced_precision(&self) -> bool {
+        matches!(self, Config::F16(_))
+    }
+
     /// The configuration the tuning table gives this adapter.
     pub fn for_device(dev: &GpuDevice) -> Config {
         super::tuning::matmul(dev)
@@ -147,6 +160,8 @@ impl Config {
                 format!("{file}.wgsl ({} × {} threads of 8 × 4, BK {})", t.wg_m, t.wg_n, t.bk)
             }
             Config::Subgroups8 { wg_rows } => format!("{file}.wgsl ({wg_rows} subgroups per workgroup)"),
+            Config::Subgroups { lanes } => format!("{file}.wgsl ({lanes} threads, any subgroup width)"),
+            Config::F16(t) => format!("{file}.wgsl ({} × {} threads, BK {}, f16 arithmetic)", t.wg_m, t.wg_n, t.bk),
             Config::Direct { wg_m, wg_n } => format!("{file}.wgsl ({wg_m} × {wg_n} threads)"),
         }
     }
@@ -154,9 +169,10 @@ impl Config {
     /// Output block per workgroup, (rows, columns).
     fn block(&self) -> (u32, u32) {
         match *self {
-            Config::Tiled(t) => (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN),
+            Config::Tiled(t) | Config::F16(t) => (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN),
             Config::Blocked(t) => (t.wg_m * Config::BLOCKED_TM, t.wg_n * Tiles::TN),
             Config::Subgroups8 { wg_rows } => (16 * wg_rows, 64),
+            Config::Subgroups { lanes } => (16, 8 * lanes),
             Config::Direct { wg_m, wg_n } => (4 * wg_m, 8 * wg_n),
         }
     }
@@ -168,10 +184,16 @@ impl Config {
     /// Refuses a configuration a device of these limits cannot run.
     pub fn check_limits(&self, limits: &wgpu::Limits) -> Result<()> {
         let fits = match *self {
-            Config::Tiled(t) => return t.check(limits),
+            // (The f16 tiles take half the bytes: checked as f32, to be safe.)
+            Config::Tiled(t) | Config::F16(t) => return t.check(limits),
             Config::Blocked(t) => return t.check_of(limits, Config::BLOCKED_TM),
             Config::Subgroups8 { wg_rows } => {
                 wg_rows > 0 && 8 * wg_rows <= limits.max_compute_invocations_per_workgroup
+            }
+            Config::Subgroups { lanes } => {
+                lanes > 0
+                    && lanes <= limits.max_compute_invocations_per_workgroup
+                    && lanes <= limits.max_compute_workgroup_size_x
             }
             Config::Direct { wg_m, wg_n } => {
                 wg_m > 0
@@ -200,9 +222,18 @@ impl Config {
                 overrides.push(half);
                 (&kinema_shaders::MATMUL_BLOCKED, overrides)
             }
+            Config::F16(t) => {
+                let mut overrides = t.overrides().to_vec();
+                overrides.push(half);
+                (&kinema_shaders::MATMUL_F16, overrides)
+            }
             Config::Subgroups8 { wg_rows } => {
                 let overrides = vec![("WG_ROWS", wg_rows as f64), ("CONTIGUOUS", flag(contiguous)), half];
                 (&kinema_shaders::MATMUL_SG8, overrides)
+            }
+            Config::Subgroups { lanes } => {
+                let overrides = vec![("LANES", lanes as f64), ("CONTIGUOUS", flag(contiguous)), half];
+                (&kinema_shaders::MATMUL_SUBGROUP, overrides)
             }
             Config::Direct { wg_m, wg_n } => {
                 let overrides = vec![("WG_M", wg_m as f64), ("WG_N", wg_n as f64), half];

@@ -35,6 +35,40 @@ use crate::{Error, Result};
 /// default's largest magnitude (both sum in f32, in different orders).
 pub const AGREE: f32 = 1e-4;
 
+/// The same for a reduced-precision candidate ([`Precision::F16`]): inputs
+/// rounded to f16 (11 significant bits) are off by up to 2⁻¹¹ each, so sums
+/// of thousands of them by some 10⁻³ of the largest output.
+pub const F16_AGREE: f32 = 1e-2;
+
+/// Which arithmetic the tuner may choose (`KINEMA_PRECISION`): `f32`, the
+/// default, every candidate sums f32 values in f32; `f16`, also the kernels
+/// in f16 arithmetic ([`Config::F16`], where the adapter has `shader-f16`),
+/// which must agree within [`F16_AGREE`]. A table is kept per precision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+}
+
+impl Precision {
+    /// From `KINEMA_PRECISION`; anything but `f32` or `f16` is an error.
+    pub fn from_env() -> Result<Precision> {
+        match std::env::var("KINEMA_PRECISION").ok().as_deref() {
+            None | Some("") | Some("f32") => Ok(Precision::F32),
+            Some("f16") => Ok(Precision::F16),
+            Some(other) => Err(Error::Invalid(format!("KINEMA_PRECISION={other}: expected f32 or f16"))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
 /// A shape class: the tuning table's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Class {
@@ -123,6 +157,8 @@ impl Choice {
             }
             Choice::Matmul(Config::Direct { wg_m, wg_n }) => json!({"matmul": "direct", "wg_m": wg_m, "wg_n": wg_n}),
             Choice::Matmul(Config::Subgroups8 { wg_rows }) => json!({"matmul": "subgroups8", "wg_rows": wg_rows}),
+            Choice::Matmul(Config::Subgroups { lanes }) => json!({"matmul": "subgroups", "lanes": lanes}),
+            Choice::Matmul(Config::F16(t)) => json!({"matmul": "f16", "wg_m": t.wg_m, "wg_n": t.wg_n, "bk": t.bk}),
             Choice::Attention(Variant::Tiled) => json!({"attention": "tiled"}),
             Choice::Attention(Variant::Subgroups8 { wg_rows }) => {
                 json!({"attention": "subgroups8", "wg_rows": wg_rows})
@@ -163,6 +199,10 @@ impl Choice {
             }
             (Some("direct"), None) => Choice::Matmul(Config::Direct { wg_m: num("wg_m")?, wg_n: num("wg_n")? }),
             (Some("subgroups8"), None) => Choice::Matmul(Config::Subgroups8 { wg_rows: num("wg_rows")? }),
+            (Some("subgroups"), None) => Choice::Matmul(Config::Subgroups { lanes: num("lanes")? }),
+            (Some("f16"), None) => {
+                Choice::Matmul(Config::F16(Tiles { wg_m: num("wg_m")?, wg_n: num("wg_n")?, bk: num("bk")? }))
+            }
             (None, Some("tiled")) => Choice::Attention(Variant::Tiled),
             (None, Some("subgroups8")) => Choice::Attention(Variant::Subgroups8 { wg_rows: num("wg_rows")? }),
             _ => return None,
@@ -277,7 +317,8 @@ impl Table {
                        "ms": e.ms, "default_ms": e.default_ms, "shape": e.shape})
             })
             .collect();
-        json!({"format": "kinema.tuning", "version": env!("CARGO_PKG_VERSION"), "adapter": adapter_key(dev), "entries": entries})
+        json!({"format": "kinema.tuning", "version": env!("CARGO_PKG_VERSION"), "adapter": adapter_key(dev),
+               "precision": dev.precision().name(), "entries": entries})
     }
 
     /// A table read back: empty (and why) unless it is this version's, for
@@ -291,6 +332,10 @@ impl Table {
         }
         if v.get("adapter").and_then(Value::as_str) != Some(adapter_key(dev).as_str()) {
             return Err("made for another adapter".into());
+        }
+        // (Tables from before precisions were kept apart hold f32 choices.)
+        if v.get("precision").and_then(Value::as_str).unwrap_or("f32") != dev.precision().name() {
+            return Err("made at another precision".into());
         }
         let mut table = Table::default();
         for e in v.get("entries").and_then(Value::as_array).ok_or("no entries")? {
@@ -325,7 +370,11 @@ pub fn table_path(dev: &GpuDevice) -> Option<std::path::PathBuf> {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
         .collect();
-    Some(root.join("tuning").join(format!("{name}.json")))
+    let precision = match dev.precision() {
+        Precision::F32 => "",
+        Precision::F16 => ".f16",
+    };
+    Some(root.join("tuning").join(format!("{name}{precision}.json")))
 }
 
 /// The saved table of `dev`, or an empty one with a warning on stderr when
@@ -352,7 +401,10 @@ fn local_storage() -> Option<web_sys::Storage> {
 
 /// The `localStorage` key the table of `dev` is kept under in the browser.
 pub fn storage_key(dev: &GpuDevice) -> String {
-    format!("kinema.tuning/{}", adapter_key(dev))
+    match dev.precision() {
+        Precision::F32 => format!("kinema.tuning/{}", adapter_key(dev)),
+        Precision::F16 => format!("kinema.tuning/{} f16", adapter_key(dev)),
+    }
 }
 
 /// The table of `dev` saved in this page's `localStorage`, or an empty one
@@ -443,7 +495,10 @@ pub async fn tune(
                 let default = super::tuning::matmul(dev);
                 let cands = super::tuning::candidates(dev);
                 let shape = [spec.m, spec.n, spec.k];
-                let Some((c, ms, default_ms)) = best(default, &cands, runs, deadline, run).await? else { continue };
+                let agree = |c: &Config| if c.reduced_precision() { F16_AGREE } else { AGREE };
+                let Some((c, ms, default_ms)) = best(default, &cands, runs, deadline, agree, run).await? else {
+                    continue;
+                };
                 Entry { choice: Choice::Matmul(c), ms, default_ms, shape }
             }
             Example::Attention(spec) => {
@@ -455,7 +510,9 @@ pub async fn tune(
                 let default = super::tuning::attention(dev);
                 let cands = super::tuning::attention_candidates(dev);
                 let shape = [spec.q_len, spec.kv_len, spec.head_dim];
-                let Some((v, ms, default_ms)) = best(default, &cands, runs, deadline, run).await? else { continue };
+                let Some((v, ms, default_ms)) = best(default, &cands, runs, deadline, |_| AGREE, run).await? else {
+                    continue;
+                };
                 Entry { choice: Choice::Attention(v), ms, default_ms, shape }
             }
             Example::Conv(spec) => {
@@ -466,7 +523,9 @@ pub async fn tune(
                 let default = super::tuning::conv(dev, &spec);
                 let cands = super::tuning::conv_candidates(dev);
                 let shape = [spec.c_out_g(), spec.k(), spec.positions()];
-                let Some((k, ms, default_ms)) = best(default, &cands, runs, deadline, run).await? else { continue };
+                let Some((k, ms, default_ms)) = best(default, &cands, runs, deadline, |_| AGREE, run).await? else {
+                    continue;
+                };
                 Entry { choice: Choice::Conv(k), ms, default_ms, shape }
             }
         };
@@ -477,7 +536,8 @@ pub async fn tune(
 }
 
 /// The fastest of `default` and `candidates` (the default among them is
-/// timed once) whose output agrees with the default's, with its least time
+/// timed once) whose output agrees with the default's (within `agree(c)` of
+/// its largest magnitude), with its least time
 /// and the default's (ms); `None` if the deadline passed before every
 /// candidate was timed.
 async fn best<C: Copy + PartialEq, F: std::future::Future<Output = Result<Vec<f32>>>>(
@@ -485,6 +545,7 @@ async fn best<C: Copy + PartialEq, F: std::future::Future<Output = Result<Vec<f3
     candidates: &[C],
     runs: usize,
     deadline: f64,
+    agree: impl Fn(&C) -> f32,
     run: impl Fn(C) -> F,
 ) -> Result<Option<(C, f64, f64)>> {
     let time = async |c: C| -> Result<(f64, Vec<f32>)> {
@@ -506,7 +567,7 @@ async fn best<C: Copy + PartialEq, F: std::future::Future<Output = Result<Vec<f3
         }
         // A candidate that fails (a limit, a compile error) or disagrees loses.
         let Ok((ms, got)) = time(c).await else { continue };
-        let agrees = got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= AGREE * scale);
+        let agrees = got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= agree(&c) * scale);
         if agrees && ms < winner.1 {
             winner = (c, ms);
         }

@@ -10,6 +10,9 @@
 //! | other CPU adapters (SwiftShader)         | matmul `Direct(16 × 16)`, conv3d `Tiled` | `Tiled` |
 //! | anything else (real GPUs)                | `Tiled(16 × 16, BK 16)` | `Tiled`        |
 //!
+//! Where the adapter has subgroups of 4 to 128 lanes, `matmul_subgroup.wgsl`
+//! (any width, read as it runs) is one of the tuner's candidates.
+//!
 //! On lavapipe every load is paid per invocation, so the subgroup kernels
 //! (which share loads with subgroupBroadcast) win by 5–10×. On SwiftShader
 //! (Chromium's WebGPU without a GPU), whose invocations run on the CPU too but
@@ -118,12 +121,31 @@ pub fn candidates(dev: &GpuDevice) -> Vec<Config> {
     if dev.supports(Needs::Subgroups8) {
         list.extend([1, 2, 4, 8, 16].map(|wg_rows| Config::Subgroups8 { wg_rows }));
     }
+    if dev.precision() == super::tune::Precision::F16 && dev.supports(Needs::F16) {
+        list.extend(
+            [(16, 16, 16), (8, 16, 16), (16, 16, 32)]
+                .map(|(wg_m, wg_n, bk)| Config::F16(Tiles { wg_m, wg_n, bk }))
+                .into_iter()
+                .filter(|c| c.check_limits(&limits).is_ok()),
+        );
+    }
+    if dev.supports(Needs::Subgroups) {
+        // Workgroups of whole subgroups, at the widest width the adapter may pick.
+        let widest = dev.info.subgroup_max_size.max(1);
+        list.extend(
+            [32, 64, 128, 256]
+                .into_iter()
+                .filter(|lanes| lanes % widest == 0)
+                .map(|lanes| Config::Subgroups { lanes })
+                .filter(|c| c.check_limits(&limits).is_ok()),
+        );
+    }
     list
 }
 
 /// conv3d kernels worth timing on this adapter: the narrow one, and the
 /// implicit GEMM with each tiled and subgroup configuration of [`candidates`]
-/// (conv3d has no direct or blocked kernel).
+/// (conv3d has no direct, blocked or any-width subgroup kernel).
 pub fn conv_candidates(dev: &GpuDevice) -> Vec<super::conv::Kernel> {
     let gemm = candidates(dev).into_iter().filter(|c| matches!(c, Config::Tiled(_) | Config::Subgroups8 { .. }));
     std::iter::once(super::conv::Kernel::Narrow).chain(gemm.map(super::conv::Kernel::Gemm)).collect()
