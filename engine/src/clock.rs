@@ -21,6 +21,24 @@ pub fn seconds() -> f64 {
     ms / 1e3
 }
 
+/// Lets the browser's event loop run (a macrotask: `setTimeout(0)`), so
+/// messages and events queued behind a long computation — a worker's
+/// `abort` — are handled; natively nothing. The denoising loop calls it
+/// between steps.
+pub async fn yield_now() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use wasm_bindgen::JsCast;
+        let global = js_sys::global();
+        let Ok(set_timeout) = js_sys::Reflect::get(&global, &"setTimeout".into()) else { return };
+        let Ok(set_timeout) = set_timeout.dyn_into::<js_sys::Function>() else { return };
+        let wait = js_sys::Promise::new(&mut |resolve, _| {
+            let _ = set_timeout.call2(&global, &resolve, &0.into());
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(wait).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -146,3 +146,22 @@ async fn webgpu_matmul_candidates_match_the_cpu_delegate() {
         }
     }
 }
+
+/// The device asks for the adapter's own limits, not WebGPU's defaults: a
+/// model's big buffers and bindings get what the hardware allows.
+#[wasm_bindgen_test]
+async fn the_device_has_the_adapters_limits() {
+    use js_sys::Reflect;
+    let dev = GpuDevice::new().await.expect("WebGPU adapter");
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap();
+    let gpu = Reflect::get(&navigator, &"gpu".into()).unwrap();
+    let request: js_sys::Function = Reflect::get(&gpu, &"requestAdapter".into()).unwrap().into();
+    let adapter =
+        wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(request.call0(&gpu).unwrap())).await.unwrap();
+    let limits = Reflect::get(&adapter, &"limits".into()).unwrap();
+    let limit = |k: &str| Reflect::get(&limits, &k.into()).unwrap().as_f64().unwrap();
+    let have = dev.device.limits();
+    assert_eq!(have.max_buffer_size as f64, limit("maxBufferSize"));
+    assert_eq!(have.max_storage_buffer_binding_size as f64, limit("maxStorageBufferBindingSize"));
+    assert_eq!(have.max_compute_workgroup_storage_size as f64, limit("maxComputeWorkgroupStorageSize"));
+}

@@ -91,7 +91,36 @@ pub struct Kinema {
     adapter: String,
     features: Vec<String>,
     /// The page's one GPU device (shared with every session), if the GPU runs.
-    gpu: Option<std::sync::Arc<kinema_engine::delegate::gpu::GpuDevice>>,
+    gpu: RefCell<Option<std::sync::Arc<kinema_engine::delegate::gpu::GpuDevice>>>,
+    /// The Cache API caches this object's pipelines read through.
+    caches: RefCell<std::collections::BTreeSet<String>>,
+}
+
+/// The browser's Cache API and URL resolution (kinema_engine::weights). This
+/// crate also builds natively, for clippy and docs only: there, with no page
+/// and no Cache API, URLs stay as given and no cache holds anything.
+#[cfg(target_arch = "wasm32")]
+use kinema_engine::weights as cache_api;
+#[cfg(not(target_arch = "wasm32"))]
+mod cache_api {
+    use kinema_engine::Result;
+    pub async fn cached_bytes(_name: &str) -> Result<u64> {
+        Ok(0)
+    }
+    pub async fn clear_cache(_name: &str) -> Result<bool> {
+        Ok(false)
+    }
+    pub fn resolve_url(url: &str) -> Result<String> {
+        Ok(url.to_string())
+    }
+}
+
+/// The Cache API cache `loadPipeline` keeps files in unless told otherwise.
+const DEFAULT_CACHE: &str = "kinema-v1";
+
+/// Sets `key` of `o` to the number `v`.
+fn set_number(o: &js_sys::Object, key: &str, v: f64) {
+    let _ = js_sys::Reflect::set(o, &key.into(), &v.into());
 }
 
 #[wasm_bindgen]
@@ -105,7 +134,8 @@ impl Kinema {
         let device = if gpu.is_some() { DeviceChoice::Gpu } else { DeviceChoice::Cpu };
         let features =
             gpu.as_ref().map(|d| d.optional_features().into_iter().map(String::from).collect()).unwrap_or_default();
-        Ok(Kinema { device, adapter, features, gpu })
+        let caches = RefCell::new([DEFAULT_CACHE.to_string()].into());
+        Ok(Kinema { device, adapter, features, gpu: RefCell::new(gpu), caches })
     }
 
     /// `await kinema.tune({ budget, runs, fresh })`: times, on this page's
@@ -125,14 +155,58 @@ impl Kinema {
             Example::Conv(Conv3d::new(1, 64, 64, [8, 32, 32], [3, 3, 3]).padded([1, 1, 1])),
             Example::Attention(Attention { scale: 1.0 / 8.0, ..Attention::new(1, 8, 1024, 1024, 64) }),
         ];
-        tune_on(self.gpu.as_deref(), &examples, &options).await
+        tune_on(self.gpu().await?.as_deref(), &examples, &options).await
+    }
+
+    /// This object's GPU device, if the GPU runs: a new one when the last was
+    /// lost (destroyed, a driver reset), so this `Kinema` stays usable (the
+    /// pipelines loaded on the lost device are not: load them again).
+    async fn gpu(&self) -> Result<Option<std::sync::Arc<kinema_engine::delegate::gpu::GpuDevice>>, JsError> {
+        let current = self.gpu.borrow().clone();
+        match current {
+            Some(dev) if dev.is_lost() => {
+                let dev = kinema_engine::delegate::choice::shared().await.map_err(js_error)?;
+                *self.gpu.borrow_mut() = Some(dev.clone());
+                Ok(Some(dev))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// `await kinema.stats()` → `{ wasmBytes, gpuBytes, cachedBytes }`: the
+    /// module's wasm memory (it never shrinks: the most it has held), the GPU
+    /// buffers Kinema holds on this page's device (sessions' weights and
+    /// arenas, and the free ones it keeps for reuse), and the bytes of the
+    /// files in the caches this object's pipelines read through.
+    pub async fn stats(&self) -> Result<JsValue, JsError> {
+        let memory = wasm_bindgen::memory();
+        let buffer = js_sys::Reflect::get(&memory, &"buffer".into()).map_err(|_| JsError::new("no wasm memory"))?;
+        let wasm = js_sys::Reflect::get(&buffer, &"byteLength".into()).ok().and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let gpu = self.gpu().await?.map_or(0, |d| d.live_bytes() + d.pooled_bytes());
+        let names: Vec<String> = self.caches.borrow().iter().cloned().collect();
+        let mut cached = 0;
+        for name in names {
+            cached += cache_api::cached_bytes(&name).await.map_err(js_error)?;
+        }
+        let o = js_sys::Object::new();
+        set_number(&o, "wasmBytes", wasm);
+        set_number(&o, "gpuBytes", gpu as f64);
+        set_number(&o, "cachedBytes", cached as f64);
+        Ok(o.into())
+    }
+
+    /// `await Kinema.clearCache(name)`: deletes the Cache API cache `name`
+    /// (default "kinema-v1", `loadPipeline`'s); whether there was one.
+    #[wasm_bindgen(js_name = clearCache)]
+    pub async fn clear_cache(name: Option<String>) -> Result<bool, JsError> {
+        cache_api::clear_cache(name.as_deref().unwrap_or(DEFAULT_CACHE)).await.map_err(js_error)
     }
 
     /// The GPU tuning table this page uses, as JSON (no entries on the CPU
     /// delegate, or before any `tune`).
     #[wasm_bindgen(getter)]
     pub fn tuning(&self) -> String {
-        match &self.gpu {
+        match &*self.gpu.borrow() {
             Some(d) => d.tuning().to_json(d).to_string(),
             None => serde_json::json!({"format": "kinema.tuning", "entries": []}).to_string(),
         }
@@ -179,8 +253,11 @@ impl Kinema {
         let name = match (cache.as_bool(), cache.as_string()) {
             (Some(false), _) => None,
             (_, Some(name)) => Some(name),
-            _ => Some("kinema-v1".to_string()),
+            _ => Some(DEFAULT_CACHE.to_string()),
         };
+        if let Some(name) = &name {
+            self.caches.borrow_mut().insert(name.clone());
+        }
         if let (Folder::Url { client, .. }, Some(name)) = (&mut folder, name) {
             *client = kinema_engine::weights::HttpClient::with_cache(&name);
         }
@@ -197,8 +274,10 @@ impl Kinema {
             let progress = kinema_engine::weights::Progress::new(Box::new(report));
             *client = client.clone().with_progress(progress);
         }
+        // (A lost device is replaced first: the pipeline's sessions share the new one.)
+        let gpu = self.gpu().await?;
         let pipe = Pipeline::open(&folder, Options { device: self.device, profile: false }).await.map_err(js_error)?;
-        Ok(KinemaPipeline { inner: Rc::new(RefCell::new(pipe)), gpu: self.gpu.clone() })
+        Ok(KinemaPipeline { inner: Rc::new(RefCell::new(pipe)), gpu })
     }
 }
 
@@ -249,6 +328,17 @@ impl KinemaPipeline {
         tune_on(self.gpu.as_deref(), &examples, &options).await
     }
 
+    /// `pipeline.dispose()`: frees the pipeline's GPU buffers (its sessions'
+    /// weights and arenas) now, not when the garbage collector gets to it, and
+    /// the free buffers the device keeps for reuse; the object is unusable after.
+    pub fn dispose(self) {
+        let gpu = self.gpu.clone();
+        drop(self);
+        if let Some(dev) = gpu {
+            dev.release_pool();
+        }
+    }
+
     /// The words the model's text encoder knows (empty for embeddings-only pipelines).
     #[wasm_bindgen(getter)]
     pub fn vocabulary(&self) -> Vec<String> {
@@ -288,7 +378,19 @@ impl KinemaPipeline {
         let on_step = get(&options, "onStep").dyn_into::<js_sys::Function>().ok();
         let signal = get(&options, "signal");
         let aborted = || get(&signal, "aborted").as_bool() == Some(true);
-        let cancel = AtomicBool::new(aborted());
+        // Set by the signal's abort event, which the loop lets in between
+        // steps (clock::yield_now), and by a check after each step.
+        let cancel = Rc::new(AtomicBool::new(aborted()));
+        let on_abort = {
+            let cancel = cancel.clone();
+            wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || cancel.store(true, Ordering::Relaxed))
+        };
+        let listen = |method: &str| {
+            if let Ok(f) = get(&signal, method).dyn_into::<js_sys::Function>() {
+                let _ = f.call2(&signal, &"abort".into(), on_abort.as_ref());
+            }
+        };
+        listen("addEventListener");
         let mut progress = |i: usize, n: usize| {
             if let Some(f) = &on_step {
                 let _ = f.call2(&JsValue::NULL, &JsValue::from(i as u32), &JsValue::from(n as u32));
@@ -309,8 +411,9 @@ impl KinemaPipeline {
                 cancel: Some(&cancel),
                 ..Default::default()
             })
-            .await
-            .map_err(js_error)?;
+            .await;
+        listen("removeEventListener");
+        let video = video.map_err(js_error)?;
         let out = js_sys::Object::new();
         set(&out, "width", video.width as u32);
         set(&out, "height", video.height as u32);
@@ -334,6 +437,7 @@ impl Kinema {
     pub async fn run(&self, program_url: String, weights_url: String, inputs: JsValue) -> Result<JsValue, JsError> {
         use kinema_engine::program::Program;
         use kinema_engine::runtime::Session;
+        let program_url = cache_api::resolve_url(&program_url).map_err(js_error)?;
         let (dir, file) = program_url
             .rsplit_once('/')
             .ok_or_else(|| JsError::new(&format!("{program_url}: not a URL of a program.json")))?;

@@ -182,4 +182,71 @@ async fn a_second_load_reads_the_cache() {
     assert!(counts[0] >= 4, "the first load fetches kinema.json, the program and the weights: {counts:?}");
     assert_eq!(counts[1], 0, "the second load hits the cache: {counts:?}");
     assert_eq!(videos[0], videos[1]);
+    // stats() counts the cached files; clearCache deletes them.
+    let kinema = Kinema::create(options(&[("device", "cpu".into())])).await.unwrap();
+    let _ = kinema.load_pipeline(url.clone(), options(&[("cache", name.as_str().into())])).await.unwrap();
+    let cached = |stats: &JsValue| js_sys::Reflect::get(stats, &"cachedBytes".into()).unwrap().as_f64().unwrap();
+    let full = cached(&kinema.stats().await.unwrap());
+    assert!(full > 4e6, "the model's files are about 5 MB: {full}");
+    assert!(Kinema::clear_cache(Some(name.clone())).await.unwrap());
+    let cleared = cached(&kinema.stats().await.unwrap());
+    assert!(full - cleared > 4e6, "{full} → {cleared}");
+    assert!(!Kinema::clear_cache(Some(name)).await.unwrap(), "already gone");
+}
+
+/// `stats()` on WebGPU: the pipeline's weights and arenas count in `gpuBytes`
+/// while it lives, and `dispose()` gives them back; the wasm memory is there.
+#[wasm_bindgen_test]
+async fn dispose_gives_the_gpu_memory_back() {
+    let kinema = Kinema::create(options(&[("device", "gpu".into())])).await.unwrap();
+    let number = |stats: &JsValue, k: &str| js_sys::Reflect::get(stats, &k.into()).unwrap().as_f64().unwrap();
+    let before = kinema.stats().await.unwrap();
+    let url = format!("{}models/wan-shapes", base());
+    let pipe = kinema.load_pipeline(url, options(&[("cache", false.into())])).await.unwrap();
+    let prompt = options(&[("prompt", "a white square moving up".into()), ("steps", 1.0.into())]);
+    pipe.generate(prompt).await.unwrap();
+    let during = kinema.stats().await.unwrap();
+    pipe.dispose();
+    let after = kinema.stats().await.unwrap();
+    let gpu = [&before, &during, &after].map(|s| number(s, "gpuBytes"));
+    assert!(gpu[1] > gpu[0] + 4e6, "the weights are on the GPU: {gpu:?}");
+    assert!(gpu[2] <= gpu[0], "dispose frees them: {gpu:?}");
+    assert!(number(&after, "wasmBytes") >= number(&before, "wasmBytes") && number(&before, "wasmBytes") > 0.0);
+}
+
+/// A relative pipeline URL resolves against the page, as `fetch`'s does.
+#[wasm_bindgen_test]
+async fn relative_urls_resolve_against_the_page() {
+    let kinema = Kinema::create(options(&[("device", "cpu".into())])).await.unwrap();
+    let page = web_sys::window().unwrap().document().unwrap().base_uri().unwrap().unwrap();
+    let want = web_sys::Url::new_with_base("no-such/pipeline", &page).unwrap().href();
+    let err = message(kinema.load_pipeline("no-such/pipeline".into(), JsValue::UNDEFINED).await.err().unwrap());
+    assert!(err.contains(&want), "{err} (want {want})");
+    let err = message(kinema.load_pipeline("http://[oops".into(), JsValue::UNDEFINED).await.err().unwrap());
+    assert!(err.contains("not a URL"), "{err}");
+}
+
+/// A lost GPU device (here destroyed, as a driver reset would) rejects the
+/// pipeline's next generation with an Error, and the same `Kinema` loads and
+/// generates again, on a new device, the same frames.
+#[wasm_bindgen_test]
+async fn a_lost_device_is_an_error_and_kinema_opens_another() {
+    let kinema = Kinema::create(options(&[("device", "gpu".into())])).await.unwrap();
+    let url = format!("{}models/wan-shapes", base());
+    let load = || options(&[("cache", false.into())]);
+    let prompt = options(&[("prompt", "a white square moving up".into()), ("steps", 1.0.into())]);
+    let first_frame = |out: JsValue| -> Vec<u8> {
+        let frames: js_sys::Array = js_sys::Reflect::get(&out, &"frames".into()).unwrap().dyn_into().unwrap();
+        frames.get(0).dyn_into::<js_sys::Uint8ClampedArray>().unwrap().to_vec()
+    };
+    let pipe = kinema.load_pipeline(url.clone(), load()).await.unwrap();
+    let before = first_frame(pipe.generate(prompt.clone()).await.unwrap());
+    let dev = kinema_engine::delegate::choice::shared().await.unwrap();
+    dev.device.destroy();
+    let err = message(pipe.generate(prompt.clone()).await.unwrap_err());
+    assert!(err.contains("lost"), "{err}");
+    assert!(dev.is_lost());
+    let again = kinema.load_pipeline(url, load()).await.unwrap();
+    assert_eq!(first_frame(again.generate(prompt).await.unwrap()), before);
+    assert!(!kinema_engine::delegate::choice::shared().await.unwrap().is_lost());
 }

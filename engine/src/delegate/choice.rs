@@ -82,9 +82,10 @@ thread_local! {
 /// The default adapter's device, opened once and shared: every session (of a
 /// pipeline, say) on this thread uses the same device while one holds it, so a
 /// parameter two programs read is uploaded once. (Natively sessions on other
-/// threads open their own; in the browser there is one thread.)
+/// threads open their own; in the browser there is one thread.) A device
+/// that was lost is replaced by a new one.
 pub async fn shared() -> Result<Arc<GpuDevice>> {
-    if let Some(dev) = SHARED.with(|s| s.borrow().upgrade()) {
+    if let Some(dev) = SHARED.with(|s| s.borrow().upgrade()).filter(|d| !d.is_lost()) {
         return Ok(dev);
     }
     // In the browser GPU objects are not Send: they never leave the page's thread.

@@ -33,6 +33,8 @@ impl Folder {
     /// [`Folder::at`], reading a URL through `client` (e.g. one with a disk
     /// cache and a progress report).
     pub fn at_with(location: &str, client: HttpClient) -> Result<Folder> {
+        #[cfg(target_arch = "wasm32")]
+        let location = &crate::weights::resolve_url(location)?;
         if location.starts_with("http://") || location.starts_with("https://") {
             let base = format!("{}/", location.trim_end_matches('/'));
             return Ok(Folder::Url { base, client });
@@ -43,7 +45,7 @@ impl Folder {
         }
         #[cfg(target_arch = "wasm32")]
         {
-            Err(Error::Invalid(format!("{location}: in the browser a pipeline must be an http(s) URL")))
+            Err(Error::Invalid(format!("{location}: in the browser a pipeline is at an http(s) URL")))
         }
     }
 

@@ -480,6 +480,8 @@ impl Pipeline {
         let uncond = req.negative_embeds.filter(|_| req.guidance > 1.0);
         let mut on_step = req.on_step;
         for (i, &t) in scheduler.timesteps.clone().iter().enumerate() {
+            // In the browser, let an abort queued behind the last step arrive.
+            crate::clock::yield_now().await;
             if req.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                 return Err(Error::Invalid("generation cancelled".into()));
             }

@@ -124,6 +124,9 @@ impl Checkpoint {
 
     /// [`Checkpoint::open`] with a given HTTP client.
     pub async fn open_with(location: &str, client: &HttpClient) -> Result<Checkpoint> {
+        // In the browser a relative URL resolves against the page, as `fetch`'s does.
+        #[cfg(target_arch = "wasm32")]
+        let location = &super::resolve_url(location)?;
         if is_url(location) {
             let (folder, file) = split_url(location);
             let base = Base::Url(folder);
@@ -156,7 +159,7 @@ impl Checkpoint {
         }
         #[cfg(target_arch = "wasm32")]
         {
-            Err(Error::Invalid(format!("{location}: in the browser a checkpoint must be an http(s) URL")))
+            Err(Error::Invalid(format!("{location}: in the browser a checkpoint is at an http(s) URL")))
         }
     }
 

@@ -25,3 +25,5 @@ pub use integrity::Manifest;
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::MmapSource;
 pub use source::{BytesSource, HttpClient, HttpSource, Progress, Source};
+#[cfg(target_arch = "wasm32")]
+pub use source::{cached_bytes, clear_cache, resolve_url};

@@ -18,6 +18,8 @@ pub struct GpuDevice {
     /// The first error no error scope caught (wgpu would panic on it by
     /// default), or the device's loss: handed out by [`check`](Self::check).
     fault: Arc<Mutex<Option<String>>>,
+    /// Set when the device is lost (destroyed, a driver reset): for good.
+    lost: Arc<std::sync::atomic::AtomicBool>,
     /// Bytes of the [`Tracked`] buffers alive (sessions' weights and arenas).
     live: Arc<std::sync::atomic::AtomicU64>,
     /// The tuning table ([`super::tune`]), read on first use.
@@ -108,7 +110,10 @@ impl GpuDevice {
         let on_error = record(&fault);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| on_error(e.to_string())));
         let on_lost = record(&fault);
+        let lost: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let flag = lost.clone();
         device.set_device_lost_callback(move |reason, message| {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
             on_lost(format!("the GPU device was lost ({reason:?}): {message}"))
         });
         Ok(GpuDevice {
@@ -118,6 +123,7 @@ impl GpuDevice {
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::default(),
             fault,
+            lost,
             live: Arc::default(),
             tuning: Mutex::default(),
             tuning_spent: Mutex::default(),
@@ -134,6 +140,11 @@ impl GpuDevice {
     /// Bytes of the tracked buffers alive: what sessions hold on this device.
     pub fn live_bytes(&self) -> u64 {
         self.live.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the device was lost: nothing runs on it any more (open another).
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The first GPU error no scope caught, or the device's loss, since the
@@ -437,6 +448,16 @@ impl GpuDevice {
         }
     }
 
+    /// Frees every buffer the pool keeps (a page that disposed its
+    /// pipelines gives the memory back).
+    pub fn release_pool(&self) {
+        let mut pool = self.pool.lock().expect("buffer pool");
+        for buffer in pool.free.drain().flat_map(|(_, b)| b) {
+            buffer.destroy();
+        }
+        pool.bytes = 0;
+    }
+
     /// Bytes held by the pool now.
     pub fn pooled_bytes(&self) -> u64 {
         self.pool.lock().expect("buffer pool").bytes
@@ -460,7 +481,11 @@ impl GpuDevice {
         self.queue.submit([encoder.finish()]);
         let data = self.map_read(&staging, size as usize).await;
         self.recycle([staging]);
-        // Whatever went wrong in the work this read waited for comes out here.
+        // Whatever went wrong in the work this read waited for comes out here
+        // (a lost device's reads fail: its loss, once reported, is the error).
+        if data.is_err() && !self.is_lost() {
+            crate::clock::yield_now().await;
+        }
         self.check()?;
         Ok(bytemuck::pod_collect_to_vec(&data?))
     }

@@ -23,6 +23,8 @@ pub use mmap::MmapSource;
 
 pub mod http;
 pub use http::{HttpClient, HttpSource, Progress, open_url};
+#[cfg(target_arch = "wasm32")]
+pub use http::{cached_bytes, clear_cache, resolve_url};
 
 /// A boxed future of a read, so that sources of different kinds share one
 /// `dyn Source` (not `Send`: browser futures are not).

@@ -41,6 +41,57 @@ async fn fetch(url: &str, request: &Request) -> Result<Response> {
     resp.dyn_into::<Response>().map_err(|e| js_err(url, "fetch returned no Response", e))
 }
 
+/// `url` resolved as `fetch` resolves it: against the document's base URL in
+/// a window, against the worker's location in a worker (an absolute URL
+/// stays as it is).
+pub fn resolve_url(url: &str) -> Result<String> {
+    let global = js_sys::global();
+    let base = if let Some(w) = global.dyn_ref::<web_sys::Window>() {
+        w.document().and_then(|d| d.base_uri().ok().flatten())
+    } else {
+        global.dyn_ref::<web_sys::WorkerGlobalScope>().map(|w| w.location().href())
+    };
+    let parsed = match &base {
+        Some(b) => web_sys::Url::new_with_base(url, b),
+        None => web_sys::Url::new(url),
+    };
+    let shown = base.map_or_else(String::new, |b| format!(" (against {b})"));
+    parsed.map(|u| u.href()).map_err(|_| Error::Invalid(format!("{url:?}: not a URL{shown}")))
+}
+
+/// Bytes of the files kept in the Cache API cache `name` (0 when there is
+/// none): each entry's `Content-Length`, else its body's size (a Blob, not
+/// read into memory).
+pub async fn cached_bytes(name: &str) -> Result<u64> {
+    let err = |e: JsValue| js_err(name, "the Cache API", e);
+    let Some(storage) = cache_storage() else { return Ok(0) };
+    let has: JsValue = JsFuture::from(storage.has(name)).await.map_err(err)?;
+    if has.as_bool() != Some(true) {
+        return Ok(0);
+    }
+    let cache: web_sys::Cache = promise(Ok(storage.open(name))).await.map_err(err)?;
+    let keys: js_sys::Array = promise(Ok(cache.keys())).await.map_err(err)?;
+    let mut total = 0u64;
+    for key in keys.iter() {
+        let request: Request = key.unchecked_into();
+        let hit: JsValue = JsFuture::from(cache.match_with_request(&request)).await.map_err(err)?;
+        let Ok(resp) = hit.dyn_into::<Response>() else { continue };
+        let declared = resp.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok());
+        total += match declared {
+            Some(n) => n,
+            None => promise::<web_sys::Blob>(resp.blob()).await.map_err(err)?.size() as u64,
+        };
+    }
+    Ok(total)
+}
+
+/// Deletes the Cache API cache `name`; whether there was one.
+pub async fn clear_cache(name: &str) -> Result<bool> {
+    let Some(storage) = cache_storage() else { return Ok(false) };
+    let deleted = JsFuture::from(storage.delete(name)).await.map_err(|e| js_err(name, "the Cache API", e))?;
+    Ok(deleted.as_bool() == Some(true))
+}
+
 /// The global scope's `caches`, if it has one.
 fn cache_storage() -> Option<web_sys::CacheStorage> {
     let global = js_sys::global();

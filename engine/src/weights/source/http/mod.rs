@@ -20,6 +20,8 @@ mod fetch;
 #[cfg(target_arch = "wasm32")]
 use fetch as transport;
 
+#[cfg(target_arch = "wasm32")]
+pub use fetch::{cached_bytes, clear_cache, resolve_url};
 pub use transport::HttpClient;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,6 +116,8 @@ pub struct HttpSource {
 impl HttpSource {
     /// Opens `url` with one request for its first bytes.
     pub async fn open(url: &str, client: &HttpClient) -> Result<HttpSource> {
+        #[cfg(target_arch = "wasm32")]
+        let url = &resolve_url(url)?;
         let resp = client.get_range(url, 0, PREFIX_LEN - 1, PREFIX_LEN as usize).await?;
         let (len, prefix) = match resp.status {
             206 => {
