@@ -39,7 +39,8 @@ if sysroot=$(rustup run "$nightly" rustc --print sysroot 2>/dev/null) && [ -d "$
 else
     echo "web/pkg/threads skipped: rustup toolchain install $nightly --profile minimal --component rust-src" >&2
 fi
-cp web/npm/package.json web/npm/README.md web/npm/gif.js web/npm/gif.d.ts web/npm/load.js web/npm/load.d.ts "$out/"
+cp web/npm/package.json web/npm/README.md web/npm/gif.js web/npm/gif.d.ts web/npm/load.js web/npm/load.d.ts \
+    web/npm/worker.js web/npm/worker.d.ts web/npm/worker-main.js "$out/"
 raw=$(stat -c %s "$out/kinema_bg.wasm")
 gz=$(gzip -9 -c "$out/kinema_bg.wasm" | wc -c)
 echo "web/pkg: kinema_bg.wasm $raw bytes raw, $gz bytes gzip"

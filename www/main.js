@@ -1,13 +1,15 @@
 // The demo page: the `kinema` package (web/pkg, built by web/build.sh) and the
 // embedded model (models/wan-shapes), both served by a static server from the
 // repository root: `npx http-server -p 8000 .` then http://localhost:8000/www/
-// load.js picks the threaded build when the server sends COOP/COEP (the
-// fixture server does; a plain static server runs the CPU delegate on one thread).
-import { loadKinema } from "../web/pkg/load.js";
+// The worker's load.js picks the threaded build when the server sends COOP/COEP
+// (the fixture server does; a plain static server runs the CPU delegate on one thread).
+// Kinema runs in a module worker (kinema/worker), so the page keeps painting
+// while it denoises; the pipeline is any folder URL, relative to the page.
+import { KinemaWorker } from "../web/pkg/worker.js";
 import { encodeGif } from "../web/pkg/gif.js";
 
-const MODEL = new URL("../models/wan-shapes", import.meta.url).href;
 const $ = (id) => document.getElementById(id);
+const mib = (b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const log = (line, cls) => {
   const div = document.createElement("div");
   div.textContent = line;
@@ -15,22 +17,35 @@ const log = (line, cls) => {
   $("log").prepend(div);
 };
 
-let Kinema, threads, kinema, pipeline, device, controller;
+let asked, kinema, created, pipeline, loaded, controller;
 
-async function load(choice) {
+async function memory() {
+  const { wasmBytes, gpuBytes, cachedBytes } = await kinema.stats();
+  $("memory").textContent = `memory: wasm ${mib(wasmBytes)}, GPU ${mib(gpuBytes)}, cached files ${mib(cachedBytes)}`;
+}
+
+async function load(choice, url) {
   const t0 = performance.now();
   $("status").textContent = "loading the model…";
-  kinema = await Kinema.create({ device: choice });
-  pipeline = await kinema.loadPipeline(MODEL, {
+  if (created !== choice) {
+    kinema?.terminate();
+    kinema = await KinemaWorker.create({ device: choice, threads: asked });
+    created = choice;
+  } else {
+    await pipeline?.dispose();
+  }
+  pipeline = await kinema.loadPipeline(url, {
     onProgress: ({ loaded, total }) => {
       $("progress").max = total || 1;
       $("progress").value = loaded;
       $("status").textContent = `loading the model… ${(loaded / 1e6).toFixed(1)} / ${(total / 1e6).toFixed(1)} MB`;
     },
   });
-  device = choice;
-  const cpu = kinema.device === "cpu" ? ` (${threads()} CPU thread${threads() > 1 ? "s" : ""})` : "";
-  log(`loaded ${MODEL} in ${((performance.now() - t0) / 1000).toFixed(2)} s on ${kinema.device}: ${kinema.adapter}${cpu}`);
+  loaded = `${choice} ${url}`;
+  const n = kinema.threads;
+  const cpu = kinema.device === "cpu" ? ` (${n} CPU thread${n > 1 ? "s" : ""})` : "";
+  log(`loaded ${url} in ${((performance.now() - t0) / 1000).toFixed(2)} s on ${kinema.device}: ${kinema.adapter}${cpu}`);
+  await memory();
   $("words").replaceChildren(...pipeline.vocabulary.map((w) => {
     const s = document.createElement("span");
     s.textContent = w;
@@ -65,7 +80,7 @@ $("form").onsubmit = async (e) => {
   $("go").disabled = true;
   $("stop").disabled = false;
   try {
-    if ($("device").value !== device) await load($("device").value);
+    if (`${$("device").value} ${$("pipeline").value}` !== loaded) await load($("device").value, $("pipeline").value);
     const steps = Number($("steps").value);
     controller = new AbortController();
     $("progress").max = steps;
@@ -84,6 +99,7 @@ $("form").onsubmit = async (e) => {
     log(`"${$("prompt").value}": ${video.frames.length} frames of ${video.width}×${video.height}, ${steps} steps in ` +
         `${seconds.toFixed(2)} s (${(seconds * 1000 / steps).toFixed(0)} ms/step) on ${kinema.adapter}`);
     window.kinemaLast = video; // for tests
+    await memory();
   } catch (err) {
     $("status").textContent = "error";
     log(String(err.message ?? err), "error");
@@ -97,9 +113,8 @@ $("stop").onclick = () => controller?.abort();
 try {
   // `?threads=N` asks for N CPU threads (1: the single-threaded build, as on a
   // page that is not cross-origin isolated); default: the browser's cores.
-  const asked = Number(new URLSearchParams(location.search).get("threads")) || undefined;
-  ({ Kinema, threads } = await loadKinema({ threads: asked }));
-  await load("auto");
+  asked = Number(new URLSearchParams(location.search).get("threads")) || undefined;
+  await load("auto", $("pipeline").value);
   $("go").disabled = false;
 } catch (err) {
   $("status").textContent = "error";

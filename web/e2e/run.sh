@@ -31,3 +31,22 @@ for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.1; done
 threads=$(( $(nproc) < 8 ? $(nproc) : 8 ))
 if [ -f web/pkg/threads/kinema_bg.wasm ] && [ "$threads" -gt 1 ]; then export KINEMA_E2E_THREADS=$threads; fi
 OUT_DIR="${OUT_DIR:-$(mktemp -d)}" node web/e2e/e2e.mjs "$(head -n1 "$out")" "$prompt" "$seed" "$gpu_steps" "$cpu_steps"
+
+# The package as a web developer installs it: `npm pack`, a fresh Vite app
+# (vite-app/: every import path the README documents) with the tarball
+# installed, `vite build`, and the built app generating in Chromium — on one
+# thread and on the threaded build — against the native frames.
+app="$(mktemp -d)"
+trap 'kill $pid 2>/dev/null || true; kill ${vite_pid:-} 2>/dev/null || true; rm -rf "$site" "$app"' EXIT
+cp web/e2e/vite-app/{package.json,package-lock.json,index.html,main.js,vite.config.js} "$app/"
+tarball=$(cd web/pkg && npm pack --silent --pack-destination "$app")
+(cd "$app" && npm ci --silent --no-audit --no-fund && npm install --no-save --silent --no-audit --no-fund "./$tarball" \
+    && npx vite build --logLevel warn)
+mkdir -p "$app/dist/models"
+ln -s "$PWD/models/wan-shapes" "$app/dist/models/wan-shapes"
+ln -s "$site/frames-$gpu_steps" "$app/dist/frames-$gpu_steps"
+vite_out="$(mktemp)"
+./target/debug/fixture-server "$app/dist" > "$vite_out" &
+vite_pid=$!
+for _ in $(seq 100); do [ -s "$vite_out" ] && break; sleep 0.1; done
+node web/e2e/vite.mjs "$(head -n1 "$vite_out")" "$prompt" "$seed" "$gpu_steps" "${KINEMA_E2E_THREADS:-1}"
