@@ -68,6 +68,9 @@ cargo build --target wasm32-unknown-unknown -p kinema-engine -p kinema-web --loc
 step "tests (native)"
 cargo test --workspace --locked
 
+step "the real-width Wan fixture (random f16 and int8 weights, native outputs) for the browser"
+./scripts/real-width-fixture.sh
+
 step "tests (wasm32, in headless Chromium)"
 # The fixture server: the test fixtures over HTTP with ranges and CORS.
 cargo build -p kinema-tests --bin fixture-server --locked
@@ -84,9 +87,9 @@ fixtures_url="$(head -n1 "$server_out")"
 WASM_BINDGEN_TEST_TIMEOUT=900 KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
     cargo test --target wasm32-unknown-unknown -p kinema-engine --test web_fetch --test web_kernels --test web_program --test web_pipeline --locked
 WASM_BINDGEN_TEST_TIMEOUT=900 KINEMA_FIXTURES_URL="$fixtures_url" CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
-    cargo test --target wasm32-unknown-unknown -p kinema-web --test inspect --test generate --test tune --locked
+    cargo test --target wasm32-unknown-unknown -p kinema-web --test inspect --test generate --test tune --test real_width --locked
 
-step "end to end: www/ in headless Chromium (Playwright), WebGPU and wasm CPU vs native frames"
+step "end to end: www/ in headless Chromium (Playwright), WebGPU and wasm CPU vs native frames; the npm tarball in a fresh Vite app"
 kill $server_pid 2>/dev/null || true
 ./web/e2e/run.sh
 

@@ -26,6 +26,14 @@ pub struct Args {
     /// The dtype of random weights: f32, f16, bf16, int8 or int4 (matrices; the rest f32).
     #[arg(long, default_value = "f32", requires = "random_weights")]
     dtype: String,
+    /// Also write the random weights to this safetensors file (to run the
+    /// same program and weights elsewhere: the browser tests do).
+    #[arg(long, requires = "random_weights")]
+    save_weights: Option<PathBuf>,
+    /// Also write the inputs the program ran on (random ones included) to
+    /// this safetensors file, one tensor per input name.
+    #[arg(long)]
+    save_inputs: Option<PathBuf>,
     /// A safetensors file holding one tensor per program input, by input name
     /// (default: seeded random inputs, for benchmarks).
     #[arg(long)]
@@ -54,7 +62,7 @@ pub async fn run(args: Args) -> Result<()> {
     let program = Program::open(&args.program)?;
     let weights = match (&args.weights, args.random_weights) {
         (Some(w), _) => Some(Checkpoint::open(w).await?),
-        (None, Some(seed)) => Some(random_checkpoint(&program, &args.dtype, seed).await?),
+        (None, Some(seed)) => Some(random_checkpoint(&program, &args.dtype, seed, args.save_weights.as_ref()).await?),
         (None, None) => None,
     };
     let device = DeviceChoice::from_env_or(args.device.parse()?)?;
@@ -77,6 +85,18 @@ pub async fn run(args: Args) -> Result<()> {
                 ));
             }
         }
+    }
+    if let Some(path) = &args.save_inputs {
+        let specs: Vec<(TensorSpec, &[u8])> = program
+            .inputs
+            .iter()
+            .zip(&data)
+            .map(|(info, (name, v))| {
+                let shape: Vec<u64> = info.shape.iter().map(|&d| d as u64).collect();
+                (TensorSpec::new(name, Dtype::F32, &shape), bytemuck::cast_slice::<f32, u8>(v))
+            })
+            .collect();
+        write(path, &to_bytes(&specs, &BTreeMap::new()))?;
     }
     let t0 = std::time::Instant::now();
     let mut session = Session::new(program, weights, Options { device, profile: args.profile }).await?;
@@ -106,9 +126,7 @@ pub async fn run(args: Args) -> Result<()> {
         })
         .collect();
     if let Some(path) = &args.output {
-        let file = path.display().to_string();
-        std::fs::write(path, to_bytes(&specs, &BTreeMap::new()))
-            .map_err(|e| Error::Io { file, message: e.to_string() })?;
+        write(path, &to_bytes(&specs, &BTreeMap::new()))?;
     }
     if args.profile {
         let mut by_kind: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
@@ -137,12 +155,17 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+fn write(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::Io { file: path.display().to_string(), message: e.to_string() })
+}
+
 /// Seeded random parameters of `program`'s shapes as an in-memory checkpoint in
 /// `dtype`: matrices and kernels normal / √fan-in, 1-d weights (norm scales) 1,
 /// other 1-d tensors (biases) normal · 0.02 — values that keep activations finite
 /// through a deep network. With int8 or int4 (groups of 64), matrices are
-/// quantized (`weights::quant`; int4 only with rows of even length).
-async fn random_checkpoint(program: &Program, dtype: &str, seed: u64) -> Result<Checkpoint> {
+/// quantized (`weights::quant`; int4 only with rows of even length). Written to
+/// `save` as well, when given.
+async fn random_checkpoint(program: &Program, dtype: &str, seed: u64, save: Option<&PathBuf>) -> Result<Checkpoint> {
     use kinema_engine::weights::quant::{Scheme, quantize, stored_specs};
     let dtype = match dtype {
         "f32" | "f16" | "bf16" | "int8" | "int4" => dtype,
@@ -184,6 +207,9 @@ async fn random_checkpoint(program: &Program, dtype: &str, seed: u64) -> Result<
     let refs: Vec<(TensorSpec, &[u8])> = specs.iter().map(|(s, b)| (s.clone(), b.as_slice())).collect();
     let file = to_bytes(&refs, &BTreeMap::new());
     drop(specs);
+    if let Some(path) = save {
+        write(path, &file)?;
+    }
     let name = format!("random weights (seed {seed}, {dtype})");
     Checkpoint::from_source(&name, Box::new(kinema_engine::weights::source::BytesSource::new(&name, file))).await
 }

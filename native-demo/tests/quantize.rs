@@ -156,3 +156,30 @@ fn random_weights_run_a_program_without_a_checkpoint() {
         assert!(outs[0].iter().all(|v| v.is_finite()) && scale > 1.0, "{dtype}: finite, not all zero");
     }
 }
+
+/// `--save-weights` and `--save-inputs` write what a random-weights run ran on
+/// (scripts/real-width-fixture.sh hands them to the browser test): run again
+/// from the saved files, the program gives the same output bit for bit, in
+/// each stored dtype.
+#[test]
+fn saved_random_weights_and_inputs_run_the_same() {
+    let program = fixture("programs/wan_transformer").join("program.json");
+    let tmp = TempDir::new("save-weights");
+    let path = |f: &str| tmp.0.join(f).to_str().unwrap().to_string();
+    for dtype in ["f16", "int8"] {
+        let (weights, inputs) = (path(&format!("{dtype}.safetensors")), path("inputs.safetensors"));
+        let (first, second) = (path(&format!("{dtype}-1.safetensors")), path(&format!("{dtype}-2.safetensors")));
+        let p = program.to_str().unwrap();
+        let a = ["run", p, "--random-weights", "3", "--dtype", dtype, "--save-weights", &weights];
+        kinema(&[&a[..], &["--save-inputs", &inputs, "--output", &first, "--device", "cpu"]].concat());
+        kinema(&["run", p, "--weights", &weights, "--inputs", &inputs, "--output", &second, "--device", "cpu"]);
+        let out = |f: &str| read(&pollster::block_on(Checkpoint::open(f)).unwrap(), "out0");
+        let (x, y) = (out(&first), out(&second));
+        assert!(!x.is_empty() && x.iter().all(|v| v.is_finite()));
+        assert_eq!(x, y, "{dtype}");
+        let saved = pollster::block_on(Checkpoint::open(&weights)).unwrap();
+        let stored = |d: kinema_engine::weights::Dtype| saved.tensors().any(|t| t.info.dtype == d);
+        let want = if dtype == "f16" { kinema_engine::weights::Dtype::F16 } else { kinema_engine::weights::Dtype::I8 };
+        assert!(stored(want), "{dtype}: the checkpoint keeps the stored dtype");
+    }
+}
