@@ -40,7 +40,10 @@ else
     echo "web/pkg/threads skipped: rustup toolchain install $nightly --profile minimal --component rust-src" >&2
 fi
 cp web/npm/package.json web/npm/README.md web/npm/gif.js web/npm/gif.d.ts web/npm/load.js web/npm/load.d.ts \
-    web/npm/worker.js web/npm/worker.d.ts web/npm/worker-main.js "$out/"
+    web/npm/worker.js web/npm/worker.d.ts web/npm/worker-main.js web/npm/video.js web/npm/video.d.ts "$out/"
+# The package's one dependency (mediabunny, for video.js), installed beside it for
+# the demo page, which serves web/pkg/ as it is (npm pack leaves node_modules out).
+npm install --silent --no-audit --no-fund --no-package-lock --prefix "$out" >/dev/null
 raw=$(stat -c %s "$out/kinema_bg.wasm")
 gz=$(gzip -9 -c "$out/kinema_bg.wasm" | wc -c)
 echo "web/pkg: kinema_bg.wasm $raw bytes raw, $gz bytes gzip"

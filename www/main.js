@@ -7,6 +7,7 @@
 // while it denoises; the pipeline is any folder URL, relative to the page.
 import { KinemaWorker } from "../web/pkg/worker.js";
 import { encodeGif } from "../web/pkg/gif.js";
+import { encodeMp4, encodeWebm } from "../web/pkg/video.js";
 
 const $ = (id) => document.getElementById(id);
 const mib = (b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -95,6 +96,13 @@ $("form").onsubmit = async (e) => {
     play(video);
     $("download").href = URL.createObjectURL(encodeGif(video));
     $("download").hidden = false;
+    for (const [id, encode] of [["mp4", encodeMp4], ["webm", encodeWebm]]) {
+      $(id).hidden = true;
+      encode(video).then(
+        (blob) => { $(id).href = URL.createObjectURL(blob); $(id).hidden = false; },
+        (err) => log(String(err.message ?? err)),
+      );
+    }
     $("status").textContent = `done in ${seconds.toFixed(2)} s on ${kinema.device}`;
     log(`"${$("prompt").value}": ${video.frames.length} frames of ${video.width}×${video.height}, ${steps} steps in ` +
         `${seconds.toFixed(2)} s (${(seconds * 1000 / steps).toFixed(0)} ms/step) on ${kinema.adapter}`);

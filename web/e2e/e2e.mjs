@@ -77,6 +77,16 @@ for (const [mode, flags, tolerance, steps, query] of runs) {
     const want = threads === "1" ? "(1 CPU thread)" : `(${threads} CPU threads)`;
     if (!text.includes(want)) fail(`cpu: expected ${want}; the log says: ${text}`);
   }
+  // The clip as MP4 and WebM (WebCodecs): each link appears with a file of its format.
+  for (const [id, magic, at] of [["mp4", "ftyp", 4], ["webm", "\x1aE\xdf\xa3", 0]]) {
+    await page.waitForSelector(`#${id}:not([hidden])`, { timeout: 60_000 });
+    const head = await page.evaluate(async ([id, n]) => {
+      const bytes = new Uint8Array(await (await fetch(document.getElementById(id).href)).arrayBuffer());
+      return [bytes.length, String.fromCharCode(...bytes.slice(0, n))];
+    }, [id, at + magic.length]);
+    if (head[1].slice(at) !== magic) fail(`${mode}: the ${id} file starts ${JSON.stringify(head[1])}`);
+    console.log(`e2e: ${mode}: ${id} download, ${head[0]} bytes`);
+  }
   const label = `${mode}${query ? " (1 thread)" : ""}`;
   await page.locator("#canvas").screenshot({ path: `${outDir}/e2e-${mode}${query ? "-1" : ""}.png` });
   console.log(`e2e: ${label}: "${prompt}", ${steps} steps in ${seconds.toFixed(1)} s; ${result.frames} frames, ` +

@@ -53,6 +53,15 @@ for (const n of runs) {
   if (result.frames < 1 || result.max > 1) fail(`frames differ from native by ${result.max}/255`);
   if (result.gifHeader !== "GIF89a" || !result.sameGif) fail(`gif: ${result.gifHeader}, same module ${result.sameGif}`);
   if (result.device !== "cpu") fail(`the plain entry point opened ${result.device}`);
+  for (const [format, f] of Object.entries(result.files)) {
+    if (f.skipped) {
+      console.log(`vite: ${format} export skipped: ${f.skipped}`);
+      continue;
+    }
+    console.log(`vite: ${format} export: ${f.codec}, ${f.bytes} bytes (${f.type}), decoded back to ${f.frames} frames, ` +
+      `mean difference ${f.mean.toFixed(2)}/255`);
+    if (f.frames !== result.frames || !(f.mean <= 12)) fail(`${format}: ${f.frames} frames, mean difference ${f.mean}`);
+  }
   const w = result.worker;
   console.log(`vite: in a worker (${w.threads} thread(s)): same frames ${w.same}, again after the abort ${w.again}; ` +
     `aborted at step 3, stopped after step ${w.seen} ("${w.error}") in ${w.abortMs.toFixed(0)} ms while the page ` +

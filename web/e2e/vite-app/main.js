@@ -7,6 +7,8 @@ import { encodeGif } from "kinema/gif.js";
 import { encodeGif as encodeGifBare } from "kinema/gif";
 import { loadKinema } from "kinema/load";
 import { KinemaWorker } from "kinema/worker";
+import { encodableCodec, encodeMp4, encodeWebm } from "kinema/video";
+import { ALL_FORMATS, BlobSource, Input, VideoSampleSink } from "mediabunny";
 
 const params = new URLSearchParams(location.search);
 const status = document.querySelector("#status");
@@ -20,6 +22,7 @@ async function main() {
   const [prompt, steps, seed] = [params.get("prompt"), Number(params.get("steps")), Number(params.get("seed"))];
   const video = await pipeline.generate({ prompt, steps, seed });
   const gif = encodeGif(video);
+  const files = { mp4: await exported("mp4", encodeMp4, video), webm: await exported("webm", encodeWebm, video) };
   // The plain entry point works too (a second instance of the module).
   await init();
   const plain = await Kinema.create({ device: "cpu" });
@@ -33,8 +36,39 @@ async function main() {
     gifBytes: gif.size,
     gifHeader: new TextDecoder().decode(new Uint8Array(await gif.slice(0, 6).arrayBuffer())),
     sameGif: encodeGifBare === encodeGif,
+    files,
     worker,
   };
+}
+
+// The video as an MP4 or WebM file, decoded back (by the browser, through
+// mediabunny): its frame count, and the mean difference from the frames per
+// colour value (the codecs are lossy); `skipped` where the browser cannot encode.
+async function exported(format, encode, video) {
+  const codec = await encodableCodec(format, video);
+  if (!codec) return { skipped: `this browser has no ${format} encoder` };
+  const blob = await encode(video);
+  const input = new Input({ source: new BlobSource(blob), formats: ALL_FORMATS });
+  const track = await input.getPrimaryVideoTrack();
+  const canvas = new OffscreenCanvas(video.width, video.height);
+  const ctx = canvas.getContext("2d");
+  let frames = 0;
+  let sum = 0;
+  let count = 0;
+  for await (const sample of new VideoSampleSink(track).samples()) {
+    sample.draw(ctx, 0, 0);
+    sample.close();
+    const got = ctx.getImageData(0, 0, video.width, video.height).data;
+    const want = video.frames[frames++];
+    if (!want) break;
+    for (let i = 0; i < got.length; i++) {
+      if (i % 4 !== 3) {
+        sum += Math.abs(got[i] - want[i]);
+        count++;
+      }
+    }
+  }
+  return { codec, bytes: blob.size, type: blob.type, frames, mean: sum / count };
 }
 
 // The same in a module worker: the same frames; an abort rejects within one
