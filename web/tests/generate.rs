@@ -250,3 +250,55 @@ async fn a_lost_device_is_an_error_and_kinema_opens_another() {
     assert_eq!(first_frame(again.generate(prompt).await.unwrap()), before);
     assert!(!kinema_engine::delegate::choice::shared().await.unwrap().is_lost());
 }
+
+/// A cache that cannot store (the quota, simulated: `Cache.put` rejects with
+/// a QuotaExceededError) does not fail the load: each file is read by range
+/// requests instead, with one console warning that says why, and is not
+/// downloaded whole again for every read; the video is the same.
+#[wasm_bindgen_test]
+async fn a_full_cache_falls_back_to_range_requests_with_a_message() {
+    js_sys::eval(
+        "globalThis.__kinemaWarnings = []; globalThis.__kinemaWarn = console.warn; \
+         console.warn = (m) => globalThis.__kinemaWarnings.push(String(m)); \
+         globalThis.__kinemaPut = Cache.prototype.put; \
+         Cache.prototype.put = () => Promise.reject(new DOMException('the disk is full', 'QuotaExceededError'));",
+    )
+    .unwrap();
+    let name = format!("kinema-quota-{}", js_sys::Math::random());
+    let url = format!("{}models/wan-shapes", base());
+    let prompt = options(&[("prompt", "a white square moving up".into()), ("steps", 1.0.into())]);
+    let kinema = Kinema::create(options(&[("device", "cpu".into())])).await.unwrap();
+    let before = requests("models/wan-shapes/").await;
+    let loaded = kinema.load_pipeline(url.clone(), options(&[("cache", name.as_str().into())])).await;
+    let full = match &loaded {
+        Ok(pipe) => Some(pipe.generate(prompt.clone()).await),
+        Err(_) => None,
+    };
+    let made = requests("models/wan-shapes/").await - before;
+    let warnings = js_sys::eval(
+        "console.warn = globalThis.__kinemaWarn; Cache.prototype.put = globalThis.__kinemaPut; \
+         globalThis.__kinemaWarnings",
+    )
+    .unwrap();
+    let warnings: Vec<String> = js_sys::Array::from(&warnings).iter().filter_map(|w| w.as_string()).collect();
+    let out = full.expect("loads without the cache").unwrap();
+    let frames: js_sys::Array = js_sys::Reflect::get(&out, &"frames".into()).unwrap().dyn_into().unwrap();
+    // The same first frame as with a working cache.
+    let kinema = Kinema::create(options(&[("device", "cpu".into())])).await.unwrap();
+    let before = requests("models/wan-shapes/").await;
+    let pipe = kinema.load_pipeline(url, options(&[("cache", false.into())])).await.unwrap();
+    let want: js_sys::Array =
+        js_sys::Reflect::get(&pipe.generate(prompt).await.unwrap(), &"frames".into()).unwrap().dyn_into().unwrap();
+    let plain = requests("models/wan-shapes/").await - before;
+    let first = |a: &js_sys::Array| a.get(0).dyn_into::<js_sys::Uint8ClampedArray>().unwrap().to_vec();
+    assert_eq!(first(&frames), first(&want));
+    let quota: Vec<&String> = warnings.iter().filter(|w| w.contains("QuotaExceededError")).collect();
+    assert!(!quota.is_empty(), "{warnings:?}");
+    assert!(quota.iter().all(|w| w.contains("range requests")), "{quota:?}");
+    // One warning (and one whole-file GET) per file, not per read.
+    let files: std::collections::HashSet<&str> =
+        quota.iter().filter_map(|w| w.split("cannot keep ").nth(1)?.split(' ').next()).collect();
+    assert_eq!(files.len(), quota.len(), "{quota:?}");
+    assert!(made <= plain + quota.len(), "{made} requests; by ranges alone {plain}, and {} files", quota.len());
+    let _ = Kinema::clear_cache(Some(name)).await;
+}

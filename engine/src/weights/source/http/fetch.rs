@@ -16,16 +16,25 @@ pub struct HttpClient {
     cache: Option<String>,
     /// The cached Blob of each URL read so far, so later reads only slice.
     blobs: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<String, web_sys::Blob>>>,
+    /// URLs the cache could not take (quota, a server without whole-file
+    /// GETs): read by range requests from then on, never downloaded whole again.
+    uncached: std::rc::Rc<std::cell::RefCell<std::collections::HashSet<String>>>,
     progress: Option<Progress>,
 }
 
+/// What a thrown JS value says: `Name: message` for errors and DOMExceptions
+/// (a QuotaExceededError says which it is), else the value.
+fn js_message(e: &JsValue) -> String {
+    let text = |k: &str| js_sys::Reflect::get(e, &k.into()).ok().and_then(|v| v.as_string());
+    match (text("name"), text("message")) {
+        (Some(name), Some(message)) if name != "Error" => format!("{name}: {message}"),
+        (_, Some(message)) => message,
+        _ => e.as_string().unwrap_or_else(|| format!("{e:?}")),
+    }
+}
+
 fn js_err(url: &str, what: &str, e: JsValue) -> Error {
-    let msg = e
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| format!("{e:?}"));
-    Error::http(url, format!("{what}: {msg}"))
+    Error::http(url, format!("{what}: {}", js_message(&e)))
 }
 
 async fn fetch(url: &str, request: &Request) -> Result<Response> {
@@ -127,14 +136,28 @@ impl HttpClient {
     /// file into the cache first when it is not there; `None`: no cache.
     async fn cached_range(&self, url: &str, start: u64, end: u64, cap: usize) -> Option<RangeResponse> {
         let name = self.cache.as_deref()?;
+        if self.uncached.borrow().contains(url) {
+            return None;
+        }
         let known = self.blobs.borrow().get(url).cloned();
         let blob = match known {
             Some(blob) => blob,
-            None => {
-                let blob = Self::cached_blob(name, url).await?;
-                self.blobs.borrow_mut().insert(url.to_string(), blob.clone());
-                blob
-            }
+            None => match Self::cached_blob(name, url).await {
+                Ok(blob) => {
+                    self.blobs.borrow_mut().insert(url.to_string(), blob.clone());
+                    blob
+                }
+                Err(why) => {
+                    if let Some(why) = why {
+                        let message = format!(
+                            "kinema: the cache {name:?} cannot keep {url} ({why}); reading it by range requests instead"
+                        );
+                        web_sys::console::warn_1(&message.into());
+                    }
+                    self.uncached.borrow_mut().insert(url.to_string());
+                    return None;
+                }
+            },
         };
         let total = blob.size() as u64;
         if start >= total {
@@ -158,24 +181,28 @@ impl HttpClient {
     }
 
     /// The cached copy of `url` in cache `name`, fetched whole into it first
-    /// when it is not there.
-    async fn cached_blob(name: &str, url: &str) -> Option<web_sys::Blob> {
-        let cache: web_sys::Cache = promise(Ok(cache_storage()?.open(name))).await.ok()?;
-        let mut hit: JsValue = JsFuture::from(cache.match_with_str(url)).await.ok()?;
+    /// when it is not there. Err: use range requests, and why, where it is
+    /// worth saying (a full disk, a failing cache; not a missing Cache API or
+    /// a server that answers whole-file GETs otherwise than 200).
+    async fn cached_blob(name: &str, url: &str) -> std::result::Result<web_sys::Blob, Option<String>> {
+        let said = |e: JsValue| Some(js_message(&e));
+        let storage = cache_storage().ok_or(None)?;
+        let cache: web_sys::Cache = promise(Ok(storage.open(name))).await.map_err(said)?;
+        let mut hit: JsValue = JsFuture::from(cache.match_with_str(url)).await.map_err(said)?;
         if hit.is_undefined() {
             let init = RequestInit::new();
             init.set_method("GET");
-            let request = Request::new_with_str_and_init(url, &init).ok()?;
-            let resp = fetch(url, &request).await.ok()?;
+            let request = Request::new_with_str_and_init(url, &init).map_err(|_| None)?;
+            let resp = fetch(url, &request).await.map_err(|_| None)?;
             if resp.status() != 200 {
-                return None; // not cacheable whole: use range requests
+                return Err(None); // not cacheable whole: use range requests
             }
             // Streams the body to the cache, not into memory.
-            JsFuture::from(cache.put_with_str(url, &resp)).await.ok()?;
-            hit = JsFuture::from(cache.match_with_str(url)).await.ok()?;
+            JsFuture::from(cache.put_with_str(url, &resp)).await.map_err(said)?;
+            hit = JsFuture::from(cache.match_with_str(url)).await.map_err(said)?;
         }
-        let resp: Response = hit.dyn_into().ok()?;
-        promise(resp.blob()).await.ok()
+        let resp: Response = hit.dyn_into().map_err(|_| None)?;
+        promise(resp.blob()).await.map_err(said)
     }
 
     /// GETs bytes `start..=end` of `url`, reading at most `cap` body bytes.
