@@ -55,13 +55,15 @@ async fn a_sharded_checkpoint_over_fetch_matches_the_golden() {
 
 #[wasm_bindgen_test]
 async fn a_tensor_beyond_the_prefix_is_one_exact_range_request() {
+    // (Other tests read this file too: only this one's requests count.)
+    let before = requests("generated/big.safetensors").await.len();
     let ckpt = Checkpoint::open(&format!("{}generated/big.safetensors", base())).await.unwrap();
     let t = ckpt.get("b_big").unwrap();
     let start = t.shard.header.data_start() + t.info.data_offsets.0;
     let mut bytes = vec![0u8; t.info.byte_len() as usize];
     ckpt.read_bytes("b_big", &mut bytes).await.unwrap();
     assert!(bytes.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
-    let log = requests("generated/big.safetensors").await;
+    let log = requests("generated/big.safetensors").await.split_off(before);
     assert_eq!(log.len(), 2, "{log:?}");
     assert_eq!(log[0]["range"], serde_json::json!([0, PREFIX_LEN - 1]));
     assert_eq!(log[1]["range"], serde_json::json!([start, start + t.info.byte_len() - 1]));
@@ -74,4 +76,48 @@ async fn a_missing_file_is_a_clear_error() {
     let err = Checkpoint::open(&url).await.err().unwrap();
     assert!(matches!(err, Error::Http { .. }) && err.to_string().contains("404"), "{err}");
     assert!(err.to_string().starts_with(&url), "{err}");
+}
+
+/// The Cache API keeps a file in chunks, each one range request: a download
+/// that stops part-way (here the cache refuses chunk 7, as a dropped
+/// connection would leave it) is read to the end by range requests, and the
+/// next client fetches only the chunks the cache lacks; the one after, nothing.
+#[wasm_bindgen_test]
+async fn an_interrupted_cached_download_resumes() {
+    const CHUNK: u64 = 64 << 10;
+    let name = format!("kinema-resume-{}", js_sys::Math::random());
+    let url = format!("{}generated/big.safetensors", base());
+    let file_len = HttpSource::open(&url, &HttpClient::default()).await.unwrap().len();
+    let read = async |client: &HttpClient| {
+        let ckpt = Checkpoint::open_with(&url, client).await.unwrap();
+        let mut bytes = vec![0u8; ckpt.get("b_big").unwrap().info.byte_len() as usize];
+        ckpt.read_bytes("b_big", &mut bytes).await.unwrap();
+        assert!(bytes.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    };
+    let client = || HttpClient::with_cache(&name).with_cache_chunk(CHUNK);
+    let logged = async || requests("generated/big.safetensors").await;
+    js_sys::eval(
+        "globalThis.__kinemaPut = Cache.prototype.put; Cache.prototype.put = function (key, resp) { \
+         return String(key).endsWith('kinema-chunk=7') ? Promise.reject(new TypeError('network error')) \
+         : globalThis.__kinemaPut.call(this, key, resp); };",
+    )
+    .unwrap();
+    read(&client()).await;
+    js_sys::eval("Cache.prototype.put = globalThis.__kinemaPut;").unwrap();
+    let kept = kinema_engine::weights::cached_bytes(&name).await.unwrap();
+    assert_eq!(kept, 7 * CHUNK, "chunks 0–6 were kept");
+    // A new client (a reload): one request per chunk the cache lacks, none for the rest.
+    let before = logged().await.len();
+    read(&client()).await;
+    let log = logged().await;
+    let second = &log[before..];
+    assert_eq!(second.len() as u64, (file_len - 7 * CHUNK).div_ceil(CHUNK), "{second:?}");
+    assert!(second.iter().all(|l| l["range"][0].as_u64().unwrap() >= 7 * CHUNK), "{second:?}");
+    let sent: u64 = second.iter().map(|l| l["sent"].as_u64().unwrap()).sum();
+    assert_eq!(sent, file_len - 7 * CHUNK, "the rest of the file, once");
+    // And then nothing at all.
+    let before = logged().await.len();
+    read(&client()).await;
+    assert_eq!(logged().await.len(), before);
+    assert!(kinema_engine::weights::clear_cache(&name).await.unwrap());
 }

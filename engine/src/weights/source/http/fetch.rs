@@ -8,14 +8,25 @@ use web_sys::{Request, RequestInit, Response};
 use super::{Progress, RangeResponse};
 use crate::error::{Error, Result};
 
+/// Bytes per cached chunk: each chunk of a file is one range request and one
+/// Cache API entry, so a download that stops part-way keeps the chunks it
+/// finished and the next load fetches only the rest.
+pub const CACHE_CHUNK: u64 = 64 << 20;
+
+/// A cached chunk: its Blob (on disk) and the length of the whole file.
+type Chunk = (web_sys::Blob, u64);
+
 /// `fetch`, optionally through a persistent Cache API cache.
 #[derive(Clone, Default)]
 pub struct HttpClient {
-    /// The cache's name: files are downloaded whole once, kept, and read by
-    /// slicing the cached Blob (on disk, not in memory).
+    /// The cache's name: files are downloaded once, in chunks of `chunk`
+    /// bytes ([`CACHE_CHUNK`]), kept, and read by slicing the cached Blobs
+    /// (on disk, not in memory).
     cache: Option<String>,
-    /// The cached Blob of each URL read so far, so later reads only slice.
-    blobs: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<String, web_sys::Blob>>>,
+    chunk: u64,
+    /// The cached chunks read so far (Blob and file length, by URL and
+    /// index), so later reads only slice.
+    chunks: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<(String, u64), Chunk>>>,
     /// URLs the cache could not take (quota, a server without whole-file
     /// GETs): read by range requests from then on, never downloaded whole again.
     uncached: std::rc::Rc<std::cell::RefCell<std::collections::HashSet<String>>>,
@@ -117,10 +128,17 @@ async fn promise<T: JsCast>(p: std::result::Result<js_sys::Promise, JsValue>) ->
 
 impl HttpClient {
     /// A client that keeps every file it reads in the Cache API cache `name`,
-    /// so a reload does not download again. Where there is no Cache API, or
-    /// storing fails (quota, private mode), it reads from the network as usual.
+    /// in chunks, so a reload does not download again and an interrupted
+    /// download resumes. Where there is no Cache API, or storing fails
+    /// (quota, private mode), it reads by range requests, with a warning.
     pub fn with_cache(name: &str) -> HttpClient {
-        HttpClient { cache: Some(name.to_string()), ..HttpClient::default() }
+        HttpClient { cache: Some(name.to_string()), chunk: CACHE_CHUNK, ..HttpClient::default() }
+    }
+
+    /// This client with cached chunks of `bytes` (at least 1 KiB) instead of
+    /// [`CACHE_CHUNK`] (tests resume small files with it).
+    pub fn with_cache_chunk(self, bytes: u64) -> Self {
+        HttpClient { chunk: bytes.max(1024), ..self }
     }
 
     /// This client, reporting what its sources read to `progress`.
@@ -132,34 +150,30 @@ impl HttpClient {
         self.progress.as_ref()
     }
 
-    /// Bytes `start..=end` from the cached copy of `url`, fetching the whole
-    /// file into the cache first when it is not there; `None`: no cache.
+    /// Bytes `start..=end` from the cached chunks of `url`, fetching the
+    /// chunks it lacks into the cache first; `None`: no cache (or the cache
+    /// cannot keep this file: read by range requests, said once).
     async fn cached_range(&self, url: &str, start: u64, end: u64, cap: usize) -> Option<RangeResponse> {
         let name = self.cache.as_deref()?;
         if self.uncached.borrow().contains(url) {
             return None;
         }
-        let known = self.blobs.borrow().get(url).cloned();
-        let blob = match known {
-            Some(blob) => blob,
-            None => match Self::cached_blob(name, url).await {
-                Ok(blob) => {
-                    self.blobs.borrow_mut().insert(url.to_string(), blob.clone());
-                    blob
+        let chunk = self.chunk;
+        let chunk_of = async |i: u64| match self.chunk_blob(name, url, i).await {
+            Ok(found) => Some(found),
+            Err(why) => {
+                if let Some(why) = why {
+                    let message = format!(
+                        "kinema: the cache {name:?} cannot keep {url} ({why}); reading it by range requests instead"
+                    );
+                    web_sys::console::warn_1(&message.into());
                 }
-                Err(why) => {
-                    if let Some(why) = why {
-                        let message = format!(
-                            "kinema: the cache {name:?} cannot keep {url} ({why}); reading it by range requests instead"
-                        );
-                        web_sys::console::warn_1(&message.into());
-                    }
-                    self.uncached.borrow_mut().insert(url.to_string());
-                    return None;
-                }
-            },
+                self.uncached.borrow_mut().insert(url.to_string());
+                None
+            }
         };
-        let total = blob.size() as u64;
+        let first = start / chunk;
+        let (blob, total) = chunk_of(first).await?;
         if start >= total {
             return Some(RangeResponse {
                 status: 416,
@@ -171,38 +185,61 @@ impl HttpClient {
         if end - start + 1 > cap as u64 {
             return None;
         }
-        let part = blob.slice_with_f64_and_f64(start as f64, (end + 1) as f64).ok()?;
-        let buf: ArrayBuffer = promise(Ok(part.array_buffer())).await.ok()?;
-        Some(RangeResponse {
-            status: 206,
-            content_range: Some(format!("bytes {start}-{end}/{total}")),
-            body: Uint8Array::new(&buf).to_vec(),
-        })
+        let mut body = Vec::with_capacity((end - start + 1) as usize);
+        for i in first..=end / chunk {
+            let blob = if i == first { blob.clone() } else { chunk_of(i).await?.0 };
+            let (lo, hi) = (start.max(i * chunk) - i * chunk, end.min((i + 1) * chunk - 1) - i * chunk + 1);
+            let part = blob.slice_with_f64_and_f64(lo as f64, hi as f64).ok()?;
+            let buf: ArrayBuffer = promise(Ok(part.array_buffer())).await.ok()?;
+            body.extend_from_slice(&Uint8Array::new(&buf).to_vec());
+        }
+        Some(RangeResponse { status: 206, content_range: Some(format!("bytes {start}-{end}/{total}")), body })
     }
 
-    /// The cached copy of `url` in cache `name`, fetched whole into it first
-    /// when it is not there. Err: use range requests, and why, where it is
+    /// Chunk `i` of `url` from cache `name` (its Blob, on disk, and the
+    /// file's length), fetched by one range request and stored first when
+    /// the cache lacks it. Err: use range requests, and why, where it is
     /// worth saying (a full disk, a failing cache; not a missing Cache API or
-    /// a server that answers whole-file GETs otherwise than 200).
-    async fn cached_blob(name: &str, url: &str) -> std::result::Result<web_sys::Blob, Option<String>> {
+    /// a server without ranges).
+    async fn chunk_blob(&self, name: &str, url: &str, i: u64) -> std::result::Result<Chunk, Option<String>> {
+        if let Some(found) = self.chunks.borrow().get(&(url.to_string(), i)) {
+            return Ok(found.clone());
+        }
         let said = |e: JsValue| Some(js_message(&e));
         let storage = cache_storage().ok_or(None)?;
         let cache: web_sys::Cache = promise(Ok(storage.open(name))).await.map_err(said)?;
-        let mut hit: JsValue = JsFuture::from(cache.match_with_str(url)).await.map_err(said)?;
+        // Cache keys ignore fragments: the chunk is a query parameter.
+        let key = format!("{url}{}kinema-chunk={i}", if url.contains('?') { '&' } else { '?' });
+        let mut hit: JsValue = JsFuture::from(cache.match_with_str(&key)).await.map_err(said)?;
         if hit.is_undefined() {
             let init = RequestInit::new();
             init.set_method("GET");
             let request = Request::new_with_str_and_init(url, &init).map_err(|_| None)?;
+            let (from, to) = (i * self.chunk, (i + 1) * self.chunk - 1);
+            request.headers().set("Range", &format!("bytes={from}-{to}")).map_err(|_| None)?;
             let resp = fetch(url, &request).await.map_err(|_| None)?;
-            if resp.status() != 200 {
-                return Err(None); // not cacheable whole: use range requests
-            }
-            // Streams the body to the cache, not into memory.
-            JsFuture::from(cache.put_with_str(url, &resp)).await.map_err(said)?;
-            hit = JsFuture::from(cache.match_with_str(url)).await.map_err(said)?;
+            let content_range = resp.headers().get("content-range").ok().flatten();
+            let total = match (resp.status(), content_range) {
+                (206, Some(range)) => super::parse_content_range(url, Some(&range)).map_err(|_| None)?.2,
+                _ => return Err(None), // no ranges here: read as the server allows
+            };
+            // The chunk as a whole response of its own (the Cache API refuses
+            // 206s), its body streamed to the cache, not into memory.
+            let headers = web_sys::Headers::new().map_err(|_| None)?;
+            headers.set("x-kinema-total", &total.to_string()).map_err(|_| None)?;
+            let init = web_sys::ResponseInit::new();
+            init.set_status(200);
+            init.set_headers(&headers);
+            let stored = Response::new_with_opt_readable_stream_and_init(resp.body().as_ref(), &init).map_err(said)?;
+            JsFuture::from(cache.put_with_str(&key, &stored)).await.map_err(said)?;
+            hit = JsFuture::from(cache.match_with_str(&key)).await.map_err(said)?;
         }
         let resp: Response = hit.dyn_into().map_err(|_| None)?;
-        promise(resp.blob()).await.map_err(said)
+        let total = resp.headers().get("x-kinema-total").ok().flatten().and_then(|t| t.parse::<u64>().ok());
+        let total = total.ok_or_else(|| Some("a cached chunk without its file's length".to_string()))?;
+        let blob: web_sys::Blob = promise(resp.blob()).await.map_err(said)?;
+        self.chunks.borrow_mut().insert((url.to_string(), i), (blob.clone(), total));
+        Ok((blob, total))
     }
 
     /// GETs bytes `start..=end` of `url`, reading at most `cap` body bytes.
