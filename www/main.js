@@ -86,11 +86,19 @@ $("form").onsubmit = async (e) => {
     controller = new AbortController();
     $("progress").max = steps;
     $("progress").value = 0;
-    $("status").textContent = "denoising…";
+    $("status").textContent = "encoding the prompt…";
     const t0 = performance.now();
     const video = await pipeline.generate({
       prompt: $("prompt").value, steps, seed: Number($("seed").value), signal: controller.signal,
-      onStep: (done) => { $("progress").value = done; },
+      onStep: (done) => {
+        $("progress").value = done;
+        $("status").textContent = `denoising: step ${done} of ${steps}`;
+      },
+      onDecode: (done, total) => {
+        $("progress").max = total;
+        $("progress").value = done;
+        $("status").textContent = `decoding: ${done} of ${total}`;
+      },
     });
     const seconds = (performance.now() - t0) / 1000;
     play(video);

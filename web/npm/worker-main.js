@@ -34,7 +34,8 @@ const ops = {
     running.set(id, controller);
     try {
       const onStep = (done, total) => post({ id, event: "step", done, total });
-      const video = await pipeline.generate({ ...request, onStep, signal: controller.signal });
+      const onDecode = (done, total) => post({ id, event: "decode", done, total });
+      const video = await pipeline.generate({ ...request, onStep, onDecode, signal: controller.signal });
       return [video, video.frames.map((f) => f.buffer)];
     } finally {
       running.delete(id);

@@ -32,6 +32,7 @@ export interface WorkerPipeline {
     seed?: number;
     frames?: number;
     onStep?: (done: number, total: number) => void;
+    onDecode?: (done: number, total: number) => void;
     signal?: AbortSignal;
   }): Promise<Video>;
   dispose(): Promise<null>;

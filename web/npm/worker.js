@@ -86,10 +86,10 @@ class WorkerPipeline {
     Object.assign(this, { vocabulary, example, defaultSteps });
   }
 
-  /** As `pipeline.generate`: `onStep(done, total)` on the page; `signal` aborts between steps. */
-  async generate({ onStep, signal, ...request } = {}) {
+  /** As `pipeline.generate`: `onStep` and `onDecode(done, total)` on the page; `signal` aborts between steps. */
+  async generate({ onStep, onDecode, signal, ...request } = {}) {
     if (signal?.aborted) throw new Error("generation cancelled");
-    const event = onStep && ((e) => onStep(e.done, e.total));
+    const event = (e) => (e.event === "decode" ? onDecode : onStep)?.(e.done, e.total);
     const call = this.#kinema.call("generate", { handle: this.#handle, request }, event);
     const abort = () => this.#kinema.call("abort", { target: call.id });
     signal?.addEventListener("abort", abort);

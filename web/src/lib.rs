@@ -357,10 +357,11 @@ impl KinemaPipeline {
         self.inner.borrow().manifest.defaults.steps
     }
 
-    /// `await pipeline.generate({ prompt, steps, guidance, seed, onStep, signal })`
+    /// `await pipeline.generate({ prompt, steps, guidance, seed, onStep, onDecode, signal })`
     /// → `{ width, height, fps, frames: Uint8ClampedArray[] }` (RGBA).
-    /// `onStep(done, total)` is called after every step; an aborted `signal`
-    /// stops between steps with an Error.
+    /// `onStep(done, total)` is called after every step, `onDecode(done,
+    /// total)` as the VAE decodes (pieces: latent frames of tiles); an aborted
+    /// `signal` stops between steps with an Error.
     // The borrow is held across the loop's awaits on purpose: a second
     // `generate` on the same pipeline meanwhile gets a clear error (try_borrow_mut).
     #[allow(clippy::await_holding_refcell_ref)]
@@ -376,6 +377,12 @@ impl KinemaPipeline {
         let seed = number(&options, "seed")?.map_or(0, |s| s as u64);
         let frames = number(&options, "frames")?.map(|f| f as usize);
         let on_step = get(&options, "onStep").dyn_into::<js_sys::Function>().ok();
+        let on_decode = get(&options, "onDecode").dyn_into::<js_sys::Function>().ok();
+        let mut decoding = |i: usize, n: usize| {
+            if let Some(f) = &on_decode {
+                let _ = f.call2(&JsValue::NULL, &JsValue::from(i as u32), &JsValue::from(n as u32));
+            }
+        };
         let signal = get(&options, "signal");
         let aborted = || get(&signal, "aborted").as_bool() == Some(true);
         // Set by the signal's abort event, which the loop lets in between
@@ -408,6 +415,7 @@ impl KinemaPipeline {
                 guidance,
                 frames,
                 on_step: Some(&mut progress),
+                on_decode: Some(&mut decoding),
                 cancel: Some(&cancel),
                 ..Default::default()
             })

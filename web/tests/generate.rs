@@ -40,14 +40,31 @@ async fn generate_gives_the_engines_frames_and_clear_errors() {
     assert_eq!(loaded, total, "{reports:?}");
     let prompt = "a green triangle moving down";
     let (steps, seed) = (2usize, 5u64);
+    let calls = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (step_sink, decode_sink) = (calls.clone(), calls.clone());
+    let on_step = wasm_bindgen::closure::Closure::<dyn FnMut(u32, u32)>::new(move |d, n| {
+        step_sink.borrow_mut().push(("step", d, n));
+    });
+    let on_decode = wasm_bindgen::closure::Closure::<dyn FnMut(u32, u32)>::new(move |d, n| {
+        decode_sink.borrow_mut().push(("decode", d, n));
+    });
     let out = pipe
         .generate(options(&[
             ("prompt", prompt.into()),
             ("steps", (steps as f64).into()),
             ("seed", (seed as f64).into()),
+            ("onStep", on_step.as_ref().clone()),
+            ("onDecode", on_decode.as_ref().clone()),
         ]))
         .await
         .unwrap();
+    // The stages in order: every step, then the decoder's pieces to the last.
+    let calls: Vec<(&str, u32, u32)> = calls.borrow().clone();
+    let (stepped, decoded): (Vec<&(&str, u32, u32)>, Vec<_>) = calls.iter().partition(|c| c.0 == "step");
+    assert_eq!(stepped, [("step", 1, 2), ("step", 2, 2)].iter().collect::<Vec<_>>(), "{calls:?}");
+    assert!(calls[..2].iter().all(|c| c.0 == "step"), "{calls:?}");
+    let last = decoded.last().expect("decode progress");
+    assert!(last.1 == last.2 && last.2 >= 1, "{calls:?}");
     let frames: js_sys::Array = js_sys::Reflect::get(&out, &"frames".into()).unwrap().dyn_into().unwrap();
 
     // The same generation through the engine.

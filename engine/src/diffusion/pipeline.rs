@@ -194,7 +194,8 @@ pub struct Request<'a> {
     /// Called after each denoising step with (steps done, steps).
     pub on_step: Option<&'a mut dyn FnMut(usize, usize)>,
     /// Called as the VAE decodes with (pieces done, pieces): latent frames of
-    /// tiles ([`super::VaeDecoder::decode_with`]).
+    /// tiles ([`super::VaeDecoder::decode_with`]); (1, 1) for a pipeline
+    /// without a decoder.
     pub on_decode: Option<&'a mut dyn FnMut(usize, usize)>,
     /// Set to stop between steps.
     pub cancel: Option<&'a AtomicBool>,
@@ -548,7 +549,11 @@ impl Pipeline {
         }
         match &mut self.vae {
             Some(vae) => vae.decode_with(latents, on_progress).await,
-            None => Ok(Frames { frames: l.frames, height: l.height, width: l.width, data: latents }),
+            // No decoder (a pixel-space model): the latents are the frames, one piece, done.
+            None => {
+                on_progress(1, 1);
+                Ok(Frames { frames: l.frames, height: l.height, width: l.width, data: latents })
+            }
         }
     }
 
