@@ -125,11 +125,17 @@ fn set_number(o: &js_sys::Object, key: &str, v: f64) {
 
 #[wasm_bindgen]
 impl Kinema {
-    /// `await Kinema.create({ device: "auto" | "gpu" | "cpu" })`: "auto" uses
-    /// WebGPU when `navigator.gpu` gives an adapter, else the CPU delegate.
+    /// `await Kinema.create({ device: "auto" | "gpu" | "cpu", precision: "f32" | "f16" })`:
+    /// "auto" uses WebGPU when `navigator.gpu` gives an adapter, else the CPU
+    /// delegate; `precision: "f16"` lets the tuner choose f16-arithmetic
+    /// kernels where the adapter has `shader-f16` (a table of its own;
+    /// default "f32"; the page has one precision at a time: the last
+    /// `create`'s, for the devices opened after it).
     pub async fn create(options: JsValue) -> Result<Kinema, JsError> {
         let asked = get(&options, "device").as_string().unwrap_or_else(|| "auto".into());
         let choice: DeviceChoice = asked.parse().map_err(js_error)?;
+        let precision = get(&options, "precision").as_string().unwrap_or_else(|| "f32".into());
+        kinema_engine::delegate::choice::set_shared_precision(precision.parse().map_err(js_error)?);
         let (gpu, adapter) = choice.open().await.map_err(js_error)?;
         let device = if gpu.is_some() { DeviceChoice::Gpu } else { DeviceChoice::Cpu };
         let features =

@@ -63,3 +63,28 @@ async fn tune_saves_a_table_in_local_storage_that_a_new_device_reads() {
     let err = cpu.tune(JsValue::UNDEFINED).await.unwrap_err();
     assert!(message(err).contains("tuning is for WebGPU adapters"));
 }
+
+/// `Kinema.create({ precision: "f16" })`: the page's device lets the tuner
+/// choose f16 arithmetic where the adapter has `shader-f16` (SwiftShader
+/// has not: then no f16 candidate), in a table of its own; a page created
+/// after without it is f32 again; another word is an error.
+#[wasm_bindgen_test]
+async fn an_f16_page_keeps_a_table_of_its_own() {
+    use kinema_engine::delegate::choice::shared;
+    use kinema_engine::delegate::gpu::tune::Precision;
+    let kinema = Kinema::create(options(&[("device", "gpu".into()), ("precision", "f16".into())])).await.unwrap();
+    let dev = shared().await.unwrap();
+    assert_eq!(dev.precision(), Precision::F16);
+    assert!(tune::storage_key(&dev).ends_with(" f16"), "{}", tune::storage_key(&dev));
+    let table: Value = serde_json::from_str(&kinema.tuning()).unwrap();
+    assert_eq!(table["precision"], "f16");
+    let f16 = gpu::tuning::candidates(&dev).iter().any(|c| c.reduced_precision());
+    assert_eq!(f16, kinema.features().iter().any(|f| f == "shader-f16"), "{:?}", kinema.features());
+    drop(dev);
+    let plain = Kinema::create(options(&[("device", "gpu".into())])).await.unwrap();
+    assert_eq!(shared().await.unwrap().precision(), Precision::F32);
+    let table: Value = serde_json::from_str(&plain.tuning()).unwrap();
+    assert_eq!(table["precision"], "f32");
+    let err = Kinema::create(options(&[("precision", "f64".into())])).await.err().unwrap();
+    assert!(message(err).contains("expected f32 or f16"));
+}

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 
 use super::gpu::GpuDevice;
+use super::gpu::tune::Precision;
 use crate::error::{Error, Result};
 
 /// The environment variable that overrides `--device`.
@@ -77,6 +78,16 @@ impl DeviceChoice {
 thread_local! {
     /// The device the sessions of this thread share while any holds it.
     static SHARED: RefCell<Weak<GpuDevice>> = RefCell::default();
+    /// The arithmetic the shared device's tuner may choose, when set
+    /// ([`set_shared_precision`]; else `KINEMA_PRECISION`'s).
+    static PRECISION: std::cell::Cell<Option<Precision>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes [`shared`] give devices whose tuner chooses `precision` (a page's
+/// `Kinema.create({ precision })`): a shared device of another precision is
+/// not reused (sessions that hold it keep it).
+pub fn set_shared_precision(precision: Precision) {
+    PRECISION.with(|p| p.set(Some(precision)));
 }
 
 /// The default adapter's device, opened once and shared: every session (of a
@@ -85,12 +96,18 @@ thread_local! {
 /// threads open their own; in the browser there is one thread.) A device
 /// that was lost is replaced by a new one.
 pub async fn shared() -> Result<Arc<GpuDevice>> {
-    if let Some(dev) = SHARED.with(|s| s.borrow().upgrade()).filter(|d| !d.is_lost()) {
+    let precision = PRECISION.with(std::cell::Cell::get);
+    let fits = |d: &Arc<GpuDevice>| !d.is_lost() && precision.is_none_or(|p| d.precision() == p);
+    if let Some(dev) = SHARED.with(|s| s.borrow().upgrade()).filter(fits) {
         return Ok(dev);
+    }
+    let mut opened = GpuDevice::new().await?;
+    if let Some(p) = precision {
+        opened = opened.with_precision(p);
     }
     // In the browser GPU objects are not Send: they never leave the page's thread.
     #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
-    let dev = Arc::new(GpuDevice::new().await?);
+    let dev = Arc::new(opened);
     SHARED.with(|s| *s.borrow_mut() = Arc::downgrade(&dev));
     Ok(dev)
 }

@@ -51,13 +51,24 @@ pub enum Precision {
     F16,
 }
 
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Precision> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            other => Err(Error::Invalid(format!("precision {other:?}: expected f32 or f16"))),
+        }
+    }
+}
+
 impl Precision {
     /// From `KINEMA_PRECISION`; anything but `f32` or `f16` is an error.
     pub fn from_env() -> Result<Precision> {
-        match std::env::var("KINEMA_PRECISION").ok().as_deref() {
-            None | Some("") | Some("f32") => Ok(Precision::F32),
-            Some("f16") => Ok(Precision::F16),
-            Some(other) => Err(Error::Invalid(format!("KINEMA_PRECISION={other}: expected f32 or f16"))),
+        match std::env::var("KINEMA_PRECISION").ok().filter(|v| !v.is_empty()) {
+            None => Ok(Precision::F32),
+            Some(v) => v.parse().map_err(|_| Error::Invalid(format!("KINEMA_PRECISION={v}: expected f32 or f16"))),
         }
     }
 
