@@ -44,10 +44,7 @@ async fn a_real_config_wan_transformer_pass() {
     };
     let before = wasm().await;
     let t0 = js_sys::Date::now();
-    let out = kinema
-        .run(format!("{dir}program.json"), format!("{dir}transformer/"), inputs.into())
-        .await
-        .unwrap();
+    let out = kinema.run(format!("{dir}program.json"), format!("{dir}transformer/"), inputs.into()).await.unwrap();
     let seconds = (js_sys::Date::now() - t0) / 1e3;
     let out0 = Reflect::get(&out, &"out0".into()).unwrap();
     let got: js_sys::Float32Array = Reflect::get(&out0, &"data".into()).unwrap().dyn_into().unwrap();
