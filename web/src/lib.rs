@@ -118,11 +118,6 @@ mod cache_api {
 /// The Cache API cache `loadPipeline` keeps files in unless told otherwise.
 const DEFAULT_CACHE: &str = "kinema-v1";
 
-/// Sets `key` of `o` to the number `v`.
-fn set_number(o: &js_sys::Object, key: &str, v: f64) {
-    let _ = js_sys::Reflect::set(o, &key.into(), &v.into());
-}
-
 #[wasm_bindgen]
 impl Kinema {
     /// `await Kinema.create({ device: "auto" | "gpu" | "cpu", precision: "f32" | "f16" })`:
@@ -195,9 +190,9 @@ impl Kinema {
             cached += cache_api::cached_bytes(&name).await.map_err(js_error)?;
         }
         let o = js_sys::Object::new();
-        set_number(&o, "wasmBytes", wasm);
-        set_number(&o, "gpuBytes", gpu as f64);
-        set_number(&o, "cachedBytes", cached as f64);
+        set(&o, "wasmBytes", wasm);
+        set(&o, "gpuBytes", gpu as f64);
+        set(&o, "cachedBytes", cached as f64);
         Ok(o.into())
     }
 

@@ -18,7 +18,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[path = "../../engine/tests/web_support/mod.rs"]
 mod web_support;
-use web_support::{options, read_all};
+use web_support::{inputs_at, options, read_all};
 
 fn log(line: String) {
     web_sys::console::log_1(&JsValue::from_str(&line));
@@ -31,13 +31,8 @@ async fn a_real_config_wan_transformer_pass() {
         return;
     };
     let kinema = Kinema::create(options(&[("device", "gpu".into())])).await.unwrap();
-    let held = Checkpoint::open(&format!("{dir}inputs.safetensors")).await.unwrap();
-    let inputs = js_sys::Object::new();
-    for name in ["hidden_states", "timestep", "encoder_hidden_states"] {
-        let v = read_all(&held, name).await;
-        Reflect::set(&inputs, &name.into(), &js_sys::Float32Array::from(&v[..])).unwrap();
-    }
-    drop(held);
+    let names = ["hidden_states", "timestep", "encoder_hidden_states"];
+    let inputs = inputs_at(&format!("{dir}inputs.safetensors"), &names).await;
     let wasm = async || {
         let s = kinema.stats().await.unwrap();
         Reflect::get(&s, &"wasmBytes".into()).unwrap().as_f64().unwrap() / (1 << 20) as f64

@@ -18,7 +18,10 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[path = "../../engine/tests/web_support/mod.rs"]
 mod web_support;
-use web_support::{base, options, read_all};
+use web_support::{base, inputs_at, options, read_all};
+
+/// The transformer program's inputs.
+const WAN_INPUTS: [&str; 3] = ["hidden_states", "timestep", "encoder_hidden_states"];
 
 /// The most the wasm memory may grow while a model loads and runs (README).
 const WASM_BOUND: f64 = 256.0 * (1 << 20) as f64;
@@ -34,13 +37,7 @@ async fn a_real_width_wan_transformer_matches_native() {
     assert_eq!(kinema.device(), "gpu");
     let dir = format!("{}generated/wan_real_width/", base());
     let program = format!("{}programs/wan_real_width/program.json", base());
-    let held = Checkpoint::open(&format!("{dir}inputs.safetensors")).await.unwrap();
-    let inputs = js_sys::Object::new();
-    for name in ["hidden_states", "timestep", "encoder_hidden_states"] {
-        let v = read_all(&held, name).await;
-        Reflect::set(&inputs, &name.into(), &js_sys::Float32Array::from(&v[..])).unwrap();
-    }
-    drop(held);
+    let inputs = inputs_at(&format!("{dir}inputs.safetensors"), &WAN_INPUTS).await;
     let before = wasm_bytes(&kinema).await;
     for dtype in ["f16", "int8"] {
         let t0 = js_sys::Date::now();

@@ -20,6 +20,18 @@ pub async fn read_all(ckpt: &Checkpoint, name: &str) -> Vec<f32> {
     v
 }
 
+/// The tensors `names` of the checkpoint at `url` as an object of
+/// `name: Float32Array` (a program's inputs for `kinema.run`).
+pub async fn inputs_at(url: &str, names: &[&str]) -> js_sys::Object {
+    let held = Checkpoint::open(url).await.unwrap();
+    let inputs = js_sys::Object::new();
+    for name in names {
+        let v = read_all(&held, name).await;
+        js_sys::Reflect::set(&inputs, &JsValue::from_str(name), &js_sys::Float32Array::from(&v[..])).unwrap();
+    }
+    inputs
+}
+
 /// A JS options object of `pairs`.
 pub fn options(pairs: &[(&str, JsValue)]) -> JsValue {
     let o = js_sys::Object::new();

@@ -27,8 +27,8 @@ pub struct HttpClient {
     /// The cached chunks read so far (Blob and file length, by URL and
     /// index), so later reads only slice.
     chunks: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<(String, u64), Chunk>>>,
-    /// URLs the cache could not take (quota, a server without whole-file
-    /// GETs): read by range requests from then on, never downloaded whole again.
+    /// URLs the cache could not take (quota, a server without ranges): read
+    /// by plain range requests from then on, the cache not tried again.
     uncached: std::rc::Rc<std::cell::RefCell<std::collections::HashSet<String>>>,
     progress: Option<Progress>,
 }
@@ -110,6 +110,15 @@ pub async fn clear_cache(name: &str) -> Result<bool> {
     let Some(storage) = cache_storage() else { return Ok(false) };
     let deleted = JsFuture::from(storage.delete(name)).await.map_err(|e| js_err(name, "the Cache API", e))?;
     Ok(deleted.as_bool() == Some(true))
+}
+
+/// A GET of bytes `start..=end` of `url`.
+fn range_request(url: &str, start: u64, end: u64) -> Result<Request> {
+    let init = RequestInit::new();
+    init.set_method("GET");
+    let request = Request::new_with_str_and_init(url, &init).map_err(|e| js_err(url, "bad request", e))?;
+    request.headers().set("Range", &format!("bytes={start}-{end}")).map_err(|e| js_err(url, "bad header", e))?;
+    Ok(request)
 }
 
 /// The global scope's `caches`, if it has one.
@@ -212,11 +221,7 @@ impl HttpClient {
         let key = format!("{url}{}kinema-chunk={i}", if url.contains('?') { '&' } else { '?' });
         let mut hit: JsValue = JsFuture::from(cache.match_with_str(&key)).await.map_err(said)?;
         if hit.is_undefined() {
-            let init = RequestInit::new();
-            init.set_method("GET");
-            let request = Request::new_with_str_and_init(url, &init).map_err(|_| None)?;
-            let (from, to) = (i * self.chunk, (i + 1) * self.chunk - 1);
-            request.headers().set("Range", &format!("bytes={from}-{to}")).map_err(|_| None)?;
+            let request = range_request(url, i * self.chunk, (i + 1) * self.chunk - 1).map_err(|_| None)?;
             let resp = fetch(url, &request).await.map_err(|_| None)?;
             let content_range = resp.headers().get("content-range").ok().flatten();
             let total = match (resp.status(), content_range) {
@@ -247,11 +252,7 @@ impl HttpClient {
         if let Some(resp) = self.cached_range(url, start, end, cap).await {
             return Ok(resp);
         }
-        let init = RequestInit::new();
-        init.set_method("GET");
-        let request = Request::new_with_str_and_init(url, &init).map_err(|e| js_err(url, "bad request", e))?;
-        request.headers().set("Range", &format!("bytes={start}-{end}")).map_err(|e| js_err(url, "bad header", e))?;
-        let resp = fetch(url, &request).await?;
+        let resp = fetch(url, &range_request(url, start, end)?).await?;
         let status = resp.status();
         let content_range = resp.headers().get("content-range").ok().flatten();
         let mut body = Vec::new();
