@@ -105,6 +105,10 @@ pub const ATTENTION: Kernel = kernel!("attention", "attention_common.wgsl");
 pub const ATTENTION_SG8: Kernel =
     Kernel { needs: Needs::Subgroups8, ..kernel!("attention_sg8", "attention_common.wgsl") };
 
+/// The score-matrix attention's softmax: a block of q·kᵀ scores (written by
+/// a matmul kernel) scaled, masked and normalised in place, row by row.
+pub const ATTENTION_SCORES: Kernel = kernel!("attention_scores");
+
 /// Elementwise unary math (activations, exp, log, sqrt, …) after `x·a + b`.
 pub const UNARY: Kernel = kernel!("unary", "activation.wgsl");
 
@@ -148,6 +152,7 @@ pub const CATALOG: &[Kernel] = &[
     CONV3D_NARROW,
     ATTENTION,
     ATTENTION_SG8,
+    ATTENTION_SCORES,
     UNARY,
     BINARY,
     SOFTMAX,

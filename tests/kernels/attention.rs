@@ -54,7 +54,7 @@ fn gpu_attention_matches_cpu() {
             m
         });
         let want = cpu::attention::attention(spec, &q, &k, &v, mask.as_deref()).unwrap();
-        let mut variants = vec![Variant::Tiled];
+        let mut variants = vec![Variant::Tiled, Variant::Scores { rows: 4096 }];
         if dev.supports(kinema_shaders::Needs::Subgroups8) {
             variants.push(Variant::Subgroups8 { wg_rows: 8 });
         }
@@ -64,6 +64,49 @@ fn gpu_attention_matches_cpu() {
                     .unwrap();
             let (err, ok) = compare(&got, &want, spec.kv_len, 1e-4);
             assert!(ok, "{variant:?} {spec:?}: max abs error {err}");
+        }
+    }
+}
+
+/// The score-matrix kernel where one unit's scores do not fit what it holds
+/// at once: blocks of query rows of one (batch, head) at a time, at offsets
+/// that are not on any alignment (odd head dims), with masks and causal —
+/// blocks of at most 16 rows, and on a device whose storage bindings hold
+/// 32 KiB (8,192 scores at once).
+#[test]
+fn score_matrix_attention_in_blocks_of_rows_matches_cpu() {
+    let limits = wgpu::Limits { max_storage_buffer_binding_size: 32768, ..Default::default() };
+    let dev = pollster::block_on(gpu::GpuDevice::with_limits(Some(limits))).unwrap();
+    let specs = [
+        Attention::new(1, 2, 130, 100, 16),
+        Attention { causal: true, ..Attention::new(1, 1, 97, 200, 33) },
+        Attention { causal: true, ..Attention::new(1, 3, 97, 128, 32) },
+        Attention { mask_per_batch: true, scale: 0.2, ..Attention::new(2, 2, 40, 90, 7) },
+        Attention { causal: true, ..Attention::new(1, 2, 45, 60, 5) },
+        Attention::new(1, 1, 300, 1000, 3),
+    ];
+    for (i, spec) in specs.iter().enumerate() {
+        let qn = spec.batch * spec.heads * spec.q_len * spec.head_dim;
+        let kn = spec.batch * spec.heads * spec.kv_len * spec.head_dim;
+        let (q, k, v) = (random(qn, 40 + i as u64), random(kn, 50 + i as u64), random(kn, 60 + i as u64));
+        let mask = spec.mask_per_batch.then(|| {
+            let mut m = random(spec.mask_len(), 70);
+            m.iter_mut().step_by(5).for_each(|x| *x = f32::NEG_INFINITY);
+            // A query that sees no key at all: zeros.
+            m[..spec.kv_len].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+            m
+        });
+        let want = cpu::attention::attention(spec, &q, &k, &v, mask.as_deref()).unwrap();
+        for variant in [Variant::Scores { rows: 16 }, Variant::Scores { rows: 4096 }] {
+            let got =
+                pollster::block_on(gpu::attention::attention_with(&dev, variant, spec, &q, &k, &v, mask.as_deref()))
+                    .unwrap();
+            assert_eq!(got.len(), want.len());
+            let (err, ok) = compare(&got, &want, spec.kv_len, 1e-4);
+            assert!(ok, "{variant:?} {spec:?}: max abs error {err}");
+            if spec.mask_per_batch {
+                assert!(got[..spec.head_dim].iter().all(|&x| x == 0.0), "a query that sees nothing gets zeros");
+            }
         }
     }
 }

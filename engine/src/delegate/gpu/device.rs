@@ -379,6 +379,7 @@ impl GpuDevice {
             dev: self,
             encoder: self.device.create_command_encoder(&Default::default()),
             keep: Vec::new(),
+            temporaries: Vec::new(),
             timer: None,
         }
     }
@@ -597,6 +598,8 @@ pub struct Commands<'d> {
     encoder: wgpu::CommandEncoder,
     /// Uniforms and temporaries the recorded work reads, alive until submission.
     keep: Vec<wgpu::Buffer>,
+    /// Pool buffers the recorded work uses in between ([`Commands::temporary`]).
+    temporaries: Vec<wgpu::Buffer>,
     timer: Option<Timer>,
 }
 
@@ -665,9 +668,19 @@ impl Commands<'_> {
         self.keep.push(buffer);
     }
 
+    /// A storage buffer of `len` f32 for values the recorded work writes and
+    /// reads in between, from the device's pool; it goes back to the pool at
+    /// submission (whatever takes it next is submitted, and runs, after).
+    pub fn temporary(&mut self, label: &str, len: usize) -> wgpu::Buffer {
+        let buffer = self.dev.output(label, len);
+        self.temporaries.push(buffer.clone());
+        buffer
+    }
+
     /// Submits everything recorded.
     pub fn submit(self) {
         self.dev.queue.submit([self.encoder.finish()]);
+        self.dev.recycle(self.temporaries);
     }
 
     /// Submits everything recorded and waits for it; for commands from

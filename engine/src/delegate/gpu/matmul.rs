@@ -425,9 +425,28 @@ pub async fn encode_matmul<'a>(
     config: Config,
     spec: &Matmul,
     a: View<'a>,
+    b: (View<'a>, BStore<'a>),
+    bias: Option<View<'a>>,
+    out: View<'a>,
+) -> Result<()> {
+    encode_matmul_at(dev, cmds, config, spec, a, b, bias, out, [0; 3]).await
+}
+
+/// [`encode_matmul`] of operands that start `at` elements (A, B, out) into
+/// their views — views that start on the binding-offset alignment, as
+/// buffers and arena slots do, holding operands that need not (a block of
+/// rows of one head, say).
+#[allow(clippy::too_many_arguments)]
+pub async fn encode_matmul_at<'a>(
+    dev: &GpuDevice,
+    cmds: &mut Commands<'_>,
+    config: Config,
+    spec: &Matmul,
+    a: View<'a>,
     (b, store): (View<'a>, BStore<'a>),
     bias: Option<View<'a>>,
     out: View<'a>,
+    at: [usize; 3],
 ) -> Result<()> {
     let len = spec.check(spec.batch * spec.m * spec.k, spec.batch * spec.k * spec.n, None)?;
     config.check(dev)?;
@@ -468,7 +487,10 @@ pub async fn encode_matmul<'a>(
     let (kernel_rows, kernel_cols) = config.block();
     let mut pending = vec![Window { batches: (0, spec.batch), rows: (0, spec.m), cols: (0, spec.n) }];
     while let Some(w) = pending.pop() {
-        let spans = w.spans(spec);
+        let mut spans = w.spans(spec);
+        for (span, at) in spans.iter_mut().zip(at) {
+            span.0 += at;
+        }
         // The first operand whose span, bound from an aligned start, is over one binding.
         let over = (0..3).find(|&i| {
             let (start, len) = words(i, spans[i]);

@@ -16,7 +16,7 @@ const WG: usize = 256;
 /// barrier rounds, not 256 threads half idle and eight rounds (the embedded
 /// model's norms ran ~6× faster on lavapipe, where every barrier switches all
 /// of a workgroup's invocations).
-fn row_wg(n: usize) -> usize {
+pub(super) fn row_wg(n: usize) -> usize {
     (n / 4).next_power_of_two().clamp(32, 256)
 }
 

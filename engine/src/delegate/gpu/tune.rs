@@ -174,6 +174,7 @@ impl Choice {
             Choice::Attention(Variant::Subgroups8 { wg_rows }) => {
                 json!({"attention": "subgroups8", "wg_rows": wg_rows})
             }
+            Choice::Attention(Variant::Scores { rows }) => json!({"attention": "scores", "rows": rows}),
             Choice::Conv(ConvKernel::Narrow) => json!({"conv3d": "narrow"}),
             Choice::Conv(ConvKernel::Gemm(c)) => {
                 let mut v = Choice::Matmul(c).to_json();
@@ -216,6 +217,7 @@ impl Choice {
             }
             (None, Some("tiled")) => Choice::Attention(Variant::Tiled),
             (None, Some("subgroups8")) => Choice::Attention(Variant::Subgroups8 { wg_rows: num("wg_rows")? }),
+            (None, Some("scores")) => Choice::Attention(Variant::Scores { rows: num("rows")? }),
             _ => return None,
         };
         let known = match choice {

@@ -11,7 +11,9 @@
 //! | anything else (real GPUs)                | `Tiled(16 × 16, BK 16)` | `Tiled`        |
 //!
 //! Where the adapter has subgroups of 4 to 128 lanes, `matmul_subgroup.wgsl`
-//! (any width, read as it runs) is one of the tuner's candidates.
+//! (any width, read as it runs) is one of the tuner's candidates; on every
+//! adapter, attention by the score matrix between two matmuls
+//! ([`Variant::Scores`]) is one of its attention candidates.
 //!
 //! On lavapipe every load is paid per invocation, so the subgroup kernels
 //! (which share loads with subgroupBroadcast) win by 5–10×. On SwiftShader
@@ -153,7 +155,7 @@ pub fn conv_candidates(dev: &GpuDevice) -> Vec<super::conv::Kernel> {
 
 /// Attention kernels worth timing on this adapter.
 pub fn attention_candidates(dev: &GpuDevice) -> Vec<Variant> {
-    let mut list = vec![Variant::Tiled];
+    let mut list = vec![Variant::Tiled, Variant::Scores { rows: 256 }, Variant::Scores { rows: 4096 }];
     if dev.supports(Needs::Subgroups8) {
         list.extend([1, 2, 4, 8].map(|wg_rows| Variant::Subgroups8 { wg_rows }));
     }
