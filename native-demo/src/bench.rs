@@ -5,7 +5,8 @@
 //! w [64,64,3,3,3], stride 1, pad 1; `attention` q, k, v [1,8,1024,64],
 //! softmax(qkᵀ/8)v. Peers: `tools/bench_peers.py`, run side by side. On a GPU
 //! with `TIMESTAMP_QUERY`, each row also gives the kernel alone (inputs on the
-//! device, no readback) by the GPU's own clock.
+//! device, no readback) by the GPU's own clock. `--tune` times every
+//! candidate kernel of each on the GPU, attention also at Wan2.1's shapes.
 
 use std::time::Instant;
 
@@ -39,6 +40,10 @@ pub struct Args {
     /// tuning table in engine/src/delegate/gpu/tuning.rs) instead of the defaults.
     #[arg(long)]
     tune: bool,
+    /// With --tune: only the workloads whose names start with this
+    /// (matmul, conv3d, attention, attention-wan).
+    #[arg(long, requires = "tune")]
+    only: Option<String>,
 }
 
 struct Row {
@@ -227,21 +232,41 @@ fn tune(args: &Args) -> Result<()> {
     let (att, [q, kk, v]) = &w.attention;
     let name = |c: &dyn std::fmt::Debug| format!("{} {c:?}", dev.info.name);
     let mut rows = Vec::new();
-    for config in tuning::candidates(&dev) {
-        let ms =
-            time(args.runs, || pollster::block_on(gpu::matmul::matmul_with(&dev, config, mm, a, b, None)).map(drop))?;
-        rows.push(Row::new("matmul", "gpu", name(&config), ms, 2.0 * 1024f64.powi(3)));
-        let ms = time(args.runs, || {
-            pollster::block_on(gpu::conv::conv3d_with(&dev, gpu::conv::Kernel::Gemm(config), conv, x, k, None))
-                .map(drop)
-        })?;
-        rows.push(Row::new("conv3d", "gpu", name(&config), ms, 2.0 * conv.macs()));
+    let wanted = |workload: &str| args.only.as_deref().is_none_or(|p| workload.starts_with(p));
+    for config in tuning::candidates(&dev).into_iter().filter(|_| wanted("matmul") || wanted("conv3d")) {
+        if wanted("matmul") {
+            let run = || pollster::block_on(gpu::matmul::matmul_with(&dev, config, mm, a, b, None)).map(drop);
+            rows.push(Row::new("matmul", "gpu", name(&config), time(args.runs, run)?, 2.0 * 1024f64.powi(3)));
+        }
+        if wanted("conv3d") {
+            let ms = time(args.runs, || {
+                pollster::block_on(gpu::conv::conv3d_with(&dev, gpu::conv::Kernel::Gemm(config), conv, x, k, None))
+                    .map(drop)
+            })?;
+            rows.push(Row::new("conv3d", "gpu", name(&config), ms, 2.0 * conv.macs()));
+        }
     }
-    for variant in tuning::attention_candidates(&dev) {
-        let ms = time(args.runs, || {
-            pollster::block_on(gpu::attention::attention_with(&dev, variant, att, q, kk, v, None)).map(drop)
-        })?;
-        rows.push(Row::new("attention", "gpu", name(&variant), ms, 2.0 * att.macs()));
+    // The reference attention, then Wan2.1-T2V-1.3B's at 832 × 480 and one
+    // latent frame: self-attention over 1,560 tokens and cross-attention to
+    // 512 text tokens, 12 heads of 128.
+    let wan_self = Attention::new(1, 12, 1560, 1560, 128);
+    let wan_cross = Attention::new(1, 12, 1560, 512, 128);
+    let operands = |a: &Attention| {
+        let (qn, kn) = (a.heads * a.q_len * a.head_dim, a.heads * a.kv_len * a.head_dim);
+        [uniform(qn, 8), uniform(kn, 9), uniform(kn, 10)]
+    };
+    let shapes = [
+        ("attention", *att, [q.clone(), kk.clone(), v.clone()]),
+        ("attention-wan-self", wan_self, operands(&wan_self)),
+        ("attention-wan-cross", wan_cross, operands(&wan_cross)),
+    ];
+    for (workload, att, [q, kk, v]) in shapes.iter().filter(|(w, ..)| wanted(w)) {
+        for variant in tuning::attention_candidates(&dev) {
+            let ms = time(args.runs, || {
+                pollster::block_on(gpu::attention::attention_with(&dev, variant, att, q, kk, v, None)).map(drop)
+            })?;
+            rows.push(Row::new(workload, "gpu", name(&variant), ms, 2.0 * att.macs()));
+        }
     }
     let chosen: (Config, Variant) = (tuning::matmul(&dev), tuning::attention(&dev));
     eprintln!("tuning table's choice here: {chosen:?}");
