@@ -233,7 +233,7 @@ fn tune(args: &Args) -> Result<()> {
     let name = |c: &dyn std::fmt::Debug| format!("{} {c:?}", dev.info.name);
     let mut rows = Vec::new();
     let wanted = |workload: &str| args.only.as_deref().is_none_or(|p| workload.starts_with(p));
-    for config in tuning::candidates(&dev).into_iter().filter(|_| wanted("matmul") || wanted("conv3d")) {
+    for config in tuning::candidates(&dev) {
         if wanted("matmul") {
             let run = || pollster::block_on(gpu::matmul::matmul_with(&dev, config, mm, a, b, None)).map(drop);
             rows.push(Row::new("matmul", "gpu", name(&config), time(args.runs, run)?, 2.0 * 1024f64.powi(3)));

@@ -7,7 +7,8 @@
 // unit `unit0 + r / rows_per_unit`. Mask and causal as in attention.wgsl: a
 // mask value below -1e30 (as -inf) hides the key, query i sees keys
 // j <= i + kv_len - q_len when causal, and a query that sees no key gets a
-// row of zeros (so zeros out, as the flash kernels give).
+// row of zeros (so zeros out, as the flash kernels give). The reductions:
+// row_reduce.wgsl.
 
 struct Params {
     rows: u32,
@@ -26,22 +27,6 @@ struct Params {
 @group(0) @binding(0) var<storage, read_write> s: array<f32>;
 @group(0) @binding(1) var<storage, read> mask: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
-
-override WG: u32 = 256u;
-
-var<workgroup> partial: array<f32, WG>;
-
-// Reduces `partial` to partial[0] (max when `is_max`, else sum).
-fn reduce(tid: u32, is_max: bool) {
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        workgroupBarrier();
-        if (tid < h) {
-            let o = partial[tid + h];
-            partial[tid] = select(partial[tid] + o, max(partial[tid], o), is_max);
-        }
-    }
-    workgroupBarrier();
-}
 
 // Score j of the row, scaled and masked; -inf (as -3e38) where hidden.
 fn score(base: u32, mask_base: u32, last: i32, j: u32) -> f32 {

@@ -2,7 +2,7 @@
 //! listed in [`CATALOG`] and validated by naga in `cargo test`; tile sizes are
 //! `override` constants that the GPU delegate sets per pipeline. WGSL has no
 //! `#include`: code several kernels share (`activation.wgsl`, `epilogue.wgsl`,
-//! `conv_common.wgsl`, `attention_common.wgsl`) is prepended here.
+//! `conv_common.wgsl`, `attention_common.wgsl`, `row_reduce.wgsl`) is prepended here.
 
 /// A WGSL kernel: its name, source text, compute entry point, and the
 /// optional GPU feature it needs (every kernel that needs one has a twin
@@ -107,7 +107,7 @@ pub const ATTENTION_SG8: Kernel =
 
 /// The score-matrix attention's softmax: a block of q·kᵀ scores (written by
 /// a matmul kernel) scaled, masked and normalised in place, row by row.
-pub const ATTENTION_SCORES: Kernel = kernel!("attention_scores");
+pub const ATTENTION_SCORES: Kernel = kernel!("attention_scores", "row_reduce.wgsl");
 
 /// Elementwise unary math (activations, exp, log, sqrt, …) after `x·a + b`.
 pub const UNARY: Kernel = kernel!("unary", "activation.wgsl");
@@ -116,7 +116,7 @@ pub const UNARY: Kernel = kernel!("unary", "activation.wgsl");
 pub const BINARY: Kernel = kernel!("binary");
 
 /// Softmax over the last axis.
-pub const SOFTMAX: Kernel = kernel!("softmax");
+pub const SOFTMAX: Kernel = kernel!("softmax", "row_reduce.wgsl");
 
 /// layer_norm, rms_norm and group_norm.
 pub const NORM: Kernel = kernel!("norm");

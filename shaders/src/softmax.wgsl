@@ -1,5 +1,5 @@
 // Softmax over the last axis: one workgroup per row of n values; the row's
-// max and sum are reduced through workgroup memory.
+// max and sum are reduced through workgroup memory (row_reduce.wgsl).
 
 struct Params {
     rows: u32,
@@ -9,22 +9,6 @@ struct Params {
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
-
-override WG: u32 = 256u;
-
-var<workgroup> partial: array<f32, WG>;
-
-// Reduces `partial` to partial[0] (max when `is_max`, else sum).
-fn reduce(tid: u32, is_max: bool) {
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        workgroupBarrier();
-        if (tid < s) {
-            let o = partial[tid + s];
-            partial[tid] = select(partial[tid] + o, max(partial[tid], o), is_max);
-        }
-    }
-    workgroupBarrier();
-}
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,

@@ -147,6 +147,12 @@ pub async fn encode_attention(
         }
         dev.check_binding(&format!("attention {spec:?}: {what}"), n * 4)?;
     }
+    if let Variant::Scores { rows } = variant {
+        if len == 0 {
+            return Ok(());
+        }
+        return encode_scores(dev, cmds, spec, rows as usize, [q, k, v], mask, out).await;
+    }
     let u = |n: usize| u32::try_from(n).map_err(|_| Error::Invalid(format!("attention {spec:?}: {n} is too large")));
     let params = Params {
         q_len: u(spec.q_len)?,
@@ -158,12 +164,6 @@ pub async fn encode_attention(
         has_mask: mask.is_some() as u32,
         mask_per_batch: spec.mask_per_batch as u32,
     };
-    if let Variant::Scores { rows } = variant {
-        if len == 0 {
-            return Ok(());
-        }
-        return encode_scores(dev, cmds, spec, rows as usize, [q, k, v], mask, out).await;
-    }
     let d4 = spec.head_dim.div_ceil(4) as u32;
     let too_big = || Error::Gpu(format!("attention {spec:?}: the kernel exceeds the device's limits"));
     let (kernel, overrides, per_group) = match variant {
@@ -244,8 +244,7 @@ fn blocks(spec: &Attention, max_rows: usize, budget: usize) -> Option<Vec<Block>
     if rows == 0 {
         return None;
     }
-    let per = (0..spec.q_len).step_by(rows).map(|r0| (r0, rows.min(spec.q_len - r0)));
-    let per: Vec<_> = per.collect();
+    let per: Vec<_> = (0..spec.q_len).step_by(rows).map(|r0| (r0, rows.min(spec.q_len - r0))).collect();
     Some(
         (0..units)
             .flat_map(|u| per.iter().map(move |&(row0, rows)| Block { unit0: u, units: 1, row0, rows }))
@@ -265,8 +264,7 @@ async fn encode_scores(
 ) -> Result<()> {
     use super::matmul::{BStore, encode_matmul_at};
     use crate::delegate::Matmul;
-    let max = (dev.device.limits().max_storage_buffer_binding_size as usize / 16) * 4;
-    let blocks = blocks(spec, max_rows, SCORES_BUDGET.min(max)).ok_or_else(|| {
+    let blocks = blocks(spec, max_rows, SCORES_BUDGET.min(dev.binding_floats())).ok_or_else(|| {
         Error::Gpu(format!(
             "attention {spec:?}: one row of {} scores exceeds the device's storage binding",
             spec.kv_len

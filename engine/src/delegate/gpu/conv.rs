@@ -98,7 +98,7 @@ struct Window {
 /// when everything fits.
 fn windows(dev: &GpuDevice, spec: &Conv3d) -> Result<Vec<Window>> {
     let limits = dev.device.limits();
-    let max = (limits.max_storage_buffer_binding_size as usize / 16) * 4;
+    let max = dev.binding_floats();
     let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
     let (n, groups, cig, cog) = (spec.batch, spec.groups, spec.c_in_g(), spec.c_out_g());
     let taps: usize = spec.kernel.iter().product();

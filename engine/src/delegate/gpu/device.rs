@@ -332,6 +332,12 @@ impl GpuDevice {
         Ok(())
     }
 
+    /// The f32 values one storage binding holds: whole vec4s, as bindings
+    /// are rounded up to them.
+    pub fn binding_floats(&self) -> usize {
+        (self.device.limits().max_storage_buffer_binding_size as usize / 16) * 4
+    }
+
     /// Splits `rows` rows into windows `(first row, rows)` that each fit one
     /// storage binding and begin on the binding-offset alignment (for views
     /// that begin on it, as buffers and arena slots do). A row is `row_lens[i]`
@@ -345,8 +351,7 @@ impl GpuDevice {
         multiple: usize,
     ) -> Result<Vec<(usize, usize)>> {
         let limits = self.device.limits();
-        // Whole vec4s, as bindings are rounded up to them.
-        let max = (limits.max_storage_buffer_binding_size as usize / 16) * 4;
+        let max = self.binding_floats();
         if row_lens.iter().all(|&n| rows.saturating_mul(n) <= max) {
             return Ok(vec![(0, rows)]);
         }

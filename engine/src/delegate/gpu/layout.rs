@@ -73,8 +73,8 @@ pub async fn encode_copy(
         return Ok(());
     }
     let limits = dev.device.limits();
-    // Whole vec4s, as bindings are rounded up to them; starts on the offset alignment.
-    let max = (limits.max_storage_buffer_binding_size as usize / 16) * 4;
+    // Whole vec4s per binding; starts on the offset alignment.
+    let max = dev.binding_floats();
     let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
     if let Some(value) = plan.fill {
         let fill = dev.pipeline(&kinema_shaders::FILL, &[]).await?;

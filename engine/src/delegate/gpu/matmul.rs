@@ -454,8 +454,8 @@ pub async fn encode_matmul_at<'a>(
         return Ok(());
     }
     let limits = dev.device.limits();
-    // Whole vec4s, as bindings are rounded up to them; starts on the offset alignment.
-    let max = (limits.max_storage_buffer_binding_size as usize / 16) * 4;
+    // Whole vec4s per binding; starts on the offset alignment.
+    let max = dev.binding_floats();
     let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
     // Elements → 32-bit words of each operand (a 16-bit B holds two per word, int8 four).
     let per_word = store.per_word();
