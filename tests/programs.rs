@@ -656,8 +656,10 @@ fn quantized_weights_stay_quantized_on_both_delegates() {
 
 /// GPU sessions share their thread's device, and a parameter of the same
 /// checkpoint is uploaded once for all sessions that read it (as the VAE's two
-/// chunk programs do); what sessions allocate is counted, and returns to the
-/// baseline when the last one is dropped.
+/// chunk programs do); the arena's banks are leased by each run from those the
+/// device's sessions share, so a second session of the same plan adds neither;
+/// what sessions allocate is counted, and returns to the baseline when the last
+/// one is dropped.
 #[test]
 fn gpu_sessions_share_the_device_and_their_parameters() {
     let (program, _, io) = open("wan_transformer");
@@ -675,27 +677,76 @@ fn gpu_sessions_share_the_device_and_their_parameters() {
     let mut first = pollster::block_on(Session::new(program.clone(), Some(weights()), options)).unwrap();
     pollster::block_on(first.load_parameters()).unwrap();
     let one = dev.live_bytes() - baseline;
-    assert_eq!(
-        one,
-        first.gpu_parameter_bytes() + first.gpu_activation_bytes(),
-        "everything a session holds is counted"
-    );
+    assert_eq!(one, first.gpu_parameter_bytes(), "a loaded session holds its parameters; its arena waits for a run");
+    assert_eq!(first.gpu_shared_arena_bytes(), 0);
     let mut second = pollster::block_on(Session::new(program.clone(), Some(weights()), options)).unwrap();
     pollster::block_on(second.load_parameters()).unwrap();
     let params = first.gpu_parameter_bytes();
     let consts: u64 = program.constants.iter().map(|c| (c.data.len().max(1).div_ceil(4) * 16) as u64).sum();
     assert_eq!(
         dev.live_bytes() - baseline,
-        one + second.gpu_activation_bytes() + consts,
-        "the second session adds its arena and constants, not the {params} bytes of parameters"
+        one + consts,
+        "the second session adds its constants, not the {params} bytes of parameters"
     );
     let a = pollster::block_on(first.run(&named)).unwrap();
+    let arena = first.gpu_activation_bytes();
+    assert!(arena > 0);
+    assert_eq!(first.gpu_shared_arena_bytes(), arena, "the run's banks stay for the next run");
+    assert_eq!(dev.live_bytes() - baseline, one + consts + arena);
     let b = pollster::block_on(second.run(&named)).unwrap();
     assert_eq!(a, b);
+    assert_eq!(dev.live_bytes() - baseline, one + consts + arena, "the second session ran in the same banks");
     drop(first);
     assert!(dev.live_bytes() > baseline, "the second session still holds the shared parameters");
     drop(second);
     assert_eq!(dev.live_bytes(), baseline, "back to the baseline once both are released");
+}
+
+/// Sessions of different programs on one device (a pipeline's stages, a tiled
+/// VAE's decoders) run one after another in one set of arena banks, each as
+/// large as the largest bank of that index any of them planned — not the sum
+/// of their arenas — and each still gives PyTorch's outputs, however the
+/// others left the banks.
+#[test]
+fn gpu_sessions_of_different_programs_share_one_arena() {
+    let (dev, _) = pollster::block_on(DeviceChoice::Gpu.open()).unwrap();
+    let dev = dev.unwrap();
+    let baseline = dev.live_bytes();
+    let options = Options { device: DeviceChoice::Gpu, profile: false };
+    let mut sessions = Vec::new();
+    for name in ["wan_transformer", "video_net", "wan_vae_decoder"] {
+        let (program, weights, io) = open(name);
+        let inputs: Vec<(String, Vec<f32>)> =
+            program.inputs.iter().map(|i| (i.name.clone(), read_all(&io, &i.name))).collect();
+        let mut session = pollster::block_on(Session::new(program, Some(weights), options)).unwrap();
+        pollster::block_on(session.load_parameters()).unwrap();
+        sessions.push((name, session, inputs, io));
+    }
+    let params = dev.live_bytes() - baseline;
+    assert_eq!(sessions.iter().map(|(_, s, ..)| s.gpu_parameter_bytes()).sum::<u64>(), params);
+    let banks: Vec<&[usize]> = sessions.iter().map(|(_, s, ..)| s.plan().arena.banks.as_slice()).collect();
+    let width = banks.iter().map(|b| b.len()).max().unwrap();
+    let shared: u64 =
+        (0..width).map(|i| banks.iter().filter_map(|b| b.get(i)).max().copied().unwrap_or(0) as u64 * 4).sum();
+    let sum: u64 = sessions.iter().map(|(_, s, ..)| s.gpu_activation_bytes()).sum();
+    assert!(shared < sum, "{shared} shared bytes against {sum} apart");
+    for round in 0..2 {
+        for (name, session, inputs, io) in &mut sessions {
+            let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+            let outs = pollster::block_on(session.run(&named)).unwrap();
+            assert_eq!(outs.len(), session.program().outputs.len());
+            for out in &outs {
+                let want = read_all(io, &out.name);
+                assert_eq!(out.data.len(), want.len());
+                let (_, rel) = errors(&out.data, &want);
+                assert!(rel <= 5e-4, "{name} {} (round {round}): relative error {rel}", out.name);
+            }
+        }
+        assert_eq!(sessions[0].1.gpu_shared_arena_bytes(), shared, "round {round}");
+        assert_eq!(dev.live_bytes() - baseline, params + shared, "round {round}");
+    }
+    drop(sessions);
+    assert_eq!(dev.live_bytes(), baseline, "the shared banks go with the last session");
 }
 
 /// Attention over heads wider than the attention op takes (136 > 128; Wan's VAE

@@ -1,8 +1,9 @@
 //! The runtime: a [`Session`] holds a validated program, its plan, the
 //! checkpoint its parameters come from and the device, and runs the program
 //! as often as asked. Intermediate values live in the one arena the plan
-//! sized — a host buffer on the CPU delegate, a device buffer on the GPU one
-//! ([`resident`]) — and parameters are read from the checkpoint on first use
+//! sized — a host buffer on the CPU delegate, device buffers on the GPU one
+//! ([`resident`]: banks leased for each run from those the device's sessions
+//! share) — and parameters are read from the checkpoint on first use
 //! and kept (on the device, for GPU sessions: pipelines and weights stay resident).
 
 mod execute;
@@ -180,7 +181,7 @@ pub struct Session {
     constants: HashMap<String, usize>,
     /// The arena on the host (CPU runs).
     arena: Vec<f32>,
-    /// The arena, weights and constants on the device (GPU runs).
+    /// The arena's plan, weights and constants on the device (GPU runs).
     resident: Option<resident::Resident>,
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // profiling is native-only
     options: Options,
@@ -308,9 +309,21 @@ impl Session {
         self.resident.as_ref().map_or(0, |r| r.parameter_bytes())
     }
 
-    /// Bytes of the arena's banks on the device (0 for CPU sessions).
+    /// Bytes of the arena's banks a run uses on the device (0 for CPU
+    /// sessions): leased, for the run, from the banks the device's sessions
+    /// share ([`Session::gpu_shared_arena_bytes`]).
     pub fn gpu_activation_bytes(&self) -> u64 {
         self.resident.as_ref().map_or(0, |r| r.arena_bytes())
+    }
+
+    /// Bytes of the arena banks the sessions on this session's device share,
+    /// held between runs: bank `i` as large as the largest bank `i` of any
+    /// session that has run, so sessions that run one after another (a
+    /// pipeline's stages, a tiled VAE's decoders) need the largest arena, not
+    /// the sum. 0 before the first run and for CPU sessions; freed with the
+    /// last GPU session on the device.
+    pub fn gpu_shared_arena_bytes(&self) -> u64 {
+        self.resident.as_ref().map_or(0, |r| r.shared_arena_bytes())
     }
 
     /// Bytes of parameters the CPU delegate holds in memory: 0 for parameters

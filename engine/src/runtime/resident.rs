@@ -3,13 +3,15 @@
 //! bank none of its inputs is in), and every parameter and constant resident
 //! after its first use. Sessions on one device share a parameter of the same
 //! checkpoint (the VAE's first-chunk and chunk programs read the same weights):
-//! it is uploaded once and freed with the last session holding it. A run records every node into
-//! one submission; nodes the plan gives the CPU read their inputs back and
-//! write their outputs into the arena.
+//! it is uploaded once and freed with the last session holding it. They share
+//! the arena's banks too ([`Arenas`]): an arena holds values only during a run,
+//! so sessions that run one after another need the largest one's banks, not the
+//! sum of theirs. A run records every node into one submission; nodes the plan
+//! gives the CPU read their inputs back and write their outputs into the arena.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use super::execute;
 use crate::delegate::gpu::matmul::BStore;
@@ -23,8 +25,10 @@ use crate::weights::checkpoint::READ_WINDOW;
 use crate::weights::quant::{Quantized, Scheme};
 
 pub(super) struct Resident {
-    /// The arena's banks (`Slot::bank` indexes them).
-    banks: Vec<Tracked>,
+    /// The f32 length of each of the plan's arena banks (`Slot::bank` indexes them).
+    banks: Vec<usize>,
+    /// Where a run leases the banks from: shared by the device's sessions.
+    arenas: Arc<Arenas>,
     /// Parameters (conv weights prepacked, under `name#conv`) and constants.
     tensors: HashMap<String, Arc<DeviceTensor>>,
 }
@@ -55,6 +59,101 @@ thread_local! {
 
 fn shared_key(dev: &GpuDevice, checkpoint: &Checkpoint, key: &str) -> (usize, String) {
     (dev as *const GpuDevice as usize, format!("{}\u{0}{key}", checkpoint.name()))
+}
+
+/// Arena banks shared by the sessions of one device. A session's arena holds
+/// values only while it runs (its inputs are written in, its outputs read back
+/// before the run returns), so sessions that run one after another — a
+/// pipeline's stages, a tiled VAE's decoders of each tile size, first and
+/// chunk programs — can use the same buffers: bank `i` is as large as the
+/// largest bank `i` any of them planned. A run leases the banks, growing those
+/// too small for its plan, and gives them back when it ends; a run that finds
+/// them leased (another run in flight) allocates its own. They are freed with
+/// the last session holding them.
+pub(super) struct Arenas {
+    banks: Mutex<Option<Vec<Tracked>>>,
+}
+
+thread_local! {
+    /// The arenas of each device that sessions hold.
+    static ARENAS: RefCell<HashMap<usize, Weak<Arenas>>> = RefCell::default();
+}
+
+impl Arenas {
+    /// The arenas the sessions on `dev` share (new when none holds them).
+    fn of(dev: &GpuDevice) -> Arc<Arenas> {
+        let key = dev as *const GpuDevice as usize;
+        ARENAS.with(|m| {
+            let mut m = m.borrow_mut();
+            if let Some(a) = m.get(&key).and_then(Weak::upgrade) {
+                return a;
+            }
+            m.retain(|_, w| w.strong_count() > 0);
+            #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))] // one thread in the browser
+            let a = Arc::new(Arenas { banks: Mutex::new(Some(Vec::new())) });
+            m.insert(key, Arc::downgrade(&a));
+            a
+        })
+    }
+
+    /// Banks of at least `lens` f32 each (and any more it holds), until the lease is dropped.
+    async fn lease(&self, dev: &GpuDevice, lens: &[usize]) -> Result<Lease<'_>> {
+        let held = self.banks.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
+        let mut held = held.into_iter();
+        let mut banks = Vec::with_capacity(lens.len());
+        for (i, &len) in lens.iter().enumerate() {
+            let bytes = len as u64 * 4;
+            // One too small is freed before the larger one is made.
+            if let Some(bank) = held.next().filter(|b| b.buffer.size() >= bytes) {
+                banks.push(bank);
+                continue;
+            }
+            let what = format!("allocating arena bank {i} ({bytes} bytes)");
+            let buffer = dev
+                .scoped(&what, || {
+                    dev.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("arena bank"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::COPY_SRC
+                            | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })
+                .await?;
+            banks.push(dev.track(buffer));
+        }
+        banks.extend(held);
+        Ok(Lease { banks, home: self })
+    }
+
+    /// Bytes of the banks held between runs.
+    fn bytes(&self) -> u64 {
+        let banks = self.banks.lock().unwrap_or_else(|p| p.into_inner());
+        banks.iter().flatten().map(|b| b.buffer.size()).sum()
+    }
+}
+
+/// The banks one run uses; back to their [`Arenas`] when dropped.
+struct Lease<'a> {
+    banks: Vec<Tracked>,
+    home: &'a Arenas,
+}
+
+impl Lease<'_> {
+    /// The view of an arena slot.
+    fn view(&self, s: Slot) -> View<'_> {
+        View { buffer: &self.banks[s.bank].buffer, offset: s.offset as u64 * 4, len: s.len }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let mut home = self.home.banks.lock().unwrap_or_else(|p| p.into_inner());
+        if home.is_none() {
+            *home = Some(std::mem::take(&mut self.banks));
+        }
+    }
 }
 
 /// How a weight that only matmuls read is kept on the GPU.
@@ -220,22 +319,6 @@ impl Resident {
                 )));
             }
         }
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        let mut banks = Vec::with_capacity(plan.arena.banks.len());
-        for (i, &len) in plan.arena.banks.iter().enumerate() {
-            let what = format!("allocating arena bank {i} ({} bytes)", len as u64 * 4);
-            let buffer = dev
-                .scoped(&what, || {
-                    dev.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("arena bank"),
-                        size: len as u64 * 4,
-                        usage,
-                        mapped_at_creation: false,
-                    })
-                })
-                .await?;
-            banks.push(dev.track(buffer));
-        }
         let mut tensors = HashMap::new();
         for c in &program.constants {
             let buffer =
@@ -244,12 +327,7 @@ impl Resident {
             #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))] // one thread in the browser
             tensors.insert(c.name.clone(), Arc::new(t));
         }
-        Ok(Resident { banks, tensors })
-    }
-
-    /// The view of an arena slot.
-    fn view(&self, s: Slot) -> View<'_> {
-        View { buffer: &self.banks[s.bank].buffer, offset: s.offset as u64 * 4, len: s.len }
+        Ok(Resident { banks: plan.arena.banks.clone(), arenas: Arenas::of(dev), tensors })
     }
 
     /// Runs every step; the program's inputs are in `inputs`, the outputs come back by value.
@@ -264,9 +342,11 @@ impl Resident {
         profile: Option<&mut Vec<super::NodeTime>>,
     ) -> Result<Vec<Vec<f32>>> {
         let slot = |v: &str| plan.arena.slots.get(v).copied();
+        let arenas = self.arenas.clone();
+        let arena = arenas.lease(dev, &self.banks).await?;
         for (name, data) in inputs {
             let s = slot(name).expect("inputs have slots");
-            dev.queue.write_buffer(&self.banks[s.bank].buffer, s.offset as u64 * 4, bytemuck::cast_slice(data));
+            dev.queue.write_buffer(&arena.banks[s.bank].buffer, s.offset as u64 * 4, bytemuck::cast_slice(data));
         }
         #[cfg(not(target_arch = "wasm32"))]
         let mut profile = profile;
@@ -284,13 +364,13 @@ impl Resident {
                 let table = program.parameters.iter().find(|p| p.name == node.inputs[0]);
                 let results = match table.filter(|_| node.op == Op::Embedding) {
                     Some(p) => {
-                        let indices = self.host_value(dev, program, checkpoint, plan, &node.inputs[1]).await?;
+                        let indices = host_value(&arena, dev, program, checkpoint, plan, &node.inputs[1]).await?;
                         vec![gather_rows(checkpoint.expect("checked in Session::new"), p, &indices).await?]
                     }
                     None => {
                         let mut host = Vec::new();
                         for name in &node.inputs {
-                            host.push(self.host_value(dev, program, checkpoint, plan, name).await?);
+                            host.push(host_value(&arena, dev, program, checkpoint, plan, name).await?);
                         }
                         let args: Vec<execute::Input> = node
                             .inputs
@@ -306,7 +386,7 @@ impl Resident {
                 for (name, data) in outs.iter().zip(results) {
                     let s = slot(name).expect("outputs have slots");
                     dev.queue.write_buffer(
-                        &self.banks[s.bank].buffer,
+                        &arena.banks[s.bank].buffer,
                         s.offset as u64 * 4,
                         bytemuck::cast_slice(&data),
                     );
@@ -330,7 +410,7 @@ impl Resident {
                 for (i, name) in node.inputs.iter().enumerate() {
                     let shape = program.shape(name).expect("validated");
                     let view = match slot(name) {
-                        Some(sl) => self.view(sl),
+                        Some(sl) => arena.view(sl),
                         None => {
                             let key = if matches!(node.op, Op::Conv { .. }) && i == 1 {
                                 format!("{name}#conv")
@@ -345,7 +425,7 @@ impl Resident {
                 }
                 // Straight into the outputs' slots (in banks no input is in).
                 let out_views: Vec<View> =
-                    outs.iter().map(|o| self.view(slot(o).expect("outputs have slots"))).collect();
+                    outs.iter().map(|o| arena.view(slot(o).expect("outputs have slots"))).collect();
                 let fused = step.fused.map(|(_, a)| a);
                 execute::encode(dev, &mut cmds, &node.op, &views, b_store, fused, &out_views).await?;
             }
@@ -369,7 +449,7 @@ impl Resident {
         cmds.submit();
         let mut results = Vec::new();
         for value in program.output_values() {
-            results.push(self.host_value(dev, program, checkpoint, plan, value).await?);
+            results.push(host_value(&arena, dev, program, checkpoint, plan, value).await?);
         }
         Ok(results)
     }
@@ -392,27 +472,6 @@ impl Resident {
             }
         }
         dev.check()
-    }
-
-    /// A value's data on the host (from the arena, a constant, or the checkpoint).
-    async fn host_value(
-        &self,
-        dev: &GpuDevice,
-        program: &Program,
-        checkpoint: Option<&Checkpoint>,
-        plan: &Plan,
-        name: &str,
-    ) -> Result<Vec<f32>> {
-        if let Some(s) = plan.arena.slots.get(name) {
-            return dev.read_view(self.view(*s)).await;
-        }
-        if let Some(c) = program.constants.iter().find(|c| c.name == name) {
-            return Ok(c.data.clone());
-        }
-        let p = program.parameters.iter().find(|p| p.name == name).expect("validated");
-        let mut data = vec![0f32; p.shape.iter().product()];
-        checkpoint.expect("checked in Session::new").read_f32_dequantized(&p.key, &mut data).await?;
-        Ok(data)
     }
 
     /// Uploads parameter `name` on first use (prepacked when it is a conv's weight).
@@ -457,9 +516,16 @@ impl Resident {
         Ok(())
     }
 
-    /// Bytes of the arena's banks on the device.
+    /// Bytes of the arena's banks a run of this session uses (leased from the
+    /// device's shared [`Arenas`]).
     pub(super) fn arena_bytes(&self) -> u64 {
-        self.banks.iter().map(|b| b.buffer.size()).sum()
+        self.banks.iter().map(|&len| len as u64 * 4).sum()
+    }
+
+    /// Bytes of the device's shared arena banks held between runs (by every
+    /// session on the device).
+    pub(super) fn shared_arena_bytes(&self) -> u64 {
+        self.arenas.bytes()
     }
 
     /// Bytes of the parameters and constants this session holds on the device
@@ -467,6 +533,27 @@ impl Resident {
     pub(super) fn parameter_bytes(&self) -> u64 {
         self.tensors.values().map(|t| t.bytes()).sum()
     }
+}
+
+/// A value's data on the host (from the arena, a constant, or the checkpoint).
+async fn host_value(
+    arena: &Lease<'_>,
+    dev: &GpuDevice,
+    program: &Program,
+    checkpoint: Option<&Checkpoint>,
+    plan: &Plan,
+    name: &str,
+) -> Result<Vec<f32>> {
+    if let Some(s) = plan.arena.slots.get(name) {
+        return dev.read_view(arena.view(*s)).await;
+    }
+    if let Some(c) = program.constants.iter().find(|c| c.name == name) {
+        return Ok(c.data.clone());
+    }
+    let p = program.parameters.iter().find(|p| p.name == name).expect("validated");
+    let mut data = vec![0f32; p.shape.iter().product()];
+    checkpoint.expect("checked in Session::new").read_f32_dequantized(&p.key, &mut data).await?;
+    Ok(data)
 }
 
 /// Parameter `p` (`name` in the program) on the device: prepacked when it is a
