@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long)]
     tune: bool,
     /// With --tune: only the workloads whose names start with this
-    /// (matmul, conv3d, attention, attention-wan).
+    /// (matmul, matmul-skinny, conv3d, attention, attention-wan).
     #[arg(long, requires = "tune")]
     only: Option<String>,
 }
@@ -233,10 +233,24 @@ fn tune(args: &Args) -> Result<()> {
     let name = |c: &dyn std::fmt::Debug| format!("{} {c:?}", dev.info.name);
     let mut rows = Vec::new();
     let wanted = |workload: &str| args.only.as_deref().is_none_or(|p| workload.starts_with(p));
+    // A tall-skinny product, split-K's case: Wan's FFN down-projection
+    // (8,960 → 1,536) for 32 tokens.
+    let skinny = Matmul { trans_b: true, ..Matmul::new(1, 32, 1536, 8960) };
+    let (sa, sb) = (uniform(32 * 8960, 11), uniform(8960 * 1536, 12));
     for config in tuning::candidates(&dev) {
         if wanted("matmul") {
             let run = || pollster::block_on(gpu::matmul::matmul_with(&dev, config, mm, a, b, None)).map(drop);
             rows.push(Row::new("matmul", "gpu", name(&config), time(args.runs, run)?, 2.0 * 1024f64.powi(3)));
+        }
+        if wanted("matmul-skinny") {
+            let run = || pollster::block_on(gpu::matmul::matmul_with(&dev, config, &skinny, &sa, &sb, None)).map(drop);
+            rows.push(Row::new(
+                "matmul-skinny",
+                "gpu",
+                name(&config),
+                time(args.runs, run)?,
+                2.0 * 32.0 * 1536.0 * 8960.0,
+            ));
         }
         if wanted("conv3d") {
             let ms = time(args.runs, || {

@@ -82,6 +82,10 @@ pub const MATMUL_F16: Kernel = Kernel {
 /// subgroups (SwiftShader): no workgroup memory, no barriers.
 pub const MATMUL_DIRECT: Kernel = kernel!("matmul_direct", "activation.wgsl", "epilogue.wgsl", "matmul_operands.wgsl");
 
+/// Split-K's last step: the planes of partial sums a matmul kernel wrote for
+/// each part of k, added up, then bias and activation.
+pub const MATMUL_SPLIT_SUM: Kernel = kernel!("matmul_split_sum", "activation.wgsl");
+
 /// conv3d (stride, padding before/after, dilation, groups, bias, activation)
 /// as an implicit GEMM tiled through workgroup memory.
 pub const CONV3D: Kernel = kernel!("conv3d", "activation.wgsl", "conv_common.wgsl");
@@ -147,6 +151,7 @@ pub const CATALOG: &[Kernel] = &[
     MATMUL_SUBGROUP,
     MATMUL_F16,
     MATMUL_DIRECT,
+    MATMUL_SPLIT_SUM,
     CONV3D,
     CONV3D_SG8,
     CONV3D_NARROW,

@@ -54,12 +54,17 @@ fn device() -> GpuDevice {
     pollster::block_on(GpuDevice::new()).unwrap_or_else(|e| panic!("GPU tests need an adapter (install lavapipe): {e}"))
 }
 
-/// Every kernel family the adapter runs: tiled, blocked and direct (conv3d's
-/// tiled stands in for the last two), and the subgroup one where the adapter
-/// has 8-wide subgroups (lavapipe).
+/// Every kernel family the adapter runs: tiled, blocked, direct and split-K
+/// (conv3d's tiled stands in for the last three), and the subgroup ones where
+/// the adapter has subgroups (lavapipe).
 fn configs(dev: &GpuDevice) -> Vec<Config> {
-    let mut list =
-        vec![Config::Tiled(Tiles::DEFAULT), Config::Blocked(Tiles::DEFAULT), Config::Direct { wg_m: 8, wg_n: 8 }];
+    let mut list = vec![
+        Config::Tiled(Tiles::DEFAULT),
+        Config::Blocked(Tiles::DEFAULT),
+        Config::Direct { wg_m: 8, wg_n: 8 },
+        // Parts of 4 values of k and more: k of 7, 33, 64 and 1000 in 2 to 3 parts.
+        Config::SplitK { slices: 3, tiles: Tiles { wg_m: 8, wg_n: 8, bk: 4 } },
+    ];
     if dev.supports(kinema_shaders::Needs::Subgroups8) {
         list.push(Config::Subgroups8 { wg_rows: 8 });
     }

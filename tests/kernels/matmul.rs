@@ -216,6 +216,40 @@ fn gpu_matmul_tile_configurations_agree() {
     }
 }
 
+/// Split-K on tall-skinny products (two rows, k of 3,000): k in 16 parts
+/// summed by the tiled kernel into planes of partial sums, then added up with
+/// bias and activation — f32 and int8 weights, both transposes — against the
+/// CPU; on a device of 128 KiB bindings too, where a transposed B is bound in
+/// windows of columns (each part's plane written window by window), and where
+/// the planes would be over one binding (the tiled kernel instead, the same
+/// values).
+#[test]
+fn split_k_sums_parts_of_k_like_the_cpu() {
+    use kinema_engine::weights::quant::quantize_int8;
+    let small = wgpu::Limits { max_storage_buffer_binding_size: 128 << 10, ..Default::default() };
+    let devices = [device(), pollster::block_on(GpuDevice::with_limits(Some(small))).unwrap()];
+    let split = Config::SplitK { slices: 16, tiles: Tiles::DEFAULT };
+    for (d, dev) in devices.iter().enumerate() {
+        let cases = [(2, 50, 3000, true), (2, 50, 3000, false), (40, 300, 700, true)];
+        // (B of [k, n] spans every row of k in any window of columns: over 128 KiB.)
+        for (i, &(m, n, k, trans_b)) in cases.iter().enumerate().filter(|(_, c)| d == 0 || c.3) {
+            let spec = Matmul { trans_b, activation: Activation::GeluTanh, ..Matmul::new(1, m, n, k) };
+            let a = random(m * k, 60 + i as u64);
+            let f32_b = random(k * n, 70 + i as u64);
+            let bias = random(n, 80);
+            let (q, scales) = quantize_int8(&f32_b, if trans_b { n } else { k });
+            for b in [Operand::F32(&f32_b), Operand::Int8 { q: bytemuck::cast_slice(&q), scales: &scales }] {
+                let want = cpu::matmul::matmul_weight(&spec, &a, b, Some(&bias)).unwrap();
+                let got = pollster::block_on(matmul_with(dev, split, &spec, &a, b, Some(&bias))).unwrap();
+                assert_eq!(got.len(), m * n);
+                let (err, ok) = compare(&got, &want, k, 1e-4);
+                assert!(ok, "{} {spec:?}: max abs error {err}", dev.info.name);
+            }
+        }
+    }
+    assert!(split.describe().contains("in 16 slices of k, summed by matmul_split_sum.wgsl"), "{}", split.describe());
+}
+
 #[test]
 fn kernels_fit_the_webgpu_default_limits() {
     // A device limited to WebGPU's defaults (256 invocations, 16 KiB of
@@ -547,4 +581,27 @@ fn gpu_matmul_in_f16_arithmetic_is_within_f16_rounding() {
     let got = pollster::block_on(matmul_with(&dev, configs[0], &spec, &a, &b[..], None)).unwrap();
     assert_eq!(got, want);
     assert_eq!(got[0], 3.0);
+}
+
+/// Every candidate of the adapter — matmul (split-K among them), conv3d and
+/// attention — is kept in a tuning table and read back as itself.
+#[test]
+fn every_tuning_candidate_round_trips_through_the_table() {
+    use kinema_engine::delegate::gpu::tune::{Choice, Class, Entry, Table};
+    use kinema_engine::delegate::gpu::tuning;
+    let dev = device();
+    let choices: Vec<Choice> = tuning::candidates(&dev)
+        .into_iter()
+        .map(Choice::Matmul)
+        .chain(tuning::conv_candidates(&dev).into_iter().map(Choice::Conv))
+        .chain(tuning::attention_candidates(&dev).into_iter().map(Choice::Attention))
+        .collect();
+    assert!(choices.contains(&Choice::Matmul(Config::SplitK { slices: 16, tiles: Tiles::DEFAULT })));
+    for (i, &choice) in choices.iter().enumerate() {
+        let class = Class::Matmul { m: i as u32, n: 1, k: 1 };
+        let mut table = Table::default();
+        table.entries.insert(class, Entry { choice, ms: 1.0, default_ms: 2.0, shape: [1, 2, 3] });
+        let back = Table::from_json(&table.to_json(&dev), &dev).unwrap_or_else(|e| panic!("{choice:?}: {e}"));
+        assert_eq!(back, table, "{choice:?}");
+    }
 }

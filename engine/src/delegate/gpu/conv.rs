@@ -297,7 +297,8 @@ pub async fn encode_conv3d<'a>(
                 | Config::Blocked(_)
                 | Config::Direct { .. }
                 | Config::Subgroups { .. }
-                | Config::F16(_)),
+                | Config::F16(_)
+                | Config::SplitK { .. }),
             ) => {
                 let t = gemm.conv_tiles();
                 let (bm, bn) = (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN);

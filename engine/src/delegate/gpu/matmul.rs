@@ -127,6 +127,14 @@ pub enum Config {
     /// no workgroup memory (conv3d, which has no such kernel, takes
     /// `Tiled(Tiles::DEFAULT)` for it).
     Direct { wg_m: u32, wg_n: u32 },
+    /// Split-K, for tall-skinny products (few output tiles, a long k): k cut
+    /// into `slices` parts, each summed by `matmul.wgsl` with `tiles` into a
+    /// plane of partial sums of its own, which `matmul_split_sum.wgsl` adds up
+    /// (then bias and activation). More workgroups at once where the output
+    /// alone gives the GPU too few; the partial sums cost `slices` outputs of
+    /// memory traffic. Where they would not fit one binding, or k is too short
+    /// to cut, it is the tiled kernel.
+    SplitK { slices: u32, tiles: Tiles },
 }
 
 impl Config {
@@ -137,7 +145,10 @@ impl Config {
     /// configuration: its own when tiled, else the default (conv3d has no
     /// direct or blocked kernel).
     pub fn conv_tiles(&self) -> Tiles {
-        if let Config::Tiled(t) = self { *t } else { Tiles::DEFAULT }
+        match self {
+            Config::Tiled(t) | Config::SplitK { tiles: t, .. } => *t,
+            _ => Tiles::DEFAULT,
+        }
     }
 
     /// Whether this configuration rounds to f16 ([`Config::F16`]).
@@ -163,13 +174,22 @@ impl Config {
             Config::Subgroups { lanes } => format!("{file}.wgsl ({lanes} threads, any subgroup width)"),
             Config::F16(t) => format!("{file}.wgsl ({} × {} threads, BK {}, f16 arithmetic)", t.wg_m, t.wg_n, t.bk),
             Config::Direct { wg_m, wg_n } => format!("{file}.wgsl ({wg_m} × {wg_n} threads)"),
+            Config::SplitK { slices, tiles: t } => format!(
+                "{file}.wgsl ({} × {} threads, BK {}) in {slices} slices of k, summed by {}.wgsl",
+                t.wg_m,
+                t.wg_n,
+                t.bk,
+                kinema_shaders::MATMUL_SPLIT_SUM.name
+            ),
         }
     }
 
     /// Output block per workgroup, (rows, columns).
     fn block(&self) -> (u32, u32) {
         match *self {
-            Config::Tiled(t) | Config::F16(t) => (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN),
+            Config::Tiled(t) | Config::F16(t) | Config::SplitK { tiles: t, .. } => {
+                (t.wg_m * Tiles::TM, t.wg_n * Tiles::TN)
+            }
             Config::Blocked(t) => (t.wg_m * Config::BLOCKED_TM, t.wg_n * Tiles::TN),
             Config::Subgroups8 { wg_rows } => (16 * wg_rows, 64),
             Config::Subgroups { lanes } => (16, 8 * lanes),
@@ -186,6 +206,8 @@ impl Config {
         let fits = match *self {
             // (The f16 tiles take half the bytes: checked as f32, to be safe.)
             Config::Tiled(t) | Config::F16(t) => return t.check(limits),
+            Config::SplitK { slices, tiles } if slices > 0 => return tiles.check(limits),
+            Config::SplitK { .. } => false,
             Config::Blocked(t) => return t.check_of(limits, Config::BLOCKED_TM),
             Config::Subgroups8 { wg_rows } => {
                 wg_rows > 0 && 8 * wg_rows <= limits.max_compute_invocations_per_workgroup
@@ -212,7 +234,7 @@ impl Config {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let half = ("B_HALF", b.code() as f64);
         match *self {
-            Config::Tiled(t) => {
+            Config::Tiled(t) | Config::SplitK { tiles: t, .. } => {
                 let mut overrides = t.overrides().to_vec();
                 overrides.push(half);
                 (&kinema_shaders::MATMUL, overrides)
@@ -448,6 +470,41 @@ pub async fn encode_matmul_at<'a>(
     out: View<'a>,
     at: [usize; 3],
 ) -> Result<()> {
+    if let Config::SplitK { slices, tiles } = config {
+        return encode_split_k(dev, cmds, slices, tiles, spec, a, (b, store), bias, out, at).await;
+    }
+    encode_part(dev, cmds, config, spec, a, (b, store), bias, out, at, Part::whole(spec)).await
+}
+
+/// Which share of k the dispatches of [`encode_part`] sum, and whether they
+/// finish the product (bias, activation) or leave a partial sum.
+#[derive(Clone, Copy)]
+struct Part {
+    k0: usize,
+    len: usize,
+    finish: bool,
+}
+
+impl Part {
+    fn whole(spec: &Matmul) -> Part {
+        Part { k0: 0, len: spec.k, finish: true }
+    }
+}
+
+/// [`encode_matmul_at`] of k's `part` (its operands bound as for the whole k).
+#[allow(clippy::too_many_arguments)]
+async fn encode_part<'a>(
+    dev: &GpuDevice,
+    cmds: &mut Commands<'_>,
+    config: Config,
+    spec: &Matmul,
+    a: View<'a>,
+    (b, store): (View<'a>, BStore<'a>),
+    bias: Option<View<'a>>,
+    out: View<'a>,
+    at: [usize; 3],
+    part: Part,
+) -> Result<()> {
     let len = spec.check(spec.batch * spec.m * spec.k, spec.batch * spec.k * spec.n, None)?;
     config.check(dev)?;
     if len == 0 {
@@ -519,16 +576,19 @@ pub async fn encode_matmul_at<'a>(
             (v.slice(from, start - from + len), spans[i].0 - elements_before)
         };
         let ((av, a_off), (bv, b_off), (ov, out_off)) = (bind(a, 0), bind(b, 1), bind(out, 2));
+        let (ab, ar, ac) = spec.a_strides();
+        let (bb, br, bc) = spec.b_strides();
+        // The part's first column of A and row of B.
+        let (a_off, b_off) = (a_off + part.k0 * ac, b_off + part.k0 * br);
+        let bias = bias.filter(|_| part.finish);
         let bias_view = bias.map(|v| {
             let from = w.cols.0 / align * align;
             (v.slice(from, w.cols.0 - from + w.cols.1), w.cols.0 - from)
         });
-        let (ab, ar, ac) = spec.a_strides();
-        let (bb, br, bc) = spec.b_strides();
         let params = Params {
             m: u32_of("m", w.rows.1)?,
             n: u32_of("n", w.cols.1)?,
-            k: u32_of("k", spec.k)?,
+            k: u32_of("k", part.len)?,
             batch: u32_of("batch", w.batches.1)?,
             a_batch: u32_of("A stride", ab)?,
             a_row: u32_of("A stride", ar)?,
@@ -537,7 +597,7 @@ pub async fn encode_matmul_at<'a>(
             b_row: u32_of("B stride", br)?,
             b_col: u32_of("B stride", bc)?,
             has_bias: bias.is_some() as u32,
-            activation: spec.activation.code(),
+            activation: if part.finish { spec.activation.code() } else { 0 },
             a_off: u32_of("A offset", a_off)?,
             b_off: u32_of("B offset", b_off)?,
             out_off: u32_of("out offset", out_off)?,
@@ -567,5 +627,72 @@ pub async fn encode_matmul_at<'a>(
         };
         cmds.dispatch_views(&pipeline, &[av, bv, bias_v, ov, scales_v], &params, groups);
     }
+    Ok(())
+}
+
+/// The sum kernel's `Params` uniform.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SumParams {
+    len: u32,
+    parts: u32,
+    n: u32,
+    has_bias: u32,
+    activation: u32,
+    out_off: u32,
+    pad: [u32; 2],
+}
+
+/// [`Config::SplitK`]: each of up to `slices` parts of k summed by the tiled
+/// kernel into its plane of a temporary, then the planes added up, with bias
+/// and activation, into `out`.
+#[allow(clippy::too_many_arguments)]
+async fn encode_split_k<'a>(
+    dev: &GpuDevice,
+    cmds: &mut Commands<'_>,
+    slices: u32,
+    tiles: Tiles,
+    spec: &Matmul,
+    a: View<'a>,
+    b: (View<'a>, BStore<'a>),
+    bias: Option<View<'a>>,
+    out: View<'a>,
+    at: [usize; 3],
+) -> Result<()> {
+    let config = Config::SplitK { slices, tiles };
+    config.check(dev)?;
+    let inner = Config::Tiled(tiles);
+    let len = spec.batch * spec.m * spec.n;
+    // Parts of whole BK steps of k.
+    let step = (spec.k.div_ceil(slices as usize)).next_multiple_of(tiles.bk as usize).max(1);
+    let parts = spec.k.div_ceil(step);
+    let max = dev.binding_floats();
+    let align = (dev.device.limits().min_storage_buffer_offset_alignment as usize / 4).max(4);
+    let out_from = at[2] / align * align;
+    let too_large = parts.checked_mul(len).is_none_or(|l| l > max) || at[2] - out_from + len > max;
+    if parts <= 1 || len == 0 || too_large {
+        return encode_part(dev, cmds, inner, spec, a, b, bias, out, at, Part::whole(spec)).await;
+    }
+    let temp = cmds.temporary("matmul.partials", parts * len);
+    let planes = View::whole(&temp, parts * len);
+    for p in 0..parts {
+        let k0 = p * step;
+        let part = Part { k0, len: step.min(spec.k - k0), finish: false };
+        encode_part(dev, cmds, inner, spec, a, b, None, planes, [at[0], at[1], p * len], part).await?;
+    }
+    let params = SumParams {
+        len: u32_of("matmul output", len)?,
+        parts: u32_of("split-k parts", parts)?,
+        n: u32_of("n", spec.n)?,
+        has_bias: bias.is_some() as u32,
+        activation: spec.activation.code(),
+        out_off: u32_of("out offset", at[2] - out_from)?,
+        pad: [0; 2],
+    };
+    let out_view = out.slice(out_from, at[2] - out_from + len);
+    let pipeline = dev.pipeline(&kinema_shaders::MATMUL_SPLIT_SUM, &[]).await?;
+    let groups = dev.grid(&format!("matmul {spec:?} (sum of parts)"), len, 256)?;
+    // Without a bias, the planes stand in for it (never read).
+    cmds.dispatch_views(&pipeline, &[planes, bias.unwrap_or(planes), out_view], &params, groups);
     Ok(())
 }

@@ -170,6 +170,9 @@ impl Choice {
             Choice::Matmul(Config::Subgroups8 { wg_rows }) => json!({"matmul": "subgroups8", "wg_rows": wg_rows}),
             Choice::Matmul(Config::Subgroups { lanes }) => json!({"matmul": "subgroups", "lanes": lanes}),
             Choice::Matmul(Config::F16(t)) => json!({"matmul": "f16", "wg_m": t.wg_m, "wg_n": t.wg_n, "bk": t.bk}),
+            Choice::Matmul(Config::SplitK { slices, tiles: t }) => {
+                json!({"matmul": "split_k", "slices": slices, "wg_m": t.wg_m, "wg_n": t.wg_n, "bk": t.bk})
+            }
             Choice::Attention(Variant::Tiled) => json!({"attention": "tiled"}),
             Choice::Attention(Variant::Subgroups8 { wg_rows }) => {
                 json!({"attention": "subgroups8", "wg_rows": wg_rows})
@@ -215,6 +218,10 @@ impl Choice {
             (Some("f16"), None) => {
                 Choice::Matmul(Config::F16(Tiles { wg_m: num("wg_m")?, wg_n: num("wg_n")?, bk: num("bk")? }))
             }
+            (Some("split_k"), None) => Choice::Matmul(Config::SplitK {
+                slices: num("slices")?,
+                tiles: Tiles { wg_m: num("wg_m")?, wg_n: num("wg_n")?, bk: num("bk")? },
+            }),
             (None, Some("tiled")) => Choice::Attention(Variant::Tiled),
             (None, Some("subgroups8")) => Choice::Attention(Variant::Subgroups8 { wg_rows: num("wg_rows")? }),
             (None, Some("scores")) => Choice::Attention(Variant::Scores { rows: num("rows")? }),

@@ -12,8 +12,9 @@
 //!
 //! Where the adapter has subgroups of 4 to 128 lanes, `matmul_subgroup.wgsl`
 //! (any width, read as it runs) is one of the tuner's candidates; on every
-//! adapter, attention by the score matrix between two matmuls
-//! ([`Variant::Scores`]) is one of its attention candidates.
+//! adapter, split-K (`Config::SplitK`, for tall-skinny products) is one of
+//! its matmul candidates, and attention by the score matrix between two
+//! matmuls ([`Variant::Scores`]) one of its attention candidates.
 //!
 //! On lavapipe every load is paid per invocation, so the subgroup kernels
 //! (which share loads with subgroupBroadcast) win by 5–10×. On SwiftShader
@@ -120,6 +121,13 @@ pub fn candidates(dev: &GpuDevice) -> Vec<Config> {
             .filter(|c| c.check_limits(&limits).is_ok()),
     );
     list.extend([(8, 8), (4, 16), (16, 8), (16, 16)].map(|(wg_m, wg_n)| Config::Direct { wg_m, wg_n }));
+    // Split-K for tall-skinny products: k in 4 or 16 parts.
+    list.extend(
+        [4, 16]
+            .map(|slices| Config::SplitK { slices, tiles: Tiles::DEFAULT })
+            .into_iter()
+            .filter(|c| c.check_limits(&limits).is_ok()),
+    );
     if dev.supports(Needs::Subgroups8) {
         list.extend([1, 2, 4, 8, 16].map(|wg_rows| Config::Subgroups8 { wg_rows }));
     }
