@@ -292,6 +292,24 @@ fn operands_over_one_binding_are_bound_in_windows() {
     assert!(err.unwrap_err().to_string().contains("storage binding limit"));
 }
 
+/// A transposed B whose rows are long (k = 3,000) on a device of 64 KiB
+/// bindings: windows of as few as 4 columns, cut from runs of 5 to 7 too
+/// (6 × 3,000 values are over one binding, 4 × 3,000 are not).
+#[test]
+fn long_rows_of_b_bind_in_windows_of_four_columns() {
+    let small = wgpu::Limits { max_storage_buffer_binding_size: 64 << 10, ..Default::default() };
+    let dev = pollster::block_on(GpuDevice::with_limits(Some(small))).unwrap();
+    let spec = Matmul { trans_b: true, ..Matmul::new(1, 2, 50, 3000) };
+    let (a, b) = (random(2 * 3000, 90), random(50 * 3000, 91));
+    let want = cpu::matmul::matmul(&spec, &a, &b, None).unwrap();
+    for config in configs(&dev) {
+        let got = pollster::block_on(matmul_with(&dev, config, &spec, &a, &b, None)).unwrap();
+        assert_eq!(got.len(), want.len());
+        let (err, ok) = compare(&got, &want, spec.k, 1e-4);
+        assert!(ok, "{config:?}: max abs error {err}");
+    }
+}
+
 #[test]
 fn bad_operands_are_errors() {
     let spec = Matmul::new(1, 2, 2, 2);

@@ -4,13 +4,15 @@
 // and frames-STEPS/ (the native CLI's frames) beside it. On one thread and, when
 // THREADS > 1, on the threaded build, the app generates on the CPU delegate
 // and its frames must equal the native ones within 1/255; then the same in a
-// module worker (kinema/worker), with an abort in the middle.
+// module worker (kinema/worker), with an abort in the middle; and a worker on
+// WebGPU (SwiftShader) whose dispose() gives its GPU memory back.
 import { chromium } from "playwright-core";
 
 const [base, prompt, seed, steps, threads] = process.argv.slice(2);
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/lib/chromium/chromium";
 const ARGS = ["--headless=new", "--no-sandbox", "--no-first-run", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync", "--disable-quic"];
+  "--disable-component-update", "--disable-sync", "--disable-quic",
+  "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader"];
 
 function fail(msg) {
   console.error(`vite: FAIL: ${msg}`);
@@ -70,6 +72,11 @@ for (const n of runs) {
   if (!String(w.error).includes("cancelled") || w.seen > 4) fail(`the abort: ${w.error} after step ${w.seen}`);
   if (w.painted < 2) fail(`the page did not paint while the worker ran (${w.painted} frames)`);
   if (String(w.threads) !== n) fail(`the worker runs ${w.threads} thread(s), ${n} asked`);
+  const g = w.gpu;
+  if (g.error) fail(`the worker on WebGPU: ${g.error}`);
+  console.log(`vite: a worker on WebGPU: gpuBytes ${g.before} before, ${g.during} after a generation, ` +
+    `${g.after} after dispose()`);
+  if (!(g.during > g.before + 4e6) || g.after > g.before) fail(`the worker's GPU memory: ${JSON.stringify(g)}`);
   if (errors.length) fail(`page errors: ${errors.join("; ")}`);
   await browser.close();
 }

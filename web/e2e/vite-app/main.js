@@ -105,8 +105,27 @@ async function inWorker(threads, request, video) {
   kinema.terminate();
   return {
     threads: kinema.threads, same: same(first, video), again: same(again, video), error, seen, painted,
-    abortMs, wasmBytes: stats.wasmBytes,
+    abortMs, wasmBytes: stats.wasmBytes, gpu: await gpuInWorker(request),
   };
+}
+
+// A worker on WebGPU: `gpuBytes` before loading, after a generation (the
+// weights and arenas), and after `dispose()` (back to the baseline).
+async function gpuInWorker(request) {
+  const kinema = await KinemaWorker.create({ device: "gpu" });
+  try {
+    const before = (await kinema.stats()).gpuBytes;
+    const pipeline = await kinema.loadPipeline("models/wan-shapes", { cache: false });
+    await pipeline.generate({ ...request, steps: 1 });
+    const during = (await kinema.stats()).gpuBytes;
+    await pipeline.dispose();
+    const after = (await kinema.stats()).gpuBytes;
+    return { before, during, after };
+  } catch (err) {
+    return { error: String(err?.message ?? err) };
+  } finally {
+    kinema.terminate();
+  }
 }
 
 main().then(

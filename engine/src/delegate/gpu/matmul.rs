@@ -415,10 +415,11 @@ impl Window {
     }
 
     /// The two halves along `axis` (columns at a multiple of 4, so the
-    /// subgroup kernel's vec4 columns stay whole); `None` when too short.
+    /// subgroup kernel's vec4 columns stay whole: 4 and the rest for 5 to 7);
+    /// `None` when too short.
     fn split(&self, axis: usize) -> Option<(Window, Window)> {
         let (first, count) = [self.batches, self.rows, self.cols][axis];
-        let h = if axis == 2 { count / 2 / 4 * 4 } else { count / 2 };
+        let h = if axis == 2 { (count / 2 / 4 * 4).max(if count > 4 { 4 } else { 0 }) } else { count / 2 };
         if h == 0 {
             return None;
         }
