@@ -308,17 +308,10 @@ pub fn traffic(program: &Program, plan: &Plan, checkpoint: Option<&Checkpoint>) 
 }
 
 impl Resident {
+    /// The constants uploaded; parameters wait for their first use, and the
+    /// arena's banks for a run (`Session::new` has checked each against the
+    /// device's buffer limit).
     pub(super) async fn new(dev: &GpuDevice, program: &Program, plan: &Plan) -> Result<Resident> {
-        let limits = dev.device.limits();
-        for (i, &len) in plan.arena.banks.iter().enumerate() {
-            let bytes = len as u64 * 4;
-            if bytes > limits.max_buffer_size {
-                return Err(Error::Gpu(format!(
-                    "the plan's arena bank {i} needs {bytes} bytes, over the device's {}-byte buffer limit",
-                    limits.max_buffer_size
-                )));
-            }
-        }
         let mut tensors = HashMap::new();
         for c in &program.constants {
             let buffer =

@@ -97,9 +97,8 @@ struct Window {
 /// the later input ranges adding to what the earlier ones wrote. One window
 /// when everything fits.
 fn windows(dev: &GpuDevice, spec: &Conv3d) -> Result<Vec<Window>> {
-    let limits = dev.device.limits();
     let max = dev.binding_floats();
-    let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
+    let align = dev.binding_align();
     let (n, groups, cig, cog) = (spec.batch, spec.groups, spec.c_in_g(), spec.c_out_g());
     let taps: usize = spec.kernel.iter().product();
     let (volume, positions): (usize, usize) = (spec.input.iter().product(), spec.positions());
@@ -213,7 +212,7 @@ pub async fn encode_conv3d<'a>(
 ) -> Result<()> {
     let len = spec.check(x.len, w.len, bias.map(|b| b.len))?;
     let limits = dev.device.limits();
-    let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
+    let align = dev.binding_align();
     let [d, h, wd] = spec.input;
     let [od, oh, ow] = spec.output();
     let (groups, cig, cog, k) = (spec.groups, spec.c_in_g(), spec.c_out_g(), spec.k());

@@ -338,6 +338,12 @@ impl GpuDevice {
         (self.device.limits().max_storage_buffer_binding_size as usize / 16) * 4
     }
 
+    /// The f32 values a binding's start is a multiple of: the binding-offset
+    /// alignment, at least a vec4.
+    pub fn binding_align(&self) -> usize {
+        (self.device.limits().min_storage_buffer_offset_alignment as usize / 4).max(4)
+    }
+
     /// Splits `rows` rows into windows `(first row, rows)` that each fit one
     /// storage binding and begin on the binding-offset alignment (for views
     /// that begin on it, as buffers and arena slots do). A row is `row_lens[i]`

@@ -72,10 +72,9 @@ pub async fn encode_copy(
     if len == 0 {
         return Ok(());
     }
-    let limits = dev.device.limits();
     // Whole vec4s per binding; starts on the offset alignment.
     let max = dev.binding_floats();
-    let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
+    let align = dev.binding_align();
     if let Some(value) = plan.fill {
         let fill = dev.pipeline(&kinema_shaders::FILL, &[]).await?;
         let step = (max / align * align).max(align).min(len);

@@ -511,10 +511,9 @@ async fn encode_part<'a>(
     if len == 0 {
         return Ok(());
     }
-    let limits = dev.device.limits();
     // Whole vec4s per binding; starts on the offset alignment.
     let max = dev.binding_floats();
-    let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(4);
+    let align = dev.binding_align();
     // Elements → 32-bit words of each operand (a 16-bit B holds two per word, int8 four).
     let per_word = store.per_word();
     let row_len = if spec.trans_b { spec.k } else { spec.n };
@@ -668,7 +667,7 @@ async fn encode_split_k<'a>(
     let step = (spec.k.div_ceil(slices as usize)).next_multiple_of(tiles.bk as usize).max(1);
     let parts = spec.k.div_ceil(step);
     let max = dev.binding_floats();
-    let align = (dev.device.limits().min_storage_buffer_offset_alignment as usize / 4).max(4);
+    let align = dev.binding_align();
     let out_from = at[2] / align * align;
     let too_large = parts.checked_mul(len).is_none_or(|l| l > max) || at[2] - out_from + len > max;
     if parts <= 1 || len == 0 || too_large {
